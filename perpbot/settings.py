@@ -1,0 +1,290 @@
+"""Settings: config.yaml, then PERPBOT_* environment variables, then .env; validated, redactable.
+
+Precedence (highest first): environment variables (`PERPBOT_` prefix, `__` between
+nested keys, e.g. PERPBOT_VENUES__OKX__WS_URL), the `.env` file, then config.yaml
+(path from --config or PERPBOT_CONFIG). Secrets are SecretStr and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG = "config.yaml"
+
+# Default public endpoints per venue and environment. Every one is overridable in config/env.
+DEFAULT_URLS: dict[str, dict[str, tuple[str, str]]] = {
+    "okx": {
+        "mainnet": ("wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com"),
+        "testnet": ("wss://wspap.okx.com:8443/ws/v5/public?brokerId=9999", "https://www.okx.com"),
+    },
+    "binance": {
+        "mainnet": ("wss://fstream.binance.com", "https://fapi.binance.com"),
+        "testnet": ("wss://stream.binancefuture.com", "https://testnet.binancefuture.com"),
+    },
+    "bybit": {
+        "mainnet": ("wss://stream.bybit.com/v5/public/linear", "https://api.bybit.com"),
+        "testnet": ("wss://stream-testnet.bybit.com/v5/public/linear", "https://api-testnet.bybit.com"),
+    },
+    "hyperliquid": {
+        "mainnet": ("wss://api.hyperliquid.xyz/ws", "https://api.hyperliquid.xyz"),
+        "testnet": ("wss://api.hyperliquid-testnet.xyz/ws", "https://api.hyperliquid-testnet.xyz"),
+    },
+}
+
+# Loopback paths of the built-in simulator, per venue: (ws path, rest path prefix).
+SIM_PATHS = {
+    "okx": ("/ws/v5/public", ""),
+    "binance": ("", ""),
+    "bybit": ("/v5/public/linear", ""),
+    "hyperliquid": ("/ws", ""),
+}
+
+
+class ConfigError(Exception):
+    """A bad configuration value: one line naming key, value and what is allowed."""
+
+
+class VenueSettings(BaseModel):
+    enabled: bool = True
+    environment: Literal["testnet", "mainnet"] = "testnet"
+    ws_url: str | None = None
+    rest_url: str | None = None
+    symbols: list[str] = Field(default_factory=list)
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    passphrase: SecretStr | None = None  # OKX
+    wallet_address: str | None = None  # Hyperliquid
+    private_key: SecretStr | None = None  # Hyperliquid
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value
+
+    @field_validator("rest_url")
+    @classmethod
+    def _http_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+def _venue(symbols: list[str]) -> VenueSettings:
+    return VenueSettings(symbols=symbols)
+
+
+class VenuesSettings(BaseModel):
+    okx: VenueSettings = Field(default_factory=lambda: _venue(["BTC-USDT-SWAP", "ETH-USDT-SWAP"]))
+    hyperliquid: VenueSettings = Field(default_factory=lambda: _venue(["BTC", "ETH"]))
+    binance: VenueSettings = Field(default_factory=lambda: _venue(["BTCUSDT", "ETHUSDT"]))
+    bybit: VenueSettings = Field(default_factory=lambda: _venue(["BTCUSDT", "ETHUSDT"]))
+
+    def items(self) -> list[tuple[str, VenueSettings]]:
+        return [(name, getattr(self, name)) for name in ("okx", "hyperliquid", "binance", "bybit")]
+
+    def enabled(self) -> list[tuple[str, VenueSettings]]:
+        return [(n, v) for n, v in self.items() if v.enabled]
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(65536, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0)
+
+
+class RedisSettings(BaseModel):
+    url: str | None = None  # e.g. redis://127.0.0.1:6379/0; None = journal only
+
+
+class JournalSettings(BaseModel):
+    path: str = "data/journal.sqlite"
+
+
+class FeedSettings(BaseModel):
+    watchdog_s: float = Field(30.0, gt=0)
+    ping_interval_s: float = Field(15.0, gt=0)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    stale_after_s: float = Field(5.0, gt=0)
+    okx_book_channel: Literal["books", "books5"] = "books"
+    bybit_depth: Literal[1, 50, 200, 1000] = 50
+
+
+class SimSettings(BaseModel):
+    """Built-in venue simulator. When enabled, venue URLs default to its loopback ports."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = Field(
+        default_factory=lambda: {"okx": 18001, "hyperliquid": 18002, "binance": 18003, "bybit": 18004}
+    )
+    admin_port: int = Field(18000, ge=0, le=65535)
+    seed: int = 42
+    tick_interval_s: float = Field(0.1, gt=0)
+    dislocation_rate: float = Field(0.05, ge=0, le=1)  # per tick per symbol
+    dislocation_bps: float = Field(40.0, ge=0)
+    funding_divergence: float = Field(0.0003, ge=0)
+    okx_checksum_zero: bool = False
+    scenario: str | None = None  # path of a fault scenario file
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        if value not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("the simulator binds loopback only (127.0.0.1, ::1, localhost)")
+        return value
+
+
+class RiskSettings(BaseModel):
+    max_position_size_usdt: Decimal = Field(Decimal("1000"), gt=0)
+    max_leverage: Decimal = Field(Decimal("3"), gt=0, le=125)
+    max_capital_utilization_percent: Decimal = Field(Decimal("80"), gt=0, le=100)
+    max_open_positions: int = Field(10, gt=0)
+    min_edge_bps: Decimal = Field(Decimal("5"), ge=0)
+    daily_loss_limit_usdt: Decimal = Field(Decimal("200"), gt=0)
+    max_orders_per_minute: int = Field(60, gt=0)
+    unhedged_budget_usdt_seconds: Decimal = Field(Decimal("5000"), gt=0)
+    max_book_age_s: float = Field(2.0, gt=0)
+    max_leg_failures: int = Field(3, gt=0)
+
+
+class PriceSpreadSettings(BaseModel):
+    enabled: bool = True
+    order_size_usdt: Decimal = Field(Decimal("200"), gt=0)
+    min_edge_bps: Decimal = Field(Decimal("8"), ge=0)
+    exit_edge_bps: Decimal = Field(Decimal("0"))
+    max_hold_s: float = Field(600.0, gt=0)
+
+
+class FundingSpreadSettings(BaseModel):
+    enabled: bool = True
+    order_size_usdt: Decimal = Field(Decimal("200"), gt=0)
+    entry_hourly_spread: Decimal = Field(Decimal("0.0001"), ge=0)
+    exit_hourly_spread: Decimal = Field(Decimal("0.00001"), ge=0)
+    horizon_hours: Decimal = Field(Decimal("8"), gt=0)
+    max_hold_s: float = Field(28800.0, gt=0)
+
+
+class StrategiesSettings(BaseModel):
+    price_spread: PriceSpreadSettings = Field(default_factory=PriceSpreadSettings)
+    funding_spread: FundingSpreadSettings = Field(default_factory=FundingSpreadSettings)
+
+
+class ExecutionSettings(BaseModel):
+    slippage_bps: Decimal = Field(Decimal("10"), ge=0, le=500)
+    order_timeout_s: float = Field(5.0, gt=0)
+    max_hedge_retries: int = Field(3, ge=0)
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    paper_latency_ms: float = Field(20.0, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PERPBOT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    mode: Literal["sim", "paper", "live"] = "sim"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_dir: str = "logs"
+    api_token: SecretStr | None = None
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    feeds: FeedSettings = Field(default_factory=FeedSettings)
+    venues: VenuesSettings = Field(default_factory=VenuesSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    strategies: StrategiesSettings = Field(default_factory=StrategiesSettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.mode == "sim" and not self.sim.enabled:
+            raise ValueError("mode 'sim' needs sim.enabled: true")
+        if self.mode == "live" and self.sim.enabled:
+            raise ValueError("mode 'live' needs sim.enabled: false")
+        if self.feeds.backoff_max_s < self.feeds.backoff_initial_s:
+            raise ValueError("feeds.backoff_max_s must be >= feeds.backoff_initial_s")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, dotenv_settings, init_settings)
+
+    # -- derived ------------------------------------------------------------------
+    def ws_url(self, venue: str) -> str:
+        cfg: VenueSettings = getattr(self.venues, venue)
+        if cfg.ws_url:
+            return cfg.ws_url
+        if self.sim.enabled:
+            return f"ws://{self.sim.host}:{self.sim.ports[venue]}{SIM_PATHS[venue][0]}"
+        return DEFAULT_URLS[venue][cfg.environment][0]
+
+    def rest_url(self, venue: str) -> str:
+        cfg: VenueSettings = getattr(self.venues, venue)
+        if cfg.rest_url:
+            return cfg.rest_url
+        if self.sim.enabled:
+            return f"http://{self.sim.host}:{self.sim.ports[venue]}{SIM_PATHS[venue][1]}"
+        return DEFAULT_URLS[venue][cfg.environment][1]
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration in force, JSON-ready, every secret replaced by '**********'."""
+        data = self.model_dump(mode="json")  # SecretStr dumps as '**********'
+        for venue, _ in self.venues.items():
+            data["venues"][venue]["ws_url"] = self.ws_url(venue)
+            data["venues"][venue]["rest_url"] = self.rest_url(venue)
+        return data
+
+
+def _format_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(root)"
+    value = err.get("input")
+    if isinstance(value, dict):
+        value = "{...}"
+    if "secret" in key or "key" in key.split(".")[-1] or "token" in key or "passphrase" in key:
+        value = "**********"
+    return f"config error: {key} = {value!r}: {err['msg']}"
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Load and validate; raises ConfigError with a single readable line on a bad value."""
+    path = path or os.environ.get("PERPBOT_CONFIG") or DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    file = Path(path)
+    if file.exists():
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config error: {file} is not valid YAML: {exc}".splitlines()[0]) from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config error: {file} must hold a mapping at top level")
+        data = loaded
+    elif path != DEFAULT_CONFIG:
+        raise ConfigError(f"config error: config file {file} does not exist")
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None

@@ -1,0 +1,105 @@
+"""Every Prometheus series perpbot exports, defined once with the SPEC's exact names.
+
+A `Metrics` object owns its own CollectorRegistry (no global state), so tests and several
+bots in one process never collide. Components receive it and touch only its attributes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+disable_created_metrics()  # keep the exposition to the series operators query
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
+EXEC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        # --- SPEC names -----------------------------------------------------------
+        self.system_health = Gauge("perpbot_system_health", "Overall health 0-100 (%)", registry=r)
+        self.websocket_connected = Gauge(
+            "perpbot_websocket_connected", "1 when the venue feed is connected", ["exchange"], registry=r
+        )
+        self.orders_total = Counter(
+            "perpbot_orders", "Orders sent to venues", ["exchange", "side"], registry=r
+        )
+        self.orders_success_total = Counter(
+            "perpbot_orders_success", "Orders the venue accepted (filled or partially filled)",
+            ["exchange", "side"], registry=r,
+        )
+        self.order_execution_duration = Histogram(
+            "perpbot_order_execution_duration_seconds", "Order round trip, send to venue answer",
+            ["exchange"], buckets=EXEC_BUCKETS, registry=r,
+        )
+        self.capital_utilization = Gauge(
+            "perpbot_capital_utilization_percent", "Used margin / equity across venues (%)", registry=r
+        )
+        self.opportunities_total = Counter(
+            "perpbot_arbitrage_opportunities", "Opportunities found", ["strategy"], registry=r
+        )
+        self.active_positions = Gauge(
+            "perpbot_active_positions", "Open positions (venue x symbol with non-zero size)", registry=r
+        )
+        self.websocket_latency = Histogram(
+            "perpbot_websocket_latency_seconds", "Receive time minus exchange timestamp",
+            ["exchange"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.websocket_latency_current = Gauge(
+            "perpbot_websocket_latency_current_seconds", "Latest smoothed feed latency",
+            ["exchange"], registry=r,
+        )
+        self.websocket_ping_rtt = Gauge(
+            "perpbot_websocket_ping_rtt_seconds", "Last keepalive ping round trip", ["exchange"], registry=r
+        )
+        # --- market data ------------------------------------------------------------
+        self.websocket_messages_total = Counter(
+            "perpbot_websocket_messages", "Frames received", ["exchange"], registry=r
+        )
+        self.websocket_reconnects_total = Counter(
+            "perpbot_websocket_reconnects", "Reconnects by reason", ["exchange", "reason"], registry=r
+        )
+        self.book_resyncs_total = Counter(
+            "perpbot_book_resyncs", "Book resyncs by reason", ["exchange", "reason"], registry=r
+        )
+        self.parse_errors_total = Counter(
+            "perpbot_parse_errors", "Frames that could not be parsed", ["exchange"], registry=r
+        )
+        self.books_valid = Gauge(
+            "perpbot_books_valid", "Books currently valid", ["exchange"], registry=r
+        )
+        # --- trading ----------------------------------------------------------------
+        self.risk_refusals_total = Counter(
+            "perpbot_risk_refusals", "Orders refused by the risk gate", ["reason"], registry=r
+        )
+        self.orders_rejected_total = Counter(
+            "perpbot_orders_rejected", "Orders the venue rejected", ["exchange", "reason"], registry=r
+        )
+        self.trades_total = Counter(
+            "perpbot_trades", "Hedged trades by outcome", ["strategy", "outcome"], registry=r
+        )
+        self.pnl_realized = Gauge("perpbot_pnl_realized_usdt", "Realised PnL today (USDT)", registry=r)
+        self.pnl_unrealized = Gauge("perpbot_pnl_unrealized_usdt", "Unrealised PnL (USDT)", registry=r)
+        self.fees_paid = Gauge("perpbot_fees_paid_usdt", "Fees paid today (USDT)", registry=r)
+        self.funding_pnl = Gauge("perpbot_funding_pnl_usdt", "Funding received minus paid today (USDT)", registry=r)
+        self.equity = Gauge("perpbot_equity_usdt", "Equity per venue (USDT)", ["exchange"], registry=r)
+        self.unhedged_notional = Gauge(
+            "perpbot_unhedged_notional_usdt", "Notional currently not hedged (USDT)", registry=r
+        )
+        self.unhedged_usdt_seconds = Gauge(
+            "perpbot_unhedged_usdt_seconds", "Unhedged notional x seconds used today", registry=r
+        )
+        self.trading_state = Gauge(
+            "perpbot_trading_state", "1 for the current trading state", ["state"], registry=r
+        )
+        self.event_loop_lag = Histogram(
+            "perpbot_event_loop_lag_seconds", "Event-loop scheduling lag",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r,
+        )
+        self.component_health = Gauge(
+            "perpbot_component_health", "1 when a health component is fine", ["component"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
