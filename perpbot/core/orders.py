@@ -1,0 +1,62 @@
+"""Order vocabulary shared by risk, execution, the venue clients and the control plane."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+Side = Literal["buy", "sell"]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """One IOC limit order in *venue units* (contracts on OKX), price on the tick grid."""
+
+    venue: str
+    symbol: str  # native
+    side: Side
+    qty: Decimal
+    price: Decimal
+    client_order_id: str
+    reduce_only: bool = False
+    time_in_force: Literal["IOC", "GTC"] = "IOC"
+
+
+@dataclass(slots=True)
+class OrderResult:
+    """What the venue says of an order. filled_qty in venue units; fee in quote currency."""
+
+    venue: str
+    symbol: str
+    client_order_id: str
+    venue_order_id: str | None
+    status: Literal["filled", "partially_filled", "canceled", "rejected", "open", "expired"]
+    side: Side
+    qty: Decimal
+    filled_qty: Decimal = Decimal(0)
+    avg_price: Decimal | None = None
+    fee: Decimal = Decimal(0)
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class VenuePosition:
+    """A position as the venue reports it; size signed in *base* units (+ long, - short)."""
+
+    venue: str
+    symbol: str
+    size: Decimal
+    entry_price: Decimal
+    mark_price: Decimal | None = None
+    unrealized_pnl: Decimal = Decimal(0)
+    leverage: Decimal | None = None
+
+
+@dataclass(slots=True)
+class VenueBalance:
+    venue: str
+    equity: Decimal
+    available: Decimal
+    used_margin: Decimal
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,65 @@
+"""Ports between the trading core and the outside: venue trading clients and the control plane.
+
+`ExchangeClient` is implemented by the ccxt client (live and simulator modes) and by the
+paper client; nothing else may place orders. `EngineCommands` is what the HTTP control
+plane may ask of the engine; routes stay thin and carry no logic of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from perpbot.core.instruments import Instrument
+from perpbot.core.orders import OrderRequest, OrderResult, VenueBalance, VenuePosition
+
+
+class ExchangeClient(Protocol):
+    venue: str
+
+    async def load_instruments(self, symbols: list[str]) -> dict[str, Instrument]: ...
+
+    async def place_order(self, request: OrderRequest) -> OrderResult:
+        """Raises perpbot.core.errors.* ; UnknownOutcome on timeout / lost response."""
+        ...
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
+        """The order as the venue knows it; None when the venue never saw it."""
+        ...
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderResult | None: ...
+
+    async def fetch_open_orders(self) -> list[OrderResult]: ...
+
+    async def fetch_positions(self) -> list[VenuePosition]: ...
+
+    async def fetch_balance(self) -> VenueBalance: ...
+
+    async def close(self) -> None: ...
+
+
+class EngineCommands(Protocol):
+    """Everything the control API may ask. Each returns JSON-ready data."""
+
+    async def pause(self, reason: str) -> dict[str, Any]: ...
+
+    async def resume(self) -> dict[str, Any]: ...
+
+    async def close_all(self) -> dict[str, Any]:
+        """Reduce-only flatten of every position on every venue; result per position."""
+        ...
+
+    async def sync_positions(self) -> dict[str, Any]:
+        """Reconcile local state with the venues; returns what changed."""
+        ...
+
+    def trading_state(self) -> dict[str, Any]: ...
+
+    def positions(self) -> list[dict[str, Any]]: ...
+
+    def balances(self) -> list[dict[str, Any]]: ...
+
+    def active_orders(self) -> list[dict[str, Any]]: ...
+
+    def pnl_today(self) -> dict[str, Any]: ...
+
+    def trades_since(self, since_ts: float) -> list[dict[str, Any]]: ...

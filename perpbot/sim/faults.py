@@ -1,0 +1,94 @@
+"""Fault board of the built-in simulator: faults queued by scenario or admin call, taken once.
+
+Market-data faults are taken by the simulator's WebSocket side, trading faults by its REST
+side. A fault with `count` n fires on the next n occasions; `duration_s` faults (stall,
+maintenance) stay active until they expire. Every fault that fires is counted in `fired`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+MARKET_FAULTS = ("drop", "stall", "gap", "bad_checksum", "malformed", "delay", "reorder", "price_jump")
+TRADING_FAULTS = (
+    "rest_5xx", "timeout", "rate_limit", "reject", "insufficient_margin", "partial_fill",
+    "lost_response", "maintenance",
+)
+FAULT_KINDS = MARKET_FAULTS + TRADING_FAULTS
+
+
+@dataclass(slots=True)
+class Fault:
+    kind: str
+    venue: str
+    symbol: str | None = None
+    count: int = 1
+    duration_s: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    expires_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; allowed: {', '.join(FAULT_KINDS)}")
+        if self.count < 1:
+            raise ValueError("count must be >= 1")
+
+
+class FaultBoard:
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._faults: list[Fault] = []
+        self.fired: Counter[tuple[str, str]] = Counter()
+
+    def add(self, fault: Fault) -> Fault:
+        if fault.duration_s is not None:
+            fault.expires_at = self._clock() + fault.duration_s
+        self._faults.append(fault)
+        return fault
+
+    def _match(self, fault: Fault, venue: str, kind: str, symbol: str | None) -> bool:
+        return (
+            fault.kind == kind
+            and fault.venue in (venue, "*")
+            and (fault.symbol is None or symbol is None or fault.symbol == symbol)
+        )
+
+    def take(self, venue: str, kind: str, symbol: str | None = None) -> Fault | None:
+        """Consume one occurrence of a counted fault (or report an active timed one)."""
+        now = self._clock()
+        for fault in list(self._faults):
+            if fault.expires_at is not None and now >= fault.expires_at:
+                self._faults.remove(fault)
+                continue
+            if not self._match(fault, venue, kind, symbol):
+                continue
+            if fault.expires_at is None:
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._faults.remove(fault)
+            self.fired[(venue, kind)] += 1
+            return fault
+        return None
+
+    def active(self, venue: str, kind: str, symbol: str | None = None) -> Fault | None:
+        """Peek at a timed fault without consuming it."""
+        now = self._clock()
+        for fault in self._faults:
+            if fault.expires_at is not None and now >= fault.expires_at:
+                continue
+            if self._match(fault, venue, kind, symbol):
+                return fault
+        return None
+
+    def pending(self) -> list[dict[str, Any]]:
+        return [
+            {"kind": f.kind, "venue": f.venue, "symbol": f.symbol, "count": f.count,
+             "duration_s": f.duration_s, "params": f.params}
+            for f in self._faults
+        ]
+
+    def clear(self) -> None:
+        self._faults.clear()
