@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG = "config.yaml"
@@ -47,11 +47,17 @@ SIM_PATHS = {
 }
 
 
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt risk key must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class ConfigError(Exception):
     """A bad configuration value: one line naming key, value and what is allowed."""
 
 
-class VenueSettings(BaseModel):
+class VenueSettings(_Strict):
     enabled: bool = True
     environment: Literal["testnet", "mainnet"] = "testnet"
     ws_url: str | None = None
@@ -82,7 +88,7 @@ def _venue(symbols: list[str]) -> VenueSettings:
     return VenueSettings(symbols=symbols)
 
 
-class VenuesSettings(BaseModel):
+class VenuesSettings(_Strict):
     okx: VenueSettings = Field(default_factory=lambda: _venue(["BTC-USDT-SWAP", "ETH-USDT-SWAP"]))
     hyperliquid: VenueSettings = Field(default_factory=lambda: _venue(["BTC", "ETH"]))
     binance: VenueSettings = Field(default_factory=lambda: _venue(["BTCUSDT", "ETHUSDT"]))
@@ -95,22 +101,22 @@ class VenuesSettings(BaseModel):
         return [(n, v) for n, v in self.items() if v.enabled]
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(65536, gt=0)
     request_timeout_s: float = Field(10.0, gt=0)
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(_Strict):
     url: str | None = None  # e.g. redis://127.0.0.1:6379/0; None = journal only
 
 
-class JournalSettings(BaseModel):
+class JournalSettings(_Strict):
     path: str = "data/journal.sqlite"
 
 
-class FeedSettings(BaseModel):
+class FeedSettings(_Strict):
     watchdog_s: float = Field(30.0, gt=0)
     ping_interval_s: float = Field(15.0, gt=0)
     backoff_initial_s: float = Field(0.5, gt=0)
@@ -120,7 +126,7 @@ class FeedSettings(BaseModel):
     bybit_depth: Literal[1, 50, 200, 1000] = 50
 
 
-class SimSettings(BaseModel):
+class SimSettings(_Strict):
     """Built-in venue simulator. When enabled, venue URLs default to its loopback ports."""
 
     enabled: bool = True
@@ -145,7 +151,7 @@ class SimSettings(BaseModel):
         return value
 
 
-class RiskSettings(BaseModel):
+class RiskSettings(_Strict):
     max_position_size_usdt: Decimal = Field(Decimal("1000"), gt=0)
     max_leverage: Decimal = Field(Decimal("3"), gt=0, le=125)
     max_capital_utilization_percent: Decimal = Field(Decimal("80"), gt=0, le=100)
@@ -158,7 +164,7 @@ class RiskSettings(BaseModel):
     max_leg_failures: int = Field(3, gt=0)
 
 
-class PriceSpreadSettings(BaseModel):
+class PriceSpreadSettings(_Strict):
     enabled: bool = True
     order_size_usdt: Decimal = Field(Decimal("200"), gt=0)
     min_edge_bps: Decimal = Field(Decimal("8"), ge=0)
@@ -166,7 +172,7 @@ class PriceSpreadSettings(BaseModel):
     max_hold_s: float = Field(600.0, gt=0)
 
 
-class FundingSpreadSettings(BaseModel):
+class FundingSpreadSettings(_Strict):
     enabled: bool = True
     order_size_usdt: Decimal = Field(Decimal("200"), gt=0)
     entry_hourly_spread: Decimal = Field(Decimal("0.0001"), ge=0)
@@ -175,12 +181,12 @@ class FundingSpreadSettings(BaseModel):
     max_hold_s: float = Field(28800.0, gt=0)
 
 
-class StrategiesSettings(BaseModel):
+class StrategiesSettings(_Strict):
     price_spread: PriceSpreadSettings = Field(default_factory=PriceSpreadSettings)
     funding_spread: FundingSpreadSettings = Field(default_factory=FundingSpreadSettings)
 
 
-class ExecutionSettings(BaseModel):
+class ExecutionSettings(_Strict):
     slippage_bps: Decimal = Field(Decimal("10"), ge=0, le=500)
     order_timeout_s: float = Field(5.0, gt=0)
     max_hedge_retries: int = Field(3, ge=0)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a fresh Debian machine and runs it:
+# the real servers the tests talk to (redis-server, prometheus, alertmanager's amtool, shellcheck)
+# from Debian's packages, a virtualenv with perpbot and its test extras, then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in redis-server:redis-server prometheus:prometheus promtool:prometheus amtool:prometheus-alertmanager shellcheck:shellcheck; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test,ops]'
+exec .venv/bin/python -m pytest -q "$@"
