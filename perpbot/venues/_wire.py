@@ -1,0 +1,86 @@
+"""Shared wire helpers for the venue parsers: strict JSON decoding and typed field access.
+
+Every helper raises perpbot.core.events.ParseError, so a parser never lets a KeyError,
+TypeError or float sneak out of a malformed frame. Venue packages share only this module.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from perpbot.core.events import ParseError
+
+
+def decode(venue: str, frame: str | bytes) -> Any:
+    """orjson-decode a frame; anything that is not JSON becomes a ParseError."""
+    try:
+        return orjson.loads(frame)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise ParseError(venue, f"not JSON: {exc}") from None
+
+
+def field(venue: str, obj: Any, key: str, kind: type | tuple[type, ...], symbol: str | None = None) -> Any:
+    """obj[key], required, of the given type (bool is never accepted as an int)."""
+    if not isinstance(obj, dict):
+        raise ParseError(venue, f"expected an object holding {key!r}", symbol)
+    try:
+        value = obj[key]
+    except KeyError:
+        raise ParseError(venue, f"missing field {key!r}", symbol) from None
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        raise ParseError(venue, f"field {key!r} has type {type(value).__name__}", symbol)
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def int_field(venue: str, obj: Any, key: str, symbol: str | None = None) -> int:
+    """An integer sent as a JSON number or as a decimal-digit string (OKX sends ts as "1597026383085")."""
+    value = field(venue, obj, key, (int, str), symbol)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ParseError(venue, f"field {key!r} is not an integer: {value!r}", symbol) from None
+
+
+def decimal_field(venue: str, obj: Any, key: str, symbol: str | None = None) -> Decimal:
+    """An exact Decimal from a string field (never via float)."""
+    value = field(venue, obj, key, str, symbol)
+    return to_decimal(venue, value, key, symbol)
+
+
+def to_decimal(venue: str, value: str, key: str, symbol: str | None = None) -> Decimal:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise ParseError(venue, f"field {key!r} is not a decimal: {value!r}", symbol) from None
+    if not number.is_finite():
+        raise ParseError(venue, f"field {key!r} is not finite: {value!r}", symbol)
+    return number
+
+
+def check_levels(venue: str, levels: Any, symbol: str | None) -> list:
+    """A side of a book: a list of [price_str, size_str, ...]. Returned as received (no copy)."""
+    if type(levels) is not list:
+        raise ParseError(venue, "book side is not a list", symbol)
+    for level in levels:
+        # type() checks, not isinstance: this loop runs for every level of every update.
+        if type(level) is not list or len(level) < 2 or type(level[0]) is not str or type(level[1]) is not str:
+            raise ParseError(venue, f"bad book level {level!r}", symbol)
+    return levels
+
+
+def exact_decimal(value: Any) -> Decimal | None:
+    """ccxt market numbers (floats in TICK_SIZE mode) or strings -> exact Decimal via str()."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(str(value))

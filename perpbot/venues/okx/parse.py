@@ -1,0 +1,144 @@
+"""OKX v5 public WebSocket frames -> events (pure), and OKX book integrity rules (seqId chain, CRC32).
+
+Wire reference: https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-order-book-channel
+and the funding-rate channel (#public-data-websocket-funding-rate-channel); notes in VENUES.md §1.
+"""
+
+from __future__ import annotations
+
+import zlib
+from perpbot.book.l2 import L2Book
+from perpbot.book.sync import APPLY
+from perpbot.core.events import BookUpdate, Event, FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
+from perpbot.venues._wire import check_levels, decimal_field, decode, field, int_field
+
+VENUE = "okx"
+BOOK_CHANNELS = ("books", "books5")
+FUNDING_CHANNEL = "funding-rate"
+CHECKSUM_DEPTH = 25
+DEFAULT_FUNDING_HOURS = 8.0
+_MS_PER_HOUR = 3_600_000
+
+
+def parse(frame: str | bytes, recv_ts: float) -> list[Event]:
+    """One OKX public frame -> events. Raises ParseError on anything malformed."""
+    # OKX's keepalive answer is the bare text "pong", not JSON.
+    if frame == "pong" or frame == b"pong":
+        return [Pong(VENUE, recv_ts)]
+    message = decode(VENUE, frame)
+    if type(message) is not dict:
+        raise ParseError(VENUE, "frame is not a JSON object")
+    event = message.get("event")
+    if event is not None:
+        return [_parse_event(message, event)]
+    arg = field(VENUE, message, "arg", dict)
+    channel = field(VENUE, arg, "channel", str)
+    data = field(VENUE, message, "data", list)
+    if channel == "books":
+        symbol = field(VENUE, arg, "instId", str)
+        action = field(VENUE, message, "action", str, symbol)
+        if action == "snapshot":
+            snapshot = True
+        elif action == "update":
+            snapshot = False
+        else:
+            raise ParseError(VENUE, f"unknown books action {action!r}", symbol)
+        return [_book(item, symbol, snapshot, recv_ts) for item in data]
+    if channel == "books5":
+        symbol = field(VENUE, arg, "instId", str)
+        return [_book(item, symbol, True, recv_ts) for item in data]
+    if channel == FUNDING_CHANNEL:
+        return [_funding(item, arg, recv_ts) for item in data]
+    # Channels we did not subscribe to are not an error, but are not ours to interpret.
+    return []
+
+
+def _parse_event(message: dict, event: object) -> Event:
+    if event in ("subscribe", "unsubscribe"):
+        arg = message.get("arg")
+        detail = f"{event} {arg.get('channel')}:{arg.get('instId')}" if type(arg) is dict else str(event)
+        return SubscribeAck(VENUE, detail)
+    if event == "error":
+        return VenueError(VENUE, str(message.get("code", "")), str(message.get("msg", "")))
+    if type(event) is not str:
+        raise ParseError(VENUE, "event is not a string")
+    # channel-conn-count and similar notices: surface them, they are never book data.
+    return SubscribeAck(VENUE, event)
+
+
+def _book(item: object, symbol: str, snapshot: bool, recv_ts: float) -> BookUpdate:
+    if type(item) is not dict:
+        raise ParseError(VENUE, "books data element is not an object", symbol)
+    bids = check_levels(VENUE, item.get("bids"), symbol)
+    asks = check_levels(VENUE, item.get("asks"), symbol)
+    ts = int_field(VENUE, item, "ts", symbol)
+    seq = item.get("seqId")
+    prev = item.get("prevSeqId")
+    if seq is None:
+        # 2022-era frames carry no seqId. The book still needs a position so that later
+        # deltas are accepted; the receive-independent exchange ts serves, and prev None
+        # tells Rules that no sequence check is possible (the checksum still applies).
+        seq = ts
+        prev = None
+    elif type(seq) is not int or (prev is not None and type(prev) is not int):
+        raise ParseError(VENUE, "seqId/prevSeqId are not integers", symbol)
+    checksum = item.get("checksum")
+    if checksum is not None:
+        if type(checksum) is not int:
+            raise ParseError(VENUE, "checksum is not an integer", symbol)
+        if checksum == 0:
+            # OKX now sends 0 on every books message: "absent", not a real CRC of 0.
+            checksum = None
+    return BookUpdate(VENUE, symbol, snapshot, bids, asks, seq, prev, None, checksum, ts, recv_ts)
+
+
+def _funding(item: object, arg: dict, recv_ts: float) -> FundingUpdate:
+    if type(item) is not dict:
+        raise ParseError(VENUE, "funding-rate data element is not an object")
+    symbol = item.get("instId") or arg.get("instId")
+    if type(symbol) is not str:
+        raise ParseError(VENUE, "funding-rate without instId")
+    rate = decimal_field(VENUE, item, "fundingRate", symbol)
+    funding_time = int_field(VENUE, item, "fundingTime", symbol)
+    interval = DEFAULT_FUNDING_HOURS
+    if item.get("nextFundingTime") not in (None, ""):
+        next_time = int_field(VENUE, item, "nextFundingTime", symbol)
+        if next_time > funding_time:
+            interval = (next_time - funding_time) / _MS_PER_HOUR
+    ts = int_field(VENUE, item, "ts", symbol)
+    return FundingUpdate(VENUE, symbol, rate, interval, funding_time, None, ts, recv_ts)
+
+
+def checksum_string(book: L2Book, depth: int = CHECKSUM_DEPTH) -> str:
+    """bid1px:bid1sz:ask1px:ask1sz:... over the top `depth` levels, strings as received;
+    when one side runs out the rest of the longer side follows."""
+    bids = book.top_raw(True, depth)
+    asks = book.top_raw(False, depth)
+    parts: list[str] = []
+    for index in range(max(len(bids), len(asks))):
+        if index < len(bids):
+            parts.extend(bids[index])
+        if index < len(asks):
+            parts.extend(asks[index])
+    return ":".join(parts)
+
+
+def crc32_signed(text: str) -> int:
+    value = zlib.crc32(text.encode())
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+class Rules:
+    """OKX integrity: prevSeqId must equal the last seqId; CRC32 over the top 25 levels."""
+
+    def check_sequence(self, book: L2Book, update: BookUpdate) -> str:
+        prev = update.prev_seq
+        if prev is None or prev == book.seq:
+            # prev == last seq also covers the keep-alive (prev == seq) and the
+            # post-maintenance reset (seq < prev) cases of the docs.
+            return APPLY
+        return f"okx seqId gap: prevSeqId {prev} != last seqId {book.seq}"
+
+    def verify_checksum(self, book: L2Book, checksum: int) -> bool:
+        return crc32_signed(checksum_string(book)) == checksum
+
