@@ -317,6 +317,6 @@ class Connection:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or exc.__class__.__name__
-    if isinstance(exc, OSError) and exc.errno is not None and "refused" in text.lower():
+    if isinstance(exc, ConnectionRefusedError):
         return f"connection refused ({text})"
     return f"{exc.__class__.__name__}: {text}"[:300]
