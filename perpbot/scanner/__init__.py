@@ -1,0 +1,1 @@
+"""Scanner stage: strategies over changed books, with fee/depth/funding-aware edges."""

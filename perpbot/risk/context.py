@@ -1,0 +1,42 @@
+"""RiskContext: the snapshot of account and market facts the risk rules read (built by the engine)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from perpbot.book.store import BookStore
+from perpbot.core.instruments import Instrument
+from perpbot.risk.states import TradingState
+
+Key = tuple[str, str]
+
+
+@dataclass
+class RiskContext:
+    """Everything the gate needs, in exact units.
+
+    positions: signed base quantity per (venue, symbol) (+ long, - short).
+    mark_prices: mark price per (venue, symbol); a missing mark falls back to the order's price.
+    recent_order_times: unix times of orders approved recently; the gate appends the orders it
+      approves (so a burst of approvals cannot outrun the per-minute limit) and trims entries
+      older than a minute. The engine must not append them a second time.
+    unhedged_usdt_seconds: unhedged notional x seconds accumulated today.
+    leverage: the leverage set per venue (margin = notional / leverage; missing = 1).
+    """
+
+    state: TradingState
+    now: float
+    equity_usdt: dict[str, Decimal]
+    used_margin_usdt: dict[str, Decimal]
+    positions: dict[Key, Decimal]
+    mark_prices: dict[Key, Decimal]
+    open_trades: int
+    daily_pnl_usdt: Decimal
+    recent_order_times: deque
+    unhedged_usdt_seconds: Decimal
+    venue_connected: dict[str, bool]
+    store: BookStore
+    instruments: dict[Key, Instrument]
+    leverage: dict[str, Decimal] = field(default_factory=dict)

@@ -1,0 +1,198 @@
+"""The risk gate: turns decisions and single orders into ApprovedOrders, or refusals by rule."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from perpbot.core.decisions import Decision, Leg, Refusal
+from perpbot.core.instruments import Instrument
+from perpbot.core.orders import OrderRequest
+from perpbot.risk import rules
+from perpbot.risk.approved import ApprovedOrder, _mint
+from perpbot.risk.context import RiskContext
+from perpbot.scanner.depth import BPS, common_base_step, floor_to_step
+from perpbot.settings import ExecutionSettings, RiskSettings
+from perpbot.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+_ONE = Decimal(1)
+_MINUTE = 60.0
+
+
+class RiskGate:
+    """Every order passes here. Synchronous and deterministic: the same decision and context
+    always give the same answer; the only side effects are metrics, one log line per refusal,
+    and recording approved orders in `ctx.recent_order_times` for the rate limit."""
+
+    def __init__(self, risk: RiskSettings, execution: ExecutionSettings, metrics: Metrics) -> None:
+        self.risk = risk
+        self.execution = execution
+        self.metrics = metrics
+        self._slip = execution.slippage_bps / BPS
+
+    # -- pricing and sizing ------------------------------------------------------------
+    def limit_price(self, instrument: Instrument, side: str, ref_price: Decimal) -> Decimal:
+        """IOC limit: ref moved by slippage_bps against us, rounded onto the tick inside the band
+        (buys round down, sells round up)."""
+        moved = ref_price * (_ONE + self._slip) if side == "buy" else ref_price * (_ONE - self._slip)
+        return instrument.round_price(moved, side)
+
+    @staticmethod
+    def common_qty(a: Instrument, b: Instrument, base_qty: Decimal) -> Decimal:
+        """The base quantity on BOTH lot grids, rounded down (so the legs hedge exactly)."""
+        return floor_to_step(base_qty, common_base_step(a, b))
+
+    def _leg_request(self, leg: Leg, instrument: Instrument, base_qty: Decimal, client_id: str) -> OrderRequest:
+        # base_qty is on the common grid, hence an exact multiple of this venue's lot.
+        venue_qty = instrument.base_to_venue_qty(base_qty)
+        return OrderRequest(
+            venue=leg.venue,
+            symbol=leg.symbol,
+            side=leg.side,
+            qty=venue_qty,
+            price=self.limit_price(instrument, leg.side, leg.ref_price),
+            client_order_id=client_id,
+            reduce_only=False,
+            time_in_force="IOC",
+        )
+
+    # -- entry: both legs or none -----------------------------------------------------------
+    def approve_entry(
+        self, decision: Decision, ctx: RiskContext, intent_id: str, client_ids: tuple[str, str]
+    ) -> tuple[list[ApprovedOrder], list[Refusal]]:
+        """Both legs approved, or none with every refusal found (each counted and logged once)."""
+        refusals = self._entry_refusals(decision, ctx, client_ids)
+        if isinstance(refusals, tuple):
+            requests = refusals
+            approved = [_mint(request, rules.ENTRY, intent_id) for request in requests]
+            self._record(ctx, len(approved))
+            return approved, []
+        self._refuse(refusals)
+        return [], refusals
+
+    def _entry_refusals(
+        self, decision: Decision, ctx: RiskContext, client_ids: tuple[str, str]
+    ) -> list[Refusal] | tuple[OrderRequest, OrderRequest]:
+        risk = self.risk
+        if decision.action != "open":
+            return [Refusal("hedge_shape", f"approve_entry got a {decision.action} decision")]
+        shape = rules.rule_hedge_shape(decision)
+        if shape is not None:
+            return [shape]
+        leg_a, leg_b = decision.legs
+        missing = [
+            r for r in (rules.rule_instrument_known(leg.venue, leg.symbol, ctx) for leg in decision.legs) if r
+        ]
+        if missing:
+            return missing
+        inst_a = ctx.instruments[(leg_a.venue, leg_a.symbol)]
+        inst_b = ctx.instruments[(leg_b.venue, leg_b.symbol)]
+        qty = self.common_qty(inst_a, inst_b, min(leg_a.base_qty, leg_b.base_qty))
+        if qty <= 0:
+            step = common_base_step(inst_a, inst_b)
+            return [Refusal("lot_size", f"{min(leg_a.base_qty, leg_b.base_qty)} is below the common lot {step}")]
+        requests = (
+            self._leg_request(leg_a, inst_a, qty, client_ids[0]),
+            self._leg_request(leg_b, inst_b, qty, client_ids[1]),
+        )
+        found = [
+            rules.rule_trading_state(ctx.state, rules.ENTRY, False),
+            rules.rule_order_grid(requests[0], inst_a),
+            rules.rule_order_grid(requests[1], inst_b),
+            rules.rule_min_edge(decision.edge_bps, risk.min_edge_bps),
+            rules.rule_book_usable(requests, ctx, risk.max_book_age_s),
+            rules.rule_venue_connected(requests, ctx),
+            rules.rule_max_position_size(requests, ctx, risk.max_position_size_usdt),
+            rules.rule_max_leverage(requests, ctx, risk.max_leverage),
+            rules.rule_capital_utilization(requests, ctx, risk.max_capital_utilization_percent),
+            rules.rule_max_open_positions(ctx, risk.max_open_positions),
+            rules.rule_daily_loss(ctx, risk.daily_loss_limit_usdt),
+            rules.rule_unhedged_budget(ctx, risk.unhedged_budget_usdt_seconds),
+            rules.rule_order_rate(ctx, risk.max_orders_per_minute, 2),
+        ]
+        refusals = _unique([r for r in found if r is not None])
+        return refusals if refusals else requests
+
+    # -- single orders: exits, hedges, unwinds, flatten -----------------------------------------
+    def approve_order(
+        self, request: OrderRequest, purpose: str, ctx: RiskContext, intent_id: str
+    ) -> ApprovedOrder | Refusal:
+        """One order. Entries get every entry rule; exits must have a usable book, a connected
+        feed and respect the order rate; hedges, unwinds and flattens only need a valid state,
+        the grid and (when reduce-only) to shrink the position, so risk can always be taken off.
+        """
+        refusal = self._order_refusal(request, purpose, ctx)
+        if refusal is not None:
+            self._refuse([refusal])
+            return refusal
+        self._record(ctx, 1)
+        return _mint(request, purpose, intent_id)
+
+    def _order_refusal(self, request: OrderRequest, purpose: str, ctx: RiskContext) -> Refusal | None:
+        risk = self.risk
+        state = rules.rule_trading_state(ctx.state, purpose, request.reduce_only)
+        if state is not None:
+            return state
+        known = rules.rule_instrument_known(request.venue, request.symbol, ctx)
+        if known is not None:
+            return known
+        instrument = ctx.instruments[(request.venue, request.symbol)]
+        checks = [rules.rule_order_grid(request, instrument), rules.rule_reduce_only(request, ctx)]
+        if purpose in (rules.ENTRY, rules.EXIT):
+            checks += [
+                rules.rule_book_usable((request,), ctx, risk.max_book_age_s),
+                rules.rule_venue_connected((request,), ctx),
+                rules.rule_order_rate(ctx, risk.max_orders_per_minute, 1),
+            ]
+        if purpose == rules.ENTRY:
+            checks += [
+                rules.rule_max_position_size((request,), ctx, risk.max_position_size_usdt),
+                rules.rule_max_leverage((request,), ctx, risk.max_leverage),
+                rules.rule_capital_utilization((request,), ctx, risk.max_capital_utilization_percent),
+                rules.rule_max_open_positions(ctx, risk.max_open_positions),
+                rules.rule_daily_loss(ctx, risk.daily_loss_limit_usdt),
+                rules.rule_unhedged_budget(ctx, risk.unhedged_budget_usdt_seconds),
+            ]
+        for check in checks:
+            if check is not None:
+                return check
+        return None
+
+    # -- automatic halt --------------------------------------------------------------------------
+    def breach(self, ctx: RiskContext) -> str | None:
+        """The reason to HALT now, or None: daily loss limit hit, unhedged budget exhausted.
+        (Repeated leg failures are counted by the engine against risk.max_leg_failures.)"""
+        loss = rules.rule_daily_loss(ctx, self.risk.daily_loss_limit_usdt)
+        if loss is not None:
+            return f"daily loss limit hit: {loss.detail}"
+        budget = rules.rule_unhedged_budget(ctx, self.risk.unhedged_budget_usdt_seconds)
+        if budget is not None:
+            return f"unhedged budget exhausted: {budget.detail}"
+        return None
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def _refuse(self, refusals: list[Refusal]) -> None:
+        counter = self.metrics.risk_refusals_total
+        for refusal in refusals:
+            counter.labels(refusal.rule).inc()
+            log.warning("Risk refusal: %s: %s", refusal.rule, refusal.detail)
+
+    @staticmethod
+    def _record(ctx: RiskContext, count: int) -> None:
+        times = ctx.recent_order_times
+        horizon = ctx.now - _MINUTE
+        while times and times[0] <= horizon:
+            times.popleft()
+        times.extend([ctx.now] * count)
+
+
+def _unique(refusals: list[Refusal]) -> list[Refusal]:
+    seen = set()
+    out = []
+    for refusal in refusals:
+        if (refusal.rule, refusal.detail) not in seen:
+            seen.add((refusal.rule, refusal.detail))
+            out.append(refusal)
+    return out

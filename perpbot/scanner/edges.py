@@ -1,0 +1,112 @@
+"""Pure edge arithmetic of a two-leg trade: depth-weighted prices for the size, both taker fees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from perpbot.book.l2 import L2Book
+from perpbot.core.decisions import Leg
+from perpbot.core.instruments import Instrument
+from perpbot.scanner.depth import BPS, Fill, hedge_qty, mid_price, sweep
+
+
+@dataclass(frozen=True, slots=True)
+class PairQuote:
+    """Buy `qty` on one venue and sell it on another, as the books stand.
+
+    edge_usdt = sell notional - buy notional - taker fees of both legs (exact Decimal);
+    edge_bps = edge_usdt / buy notional x 10000.
+    """
+
+    buy_instrument: Instrument
+    sell_instrument: Instrument
+    buy: Fill
+    sell: Fill
+    fees_usdt: Decimal
+    edge_usdt: Decimal
+    edge_bps: Decimal
+
+    @property
+    def qty(self) -> Decimal:
+        return self.buy.base_qty
+
+    def legs(self) -> tuple[Leg, Leg]:
+        """(buy leg, sell leg); ref prices are the worst levels the size reaches."""
+        b, s = self.buy_instrument, self.sell_instrument
+        return (
+            Leg(b.venue, b.symbol, "buy", self.qty, self.buy.worst),
+            Leg(s.venue, s.symbol, "sell", self.qty, self.sell.worst),
+        )
+
+
+def quote_pair(
+    buy_instrument: Instrument,
+    buy_book: L2Book,
+    sell_instrument: Instrument,
+    sell_book: L2Book,
+    qty: Decimal,
+) -> PairQuote | None:
+    """Depth-weighted quote of buying `qty` on the first book and selling it on the second;
+    None when either book cannot fill the whole size."""
+    buy = sweep(buy_book, True, qty)
+    if buy is None:
+        return None
+    sell = sweep(sell_book, False, qty)
+    if sell is None:
+        return None
+    fees = buy.notional * buy_instrument.taker_fee + sell.notional * sell_instrument.taker_fee
+    edge = sell.notional - buy.notional - fees
+    return PairQuote(buy_instrument, sell_instrument, buy, sell, fees, edge, edge / buy.notional * BPS)
+
+
+def pair_size(
+    a: Instrument, book_a: L2Book, b: Instrument, book_b: L2Book, order_size_usdt: Decimal
+) -> Decimal:
+    """Base quantity for `order_size_usdt` at the pair's average mid, on both lot grids;
+    0 when a side is empty or the size is below either venue's minimum."""
+    mid_a = mid_price(book_a)
+    mid_b = mid_price(book_b)
+    if mid_a is None or mid_b is None:
+        return Decimal(0)
+    mid = (mid_a + mid_b) / 2
+    qty = hedge_qty(a, b, order_size_usdt / mid)
+    if qty <= 0:
+        return qty
+    # Below a venue's minimum notional the gate would refuse it anyway: do not propose it.
+    if qty * mid < max(a.min_notional, b.min_notional):
+        return Decimal(0)
+    return qty
+
+
+def top_crosses(buy_book: L2Book, sell_book: L2Book) -> bool:
+    """Cheap exact pre-check: can selling on `sell_book` beat buying on `buy_book` at all?
+    Depth only worsens both prices and fees are >= 0, so if the best bid does not exceed the
+    best ask no size has a positive edge."""
+    ask = buy_book.best_ask()
+    bid = sell_book.best_bid()
+    return ask is not None and bid is not None and bid > ask
+
+
+def close_legs(
+    quote: PairQuote, buy_back: Leg, sell_out: Leg, buy_book: L2Book, sell_book: L2Book
+) -> tuple[Leg, Leg] | None:
+    """Legs closing a trade: buy back the sold leg's size, sell the bought leg's size.
+
+    Normally both legs hold the same size and the quote's legs are returned; after an uneven
+    fill each leg keeps its own size and its own worst price (None if a book is too thin)."""
+    if buy_back.base_qty == sell_out.base_qty == quote.qty:
+        return quote.legs()
+    buy = sweep(buy_book, True, buy_back.base_qty)
+    sell = sweep(sell_book, False, sell_out.base_qty)
+    if buy is None or sell is None:
+        return None
+    return (
+        Leg(buy_back.venue, buy_back.symbol, "buy", buy_back.base_qty, buy.worst),
+        Leg(sell_out.venue, sell_out.symbol, "sell", sell_out.base_qty, sell.worst),
+    )
+
+
+def long_short(legs: tuple[Leg, Leg]) -> tuple[Leg, Leg]:
+    """(the bought leg, the sold leg) of a trade, whatever order they were stored in."""
+    return (legs[0], legs[1]) if legs[0].side == "buy" else (legs[1], legs[0])

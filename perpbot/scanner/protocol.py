@@ -1,0 +1,99 @@
+"""The Strategy protocol, the trades it may exit, and the read-only market view it evaluates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from perpbot.book.l2 import L2Book
+from perpbot.book.store import BookStore
+from perpbot.core.decisions import Decision, Leg
+from perpbot.core.events import FundingUpdate
+from perpbot.core.instruments import Instrument
+
+Key = tuple[str, str]  # (venue, native symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTrade:
+    """A hedged trade as it was opened: the legs (venue, symbol, side, base_qty, entry ref price)."""
+
+    trade_id: str
+    strategy: str
+    base: str
+    legs: tuple[Leg, Leg]
+    opened_at: float  # unix seconds
+    entry_edge_bps: Decimal
+
+    def venues(self) -> frozenset[str]:
+        return frozenset((self.legs[0].venue, self.legs[1].venue))
+
+
+def index_by_base(instruments: Mapping[Key, Instrument]) -> dict[str, list[Instrument]]:
+    """Instruments grouped by underlying asset, in a stable (venue, symbol) order."""
+    by_base: dict[str, list[Instrument]] = {}
+    for key in sorted(instruments):
+        instrument = instruments[key]
+        by_base.setdefault(instrument.base, []).append(instrument)
+    return by_base
+
+
+class MarketView:
+    """What a strategy may see at one instant: usable books only, funding, instruments.
+
+    Built per scan; reads the live store and funding map without copying them, so a view
+    must not be kept across awaits.
+    """
+
+    __slots__ = ("store", "_funding", "instruments", "now", "_by_base")
+
+    def __init__(
+        self,
+        store: BookStore,
+        funding: Mapping[Key, FundingUpdate],
+        instruments: Mapping[Key, Instrument],
+        now: float,
+        by_base: Mapping[str, list[Instrument]] | None = None,
+    ) -> None:
+        self.store = store
+        self._funding = funding
+        self.instruments = instruments
+        self.now = now
+        self._by_base = by_base if by_base is not None else index_by_base(instruments)
+
+    def books_for(self, base: str) -> list[tuple[Instrument, L2Book]]:
+        """Every venue's book of `base` that is valid and fresh now; others are left out."""
+        store = self.store
+        books = store.books
+        out = []
+        for instrument in self._by_base.get(base, ()):
+            book = books.get((instrument.venue, instrument.symbol))
+            if book is not None and store.is_usable(book, self.now):
+                out.append((instrument, book))
+        return out
+
+    def book(self, venue: str, symbol: str) -> L2Book | None:
+        """The book of one instrument if usable now, else None."""
+        book = self.store.books.get((venue, symbol))
+        if book is None or not self.store.is_usable(book, self.now):
+            return None
+        return book
+
+    def instrument(self, venue: str, symbol: str) -> Instrument | None:
+        return self.instruments.get((venue, symbol))
+
+    def funding(self, venue: str, symbol: str) -> FundingUpdate | None:
+        return self._funding.get((venue, symbol))
+
+    def bases(self) -> list[str]:
+        return list(self._by_base)
+
+
+class Strategy(Protocol):
+    """A pluggable strategy: pure, synchronous, no I/O. Returns entries and exits for one base."""
+
+    name: str
+
+    def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]: ...

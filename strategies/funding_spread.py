@@ -1,0 +1,129 @@
+"""Funding-spread strategy: long the venue paying the lower hourly funding, short the higher."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from perpbot.core.decisions import Decision
+from perpbot.core.events import FundingUpdate
+from perpbot.scanner.depth import BPS
+from perpbot.scanner.edges import close_legs, long_short, pair_size, quote_pair
+from perpbot.scanner.protocol import MarketView, OpenTrade
+from perpbot.settings import FundingSpreadSettings
+
+
+def hourly(update: FundingUpdate) -> Decimal:
+    """Funding per hour, whatever the venue's interval (OKX/Binance/Bybit 8h or 4h, Hyperliquid 1h)."""
+    return update.hourly_rate
+
+
+class FundingSpreadStrategy:
+    """Cross-venue funding carry on the same underlying.
+
+    A long pays funding when the rate is positive, a short receives it; holding long on the
+    lower-rate venue and short on the higher earns (high - low) per hour on the notional.
+    Entry: hourly spread >= `entry_hourly_spread` AND expected funding over `horizon_hours`
+    exceeds both venues' taker fees for entry and exit plus the price spread paid at entry
+    (depth-weighted for the size). Exit: spread < `exit_hourly_spread` (this includes a flip,
+    when the side we are long now pays more) or after `max_hold_s`.
+    """
+
+    name = "funding_spread"
+
+    def __init__(self, settings: FundingSpreadSettings) -> None:
+        self.settings = settings
+
+    def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
+        decisions: list[Decision] = []
+        busy = set()
+        for trade in open_trades:
+            if trade.strategy != self.name or trade.base != base:
+                continue
+            busy.add(trade.venues())
+            exit_decision = self._exit(view, trade)
+            if exit_decision is not None:
+                decisions.append(exit_decision)
+        settings = self.settings
+        rated = []
+        for instrument, book in view.books_for(base):
+            update = view.funding(instrument.venue, instrument.symbol)
+            if update is not None:
+                rated.append((hourly(update), instrument, book))
+        for i, (rate_a, inst_a, book_a) in enumerate(rated):
+            for rate_b, inst_b, book_b in rated[i + 1 :]:
+                if inst_a.venue == inst_b.venue or frozenset((inst_a.venue, inst_b.venue)) in busy:
+                    continue
+                if rate_a <= rate_b:
+                    low, high = (rate_a, inst_a, book_a), (rate_b, inst_b, book_b)
+                else:
+                    low, high = (rate_b, inst_b, book_b), (rate_a, inst_a, book_a)
+                spread = high[0] - low[0]
+                if spread < settings.entry_hourly_spread or spread <= 0:
+                    continue
+                qty = pair_size(low[1], low[2], high[1], high[2], settings.order_size_usdt)
+                if qty <= 0:
+                    continue
+                quote = quote_pair(low[1], low[2], high[1], high[2], qty)
+                if quote is None:
+                    continue
+                notional = (quote.buy.notional + quote.sell.notional) / 2
+                expected_funding = spread * settings.horizon_hours * notional
+                # quote.edge_usdt already holds -(price spread paid) - entry fees; exit fees are
+                # estimated at the same notionals (same taker rates).
+                edge_usdt = expected_funding + quote.edge_usdt - quote.fees_usdt
+                if edge_usdt <= 0:
+                    continue
+                decisions.append(
+                    Decision(
+                        strategy=self.name,
+                        action="open",
+                        base=base,
+                        legs=quote.legs(),
+                        edge_bps=edge_usdt / quote.buy.notional * BPS,
+                        edge_usdt=edge_usdt,
+                        reason=(
+                            f"funding spread {spread * BPS:.3f}bps/h long {low[1].venue} "
+                            f"short {high[1].venue} over {settings.horizon_hours}h"
+                        ),
+                    )
+                )
+        return decisions
+
+    def _exit(self, view: MarketView, trade: OpenTrade) -> Decision | None:
+        long_leg, short_leg = long_short(trade.legs)
+        long_rate = view.funding(long_leg.venue, long_leg.symbol)
+        short_rate = view.funding(short_leg.venue, short_leg.symbol)
+        reason = None
+        if long_rate is not None and short_rate is not None:
+            spread = hourly(short_rate) - hourly(long_rate)
+            if spread < 0:
+                reason = f"funding flipped: {spread * BPS:.3f}bps/h"
+            elif spread < self.settings.exit_hourly_spread:
+                reason = f"funding spread {spread * BPS:.3f}bps/h under exit threshold"
+        if reason is None and view.now - trade.opened_at >= self.settings.max_hold_s:
+            reason = f"max hold {self.settings.max_hold_s:.0f}s"
+        if reason is None:
+            return None
+        long_book = view.book(long_leg.venue, long_leg.symbol)
+        short_book = view.book(short_leg.venue, short_leg.symbol)
+        long_inst = view.instrument(long_leg.venue, long_leg.symbol)
+        short_inst = view.instrument(short_leg.venue, short_leg.symbol)
+        if long_book is None or short_book is None or long_inst is None or short_inst is None:
+            return None  # cannot price the close on unusable books; retried on the next update
+        qty = min(long_leg.base_qty, short_leg.base_qty)
+        quote = quote_pair(short_inst, short_book, long_inst, long_book, qty)
+        if quote is None:
+            return None
+        legs = close_legs(quote, short_leg, long_leg, short_book, long_book)
+        if legs is None:
+            return None
+        return Decision(
+            strategy=self.name,
+            action="close",
+            base=trade.base,
+            legs=legs,
+            edge_bps=quote.edge_bps,
+            edge_usdt=quote.edge_usdt,
+            reason=reason,
+            trade_id=trade.trade_id,
+        )

@@ -1,0 +1,104 @@
+"""Price-spread strategy: buy where the depth-weighted ask is below another venue's bid, net of fees."""
+
+from __future__ import annotations
+
+from perpbot.core.decisions import Decision
+from perpbot.scanner.edges import close_legs, long_short, pair_size, quote_pair, top_crosses
+from perpbot.scanner.protocol import MarketView, OpenTrade
+from perpbot.settings import PriceSpreadSettings
+
+
+class PriceSpreadStrategy:
+    """Cross-venue price spread on the same underlying.
+
+    Entry: for every ordered pair of venues, buy `order_size_usdt` (converted at the pair's
+    mid, rounded onto both lot grids) where the depth-weighted ask is lower than the other
+    venue's depth-weighted bid; edge after both taker fees must reach `min_edge_bps`.
+    Exit: when entry edge + edge of the reverse trade now >= `exit_edge_bps` (the spread has
+    converged: closing costs less than the entry gained), or after `max_hold_s`.
+    One open trade per venue pair: no new entry on a pair that already holds one.
+    """
+
+    name = "price_spread"
+
+    def __init__(self, settings: PriceSpreadSettings) -> None:
+        self.settings = settings
+
+    def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
+        decisions: list[Decision] = []
+        busy = set()
+        for trade in open_trades:
+            if trade.strategy != self.name or trade.base != base:
+                continue
+            busy.add(trade.venues())
+            exit_decision = self._exit(view, trade)
+            if exit_decision is not None:
+                decisions.append(exit_decision)
+        books = view.books_for(base)
+        settings = self.settings
+        for i, (inst_a, book_a) in enumerate(books):
+            for inst_b, book_b in books[i + 1 :]:
+                if inst_a.venue == inst_b.venue or frozenset((inst_a.venue, inst_b.venue)) in busy:
+                    continue
+                for buy_i, buy_b, sell_i, sell_b in (
+                    (inst_a, book_a, inst_b, book_b),
+                    (inst_b, book_b, inst_a, book_a),
+                ):
+                    if not top_crosses(buy_b, sell_b):
+                        continue
+                    qty = pair_size(buy_i, buy_b, sell_i, sell_b, settings.order_size_usdt)
+                    if qty <= 0:
+                        continue
+                    quote = quote_pair(buy_i, buy_b, sell_i, sell_b, qty)
+                    if quote is None or quote.edge_bps < settings.min_edge_bps:
+                        continue
+                    decisions.append(
+                        Decision(
+                            strategy=self.name,
+                            action="open",
+                            base=base,
+                            legs=quote.legs(),
+                            edge_bps=quote.edge_bps,
+                            edge_usdt=quote.edge_usdt,
+                            reason=(
+                                f"spread {quote.edge_bps:.2f}bps buy {buy_i.venue} "
+                                f"{quote.buy.vwap:.8g} sell {sell_i.venue} {quote.sell.vwap:.8g}"
+                            ),
+                        )
+                    )
+        return decisions
+
+    def _exit(self, view: MarketView, trade: OpenTrade) -> Decision | None:
+        long_leg, short_leg = long_short(trade.legs)
+        long_book = view.book(long_leg.venue, long_leg.symbol)
+        short_book = view.book(short_leg.venue, short_leg.symbol)
+        long_inst = view.instrument(long_leg.venue, long_leg.symbol)
+        short_inst = view.instrument(short_leg.venue, short_leg.symbol)
+        if long_book is None or short_book is None or long_inst is None or short_inst is None:
+            return None  # cannot price the close on unusable books; retried on the next update
+        # Closing = buy back on the short venue, sell on the long venue (priced at the smaller size).
+        qty = min(long_leg.base_qty, short_leg.base_qty)
+        quote = quote_pair(short_inst, short_book, long_inst, long_book, qty)
+        if quote is None:
+            return None
+        round_trip_bps = trade.entry_edge_bps + quote.edge_bps
+        if round_trip_bps >= self.settings.exit_edge_bps:
+            reason = f"converged: round trip {round_trip_bps:.2f}bps"
+        elif view.now - trade.opened_at >= self.settings.max_hold_s:
+            reason = f"max hold {self.settings.max_hold_s:.0f}s: round trip {round_trip_bps:.2f}bps"
+        else:
+            return None
+        legs = close_legs(quote, short_leg, long_leg, short_book, long_book)
+        if legs is None:
+            return None
+        return Decision(
+            strategy=self.name,
+            action="close",
+            base=trade.base,
+            legs=legs,
+            edge_bps=quote.edge_bps,
+            edge_usdt=quote.edge_usdt,
+            reason=reason,
+            trade_id=trade.trade_id,
+        )
+
