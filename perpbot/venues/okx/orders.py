@@ -34,8 +34,9 @@ def ccxt_config(settings: VenueSettings) -> dict[str, Any]:
         config["secret"] = settings.api_secret.get_secret_value()
     if settings.passphrase:
         config["password"] = settings.passphrase.get_secret_value()
-    # OKX's demo trading is the same host with a header; ccxt sets it in sandbox mode.
-    config["sandbox"] = settings.environment == "testnet"
+    if settings.environment == "testnet":
+        # OKX demo trading is the same host plus this header (what ccxt's sandbox mode sends).
+        config["headers"] = {"x-simulated-trading": "1"}
     return config
 
 

@@ -1,0 +1,172 @@
+"""Portfolio: positions per venue and symbol, balances, PnL (realised, unrealised, fees, funding).
+
+Pure and exact: every amount is a Decimal; sizes are signed base-asset quantities
+(+ long, - short). Realised PnL is booked when a fill reduces or flips a position, at the
+position's average entry. "Today" is the current UTC day.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from perpbot.core.orders import VenueBalance
+
+ZERO = Decimal(0)
+DAY_S = 86400.0
+
+
+@dataclass(slots=True)
+class Position:
+    venue: str
+    symbol: str
+    size: Decimal = ZERO  # signed base quantity
+    entry_price: Decimal = ZERO
+    realized_pnl: Decimal = ZERO  # lifetime, on this venue/symbol
+
+    def apply(self, signed_qty: Decimal, price: Decimal) -> Decimal:
+        """Apply a fill (signed base qty) and return the PnL it realises."""
+        if signed_qty == 0:
+            return ZERO
+        realized = ZERO
+        same_direction = self.size == 0 or (self.size > 0) == (signed_qty > 0)
+        if same_direction:
+            new_size = self.size + signed_qty
+            self.entry_price = (self.entry_price * abs(self.size) + price * abs(signed_qty)) / abs(new_size)
+            self.size = new_size
+            return ZERO
+        closing = min(abs(signed_qty), abs(self.size))
+        direction = 1 if self.size > 0 else -1
+        realized = (price - self.entry_price) * closing * direction
+        self.size += signed_qty
+        if self.size == 0:
+            self.entry_price = ZERO
+        elif (self.size > 0) != (direction > 0):
+            self.entry_price = price  # flipped: the remainder opened at this price
+        self.realized_pnl += realized
+        return realized
+
+
+@dataclass(slots=True)
+class FillRecord:
+    venue: str
+    symbol: str
+    side: str
+    base_qty: Decimal
+    price: Decimal
+    fee: Decimal
+    realized_pnl: Decimal
+    ts: float
+    strategy: str | None = None
+    client_order_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "venue": self.venue, "symbol": self.symbol, "side": self.side, "base_qty": str(self.base_qty),
+            "price": str(self.price), "fee": str(self.fee), "realized_pnl": str(self.realized_pnl),
+            "ts": self.ts, "strategy": self.strategy, "client_order_id": self.client_order_id,
+        }
+
+
+class Portfolio:
+    def __init__(self, clock=time.time) -> None:
+        self._clock = clock
+        self.positions: dict[tuple[str, str], Position] = {}
+        self.balances: dict[str, VenueBalance] = {}
+        self.marks: dict[tuple[str, str], Decimal] = {}
+        self.leverage: dict[tuple[str, str], Decimal] = {}
+        self.fills: deque[FillRecord] = deque()  # last 24 h (and today), oldest first
+        self.funding: deque[tuple[float, str, str, Decimal]] = deque()  # (ts, venue, symbol, amount)
+
+    # -- updates --------------------------------------------------------------------------
+    def apply_fill(
+        self, venue: str, symbol: str, side: str, base_qty: Decimal, price: Decimal, fee: Decimal,
+        ts: float | None = None, strategy: str | None = None, client_order_id: str | None = None,
+    ) -> FillRecord:
+        if base_qty <= 0:
+            raise ValueError(f"fill quantity must be positive, got {base_qty}")
+        if side not in ("buy", "sell"):
+            raise ValueError(f"bad side {side!r}")
+        position = self.positions.setdefault((venue, symbol), Position(venue, symbol))
+        realized = position.apply(base_qty if side == "buy" else -base_qty, price)
+        record = FillRecord(venue, symbol, side, base_qty, price, fee, realized,
+                            self._clock() if ts is None else ts, strategy, client_order_id)
+        self.fills.append(record)
+        self._prune()
+        return record
+
+    def restore_fill(self, record: FillRecord) -> None:
+        """A journalled fill back into the 24 h history, without touching positions."""
+        self.fills.append(record)
+
+    def set_position(self, venue: str, symbol: str, size: Decimal, entry_price: Decimal,
+                     realized_pnl: Decimal | None = None) -> None:
+        position = self.positions.setdefault((venue, symbol), Position(venue, symbol))
+        position.size = size
+        position.entry_price = entry_price if size else ZERO
+        if realized_pnl is not None:
+            position.realized_pnl = realized_pnl
+
+    def apply_funding(self, venue: str, symbol: str, amount: Decimal, ts: float | None = None) -> None:
+        """Funding received (+) or paid (-) in quote currency."""
+        self.funding.append((self._clock() if ts is None else ts, venue, symbol, amount))
+        self._prune()
+
+    def set_balance(self, balance: VenueBalance) -> None:
+        self.balances[balance.venue] = balance
+
+    def set_mark(self, venue: str, symbol: str, price: Decimal) -> None:
+        self.marks[(venue, symbol)] = price
+
+    # -- reads ----------------------------------------------------------------------------
+    def open_positions(self) -> list[Position]:
+        return [p for p in self.positions.values() if p.size != 0]
+
+    def unrealized(self, venue: str, symbol: str) -> Decimal:
+        position = self.positions.get((venue, symbol))
+        mark = self.marks.get((venue, symbol))
+        if position is None or position.size == 0 or mark is None:
+            return ZERO
+        return (mark - position.entry_price) * position.size
+
+    def unrealized_total(self) -> Decimal:
+        return sum((self.unrealized(p.venue, p.symbol) for p in self.open_positions()), ZERO)
+
+    def day_start(self, now: float | None = None) -> float:
+        now = self._clock() if now is None else now
+        return now - (now % DAY_S)
+
+    def pnl_today(self) -> dict[str, Decimal]:
+        start = self.day_start()
+        realized = sum((f.realized_pnl for f in self.fills if f.ts >= start), ZERO)
+        fees = sum((f.fee for f in self.fills if f.ts >= start), ZERO)
+        funding = sum((a for ts, _, _, a in self.funding if ts >= start), ZERO)
+        unrealized = self.unrealized_total()
+        return {
+            "realized": realized, "fees": fees, "funding": funding, "unrealized": unrealized,
+            "net": realized - fees + funding + unrealized,
+        }
+
+    def trades_since(self, since_ts: float) -> list[FillRecord]:
+        return [f for f in self.fills if f.ts >= since_ts]
+
+    def total_equity(self) -> Decimal:
+        return sum((b.equity for b in self.balances.values()), ZERO)
+
+    def capital_utilization_percent(self) -> Decimal:
+        equity = self.total_equity()
+        if equity <= 0:
+            return ZERO
+        used = sum((b.used_margin for b in self.balances.values()), ZERO)
+        return used / equity * 100
+
+    def _prune(self) -> None:
+        # Keep the longer of "last 24 h" and "since the UTC day began" (always 24 h here).
+        horizon = self._clock() - DAY_S
+        while self.fills and self.fills[0].ts < horizon:
+            self.fills.popleft()
+        while self.funding and self.funding[0][0] < horizon:
+            self.funding.popleft()
