@@ -1,0 +1,669 @@
+"""Execution engine: decisions -> risk gate -> journal first -> both legs at once -> legs policy ->
+portfolio, journal and metrics; plus recovery, reconciliation, trading states and operator commands.
+
+Nothing is sent before its intent and order rows are committed. An order whose answer was
+lost is resolved by querying the venue for its client id, never re-sent. A leg that filled
+alone is hedged or unwound by the pure policy in perpbot.execution.legs; when that fails
+within the retry cap, trading HALTS with the exposure logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import deque
+from decimal import Decimal
+from typing import Any
+
+from perpbot.book.store import BookStore
+from perpbot.core import errors
+from perpbot.core.decisions import Decision, Refusal
+from perpbot.core.instruments import Instrument
+from perpbot.core.numbers import scaled_to_decimal
+from perpbot.core.orders import OrderRequest, OrderResult
+from perpbot.core.ports import ExchangeClient
+from perpbot.execution.client_ids import client_order_id, new_intent_id
+from perpbot.execution.legs import Done, Halt, Hedge, LegOutcome, Resolve, Unwind, decide
+from perpbot.execution.reconcile import diff_positions
+from perpbot.journal.sqlite import Journal
+from perpbot.portfolio.book import Portfolio, Position
+
+log = logging.getLogger(__name__)
+
+STATES = ("ACTIVE", "REDUCING", "PAUSED", "HALTED")
+STARTING_REASON = "starting: waiting for reconciliation with every venue"
+RESOLVE_ATTEMPTS = 3
+ZERO = Decimal(0)
+
+
+@dataclasses.dataclass(slots=True)
+class Sent:
+    """What one order did: filled base quantity (this order only) and how it ended."""
+
+    filled_base: Decimal = ZERO
+    rejected: bool = False
+    unknown: bool = False
+    result: OrderResult | None = None
+    error: str | None = None
+
+
+def _s(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+class Engine:
+    def __init__(
+        self, settings, clients: dict[str, ExchangeClient], gate, store: BookStore,
+        instruments: dict[tuple[str, str], Instrument], funding_map: dict | None, journal: Journal,
+        portfolio: Portfolio, metrics, redis_state=None, clock=time.time,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.gate = gate
+        self.store = store
+        self.instruments = instruments
+        self.funding_map = funding_map if funding_map is not None else {}
+        self.journal = journal
+        self.portfolio = portfolio
+        self.metrics = metrics
+        self.redis_state = redis_state
+        self._clock = clock
+        self.state = "PAUSED"
+        self.state_reason = STARTING_REASON
+        self.state_since = clock()
+        self.reconciled: dict[str, bool] = {venue: False for venue in clients}
+        self.venue_connected: dict[str, bool] = {venue: False for venue in clients}
+        self.recent_order_times: deque[float] = deque(maxlen=10_000)
+        self.unhedged_usdt_seconds = ZERO
+        self.leg_failures = 0
+        self.open_trades: dict[str, dict[str, Any]] = {}
+        self.in_flight: dict[str, dict[str, Any]] = {}  # client id -> order being sent
+        self.venue_open_orders: dict[str, list[OrderResult]] = {}
+        self._order_fills: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]] = {}  # filled, avg, fee
+        self._trade_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+
+    # ====================================================================== state
+    async def _set_state(self, state: str, reason: str, actor: str) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown trading state {state}")
+        previous = self.state
+        self.state, self.state_reason, self.state_since = state, reason, self._clock()
+        await self.journal.record_state_change(previous, state, reason, actor)
+        for name in STATES:
+            self.metrics.trading_state.labels(name).set(1 if name == state else 0)
+        if self.redis_state is not None:
+            await self.redis_state.set_state(state, reason)
+        level = logging.CRITICAL if state == "HALTED" else logging.WARNING
+        log.log(level, "trading state %s -> %s by %s: %s", previous, state, actor, reason)
+
+    def _risk_context(self):
+        """The risk gate's view, built from the engine's own state (perpbot.risk.context)."""
+        from perpbot.risk.context import RiskContext
+        from perpbot.risk.states import TradingState
+
+        marks = {key: self._mark(*key) for key in self.instruments}
+        candidates = {
+            "state": TradingState[self.state],
+            "now": self._clock(),
+            "equity_usdt": {v: b.equity for v, b in self.portfolio.balances.items()},
+            "used_margin_usdt": {v: b.used_margin for v, b in self.portfolio.balances.items()},
+            "positions": {k: p.size for k, p in self.portfolio.positions.items() if p.size},
+            "marks": {k: m for k, m in marks.items() if m is not None},
+            "mark_prices": {k: m for k, m in marks.items() if m is not None},
+            "open_trades": len(self.open_trades),
+            "daily_pnl_usdt": self.portfolio.pnl_today()["net"],
+            "recent_order_times": self.recent_order_times,
+            "unhedged_usdt_seconds": self.unhedged_usdt_seconds,
+            "venue_connected": dict(self.venue_connected),
+            "store": self.store,
+            "instruments": self.instruments,
+            "leverage": {v: self.settings.risk.max_leverage for v in self.clients},
+        }
+        names = {f.name for f in dataclasses.fields(RiskContext)}
+        return RiskContext(**{k: v for k, v in candidates.items() if k in names})
+
+    def _mark(self, venue: str, symbol: str) -> Decimal | None:
+        book = self.store.get(venue, symbol)
+        if book is not None and self.store.is_usable(book) and book.best_bid() is not None and book.best_ask() is not None:
+            return scaled_to_decimal(book.best_bid() + book.best_ask()) / 2
+        return self.portfolio.marks.get((venue, symbol))
+
+    def _aggressive_price(self, venue: str, symbol: str, side: str, fallback: Decimal) -> Decimal:
+        """Limit price for a corrective IOC: the touch (or fallback) moved by slippage_bps, on tick."""
+        book = self.store.get(venue, symbol)
+        touch = None
+        if book is not None and self.store.is_usable(book):
+            best = book.best_ask() if side == "buy" else book.best_bid()
+            touch = scaled_to_decimal(best) if best is not None else None
+        base = touch if touch is not None else fallback
+        slip = self.settings.execution.slippage_bps / Decimal(10_000)
+        price = base * (1 + slip) if side == "buy" else base * (1 - slip)
+        instrument = self.instruments.get((venue, symbol))
+        return instrument.round_price(price, side) if instrument else price
+
+    # ====================================================================== sending
+    async def _send(self, approved, strategy: str | None) -> Sent:
+        """Place one approved (and already journalled) order and settle what it did."""
+        request: OrderRequest = approved.request
+        client = self.clients[request.venue]
+        self.metrics.orders_total.labels(request.venue, request.side).inc()
+        self.recent_order_times.append(self._clock())
+        self.in_flight[request.client_order_id] = {
+            "venue": request.venue, "symbol": request.symbol, "side": request.side, "qty": str(request.qty),
+            "price": str(request.price), "client_order_id": request.client_order_id, "purpose": approved.purpose,
+        }
+        started = time.perf_counter()
+        try:
+            try:
+                result = await asyncio.wait_for(
+                    client.place_order(request), timeout=self.settings.execution.order_timeout_s
+                )
+            except asyncio.TimeoutError:
+                raise errors.UnknownOutcome(request.venue, "no answer within order_timeout_s") from None
+        except errors.OrderRejected as exc:
+            await self.journal.update_order(request.venue, request.client_order_id, "rejected", reason=exc.message)
+            self.metrics.orders_rejected_total.labels(request.venue, type(exc).__name__).inc()
+            log.warning("Order rejected: %s %s %s id=%s reason=%s", request.venue, request.symbol, request.side,
+                        request.client_order_id, exc.message)
+            return Sent(rejected=True, error=exc.message)
+        except (errors.RateLimited, errors.TemporaryError) as exc:
+            # Certainly not on the book: nothing to resolve.
+            await self.journal.update_order(request.venue, request.client_order_id, "failed", reason=exc.message)
+            log.warning("order not placed on %s (%s): %s", request.venue, type(exc).__name__, exc.message)
+            return Sent(error=exc.message)
+        except errors.UnknownOutcome as exc:
+            await self.journal.update_order(request.venue, request.client_order_id, "unknown", reason=exc.message)
+            log.warning("order %s on %s: outcome unknown (%s); resolving by query",
+                        request.client_order_id, request.venue, exc.message)
+            return await self._resolve(request, strategy)
+        finally:
+            self.metrics.order_execution_duration.labels(request.venue).observe(time.perf_counter() - started)
+            self.in_flight.pop(request.client_order_id, None)
+        return await self._settle(request, result, strategy)
+
+    async def _resolve(self, request: OrderRequest, strategy: str | None) -> Sent:
+        """Find out what an order with a lost answer did, by its client id. Never re-sends."""
+        client = self.clients[request.venue]
+        delay = 0.1
+        for attempt in range(1, RESOLVE_ATTEMPTS + 1):
+            try:
+                result = await client.fetch_order(request.symbol, request.client_order_id)
+            except errors.VenueErrorBase as exc:
+                log.warning("resolving %s on %s failed (attempt %d): %s", request.client_order_id,
+                            request.venue, attempt, exc.message)
+                result = None
+                found = False
+            else:
+                found = result is not None
+            if found:
+                if result.status == "open":
+                    try:
+                        result = await client.cancel_order(request.symbol, request.client_order_id) or result
+                    except errors.VenueErrorBase as exc:
+                        log.warning("cancel of %s failed: %s", request.client_order_id, exc.message)
+                return await self._settle(request, result, strategy)
+            if attempt < RESOLVE_ATTEMPTS:
+                await asyncio.sleep(delay)
+                delay *= 2
+        try:
+            final = await client.fetch_order(request.symbol, request.client_order_id)
+        except errors.VenueErrorBase:
+            return Sent(unknown=True, error="outcome still unknown")
+        if final is None:
+            await self.journal.update_order(request.venue, request.client_order_id, "not_found",
+                                            reason="venue has no order with this client id")
+            return Sent(error="not found at venue")
+        return await self._settle(request, final, strategy)
+
+    async def _settle(self, request: OrderRequest, result: OrderResult, strategy: str | None) -> Sent:
+        """Record a venue answer: journal the order, count new fill quantity once, update the portfolio."""
+        instrument = self.instruments.get((request.venue, request.symbol))
+        contract = instrument.contract_size if instrument else Decimal(1)
+        key = (request.venue, request.client_order_id)
+        row = await self.journal.order(*key)
+        previous = self._order_fills.get(key) or (
+            (row.filled_qty, row.avg_price or ZERO, row.fee) if row else (ZERO, ZERO, ZERO)
+        )
+        prev_filled, prev_avg, prev_fee = previous
+        delta = result.filled_qty - prev_filled
+        filled_base = ZERO
+        if delta > 0:
+            avg = result.avg_price if result.avg_price is not None else request.price
+            price = (avg * result.filled_qty - prev_avg * prev_filled) / delta
+            fee = result.fee - prev_fee
+            filled_base = delta * contract
+            trial = dataclasses.replace(
+                self.portfolio.positions.get((request.venue, request.symbol)) or Position(request.venue, request.symbol)
+            )
+            realized = trial.apply(filled_base if request.side == "buy" else -filled_base, price)
+            fill_id = f"{request.client_order_id}:{result.filled_qty}"
+            if await self.journal.record_fill(request.venue, fill_id, request.client_order_id, request.symbol,
+                                              request.side, filled_base, price, fee, realized, strategy):
+                self.portfolio.apply_fill(request.venue, request.symbol, request.side, filled_base, price, fee,
+                                          strategy=strategy, client_order_id=request.client_order_id)
+                position = self.portfolio.positions[(request.venue, request.symbol)]
+                await self.journal.save_position(request.venue, request.symbol, position.size,
+                                                 position.entry_price, position.realized_pnl)
+            self._order_fills[key] = (result.filled_qty, avg, result.fee)
+        status = result.status if result.status != "open" else "open"
+        await self.journal.update_order(
+            request.venue, request.client_order_id, status, venue_order_id=result.venue_order_id,
+            filled_qty=result.filled_qty, avg_price=result.avg_price, fee=result.fee, reason=result.reason,
+        )
+        if result.filled_qty > 0:
+            self.metrics.orders_success_total.labels(request.venue, request.side).inc()
+        rejected = result.status == "rejected"
+        if rejected:
+            log.warning("Order rejected: %s %s id=%s reason=%s", request.venue, request.symbol,
+                        request.client_order_id, result.reason)
+            self.metrics.orders_rejected_total.labels(request.venue, "rejected").inc()
+        return Sent(filled_base=filled_base if delta > 0 else ZERO, rejected=rejected, result=result)
+
+    # ====================================================================== trading
+    async def on_decisions(self, decisions: list[Decision]) -> list[dict[str, Any]]:
+        """Carry out the scanner's decisions one after the other; returns one report per decision."""
+        reports = []
+        for decision in decisions:
+            if self.state != "ACTIVE" and decision.action == "open":
+                reports.append({"outcome": "skipped", "reason": f"trading state {self.state}"})
+                continue
+            async with self._trade_lock:
+                reports.append(await self._execute(decision))
+            await self._check_breach()
+        self._publish()
+        return reports
+
+    async def _execute(self, decision: Decision) -> dict[str, Any]:
+        intent_id = new_intent_id()
+        legs = decision.legs
+        tags = ("a", "b")
+        cids = tuple(client_order_id(leg.venue, intent_id, tags[i], 0) for i, leg in enumerate(legs))
+        approved, refusals = self.gate.approve_entry(decision, self._risk_context(), intent_id, cids)
+        if refusals or len(approved) != 2:
+            for refusal in refusals:
+                self.metrics.risk_refusals_total.labels(refusal.rule).inc()
+            detail = "; ".join(f"{r.rule}: {r.detail}" for r in refusals) or "gate approved fewer than two legs"
+            log.info("decision %s %s refused: %s", decision.strategy, decision.base, detail)
+            return {"intent_id": intent_id, "outcome": "refused", "reason": detail}
+        # Approved orders in leg order (the gate may have adjusted quantities or prices).
+        ordered = sorted(approved, key=lambda a: cids.index(a.request.client_order_id))
+        await self.journal.record_intent(
+            intent_id, decision.strategy, decision.action, decision.base,
+            {"edge_bps": decision.edge_bps, "edge_usdt": decision.edge_usdt, "reason": decision.reason,
+             "legs": [dataclasses.asdict(leg) for leg in legs]},
+            [(a.request, a.purpose) for a in ordered], trade_id=decision.trade_id,
+        )
+        sent = await asyncio.gather(*(self._send(a, decision.strategy) for a in ordered))
+        outcomes = [
+            LegOutcome(self._base(a.request), s.filled_base, s.rejected, s.unknown) for a, s in zip(ordered, sent)
+        ]
+        requests = [a.request for a in ordered]
+        outcome, attempt, halted = await self._correct(intent_id, decision.strategy, requests, outcomes)
+        hedged = outcome.hedged if isinstance(outcome, Done) else ZERO
+        await self._book_trade(decision, intent_id, requests, hedged)
+        label = "halted" if halted else "nothing_filled" if hedged == 0 else "hedged" if attempt == 0 else "corrected"
+        self.metrics.trades_total.labels(decision.strategy, label).inc()
+        await self.journal.set_intent_status(intent_id, label)
+        if attempt > 0 or halted:
+            self.leg_failures += 1
+            if self.leg_failures >= self.settings.risk.max_leg_failures and self.state != "HALTED":
+                await self._set_state("HALTED", f"{self.leg_failures} trades in a row needed leg repair", "engine")
+        else:
+            self.leg_failures = 0
+        return {"intent_id": intent_id, "outcome": label, "hedged_base": str(hedged), "corrective_orders": attempt}
+
+    def _base(self, request: OrderRequest) -> Decimal:
+        instrument = self.instruments.get((request.venue, request.symbol))
+        return request.qty * (instrument.contract_size if instrument else Decimal(1))
+
+    async def _correct(self, intent_id: str, strategy: str, requests: list[OrderRequest],
+                       outcomes: list[LegOutcome]) -> tuple[Any, int, bool]:
+        """Run the legs policy until the legs match or trading halts."""
+        attempt = 0
+        max_retries = self.settings.execution.max_hedge_retries
+        naked_since: float | None = None
+        while True:
+            action = decide(outcomes[0], outcomes[1], attempt, max_retries)
+            if isinstance(action, Done):
+                self._account_unhedged(naked_since, ZERO)
+                return action, attempt, False
+            if naked_since is None:
+                naked_since = self._clock()
+            if isinstance(action, Halt):
+                exposure = [
+                    f"{r.venue} {r.symbol} {r.side} filled {o.filled}" for r, o in zip(requests, outcomes)
+                ]
+                reason = f"intent {intent_id}: {action.reason} ({'; '.join(exposure)})"
+                self._account_unhedged(naked_since, abs(outcomes[0].filled - outcomes[1].filled) *
+                                       (requests[0].price))
+                await self._set_state("HALTED", reason, "engine")
+                return action, attempt, True
+            attempt += 1
+            if isinstance(action, Resolve):
+                for i in action.legs:
+                    sent = await self._resolve(requests[i], strategy)
+                    outcomes[i] = dataclasses.replace(outcomes[i], unknown=sent.unknown).add(sent.filled_base)
+                continue
+            leg = action.leg
+            original = requests[leg]
+            is_hedge = isinstance(action, Hedge)
+            side = original.side if is_hedge else ("sell" if original.side == "buy" else "buy")
+            instrument = self.instruments.get((original.venue, original.symbol))
+            qty = instrument.base_to_venue_qty(action.qty) if instrument else action.qty
+            if qty <= 0:
+                log.warning("intent %s: residual %s on %s below one lot, left as dust", intent_id, action.qty,
+                            original.venue)
+                return Done(hedged=min(o.filled for o in outcomes), residual=outcomes[0].filled - outcomes[1].filled), attempt, False
+            request = OrderRequest(
+                venue=original.venue, symbol=original.symbol, side=side, qty=qty,
+                price=self._aggressive_price(original.venue, original.symbol, side, original.price),
+                client_order_id=client_order_id(original.venue, intent_id, ("h" if is_hedge else "u") + "ab"[leg], attempt),
+                reduce_only=not is_hedge,
+            )
+            purpose = "hedge" if is_hedge else "unwind"
+            approved = self.gate.approve_order(request, purpose, self._risk_context(), intent_id)
+            if isinstance(approved, Refusal):
+                self.metrics.risk_refusals_total.labels(approved.rule).inc()
+                log.warning("intent %s: %s on %s refused by risk: %s", intent_id, purpose, original.venue, approved.detail)
+                if is_hedge:
+                    outcomes[leg] = dataclasses.replace(outcomes[leg], rejected=True)
+                continue
+            await self.journal.record_order(approved.request, purpose, intent_id)
+            sent = await self._send(approved, strategy)
+            filled = sent.filled_base if is_hedge else -sent.filled_base
+            outcomes[leg] = outcomes[leg].add(filled, rejected=sent.rejected and is_hedge, unknown=sent.unknown)
+
+    def _account_unhedged(self, since: float | None, still_naked_usdt: Decimal) -> None:
+        if since is not None:
+            self.unhedged_usdt_seconds += still_naked_usdt * Decimal(str(round(self._clock() - since, 3)))
+        self.metrics.unhedged_notional.set(float(still_naked_usdt))
+        self.metrics.unhedged_usdt_seconds.set(float(self.unhedged_usdt_seconds))
+
+    async def _book_trade(self, decision: Decision, intent_id: str, requests: list[OrderRequest], hedged: Decimal) -> None:
+        if hedged <= 0:
+            return
+        if decision.action == "open":
+            legs = [{"venue": r.venue, "symbol": r.symbol, "side": r.side, "base_qty": str(hedged)} for r in requests]
+            await self.journal.open_trade(intent_id, intent_id, decision.strategy, decision.base, legs)
+            self.open_trades[intent_id] = {"trade_id": intent_id, "strategy": decision.strategy,
+                                           "base": decision.base, "legs": legs, "opened_ts": self._clock()}
+        elif decision.trade_id in self.open_trades:
+            trade = self.open_trades[decision.trade_id]
+            remaining = Decimal(trade["legs"][0]["base_qty"]) - hedged
+            if remaining <= 0:
+                await self.journal.close_trade(decision.trade_id)
+                del self.open_trades[decision.trade_id]
+            else:
+                for leg in trade["legs"]:
+                    leg["base_qty"] = str(remaining)
+
+    async def _check_breach(self) -> None:
+        """Ask the gate whether a risk limit is breached; a breach moves the state (HALT by default)."""
+        try:
+            breach = self.gate.breach(self._risk_context())
+        except (ImportError, AttributeError) as exc:
+            log.error("risk breach check unavailable: %s", exc)
+            return
+        if not breach:
+            return
+        state, reason = "HALTED", str(breach)
+        if isinstance(breach, tuple):
+            state, reason = getattr(breach[0], "name", str(breach[0])), str(breach[1])
+        elif hasattr(breach, "name") and getattr(breach, "name") in STATES:
+            state, reason = breach.name, f"risk breach: {breach.name}"
+        if state != self.state and STATES.index(state) > STATES.index(self.state):
+            await self._set_state(state, f"risk breach: {reason}", "risk")
+
+    # ====================================================================== recovery
+    async def start(self) -> dict[str, Any]:
+        """Load the journal, reconcile with every venue, and only then trade."""
+        for row in await self.journal.positions():
+            self.portfolio.set_position(row["venue"], row["symbol"], row["size"], row["entry_price"], row["realized_pnl"])
+        from perpbot.portfolio.book import FillRecord
+
+        for fill in await self.journal.fills_since(self._clock() - 86400):
+            self.portfolio.restore_fill(FillRecord(
+                fill["venue"], fill["symbol"], fill["side"], fill["base_qty"], fill["price"], fill["fee"],
+                fill["realized_pnl"], fill["ts"], fill["strategy"], fill["client_order_id"]))
+        for payment in await self.journal.funding_since(self._clock() - 86400):
+            self.portfolio.funding.append((payment["ts"], payment["venue"], payment["symbol"], payment["amount"]))
+        for trade in await self.journal.open_trades():
+            self.open_trades[trade["trade_id"]] = trade
+        last = await self.journal.state_changes(1)
+        report = await self._reconcile()
+        for change in report["changed"]:
+            log.warning("start-up reconciliation changed %s", change)
+        enabled = list(self.clients)
+        if all(self.reconciled.get(v) for v in enabled):
+            if last and last[0]["to"] == "HALTED":
+                await self._set_state("HALTED", f"restored after restart: {last[0]['reason']}", "recovery")
+            elif last and last[0]["to"] == "PAUSED" and last[0]["actor"] == "operator":
+                await self._set_state("PAUSED", f"restored after restart: {last[0]['reason']}", "recovery")
+            else:
+                await self._set_state("ACTIVE", "reconciled with every venue", "recovery")
+        else:
+            failed = [v for v in enabled if not self.reconciled.get(v)]
+            await self._set_state("PAUSED", f"{STARTING_REASON} (failed: {', '.join(failed)})", "recovery")
+        self._publish()
+        return report
+
+    async def _reconcile(self) -> dict[str, Any]:
+        """Settle unresolved orders, then make local positions and balances equal the venues'.
+        The same code runs at start-up, periodically and on POST /api/sync/positions."""
+        changed: list[dict[str, Any]] = []
+        problems: dict[str, str] = {}
+        for row in await self.journal.orders_with_status("unknown", "pending", "open"):
+            client = self.clients.get(row.venue)
+            if client is None:
+                continue
+            request = OrderRequest(row.venue, row.symbol, row.side, row.qty, row.price, row.client_order_id,
+                                   row.reduce_only)
+            try:
+                result = await client.fetch_order(row.symbol, row.client_order_id)
+                if result is not None and result.status == "open":
+                    result = await client.cancel_order(row.symbol, row.client_order_id) or result
+            except errors.VenueErrorBase as exc:
+                problems[row.venue] = f"order {row.client_order_id}: {exc.message}"
+                continue
+            if result is None:
+                await self.journal.update_order(row.venue, row.client_order_id, "not_found",
+                                                reason="not at venue when reconciled")
+                changed.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
+                                "from": row.status, "to": "not_found"})
+                continue
+            await self._settle(request, result, None)
+            changed.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
+                            "from": row.status, "to": result.status, "filled_qty": str(result.filled_qty)})
+        for venue, client in self.clients.items():
+            try:
+                remote = await client.fetch_positions()
+                balance = await client.fetch_balance()
+                open_orders = await client.fetch_open_orders()
+            except errors.VenueErrorBase as exc:
+                problems[venue] = exc.message
+                self.reconciled[venue] = False
+                self.venue_connected[venue] = False
+                continue
+            self.portfolio.set_balance(balance)
+            self.venue_open_orders[venue] = open_orders
+            local = {s: (p.size, p.entry_price) for (v, s), p in self.portfolio.positions.items() if v == venue}
+            for change in diff_positions(venue, local, remote):
+                self.portfolio.set_position(venue, change.symbol, change.venue_size, change.venue_entry)
+                position = self.portfolio.positions[(venue, change.symbol)]
+                await self.journal.save_position(venue, change.symbol, position.size, position.entry_price,
+                                                 position.realized_pnl)
+                changed.append(change.as_dict())
+            for position in remote:
+                if position.mark_price is not None:
+                    self.portfolio.set_mark(venue, position.symbol, position.mark_price)
+                if position.leverage is not None:
+                    self.portfolio.leverage[(venue, position.symbol)] = position.leverage
+            self.reconciled[venue] = True
+            self.venue_connected[venue] = True
+        for venue, problem in problems.items():
+            log.error("reconciliation with %s failed: %s", venue, problem)
+        if self.redis_state is not None:
+            await self.redis_state.set_positions(self.positions())
+        return {"changed": changed, "venues": dict(self.reconciled), "errors": problems}
+
+    async def run(self) -> None:
+        """Periodic reconciliation, breach checks, heartbeat and metrics until stop()."""
+        interval = self.settings.execution.reconcile_interval_s
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+                break
+            except asyncio.TimeoutError:
+                pass
+            await self.periodic()
+
+    async def periodic(self) -> dict[str, Any]:
+        async with self._trade_lock:
+            report = await self._reconcile()
+        if self.state == "PAUSED" and self.state_reason.startswith(STARTING_REASON) and all(self.reconciled.values()):
+            await self._set_state("ACTIVE", "reconciled with every venue", "recovery")
+        await self._check_breach()
+        if self.redis_state is not None:
+            await self.redis_state.heartbeat()
+        self._publish()
+        return report
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ====================================================================== operator commands
+    async def pause(self, reason: str) -> dict[str, Any]:
+        await self._set_state("PAUSED", reason or "paused by operator", "operator")
+        canceled = await self._cancel_working_orders()
+        return {"state": self.state, "reason": self.state_reason, "canceled_orders": canceled}
+
+    async def resume(self) -> dict[str, Any]:
+        if not all(self.reconciled.values()):
+            missing = [v for v, ok in self.reconciled.items() if not ok]
+            return {"state": self.state, "resumed": False,
+                    "reason": f"not reconciled with {', '.join(missing)}; POST /api/sync/positions first"}
+        self.leg_failures = 0
+        await self._set_state("ACTIVE", "resumed by operator", "operator")
+        return {"state": self.state, "resumed": True}
+
+    async def _cancel_working_orders(self) -> list[dict[str, Any]]:
+        canceled = []
+        for venue, client in self.clients.items():
+            try:
+                working = await client.fetch_open_orders()
+            except errors.VenueErrorBase as exc:
+                canceled.append({"venue": venue, "error": exc.message})
+                continue
+            for order in working:
+                try:
+                    result = await client.cancel_order(order.symbol, order.client_order_id)
+                    canceled.append({"venue": venue, "client_order_id": order.client_order_id,
+                                     "status": result.status if result else "not_found"})
+                except errors.VenueErrorBase as exc:
+                    canceled.append({"venue": venue, "client_order_id": order.client_order_id, "error": exc.message})
+            self.venue_open_orders[venue] = []
+        return canceled
+
+    async def close_all(self) -> dict[str, Any]:
+        """Reduce-only flatten of every venue position, including ones the bot did not open."""
+        if self.state == "ACTIVE":
+            await self._set_state("REDUCING", "close-all requested", "operator")
+        canceled = await self._cancel_working_orders()
+        results: list[dict[str, Any]] = []
+        async with self._trade_lock:
+            intent_id = new_intent_id()
+            for venue, client in self.clients.items():
+                try:
+                    positions = await client.fetch_positions()
+                except errors.VenueErrorBase as exc:
+                    results.append({"venue": venue, "status": "error", "error": exc.message})
+                    continue
+                for number, position in enumerate(positions):
+                    results.append(await self._flatten(client, position, intent_id, number))
+            await self._reconcile()
+        self._publish()
+        return {"state": self.state, "results": results, "canceled_orders": canceled}
+
+    async def _flatten(self, client: ExchangeClient, position, intent_id: str, number: int) -> dict[str, Any]:
+        venue, symbol = position.venue, position.symbol
+        side = "sell" if position.size > 0 else "buy"
+        entry = {"venue": venue, "symbol": symbol, "size": str(position.size), "side": side}
+        instrument = self.instruments.get((venue, symbol))
+        if instrument is None:
+            try:
+                instrument = (await client.load_instruments([symbol]))[symbol]
+                self.instruments[(venue, symbol)] = instrument
+            except errors.VenueErrorBase as exc:
+                return {**entry, "status": "error", "error": f"instrument unknown: {exc.message}"}
+        qty = abs(position.size) / instrument.contract_size
+        fallback = position.mark_price or position.entry_price
+        request = OrderRequest(venue, symbol, side, qty, self._aggressive_price(venue, symbol, side, fallback),
+                               client_order_id(venue, intent_id, f"f{number}", 0), reduce_only=True)
+        approved = self.gate.approve_order(request, "flatten", self._risk_context(), intent_id)
+        if isinstance(approved, Refusal):
+            return {**entry, "status": "refused", "error": f"{approved.rule}: {approved.detail}"}
+        await self.journal.record_order(approved.request, "flatten", intent_id)
+        sent = await self._send(approved, None)
+        remaining = abs(position.size) - sent.filled_base
+        status = "closed" if remaining == 0 else "rejected" if sent.rejected else "unknown" if sent.unknown else "partial"
+        return {**entry, "status": status, "filled": str(sent.filled_base), "remaining": str(remaining),
+                "client_order_id": request.client_order_id, "error": sent.error}
+
+    async def sync_positions(self) -> dict[str, Any]:
+        async with self._trade_lock:
+            report = await self._reconcile()
+        self._publish()
+        return report
+
+    # ====================================================================== reads
+    def trading_state(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.state_reason, "since": self.state_since,
+                "reconciled": dict(self.reconciled), "leg_failures": self.leg_failures,
+                "open_trades": len(self.open_trades)}
+
+    def positions(self) -> list[dict[str, Any]]:
+        out = []
+        for position in self.portfolio.open_positions():
+            key = (position.venue, position.symbol)
+            mark = self._mark(*key)
+            out.append({
+                "venue": position.venue, "symbol": position.symbol,
+                "side": "long" if position.size > 0 else "short", "size": str(position.size),
+                "entry_price": str(position.entry_price), "mark_price": _s(mark),
+                "unrealized_pnl": str((mark - position.entry_price) * position.size) if mark is not None else "0",
+                "leverage": _s(self.portfolio.leverage.get(key)),
+            })
+        return out
+
+    def balances(self) -> list[dict[str, Any]]:
+        return [{"venue": b.venue, "equity": str(b.equity), "available": str(b.available),
+                 "used_margin": str(b.used_margin)} for b in self.portfolio.balances.values()]
+
+    def active_orders(self) -> list[dict[str, Any]]:
+        working = list(self.in_flight.values())
+        for venue, orders in self.venue_open_orders.items():
+            working += [{"venue": venue, "symbol": o.symbol, "side": o.side, "qty": str(o.qty),
+                         "filled_qty": str(o.filled_qty), "client_order_id": o.client_order_id,
+                         "status": o.status} for o in orders]
+        return working
+
+    def pnl_today(self) -> dict[str, Any]:
+        return {k: str(v) for k, v in self.portfolio.pnl_today().items()}
+
+    def trades_since(self, since_ts: float) -> list[dict[str, Any]]:
+        return [f.as_dict() for f in self.portfolio.trades_since(since_ts)]
+
+    def _publish(self) -> None:
+        pnl = self.portfolio.pnl_today()
+        m = self.metrics
+        m.pnl_realized.set(float(pnl["realized"]))
+        m.pnl_unrealized.set(float(pnl["unrealized"]))
+        m.fees_paid.set(float(pnl["fees"]))
+        m.funding_pnl.set(float(pnl["funding"]))
+        for venue, balance in self.portfolio.balances.items():
+            m.equity.labels(venue).set(float(balance.equity))
+        m.active_positions.set(len(self.portfolio.open_positions()))
+        m.capital_utilization.set(float(self.portfolio.capital_utilization_percent()))

@@ -1,0 +1,41 @@
+"""Pure reconciliation: the difference between local positions and what a venue reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from perpbot.core.orders import VenuePosition
+
+
+@dataclass(frozen=True, slots=True)
+class PositionChange:
+    venue: str
+    symbol: str
+    local_size: Decimal
+    venue_size: Decimal
+    venue_entry: Decimal
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": "position", "venue": self.venue, "symbol": self.symbol,
+            "local_size": str(self.local_size), "venue_size": str(self.venue_size),
+            "venue_entry": str(self.venue_entry),
+        }
+
+
+def diff_positions(
+    venue: str, local: dict[str, tuple[Decimal, Decimal]], remote: list[VenuePosition]
+) -> list[PositionChange]:
+    """Local {symbol: (size, entry)} of one venue against the venue's report. Symbols absent
+    on the venue are flat there; positions the bot never opened are included too."""
+    remote_by_symbol = {p.symbol: p for p in remote if p.venue == venue}
+    changes = []
+    for symbol in sorted(set(local) | set(remote_by_symbol)):
+        local_size = local.get(symbol, (Decimal(0), Decimal(0)))[0]
+        venue_position = remote_by_symbol.get(symbol)
+        venue_size = venue_position.size if venue_position else Decimal(0)
+        if local_size != venue_size:
+            entry = venue_position.entry_price if venue_position else Decimal(0)
+            changes.append(PositionChange(venue, symbol, local_size, venue_size, entry))
+    return changes
