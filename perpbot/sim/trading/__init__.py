@@ -1,0 +1,35 @@
+"""Trading side of the built-in simulator: REST APIs per venue that the real ccxt classes trade against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from perpbot.sim.faults import FaultBoard
+from perpbot.sim.trading.exchange import SimExchange
+from perpbot.sim.trading.gate import FaultGate, drop_connection_middleware
+from perpbot.sim.trading.matching import SimReject
+
+VENUE_MODULES = {"okx": "Okx", "binance": "Binance", "bybit": "Bybit", "hyperliquid": "Hyperliquid"}
+APP_KEY: web.AppKey[SimExchange] = web.AppKey("perpbot_sim_exchange", SimExchange)
+
+
+def add_trading_routes(app: web.Application, venue: str, market: Any, faults: FaultBoard | None = None,
+                       clock: Any = None) -> SimExchange:
+    """Mount `venue`'s simulated REST trading API on `app` and return its SimExchange (also app[APP_KEY])."""
+    import importlib
+
+    if venue not in VENUE_MODULES:
+        raise ValueError(f"unknown venue {venue!r}; allowed: {', '.join(VENUE_MODULES)}")
+    module = importlib.import_module(f"perpbot.sim.trading.{venue}")
+    prefix = VENUE_MODULES[venue]
+    sim = SimExchange(venue, market, faults, clock)
+    gate = FaultGate(sim, getattr(module, f"{prefix}Wire")(), app)
+    app.middlewares.append(drop_connection_middleware)
+    getattr(module, f"add_{venue}_routes")(app, sim, gate)
+    app[APP_KEY] = sim
+    return sim
+
+
+__all__ = ["APP_KEY", "SimExchange", "SimReject", "add_trading_routes"]

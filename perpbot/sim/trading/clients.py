@@ -1,0 +1,60 @@
+"""ccxt client settings that point a real ccxt class at a simulated venue and nowhere else."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+from urllib.parse import urlsplit
+
+CCXT_CLASSES = {"okx": "okx", "binance": "binanceusdm", "bybit": "bybit", "hyperliquid": "hyperliquid"}
+
+# A throwaway secp256k1 key (value 1) and its address: the simulator accepts any signature.
+SIM_PRIVATE_KEY = "0x" + "0" * 63 + "1"
+SIM_WALLET = "0x7e5f4552091a69125d5dfcb7b8c2659029395bdf"
+
+# Options that keep each ccxt class on the endpoints the simulator serves (no spot/option/sapi markets,
+# no currency or referral/builder-fee side calls to other hosts).
+VENUE_OPTIONS: dict[str, dict[str, Any]] = {
+    "okx": {"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap"},
+    "binance": {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False, "defaultType": "swap",
+                "warnOnFetchOpenOrdersWithoutSymbol": False},
+    "bybit": {"fetchMarkets": {"types": ["linear"]}, "defaultType": "swap", "enableUnifiedAccount": True,
+              "enableUnifiedMargin": False},
+    "hyperliquid": {"approvedBuilderFee": True, "refSet": True, "builderFee": False, "defaultType": "swap",
+                    "fetchMarkets": {"types": ["swap"]}},
+}
+
+
+def rebase_urls(api_urls: Any, base_url: str) -> Any:
+    """Replace scheme and host of every URL in ccxt's urls['api'] with `base_url`, keeping the paths."""
+    base = base_url.rstrip("/")
+    if isinstance(api_urls, str):
+        parts = urlsplit(api_urls.replace("{hostname}", "sim.invalid"))
+        return base + parts.path.rstrip("/")
+    if isinstance(api_urls, dict):
+        return {key: rebase_urls(value, base) for key, value in api_urls.items()}
+    return api_urls
+
+
+def ccxt_config(venue: str, base_url: str, template_urls: dict[str, Any]) -> dict[str, Any]:
+    """Constructor config for the venue's ccxt class; `template_urls` is that class's describe()['urls']."""
+    urls = copy.deepcopy(template_urls)
+    urls["api"] = rebase_urls(urls["api"], base_url)
+    config: dict[str, Any] = {"urls": urls, "options": dict(VENUE_OPTIONS[venue]), "enableRateLimit": False}
+    if venue == "hyperliquid":
+        config.update(walletAddress=SIM_WALLET, privateKey=SIM_PRIVATE_KEY)
+    else:
+        config.update(apiKey="sim-key", secret="sim-secret")
+        if venue == "okx":
+            config["password"] = "sim-pass"
+    return config
+
+
+def make_ccxt_client(venue: str, base_url: str, **overrides: Any) -> Any:
+    """An async ccxt client of the real class for `venue`, talking only to the simulator at `base_url`."""
+    import ccxt.async_support as ccxt_async
+
+    cls = getattr(ccxt_async, CCXT_CLASSES[venue])
+    config = ccxt_config(venue, base_url, cls().describe()["urls"])
+    config.update(overrides)
+    return cls(config)

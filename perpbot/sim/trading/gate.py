@@ -1,0 +1,126 @@
+"""Fault gate shared by the simulated venues' REST handlers: maintenance, rate limits, 5xx, timeouts, lost replies."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any, Callable, Protocol
+
+import orjson
+from aiohttp import web
+
+from perpbot.sim.trading.exchange import SimExchange
+from perpbot.sim.trading.matching import SimReject
+
+# Faults that hit every private request unless their params say {"on": "order"};
+# the others only ever hit order placement.
+_ANY_REQUEST_FAULTS = ("maintenance", "rate_limit", "rest_5xx")
+_ORDER_FAULTS = ("timeout", "lost_response")
+
+
+class VenueWire(Protocol):
+    """What a venue adapter tells the gate about its wire: how its errors look."""
+
+    def error(self, reason: str, message: str) -> web.Response: ...
+
+    def maintenance(self) -> web.Response: ...
+
+    def rate_limited(self, retry_after_s: int) -> web.Response: ...
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json",
+                        headers=headers)
+
+
+class FaultGate:
+    """Runs one REST action under the venue's fault board and turns SimReject into the venue's error reply."""
+
+    def __init__(self, sim: SimExchange, wire: VenueWire, app: web.Application) -> None:
+        self.sim = sim
+        self.wire = wire
+        self._closing = asyncio.Event()
+
+        async def _on_shutdown(_app: web.Application) -> None:
+            # Releases held (timeout-fault) responses so the server can stop promptly.
+            self._closing.set()
+
+        app.on_shutdown.append(_on_shutdown)
+
+    def _take(self, kind: str, symbol: str | None, is_order: bool):
+        fault = self.sim.faults.active(self.sim.venue, kind, symbol)
+        if fault is None:
+            return None
+        default_on = "any" if kind in _ANY_REQUEST_FAULTS else "order"
+        if fault.params.get("on", default_on) == "order" and not is_order:
+            return None
+        return self.sim.faults.take(self.sim.venue, kind, symbol)
+
+    async def run(self, kind: str, symbol: str | None, action: Callable[[Decimal | None], Any]) -> web.Response:
+        """`kind` is public / private / order; `action(fill_ratio)` returns a web.Response or raises SimReject."""
+        if kind == "public":
+            return self._call(action, None)
+        is_order = kind == "order"
+        if self._take("maintenance", symbol, is_order):
+            return self.wire.maintenance()
+        fault = self._take("rate_limit", symbol, is_order)
+        if fault:
+            retry_after = int(fault.params.get("retry_after_s", 1))
+            response = self.wire.rate_limited(retry_after)
+            response.headers["Retry-After"] = str(retry_after)
+            return response
+        fault = self._take("rest_5xx", symbol, is_order)
+        if fault:
+            status = int(fault.params.get("status", 503))
+            return web.Response(status=status, text="Service Unavailable", content_type="text/html")
+        if not is_order:
+            return self._call(action, None)
+
+        if self.sim.faults.take(self.sim.venue, "reject", symbol):
+            return self.wire.error("reject", "order rejected by the venue")
+        if self.sim.faults.take(self.sim.venue, "insufficient_margin", symbol):
+            return self.wire.error("insufficient_margin", "insufficient margin")
+        ratio = None
+        fault = self.sim.faults.take(self.sim.venue, "partial_fill", symbol)
+        if fault:
+            ratio = Decimal(str(fault.params.get("ratio", "0.5")))
+
+        fault = self._take("timeout", symbol, True)
+        if fault:
+            if fault.params.get("placed", True):
+                self._call(action, ratio)
+            hold = float(fault.params.get("hold_s", 15))
+            try:
+                await asyncio.wait_for(self._closing.wait(), hold)
+            except asyncio.TimeoutError:
+                pass
+            return web.Response(status=504, text="Gateway Timeout")
+        fault = self._take("lost_response", symbol, True)
+        if fault:
+            self._call(action, ratio)  # the order IS placed; only the answer is lost
+            if fault.params.get("mode", "drop") == "drop":
+                raise _DropConnection()
+            return web.Response(status=int(fault.params.get("status", 502)), text="Bad Gateway")
+        return self._call(action, ratio)
+
+    def _call(self, action: Callable[[Decimal | None], Any], ratio: Decimal | None) -> web.Response:
+        try:
+            return action(ratio)
+        except SimReject as reject:
+            return self.wire.error(reject.reason, reject.message)
+
+
+class _DropConnection(Exception):
+    """Raised to make the drop middleware close the socket without an HTTP answer."""
+
+
+@web.middleware
+async def drop_connection_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except _DropConnection:
+        transport = request.transport
+        if transport is not None:
+            transport.close()
+        # The socket is closed; aiohttp's write of this reply goes nowhere.
+        return web.Response(status=500)
