@@ -142,6 +142,11 @@ class SimSettings(_Strict):
     funding_divergence: float = Field(0.0003, ge=0)
     okx_checksum_zero: bool = False
     scenario: str | None = None  # path of a fault scenario file
+    # Venue keepalive rules (venue defaults; tests shorten them).
+    okx_idle_timeout_s: float = Field(30.0, gt=0)
+    hyperliquid_idle_timeout_s: float = Field(60.0, gt=0)
+    bybit_idle_timeout_s: float = Field(600.0, gt=0)
+    binance_ping_interval_s: float = Field(180.0, gt=0)
 
     @field_validator("host")
     @classmethod

@@ -42,9 +42,9 @@ VENUE_TERMS = {
 KNOWN_GRIDS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("okx", "BTC"): ("0.1", "0.01", "0.01"),
     ("okx", "ETH"): ("0.01", "0.01", "0.1"),
-    ("binance", "BTC"): ("0.1", "0.001", "1"),
+    ("binance", "BTC"): ("0.10", "0.001", "1"),
     ("binance", "ETH"): ("0.01", "0.001", "1"),
-    ("bybit", "BTC"): ("0.1", "0.001", "1"),
+    ("bybit", "BTC"): ("0.10", "0.001", "1"),
     ("bybit", "ETH"): ("0.01", "0.01", "1"),
     ("hyperliquid", "BTC"): ("1", "0.00001", "1"),
     ("hyperliquid", "ETH"): ("0.1", "0.0001", "1"),
@@ -52,7 +52,7 @@ KNOWN_GRIDS: dict[tuple[str, str], tuple[str, str, str]] = {
 
 MIN_NOTIONAL = {"okx": Decimal("0"), "binance": Decimal("5"), "bybit": Decimal("5"), "hyperliquid": Decimal("10")}
 
-PER_TICK_VOLATILITY = 0.00005  # 0.5 bp per tick of the shared mid path
+PER_TICK_VOLATILITY = 0.00001  # 0.1 bp per tick of the shared mid path
 DISLOCATION_SECONDS = 3.0
 
 
@@ -288,7 +288,7 @@ class Market:
             self._mid[base] *= math.exp(rng.gauss(0, PER_TICK_VOLATILITY))
             for venue, _ in self._by_base[base]:
                 key = (venue, base)
-                self._basis[key] = self._basis[key] * 0.98 + rng.gauss(0, 0.3)
+                self._basis[key] = self._basis[key] * 0.995 + rng.gauss(0, 0.05)
                 if key in self._jump_bps:
                     self._jump_bps[key] *= 0.97
                     if abs(self._jump_bps[key]) < 0.05:
