@@ -86,10 +86,17 @@ class Engine:
         self._stop = asyncio.Event()
 
     # ====================================================================== state
-    async def _set_state(self, state: str, reason: str, actor: str) -> None:
-        if state not in STATES:
-            raise ValueError(f"unknown trading state {state}")
+    async def _set_state(self, state: str, reason: str, actor: str) -> bool:
+        """Move through perpbot.risk.states.transition; refused moves are journalled too."""
+        from perpbot.risk.states import TradingState, transition
+
         previous = self.state
+        new, audit = transition(TradingState[previous], TradingState[state], reason, self._clock())
+        if not audit.accepted:
+            await self.journal.record_state_change(previous, previous, f"refused {state}: {audit.detail}", actor)
+            log.warning("trading state change %s -> %s refused: %s", previous, state, audit.detail)
+            return False
+        state = new.value
         self.state, self.state_reason, self.state_since = state, reason, self._clock()
         await self.journal.record_state_change(previous, state, reason, actor)
         for name in STATES:
@@ -98,6 +105,7 @@ class Engine:
             await self.redis_state.set_state(state, reason)
         level = logging.CRITICAL if state == "HALTED" else logging.WARNING
         log.log(level, "trading state %s -> %s by %s: %s", previous, state, actor, reason)
+        return True
 
     def _risk_context(self):
         """The risk gate's view, built from the engine's own state (perpbot.risk.context)."""
@@ -150,7 +158,6 @@ class Engine:
         request: OrderRequest = approved.request
         client = self.clients[request.venue]
         self.metrics.orders_total.labels(request.venue, request.side).inc()
-        self.recent_order_times.append(self._clock())
         self.in_flight[request.client_order_id] = {
             "venue": request.venue, "symbol": request.symbol, "side": request.side, "qty": str(request.qty),
             "price": str(request.price), "client_order_id": request.client_order_id, "purpose": approved.purpose,
@@ -281,10 +288,8 @@ class Engine:
         legs = decision.legs
         tags = ("a", "b")
         cids = tuple(client_order_id(leg.venue, intent_id, tags[i], 0) for i, leg in enumerate(legs))
-        approved, refusals = self.gate.approve_entry(decision, self._risk_context(), intent_id, cids)
+        approved, refusals = self._approve(decision, intent_id, cids)
         if refusals or len(approved) != 2:
-            for refusal in refusals:
-                self.metrics.risk_refusals_total.labels(refusal.rule).inc()
             detail = "; ".join(f"{r.rule}: {r.detail}" for r in refusals) or "gate approved fewer than two legs"
             log.info("decision %s %s refused: %s", decision.strategy, decision.base, detail)
             return {"intent_id": intent_id, "outcome": "refused", "reason": detail}
@@ -314,6 +319,26 @@ class Engine:
         else:
             self.leg_failures = 0
         return {"intent_id": intent_id, "outcome": label, "hedged_base": str(hedged), "corrective_orders": attempt}
+
+    def _approve(self, decision: Decision, intent_id: str, cids: tuple[str, str]):
+        """Entries go through approve_entry (both legs or none); closes are two reduce-only exits."""
+        ctx = self._risk_context()
+        if decision.action == "open":
+            return self.gate.approve_entry(decision, ctx, intent_id, cids)
+        approved, refusals = [], []
+        for leg, cid in zip(decision.legs, cids):
+            instrument = self.instruments.get((leg.venue, leg.symbol))
+            if instrument is None:
+                refusals.append(Refusal("instrument_known", f"{leg.venue} {leg.symbol} unknown"))
+                continue
+            request = OrderRequest(
+                venue=leg.venue, symbol=leg.symbol, side=leg.side, qty=instrument.base_to_venue_qty(leg.base_qty),
+                price=self.gate.limit_price(instrument, leg.side, leg.ref_price), client_order_id=cid,
+                reduce_only=True,
+            )
+            answer = self.gate.approve_order(request, "exit", ctx, intent_id)
+            (refusals if isinstance(answer, Refusal) else approved).append(answer)
+        return (approved, refusals) if not refusals else ([], refusals)
 
     def _base(self, request: OrderRequest) -> Decimal:
         instrument = self.instruments.get((request.venue, request.symbol))
@@ -366,7 +391,6 @@ class Engine:
             purpose = "hedge" if is_hedge else "unwind"
             approved = self.gate.approve_order(request, purpose, self._risk_context(), intent_id)
             if isinstance(approved, Refusal):
-                self.metrics.risk_refusals_total.labels(approved.rule).inc()
                 log.warning("intent %s: %s on %s refused by risk: %s", intent_id, purpose, original.venue, approved.detail)
                 if is_hedge:
                     outcomes[leg] = dataclasses.replace(outcomes[leg], rejected=True)
@@ -401,21 +425,10 @@ class Engine:
                     leg["base_qty"] = str(remaining)
 
     async def _check_breach(self) -> None:
-        """Ask the gate whether a risk limit is breached; a breach moves the state (HALT by default)."""
-        try:
-            breach = self.gate.breach(self._risk_context())
-        except (ImportError, AttributeError) as exc:
-            log.error("risk breach check unavailable: %s", exc)
-            return
-        if not breach:
-            return
-        state, reason = "HALTED", str(breach)
-        if isinstance(breach, tuple):
-            state, reason = getattr(breach[0], "name", str(breach[0])), str(breach[1])
-        elif hasattr(breach, "name") and getattr(breach, "name") in STATES:
-            state, reason = breach.name, f"risk breach: {breach.name}"
-        if state != self.state and STATES.index(state) > STATES.index(self.state):
-            await self._set_state(state, f"risk breach: {reason}", "risk")
+        """HALT when the gate reports a breach (daily loss, unhedged budget)."""
+        reason = self.gate.breach(self._risk_context())
+        if reason and self.state != "HALTED":
+            await self._set_state("HALTED", f"risk breach: {reason}", "risk")
 
     # ====================================================================== recovery
     async def start(self) -> dict[str, Any]:
@@ -545,9 +558,13 @@ class Engine:
             missing = [v for v, ok in self.reconciled.items() if not ok]
             return {"state": self.state, "resumed": False,
                     "reason": f"not reconciled with {', '.join(missing)}; POST /api/sync/positions first"}
-        self.leg_failures = 0
-        await self._set_state("ACTIVE", "resumed by operator", "operator")
-        return {"state": self.state, "resumed": True}
+        from perpbot.risk.states import OPERATOR_RESUME_AFTER_RECONCILIATION
+
+        reason = OPERATOR_RESUME_AFTER_RECONCILIATION if self.state == "HALTED" else "resumed by operator"
+        resumed = await self._set_state("ACTIVE", reason, "operator")
+        if resumed:
+            self.leg_failures = 0
+        return {"state": self.state, "resumed": resumed}
 
     async def _cancel_working_orders(self) -> list[dict[str, Any]]:
         canceled = []

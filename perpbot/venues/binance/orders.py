@@ -22,6 +22,8 @@ def ccxt_config(settings: VenueSettings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "options": {
             "defaultType": "swap",
+            "fetchMarkets": {"types": ["linear"]},  # USD-M perpetuals only
+            "fetchCurrencies": False,  # would call the spot (sapi) host
             "broker": {},  # no ccxt broker prefix on generated client ids
             "adjustForTimeDifference": False,
             "warnOnFetchOpenOrdersWithoutSymbol": False,

@@ -21,6 +21,9 @@ def ccxt_config(settings: VenueSettings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "options": {
             "defaultType": "swap",
+            "fetchMarkets": {"types": ["linear"]},
+            "enableUnifiedAccount": True,
+            "enableUnifiedMargin": False,
             "defaultSubType": "linear",
             "brokerId": "",  # ccxt would send Referer: CCXT on every POST
         }

@@ -23,6 +23,7 @@ def ccxt_config(settings: VenueSettings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "options": {
             "defaultType": "swap",
+            "fetchMarkets": {"types": ["swap"]},
             "approvedBuilderFee": True,
             "refSet": True,
             "builderFee": False,

@@ -24,6 +24,7 @@ def ccxt_config(settings: VenueSettings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "options": {
             "defaultType": "swap",
+            "fetchMarkets": {"types": ["swap"]},  # perpetual swaps only: no spot/option market loads
             "brokerId": None,  # no ccxt broker tag: we always send our own clOrdId
             "defaultMarginMode": "cross",
         }
