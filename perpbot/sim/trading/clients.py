@@ -57,4 +57,16 @@ def make_ccxt_client(venue: str, base_url: str, **overrides: Any) -> Any:
     cls = getattr(ccxt_async, CCXT_CLASSES[venue])
     config = ccxt_config(venue, base_url, cls().describe()["urls"])
     config.update(overrides)
-    return cls(config)
+    client = cls(config)
+    if venue == "binance":
+        merge_linear_error_table(client)
+    return client
+
+
+def merge_linear_error_table(client: Any) -> None:
+    """ccxt picks Binance's USD-M error table by hostname (fapi.binance.com); on any other base URL (a backup
+    endpoint, this simulator) -2019 margin or -2022 reduce-only errors fall back to a bare ExchangeError.
+    Merging the linear table into the generic one restores the mapping the real host gets."""
+    linear = client.exceptions.get("linear", {})
+    for kind in ("exact", "broad"):
+        client.exceptions[kind] = {**client.exceptions.get(kind, {}), **linear.get(kind, {})}
