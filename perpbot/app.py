@@ -1,0 +1,160 @@
+"""Composition root: builds the one object graph (metrics, books, feeds, control API, simulator, engine) and runs it.
+
+This is the only module that imports every package. Order of start: logging -> the
+in-process simulator (when settings.sim.enabled, BEFORE the feeds so their first connect
+succeeds) -> control API -> feed supervisor, health, loop-lag -> trading engine when the
+execution package provides one. Everything runs in one asyncio TaskGroup; SIGINT/SIGTERM
+set a stop event and everything is shut down in reverse order, returning exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from decimal import Decimal
+from typing import Any
+
+from perpbot.book.store import BookStore
+from perpbot.control.server import ControlContext, ControlServer
+from perpbot.feeds.supervisor import FeedSupervisor, FundingStore
+from perpbot.settings import ConfigError, Settings
+from perpbot.telemetry.health import HealthMonitor
+from perpbot.telemetry.logging import setup_logging, shutdown_logging
+from perpbot.telemetry.looplag import LoopLagMonitor
+from perpbot.telemetry.metrics import Metrics
+
+log = logging.getLogger("perpbot.app")
+
+HEALTH_INTERVAL_S = 5.0
+
+
+def contract_sizes(adapter: Any, symbols: list[str]) -> dict[str, Decimal]:
+    """Book unit -> base-asset size per symbol, when the adapter knows it (OKX contracts)."""
+    lookup = getattr(adapter, "contract_size", None)
+    if lookup is None:
+        return {}
+    return {symbol: Decimal(str(lookup(symbol))) for symbol in symbols}
+
+
+def build_feeds(settings: Settings, store: BookStore, metrics: Metrics, funding: FundingStore) -> FeedSupervisor:
+    """Adapters from the venue registry for every enabled venue, wired into one supervisor."""
+    from perpbot.venues.registry import feed_adapter
+
+    supervisor = FeedSupervisor(store, metrics, settings.feeds, funding=funding)
+    for venue, cfg in settings.venues.enabled():
+        adapter = feed_adapter(venue, settings.feeds)
+        supervisor.add_venue(
+            adapter, settings.ws_url(venue), settings.rest_url(venue), list(cfg.symbols),
+            contract_sizes(adapter, list(cfg.symbols)),
+        )
+        log.info("Feed configured: venue=%s ws=%s rest=%s symbols=%s", venue, settings.ws_url(venue),
+                 settings.rest_url(venue), ",".join(cfg.symbols))
+    return supervisor
+
+
+def load_engine_factory() -> Any:
+    """The engine builder from perpbot.execution.engine, or None: then the run is market-data-only.
+
+    Contract: `build_engine(settings, *, metrics, store, funding) -> engine` (sync or async)
+    where the engine implements perpbot.core.ports.EngineCommands and has `async run()` and
+    `stop()`.
+    """
+    try:
+        module = importlib.import_module("perpbot.execution.engine")
+    except ImportError as exc:
+        log.warning("Trading engine not available (%s): running market-data-only", exc)
+        return None
+    factory = getattr(module, "build_engine", None)
+    if factory is None:
+        log.warning("perpbot.execution.engine has no build_engine(): running market-data-only")
+    return factory
+
+
+class App:
+    """The running service. `run()` returns once a stop was requested and everything closed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = BookStore(settings.feeds.stale_after_s)
+        self.funding = FundingStore()
+        self.stop_requested = asyncio.Event()
+        self.started = asyncio.Event()
+        self.supervisor: FeedSupervisor | None = None
+        self.engine: Any = None
+        self.control: ControlServer | None = None
+        self.simulator: Any = None
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+
+    async def run(self) -> int:
+        settings = self.settings
+        ControlServer.check_bind(settings)  # refuse a public bind without a token before anything starts
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.sim.enabled:
+                from perpbot.sim.server import Simulator
+
+                self.simulator = await stack.enter_async_context(Simulator(settings))
+                log.info("Simulator started in-process on loopback ports %s", settings.sim.ports)
+            self.supervisor = build_feeds(settings, self.store, self.metrics, self.funding)
+            factory = load_engine_factory()
+            if factory is not None:
+                built = factory(settings, metrics=self.metrics, store=self.store, funding=self.funding)
+                self.engine = await built if asyncio.iscoroutine(built) else built
+                log.info("Trading engine wired: mode=%s", settings.mode)
+            else:
+                log.info("Running market-data-only: mode=%s, no trading engine", settings.mode)
+            loop_lag = LoopLagMonitor(self.metrics)
+            health = HealthMonitor(
+                self.metrics, supervisor=self.supervisor, store=self.store, loop_lag=loop_lag,
+                redis_url=settings.redis.url,
+            )
+            stack.push_async_callback(health.close)
+            ctx = ControlContext(settings=settings, metrics=self.metrics, store=self.store,
+                                 supervisor=self.supervisor, engine=self.engine, health=health)
+            self.control = ControlServer(ctx)
+            await self.control.start()
+            stack.push_async_callback(self.control.stop)
+            async with asyncio.TaskGroup() as tg:
+                feeds = tg.create_task(self.supervisor.run(), name="feeds")
+                background = [
+                    tg.create_task(loop_lag.run(), name="loop-lag"),
+                    tg.create_task(health.run(HEALTH_INTERVAL_S), name="health"),
+                ]
+                engine_task = tg.create_task(self.engine.run(), name="engine") if self.engine is not None else None
+                self.started.set()
+                log.info("perpbot running: mode=%s venues=%s control=http://%s:%s", settings.mode,
+                         [v for v, _ in settings.venues.enabled()], settings.http.host, self.control.port)
+                await self.stop_requested.wait()
+                log.info("Shutting down")
+                if engine_task is not None:
+                    self.engine.stop()
+                    await engine_task
+                await self.supervisor.stop()
+                await feeds
+                for task in background:
+                    task.cancel()
+        log.info("perpbot stopped cleanly")
+        return 0
+
+
+async def run(settings: Settings) -> int:
+    """Run perpbot until SIGINT/SIGTERM; returns the process exit code."""
+    setup_logging(settings)
+    app = App(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.request_stop)
+    try:
+        return await app.run()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        shutdown_logging()
