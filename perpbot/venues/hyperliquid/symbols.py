@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from perpbot.core.instruments import Instrument
-from perpbot.venues._wire import exact_decimal
 
 VENUE = "hyperliquid"
 # Perps base tier (14-day volume <= $5M), VENUES.md §4.
@@ -61,12 +60,11 @@ def hyperliquid_price_ok(price: Decimal, sz_decimals: int) -> bool:
 def instrument_from_ccxt_market(market: dict) -> Instrument:
     """Exact Instrument from a ccxt hyperliquid swap market; tick from szDecimals (see tick_for)."""
     info = market.get("info") or {}
-    precision = market.get("precision") or {}
     sz_text = info.get("szDecimals")
     if sz_text is None:
         raise ValueError(f"hyperliquid market {market.get('symbol')!r} has no szDecimals")
     sz_decimals = int(sz_text)
-    lot = Decimal(1).scaleb(-sz_decimals) if sz_text is not None else exact_decimal(precision.get("amount"))
+    lot = Decimal(1).scaleb(-sz_decimals)
     coin = market.get("baseName") or info.get("name") or from_ccxt_symbol(market["symbol"])
     return Instrument(
         venue=VENUE,

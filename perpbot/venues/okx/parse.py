@@ -31,12 +31,17 @@ def parse(frame: str | bytes, recv_ts: float) -> list[Event]:
     event = message.get("event")
     if event is not None:
         return [_parse_event(message, event)]
-    arg = field(VENUE, message, "arg", dict)
-    channel = field(VENUE, arg, "channel", str)
-    data = field(VENUE, message, "data", list)
+    # Hot path: plain lookups, then one type check per field (field() is for the cold paths).
+    arg = message.get("arg")
+    data = message.get("data")
+    if type(arg) is not dict or type(data) is not list:
+        raise ParseError(VENUE, "frame lacks arg object or data list")
+    channel = arg.get("channel")
     if channel == "books":
-        symbol = field(VENUE, arg, "instId", str)
-        action = field(VENUE, message, "action", str, symbol)
+        symbol = arg.get("instId")
+        if type(symbol) is not str:
+            raise ParseError(VENUE, "books frame without instId")
+        action = message.get("action")
         if action == "snapshot":
             snapshot = True
         elif action == "update":
@@ -44,6 +49,8 @@ def parse(frame: str | bytes, recv_ts: float) -> list[Event]:
         else:
             raise ParseError(VENUE, f"unknown books action {action!r}", symbol)
         return [_book(item, symbol, snapshot, recv_ts) for item in data]
+    if type(channel) is not str:
+        raise ParseError(VENUE, "arg.channel is not a string")
     if channel == "books5":
         symbol = field(VENUE, arg, "instId", str)
         return [_book(item, symbol, True, recv_ts) for item in data]
@@ -71,7 +78,11 @@ def _book(item: object, symbol: str, snapshot: bool, recv_ts: float) -> BookUpda
         raise ParseError(VENUE, "books data element is not an object", symbol)
     bids = check_levels(VENUE, item.get("bids"), symbol)
     asks = check_levels(VENUE, item.get("asks"), symbol)
-    ts = int_field(VENUE, item, "ts", symbol)
+    ts = item.get("ts")
+    if type(ts) is not str or not ts.isdigit():
+        ts = int_field(VENUE, item, "ts", symbol)  # raises unless it is a JSON integer
+    else:
+        ts = int(ts)
     seq = item.get("seqId")
     prev = item.get("prevSeqId")
     if seq is None:
@@ -114,13 +125,12 @@ def checksum_string(book: L2Book, depth: int = CHECKSUM_DEPTH) -> str:
     when one side runs out the rest of the longer side follows."""
     bids = book.top_raw(True, depth)
     asks = book.top_raw(False, depth)
-    parts: list[str] = []
-    for index in range(max(len(bids), len(asks))):
-        if index < len(bids):
-            parts.extend(bids[index])
-        if index < len(asks):
-            parts.extend(asks[index])
-    return ":".join(parts)
+    both = min(len(bids), len(asks))
+    # Raw levels are (price, size) tuples: interleave the pairs, then join each pair with ":".
+    levels = [level for pair in zip(bids, asks) for level in pair]
+    levels += bids[both:]
+    levels += asks[both:]
+    return ":".join(map(":".join, levels))
 
 
 def crc32_signed(text: str) -> int:
