@@ -10,7 +10,7 @@ import pytest
 
 from perpbot.book.l2 import L2Book
 from perpbot.book.sync import apply_update
-from perpbot.core.events import BookUpdate, FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
+from perpbot.core.events import FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
 from perpbot.core.numbers import to_scaled
 from perpbot.settings import FeedSettings
 from perpbot.venues.bybit.feed import BybitFeedAdapter
