@@ -16,36 +16,50 @@ from typing import Any
 from perpbot.core.orders import VenueBalance
 
 ZERO = Decimal(0)
+COST_GRID = Decimal("1e-12")
 DAY_S = 86400.0
 
 
 @dataclass(slots=True)
 class Position:
+    """`cost` is the entry notional of the open size (sum of price x qty, unsigned). Keeping it,
+    rather than only the average price, makes realised PnL exact once a position is flat:
+    the cost taken out by partial reductions always adds up to the cost put in."""
+
     venue: str
     symbol: str
     size: Decimal = ZERO  # signed base quantity
     entry_price: Decimal = ZERO
     realized_pnl: Decimal = ZERO  # lifetime, on this venue/symbol
+    cost: Decimal = ZERO
+
+    def reset(self, size: Decimal, entry_price: Decimal) -> None:
+        self.size = size
+        self.entry_price = entry_price if size else ZERO
+        self.cost = abs(size) * self.entry_price
 
     def apply(self, signed_qty: Decimal, price: Decimal) -> Decimal:
         """Apply a fill (signed base qty) and return the PnL it realises."""
         if signed_qty == 0:
             return ZERO
-        realized = ZERO
-        same_direction = self.size == 0 or (self.size > 0) == (signed_qty > 0)
-        if same_direction:
-            new_size = self.size + signed_qty
-            self.entry_price = (self.entry_price * abs(self.size) + price * abs(signed_qty)) / abs(new_size)
-            self.size = new_size
+        if self.size == 0 or (self.size > 0) == (signed_qty > 0):
+            self.size += signed_qty
+            self.cost += price * abs(signed_qty)
+            self.entry_price = self.cost / abs(self.size)
             return ZERO
         closing = min(abs(signed_qty), abs(self.size))
         direction = 1 if self.size > 0 else -1
-        realized = (price - self.entry_price) * closing * direction
+        # A partial share of the cost is snapped to 1e-12 so every later sum stays exact.
+        cost_out = self.cost if closing == abs(self.size) else (self.cost * closing / abs(self.size)).quantize(COST_GRID)
+        realized = (price * closing - cost_out) * direction
         self.size += signed_qty
+        self.cost -= cost_out
         if self.size == 0:
             self.entry_price = ZERO
+            self.cost = ZERO
         elif (self.size > 0) != (direction > 0):
             self.entry_price = price  # flipped: the remainder opened at this price
+            self.cost = price * abs(self.size)
         self.realized_pnl += realized
         return realized
 
@@ -105,8 +119,7 @@ class Portfolio:
     def set_position(self, venue: str, symbol: str, size: Decimal, entry_price: Decimal,
                      realized_pnl: Decimal | None = None) -> None:
         position = self.positions.setdefault((venue, symbol), Position(venue, symbol))
-        position.size = size
-        position.entry_price = entry_price if size else ZERO
+        position.reset(size, entry_price)
         if realized_pnl is not None:
             position.realized_pnl = realized_pnl
 

@@ -1,0 +1,73 @@
+"""Portfolio accounting: average entry, realised PnL on reductions and flips, fees, funding, today."""
+
+from decimal import Decimal as D
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from perpbot.core.orders import VenueBalance
+from perpbot.portfolio import Portfolio
+
+NOON = 1_700_000_000.0 - (1_700_000_000.0 % 86400) + 43200
+
+
+def clock():
+    return NOON
+
+
+def test_adding_to_a_long_averages_the_entry_and_reducing_realises_pnl():
+    p = Portfolio(clock)
+    p.apply_fill("okx", "BTC-USDT-SWAP", "buy", D("1"), D("100"), D("0.05"))
+    p.apply_fill("okx", "BTC-USDT-SWAP", "buy", D("1"), D("110"), D("0.05"))
+    position = p.positions[("okx", "BTC-USDT-SWAP")]
+    assert position.size == D("2") and position.entry_price == D("105")
+    record = p.apply_fill("okx", "BTC-USDT-SWAP", "sell", D("0.5"), D("115"), D("0.02"))
+    assert record.realized_pnl == D("5.0")
+    assert position.size == D("1.5") and position.entry_price == D("105")
+
+
+def test_flipping_a_short_to_long_realises_the_short_and_reopens_at_the_fill_price():
+    p = Portfolio(clock)
+    p.apply_fill("bybit", "BTCUSDT", "sell", D("1"), D("100"), D("0"))
+    record = p.apply_fill("bybit", "BTCUSDT", "buy", D("3"), D("90"), D("0"))
+    position = p.positions[("bybit", "BTCUSDT")]
+    assert record.realized_pnl == D("10")
+    assert position.size == D("2") and position.entry_price == D("90")
+
+
+def test_pnl_today_sums_realised_fees_funding_and_marks():
+    p = Portfolio(clock)
+    p.apply_fill("okx", "X", "buy", D("2"), D("100"), D("0.1"))
+    p.apply_fill("okx", "X", "sell", D("1"), D("104"), D("0.1"))
+    p.apply_funding("okx", "X", D("0.25"))
+    p.apply_funding("okx", "X", D("-5"), ts=NOON - 86400 * 2)  # outside today and 24 h: pruned
+    p.set_mark("okx", "X", D("103"))
+    pnl = p.pnl_today()
+    assert pnl == {"realized": D("4"), "fees": D("0.2"), "funding": D("0.25"), "unrealized": D("3"),
+                   "net": D("4") - D("0.2") + D("0.25") + D("3")}
+
+
+def test_capital_utilisation_is_used_margin_over_equity():
+    p = Portfolio(clock)
+    p.set_balance(VenueBalance("okx", D("1000"), D("800"), D("200")))
+    p.set_balance(VenueBalance("bybit", D("1000"), D("1000"), D("0")))
+    assert p.capital_utilization_percent() == D("10")
+
+
+@given(st.lists(st.tuples(st.sampled_from(["buy", "sell"]), st.integers(1, 50), st.integers(90, 110)),
+                min_size=1, max_size=30))
+def test_a_round_trip_back_to_flat_realises_exactly_cash_flow(fills):
+    """Property: once flat, realised PnL equals sells minus buys (exact, no rounding drift)."""
+    p = Portfolio(clock)
+    cash = D(0)
+    for side, qty, price in fills:
+        p.apply_fill("okx", "X", side, D(qty) / 10, D(price), D(0))
+        cash += (D(qty) / 10) * D(price) * (1 if side == "sell" else -1)
+    position = p.positions[("okx", "X")]
+    if position.size != 0:  # close at 100
+        side = "sell" if position.size > 0 else "buy"
+        qty = abs(position.size)
+        p.apply_fill("okx", "X", side, qty, D(100), D(0))
+        cash += qty * D(100) * (1 if side == "sell" else -1)
+    assert position.size == 0
+    assert position.realized_pnl == cash
