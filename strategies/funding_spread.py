@@ -32,6 +32,17 @@ class FundingSpreadStrategy:
 
     def __init__(self, settings: FundingSpreadSettings) -> None:
         self.settings = settings
+        # Funding changes rarely, books often: keep each update's hourly rate until it is replaced.
+        self._hourly: dict[tuple[str, str], tuple[FundingUpdate, Decimal]] = {}
+
+    def _hourly_of(self, update: FundingUpdate) -> Decimal:
+        key = (update.venue, update.symbol)
+        cached = self._hourly.get(key)
+        if cached is not None and cached[0] is update:
+            return cached[1]
+        rate = hourly(update)
+        self._hourly[key] = (update, rate)
+        return rate
 
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
         decisions: list[Decision] = []
@@ -48,7 +59,7 @@ class FundingSpreadStrategy:
         for instrument, book in view.books_for(base):
             update = view.funding(instrument.venue, instrument.symbol)
             if update is not None:
-                rated.append((hourly(update), instrument, book))
+                rated.append((self._hourly_of(update), instrument, book))
         for i, (rate_a, inst_a, book_a) in enumerate(rated):
             for rate_b, inst_b, book_b in rated[i + 1 :]:
                 if inst_a.venue == inst_b.venue or frozenset((inst_a.venue, inst_b.venue)) in busy:

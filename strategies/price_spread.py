@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from perpbot.core.decisions import Decision
-from perpbot.scanner.edges import close_legs, long_short, pair_size, quote_pair, top_crosses
+from perpbot.scanner.edges import close_legs, long_short, pair_size, quote_pair
 from perpbot.scanner.protocol import MarketView, OpenTrade
 from perpbot.settings import PriceSpreadSettings
 
@@ -34,17 +34,20 @@ class PriceSpreadStrategy:
             exit_decision = self._exit(view, trade)
             if exit_decision is not None:
                 decisions.append(exit_decision)
-        books = view.books_for(base)
+        # Best prices read once per book: most scans end at the integer pre-check below.
+        tops = [(inst, book, book.best_bid(), book.best_ask()) for inst, book in view.books_for(base)]
         settings = self.settings
-        for i, (inst_a, book_a) in enumerate(books):
-            for inst_b, book_b in books[i + 1 :]:
+        for i, (inst_a, book_a, bid_a, ask_a) in enumerate(tops):
+            for inst_b, book_b, bid_b, ask_b in tops[i + 1 :]:
                 if inst_a.venue == inst_b.venue or frozenset((inst_a.venue, inst_b.venue)) in busy:
                     continue
-                for buy_i, buy_b, sell_i, sell_b in (
-                    (inst_a, book_a, inst_b, book_b),
-                    (inst_b, book_b, inst_a, book_a),
+                for buy_i, buy_b, sell_i, sell_b, ask, bid in (
+                    (inst_a, book_a, inst_b, book_b, ask_a, bid_b),
+                    (inst_b, book_b, inst_a, book_a, ask_b, bid_a),
                 ):
-                    if not top_crosses(buy_b, sell_b):
+                    # Exact: depth only worsens both prices and fees are >= 0, so unless the
+                    # best bid exceeds the best ask no size can have a positive edge.
+                    if ask is None or bid is None or bid <= ask:
                         continue
                     qty = pair_size(buy_i, buy_b, sell_i, sell_b, settings.order_size_usdt)
                     if qty <= 0:
