@@ -60,6 +60,12 @@ class FundingSpreadStrategy:
             update = view.funding(instrument.venue, instrument.symbol)
             if update is not None:
                 rated.append((self._hourly_of(update), instrument, book))
+        if len(rated) < 2:
+            return decisions
+        # Cheap exit for the common case: no pair's spread can reach the entry threshold.
+        rates = [entry[0] for entry in rated]
+        if max(rates) - min(rates) < settings.entry_hourly_spread:
+            return decisions
         for i, (rate_a, inst_a, book_a) in enumerate(rated):
             for rate_b, inst_b, book_b in rated[i + 1 :]:
                 if inst_a.venue == inst_b.venue or frozenset((inst_a.venue, inst_b.venue)) in busy:

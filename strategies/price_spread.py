@@ -36,6 +36,10 @@ class PriceSpreadStrategy:
                 decisions.append(exit_decision)
         # Best prices read once per book: most scans end at the integer pre-check below.
         tops = [(inst, book, book.best_bid(), book.best_ask()) for inst, book in view.books_for(base)]
+        bids = [top[2] for top in tops if top[2] is not None]
+        asks = [top[3] for top in tops if top[3] is not None]
+        if not bids or not asks or max(bids) <= min(asks):
+            return decisions  # no venue's bid exceeds another's ask: nothing can be entered
         settings = self.settings
         for i, (inst_a, book_a, bid_a, ask_a) in enumerate(tops):
             for inst_b, book_b, bid_b, ask_b in tops[i + 1 :]:
