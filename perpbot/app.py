@@ -29,6 +29,7 @@ from perpbot.telemetry.metrics import Metrics
 log = logging.getLogger("perpbot.app")
 
 HEALTH_INTERVAL_S = 5.0
+INSTRUMENT_TIMEOUT_S = 8.0
 
 
 def contract_sizes(adapter: Any, symbols: list[str]) -> dict[str, Decimal]:
@@ -39,16 +40,42 @@ def contract_sizes(adapter: Any, symbols: list[str]) -> dict[str, Decimal]:
     return {symbol: Decimal(str(lookup(symbol))) for symbol in symbols}
 
 
-def build_feeds(settings: Settings, store: BookStore, metrics: Metrics, funding: FundingStore) -> FeedSupervisor:
+async def venue_contract_sizes(settings: Settings, venue: str, symbols: list[str]) -> dict[str, Decimal]:
+    """Contract sizes from the venue's instrument list (ccxt markets), so books hold base units.
+
+    OKX swaps quote book sizes in contracts (BTC-USDT-SWAP: 0.01 BTC); the others in base
+    units. On failure the books fall back to size 1 with a loud warning.
+    """
+    try:
+        from perpbot.execution.ccxt_client import CcxtClient
+    except ImportError as exc:
+        log.warning("Instrument loader unavailable (%s): %s book sizes assume contract size 1", exc, venue)
+        return {}
+    client = CcxtClient(venue, getattr(settings.venues, venue), settings.rest_url(venue))
+    try:
+        instruments = await asyncio.wait_for(client.load_instruments(symbols), INSTRUMENT_TIMEOUT_S)
+        return {symbol: inst.contract_size for symbol, inst in instruments.items()}
+    except Exception as exc:  # venue down / unknown symbol: keep market data running
+        log.warning("Instruments of %s not loaded (%s): book sizes assume contract size 1", venue,
+                    f"{exc.__class__.__name__}: {exc}"[:300])
+        return {}
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+async def build_feeds(settings: Settings, store: BookStore, metrics: Metrics, funding: FundingStore) -> FeedSupervisor:
     """Adapters from the venue registry for every enabled venue, wired into one supervisor."""
     from perpbot.venues.registry import feed_adapter
 
     supervisor = FeedSupervisor(store, metrics, settings.feeds, funding=funding)
-    for venue, cfg in settings.venues.enabled():
+    enabled = settings.venues.enabled()
+    sizes = await asyncio.gather(*(venue_contract_sizes(settings, v, list(cfg.symbols)) for v, cfg in enabled))
+    for (venue, cfg), loaded in zip(enabled, sizes):
         adapter = feed_adapter(venue, settings.feeds)
         supervisor.add_venue(
             adapter, settings.ws_url(venue), settings.rest_url(venue), list(cfg.symbols),
-            contract_sizes(adapter, list(cfg.symbols)),
+            contract_sizes(adapter, list(cfg.symbols)) or loaded,
         )
         log.info("Feed configured: venue=%s ws=%s rest=%s symbols=%s", venue, settings.ws_url(venue),
                  settings.rest_url(venue), ",".join(cfg.symbols))
@@ -100,7 +127,7 @@ class App:
 
                 self.simulator = await stack.enter_async_context(Simulator(settings))
                 log.info("Simulator started in-process on loopback ports %s", settings.sim.ports)
-            self.supervisor = build_feeds(settings, self.store, self.metrics, self.funding)
+            self.supervisor = await build_feeds(settings, self.store, self.metrics, self.funding)
             factory = load_engine_factory()
             if factory is not None:
                 built = factory(settings, metrics=self.metrics, store=self.store, funding=self.funding)

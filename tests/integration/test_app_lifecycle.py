@@ -34,6 +34,8 @@ async def test_app_with_the_in_process_simulator_fills_every_book_and_stops_clea
     store = app.store
     await wait_until(lambda: all(book.valid for book in store.books.values()), timeout=15)
     assert {venue for venue, _ in store.books} == {"okx", "hyperliquid", "binance", "bybit"}
+    okx_book = store.get("okx", "BTC-USDT-SWAP")
+    assert okx_book._contract is not None  # sizes converted from contracts (ctVal 0.01) to BTC
     base = f"http://127.0.0.1:{app.control.port}"
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/api/websocket/status") as resp:
