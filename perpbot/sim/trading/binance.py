@@ -142,6 +142,9 @@ class BinanceApi:
             return json_response(data)
         return await self.gate.run("public", None, act)
 
+    async def server_time(self, request: web.Request) -> web.Response:
+        return json_response({"serverTime": self.sim.now_ms()})
+
     # ------------------------------------------------------------ private reads
     async def account(self, request: web.Request) -> web.Response:
         def act(_):
@@ -282,7 +285,7 @@ def add_binance_routes(app: web.Application, sim: SimExchange, gate: FaultGate) 
     r.add_get("/fapi/v1/exchangeInfo", api.exchange_info)
     r.add_get("/fapi/v1/premiumIndex", api.premium_index)
     r.add_get("/fapi/v1/fundingInfo", api.funding_info)
-    r.add_get("/fapi/v1/time", lambda _r: _time(sim))
+    r.add_get("/fapi/v1/time", api.server_time)
     for version in ("v2", "v3"):
         r.add_get(f"/fapi/{version}/account", api.account)
         r.add_get(f"/fapi/{version}/positionRisk", api.position_risk)
@@ -294,6 +297,3 @@ def add_binance_routes(app: web.Application, sim: SimExchange, gate: FaultGate) 
     r.add_get("/fapi/v1/openOrders", api.open_orders)
     r.add_get("/fapi/v1/userTrades", api.user_trades)
 
-
-async def _time(sim: SimExchange) -> web.Response:
-    return json_response({"serverTime": sim.now_ms()})

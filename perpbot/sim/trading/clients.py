@@ -19,7 +19,7 @@ VENUE_OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False, "defaultType": "swap",
                 "warnOnFetchOpenOrdersWithoutSymbol": False},
     "bybit": {"fetchMarkets": {"types": ["linear"]}, "defaultType": "swap", "enableUnifiedAccount": True,
-              "enableUnifiedMargin": False},
+              "enableUnifiedMargin": False, "fetchOrder": {"acknowledged": True}},
     "hyperliquid": {"approvedBuilderFee": True, "refSet": True, "builderFee": False, "defaultType": "swap",
                     "fetchMarkets": {"types": ["swap"]}},
 }

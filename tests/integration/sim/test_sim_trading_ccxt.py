@@ -117,8 +117,9 @@ async def test_ioc_order_fills_and_moves_position_and_balance_by_the_fee(env: En
     assert dec(positions[0]["entryPrice"]) == price
     balance = await env.client.fetch_balance()
     ccy = env.sim.account.currency
-    equity = env.sim.margin()["equity"]
-    assert abs(dec(balance[ccy]["total"]) - equity) < Decimal("0.000001")
+    margin = env.sim.margin()
+    # ccxt reports equity as total for most venues, the wallet balance for Bybit.
+    assert min(abs(dec(balance[ccy]["total"]) - margin[k]) for k in ("equity", "wallet")) < Decimal("1e-6")
 
 
 async def test_ioc_bigger_than_the_marketable_depth_fills_partially_and_cancels_the_rest(env: Env):
@@ -131,7 +132,8 @@ async def test_ioc_bigger_than_the_marketable_depth_fills_partially_and_cancels_
                                           {"timeInForce": "IOC"})
     fetched = await env.client.fetch_order(order["id"], env.symbol)
     assert dec(fetched["filled"]) == depth
-    assert fetched["status"] in ("canceled", "expired")
+    # OKX: canceled, Binance: EXPIRED, Bybit: PartiallyFilledCanceled (ccxt "closed").
+    assert fetched["status"] in ("canceled", "expired", "closed")
     assert env.sim.account.positions[env.native].size == depth * env.market.instrument(
         env.venue, env.native).contract_size
 
@@ -146,9 +148,8 @@ async def test_resting_limit_is_listed_fetched_by_client_id_and_cancelled(env: E
                                           env.client_id_params(cid))
     open_orders = await env.client.fetch_open_orders(env.symbol)
     assert [o["id"] for o in open_orders] == [order["id"]]
-    by_cid = await env.client.fetch_order(None if env.venue != "binance" else "", env.symbol,
-                                          env.client_id_params(cid)) if env.venue != "hyperliquid" else \
-        await env.client.fetch_order(None, env.symbol, {"clientOrderId": cid})
+    lookup = {"bybit": {"orderLinkId": cid}}.get(env.venue, env.client_id_params(cid))
+    by_cid = await env.client.fetch_order("", env.symbol, lookup)
     assert by_cid["id"] == order["id"]
     assert by_cid["status"] == "open"
     assert dec(by_cid["price"]) == price
