@@ -28,7 +28,7 @@ from perpbot.execution.client_ids import client_order_id, new_intent_id
 from perpbot.execution.legs import Done, Halt, Hedge, LegOutcome, Resolve, Unwind, decide
 from perpbot.execution.reconcile import diff_positions
 from perpbot.journal.sqlite import Journal
-from perpbot.portfolio.book import Portfolio, Position
+from perpbot.portfolio.book import Portfolio, Position, dstr
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Sent:
 
 
 def _s(value: Any) -> Any:
-    return None if value is None else str(value)
+    return dstr(value) if isinstance(value, Decimal) else value
 
 
 class Engine:
@@ -309,7 +309,12 @@ class Engine:
         outcome, attempt, halted = await self._correct(intent_id, decision.strategy, requests, outcomes)
         hedged = outcome.hedged if isinstance(outcome, Done) else ZERO
         await self._book_trade(decision, intent_id, requests, hedged)
-        label = "halted" if halted else "nothing_filled" if hedged == 0 else "hedged" if attempt == 0 else "corrected"
+        if halted:
+            label = "halted"
+        elif attempt == 0:
+            label = "hedged" if hedged > 0 else "nothing_filled"
+        else:
+            label = "corrected" if hedged > 0 else "unwound"
         self.metrics.trades_total.labels(decision.strategy, label).inc()
         await self.journal.set_intent_status(intent_id, label)
         if attempt > 0 or halted:
@@ -318,7 +323,7 @@ class Engine:
                 await self._set_state("HALTED", f"{self.leg_failures} trades in a row needed leg repair", "engine")
         else:
             self.leg_failures = 0
-        return {"intent_id": intent_id, "outcome": label, "hedged_base": str(hedged), "corrective_orders": attempt}
+        return {"intent_id": intent_id, "outcome": label, "hedged_base": _s(hedged), "corrective_orders": attempt}
 
     def _approve(self, decision: Decision, intent_id: str, cids: tuple[str, str]):
         """Entries go through approve_entry (both legs or none); closes are two reduce-only exits."""
@@ -489,7 +494,7 @@ class Engine:
                 continue
             await self._settle(request, result, None)
             changed.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
-                            "from": row.status, "to": result.status, "filled_qty": str(result.filled_qty)})
+                            "from": row.status, "to": result.status, "filled_qty": _s(result.filled_qty)})
         for venue, client in self.clients.items():
             try:
                 remote = await client.fetch_positions()
@@ -591,6 +596,8 @@ class Engine:
         canceled = await self._cancel_working_orders()
         results: list[dict[str, Any]] = []
         async with self._trade_lock:
+            # Local positions first made equal to the venues', so reduce-only checks see the truth.
+            await self._reconcile()
             intent_id = new_intent_id()
             for venue, client in self.clients.items():
                 try:
@@ -607,7 +614,7 @@ class Engine:
     async def _flatten(self, client: ExchangeClient, position, intent_id: str, number: int) -> dict[str, Any]:
         venue, symbol = position.venue, position.symbol
         side = "sell" if position.size > 0 else "buy"
-        entry = {"venue": venue, "symbol": symbol, "size": str(position.size), "side": side}
+        entry = {"venue": venue, "symbol": symbol, "size": _s(position.size), "side": side}
         instrument = self.instruments.get((venue, symbol))
         if instrument is None:
             try:
@@ -626,7 +633,7 @@ class Engine:
         sent = await self._send(approved, None)
         remaining = abs(position.size) - sent.filled_base
         status = "closed" if remaining == 0 else "rejected" if sent.rejected else "unknown" if sent.unknown else "partial"
-        return {**entry, "status": status, "filled": str(sent.filled_base), "remaining": str(remaining),
+        return {**entry, "status": status, "filled": _s(sent.filled_base), "remaining": _s(remaining),
                 "client_order_id": request.client_order_id, "error": sent.error}
 
     async def sync_positions(self) -> dict[str, Any]:
@@ -648,27 +655,27 @@ class Engine:
             mark = self._mark(*key)
             out.append({
                 "venue": position.venue, "symbol": position.symbol,
-                "side": "long" if position.size > 0 else "short", "size": str(position.size),
-                "entry_price": str(position.entry_price), "mark_price": _s(mark),
-                "unrealized_pnl": str((mark - position.entry_price) * position.size) if mark is not None else "0",
+                "side": "long" if position.size > 0 else "short", "size": _s(position.size),
+                "entry_price": _s(position.entry_price), "mark_price": _s(mark),
+                "unrealized_pnl": _s((mark - position.entry_price) * position.size) if mark is not None else "0",
                 "leverage": _s(self.portfolio.leverage.get(key)),
             })
         return out
 
     def balances(self) -> list[dict[str, Any]]:
-        return [{"venue": b.venue, "equity": str(b.equity), "available": str(b.available),
-                 "used_margin": str(b.used_margin)} for b in self.portfolio.balances.values()]
+        return [{"venue": b.venue, "equity": _s(b.equity), "available": _s(b.available),
+                 "used_margin": _s(b.used_margin)} for b in self.portfolio.balances.values()]
 
     def active_orders(self) -> list[dict[str, Any]]:
         working = list(self.in_flight.values())
         for venue, orders in self.venue_open_orders.items():
-            working += [{"venue": venue, "symbol": o.symbol, "side": o.side, "qty": str(o.qty),
-                         "filled_qty": str(o.filled_qty), "client_order_id": o.client_order_id,
+            working += [{"venue": venue, "symbol": o.symbol, "side": o.side, "qty": _s(o.qty),
+                         "filled_qty": _s(o.filled_qty), "client_order_id": o.client_order_id,
                          "status": o.status} for o in orders]
         return working
 
     def pnl_today(self) -> dict[str, Any]:
-        return {k: str(v) for k, v in self.portfolio.pnl_today().items()}
+        return {k: _s(v) for k, v in self.portfolio.pnl_today().items()}
 
     def trades_since(self, since_ts: float) -> list[dict[str, Any]]:
         return [f.as_dict() for f in self.portfolio.trades_since(since_ts)]

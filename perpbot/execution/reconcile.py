@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from perpbot.core.orders import VenuePosition
+from perpbot.portfolio.book import dstr
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +20,8 @@ class PositionChange:
     def as_dict(self) -> dict[str, str]:
         return {
             "kind": "position", "venue": self.venue, "symbol": self.symbol,
-            "local_size": str(self.local_size), "venue_size": str(self.venue_size),
-            "venue_entry": str(self.venue_entry),
+            "local_size": dstr(self.local_size), "venue_size": dstr(self.venue_size),
+            "venue_entry": dstr(self.venue_entry),
         }
 
 

@@ -20,6 +20,15 @@ COST_GRID = Decimal("1e-12")
 DAY_S = 86400.0
 
 
+def dstr(value: Decimal | None) -> str | None:
+    """Canonical decimal text for JSON: no exponent, no trailing zeros ("30000", "0.02")."""
+    if value is None:
+        return None
+    if value == 0:
+        return "0"
+    return format(value.normalize(), "f")
+
+
 @dataclass(slots=True)
 class Position:
     """`cost` is the entry notional of the open size (sum of price x qty, unsigned). Keeping it,
@@ -79,8 +88,8 @@ class FillRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "venue": self.venue, "symbol": self.symbol, "side": self.side, "base_qty": str(self.base_qty),
-            "price": str(self.price), "fee": str(self.fee), "realized_pnl": str(self.realized_pnl),
+            "venue": self.venue, "symbol": self.symbol, "side": self.side, "base_qty": dstr(self.base_qty),
+            "price": dstr(self.price), "fee": dstr(self.fee), "realized_pnl": dstr(self.realized_pnl),
             "ts": self.ts, "strategy": self.strategy, "client_order_id": self.client_order_id,
         }
 
