@@ -17,7 +17,7 @@ from perpbot.sim.market import Market
 from perpbot.sim.trading import SimExchange, add_trading_routes
 from perpbot.sim.trading.clients import make_ccxt_client
 
-VENUES = ["okx", "binance", "bybit", "hyperliquid"]
+VENUES = ["okx", "binance", "bybit"]  # Hyperliquid REST is not built yet
 NATIVE = {"okx": "BTC-USDT-SWAP", "binance": "BTCUSDT", "bybit": "BTCUSDT", "hyperliquid": "BTC"}
 UNIFIED = {"okx": "BTC/USDT:USDT", "binance": "BTC/USDT:USDT", "bybit": "BTC/USDT:USDT",
            "hyperliquid": "BTC/USDC:USDC"}
