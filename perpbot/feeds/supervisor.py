@@ -51,6 +51,7 @@ RESYNC_COOLDOWN_S = 1.0
 SNAPSHOT_TIMEOUT_S = 10.0
 MAX_BUFFERED_DELTAS = 20_000  # per symbol while a REST snapshot is in flight
 GAUGE_INTERVAL_S = 1.0
+STOP_GRACE_S = 3.0
 
 
 class FundingStore:
@@ -159,8 +160,7 @@ class FeedSupervisor:
             self._session = session
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                for conn in self.connections():
-                    tg.create_task(conn.run(), name=f"feed:{conn.name}")
+                runs = [tg.create_task(conn.run(), name=f"feed:{conn.name}") for conn in self.connections()]
                 worker = tg.create_task(self._resync_worker(), name="feed:resync")
                 gauges = tg.create_task(self._gauge_loop(), name="feed:gauges")
                 self.started.set()
@@ -169,6 +169,11 @@ class FeedSupervisor:
                     await conn.stop()
                 worker.cancel()
                 gauges.cancel()
+                if runs:
+                    # A connection stuck in its opening handshake is cancelled after a grace period.
+                    _, stuck = await asyncio.wait(runs, timeout=STOP_GRACE_S)
+                    for task in stuck:
+                        task.cancel()
             self._tg = None
         self._session = None
 
