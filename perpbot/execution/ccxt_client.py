@@ -48,7 +48,9 @@ def to_decimal(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
-def translate(venue: str, exc: Exception, placing: bool, secrets: tuple[str, ...] = ()) -> errors.VenueErrorBase:
+def translate(
+    venue: str, exc: Exception, placing: bool, secrets: tuple[str, ...] = (), funds_markers: tuple[str, ...] = ()
+) -> errors.VenueErrorBase:
     """ccxt exception -> perpbot error. On placement anything that may have reached the venue
     (timeouts, lost responses, 5xx) is UnknownOutcome: it must be resolved by a query."""
     message = _QUERY.sub("?...", str(exc))  # signed query strings never reach a log line
@@ -56,7 +58,9 @@ def translate(venue: str, exc: Exception, placing: bool, secrets: tuple[str, ...
         if secret:
             message = message.replace(secret, "**********")
     message = message[:500]
-    if isinstance(exc, cx.InsufficientFunds):
+    if isinstance(exc, cx.InsufficientFunds) or (
+        isinstance(exc, cx.ExchangeError) and any(marker in message for marker in funds_markers)
+    ):
         return errors.InsufficientFunds(venue, message)
     if isinstance(exc, cx.OrderNotFound):
         return errors.OrderNotFound(venue, message)
@@ -190,7 +194,8 @@ class CcxtClient:
                 symbol, "limit", request.side, str(request.qty), str(request.price), params
             )
         except Exception as exc:
-            error = translate(self.venue, exc, placing=True, secrets=self._secrets)
+            error = translate(self.venue, exc, placing=True, secrets=self._secrets,
+                              funds_markers=self.spec.INSUFFICIENT_FUNDS_MARKERS)
             if isinstance(error, errors.OrderRejected):
                 log.warning(
                     "Order rejected: %s %s %s %s @ %s id=%s reason=%s", self.venue, request.symbol,
@@ -253,7 +258,7 @@ class CcxtClient:
         rows = await self._read(self.exchange.fetch_positions)
         positions = []
         for row in rows:
-            market = self.exchange.safe_market(row.get("symbol"))
+            market = self.exchange.markets.get(row.get("symbol")) or {}
             native = market.get("id") or row.get("symbol")
             contracts = to_decimal(row.get("contracts")) or Decimal(0)
             contract_size = to_decimal(row.get("contractSize")) or to_decimal(market.get("contractSize")) or Decimal(1)

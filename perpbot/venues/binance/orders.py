@@ -14,6 +14,8 @@ from typing import Any
 from perpbot.core.orders import OrderRequest
 from perpbot.settings import VenueSettings
 
+# Substrings of a venue error that mean "not enough margin", whatever ccxt class it arrived as.
+INSUFFICIENT_FUNDS_MARKERS = ("-2019", "Margin is insufficient")  # ccxt maps -2019 to OperationFailed on some paths
 CCXT_CLASS = "binanceusdm"
 _NOT_ALLOWED = re.compile(r"[^.A-Z:/a-z0-9_-]")
 

@@ -13,6 +13,8 @@ from typing import Any
 from perpbot.core.orders import OrderRequest
 from perpbot.settings import VenueSettings
 
+# Substrings of a venue error that mean "not enough margin", whatever ccxt class it arrived as.
+INSUFFICIENT_FUNDS_MARKERS = ("110007", "110004", "110012")  # insufficient available / wallet / position balance
 CCXT_CLASS = "bybit"
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
 

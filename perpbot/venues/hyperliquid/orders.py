@@ -16,6 +16,8 @@ from typing import Any
 from perpbot.core.orders import OrderRequest
 from perpbot.settings import VenueSettings
 
+# Substrings of a venue error that mean "not enough margin", whatever ccxt class it arrived as.
+INSUFFICIENT_FUNDS_MARKERS = ("Insufficient margin",)
 CCXT_CLASS = "hyperliquid"
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from perpbot.core.orders import OrderRequest
 from perpbot.settings import VenueSettings
 
+# Substrings of a venue error that mean "not enough margin", whatever ccxt class it arrived as.
+INSUFFICIENT_FUNDS_MARKERS = ("51008", "51004")  # insufficient balance / margin
 CCXT_CLASS = "okx"
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 
