@@ -12,9 +12,9 @@ from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, drop_connection_middleware
 from perpbot.sim.trading.matching import SimReject
 
-VENUE_MODULES = {"okx": "Okx", "binance": "Binance", "bybit": "Bybit"}
+VENUE_MODULES = {"okx": "Okx", "binance": "Binance", "bybit": "Bybit", "hyperliquid": "Hyperliquid"}
 # Venues whose matching engine exists but whose REST wire is not served yet (ccxt calls get 404).
-ENGINE_ONLY_VENUES = ("hyperliquid",)
+ENGINE_ONLY_VENUES: tuple[str, ...] = ()
 log = logging.getLogger(__name__)
 APP_KEY: web.AppKey[SimExchange] = web.AppKey("perpbot_sim_exchange", SimExchange)
 
