@@ -14,6 +14,20 @@ from decimal import Decimal
 from perpbot.core.numbers import ONE, SCALE, to_scaled
 
 
+_SCALED_CACHE: dict[str, int] = {}
+_SCALED_GET = _SCALED_CACHE.get
+_SCALED_CACHE_MAX = 1 << 17  # ~15 MB worst case; cleared wholesale when full
+
+
+def _scaled_miss(text: str) -> int:
+    """to_scaled for a string not in the cache; remembers it (invalid text raises, uncached)."""
+    value = to_scaled(text)
+    if len(_SCALED_CACHE) >= _SCALED_CACHE_MAX:
+        _SCALED_CACHE.clear()
+    _SCALED_CACHE[text] = value
+    return value
+
+
 class L2Book:
     __slots__ = (
         "venue",
@@ -45,8 +59,8 @@ class L2Book:
         self.bid_keys: list[int] = []  # ascending; best bid is the last
         self.ask_keys: list[int] = []  # ascending; best ask is the first
         self.keep_raw = keep_raw
-        self.raw_bids: dict[int, tuple[str, str]] = {}
-        self.raw_asks: dict[int, tuple[str, str]] = {}
+        self.raw_bids: dict[int, str] = {}  # price -> "px:sz" as received
+        self.raw_asks: dict[int, str] = {}
         contract = int(contract_size.scaleb(SCALE))
         self._contract = None if contract == ONE else contract
         self.valid = False
@@ -77,11 +91,18 @@ class L2Book:
         keys = self.bid_keys if is_bid else self.ask_keys
         raw = (self.raw_bids if is_bid else self.raw_asks) if self.keep_raw else None
         contract = self._contract
+        cached = _SCALED_GET
         for level in levels:
             px_text = level[0]
             sz_text = level[1]
-            price = to_scaled(px_text)
-            size = to_scaled(sz_text)
+            # Wire strings repeat (prices near the touch, round sizes): a dict hit is ~4x
+            # cheaper than parsing. Misses parse exactly and are remembered.
+            price = cached(px_text)
+            if price is None:
+                price = _scaled_miss(px_text)
+            size = cached(sz_text)
+            if size is None:
+                size = _scaled_miss(sz_text)
             if size == 0:
                 if book.pop(price, None) is not None:
                     del keys[bisect_left(keys, price)]
@@ -96,7 +117,9 @@ class L2Book:
                 insort(keys, price)
             book[price] = size
             if raw is not None:
-                raw[price] = (px_text, sz_text)
+                # One "px:sz" string per level: exactly the fragment the OKX CRC32 input
+                # joins, so a checksum is one join over the top levels, no per-level work.
+                raw[price] = px_text + ":" + sz_text
 
     def replace(self, bids: list, asks: list) -> None:
         self.clear()
@@ -126,7 +149,15 @@ class L2Book:
         """Best `depth` levels as the strings the venue sent (requires keep_raw)."""
         raw = self.raw_bids if is_bid else self.raw_asks
         keys = self.bid_keys[-depth:][::-1] if is_bid else self.ask_keys[:depth]
-        return [raw[p] for p in keys]
+        return [tuple(raw[p].split(":", 1)) for p in keys]
+
+    def raw_fragments(self, is_bid: bool, depth: int) -> list[str]:
+        """Best `depth` levels as "price:size" strings as the venue sent them (requires keep_raw)."""
+        if depth <= 0:  # the same (odd) slice semantics as top_raw
+            return [self.raw_bids[p] for p in self.bid_keys[-depth:][::-1]] if is_bid else []
+        if is_bid:
+            return list(map(self.raw_bids.__getitem__, self.bid_keys[: -depth - 1 : -1]))
+        return list(map(self.raw_asks.__getitem__, self.ask_keys[:depth]))
 
     def sweep(self, is_buy: bool, base_qty: int) -> tuple[int, int, int]:
         """Walk the side a taker order would eat.
