@@ -59,12 +59,13 @@ def translate(
             message = message.replace(secret, "**********")
     message = message[:500]
     if isinstance(exc, cx.InsufficientFunds) or (
-        isinstance(exc, cx.ExchangeError) and any(marker in message for marker in funds_markers)
+        isinstance(exc, cx.BaseError) and not isinstance(exc, cx.NetworkError)
+        and any(marker in message for marker in funds_markers)
     ):
         return errors.InsufficientFunds(venue, message)
     if isinstance(exc, cx.OrderNotFound):
         return errors.OrderNotFound(venue, message)
-    if isinstance(exc, cx.DDoSProtection):  # includes RateLimitExceeded
+    if isinstance(exc, (cx.DDoSProtection, cx.RateLimitExceeded)):  # siblings in ccxt 4.5
         return errors.RateLimited(venue, message)
     if isinstance(exc, cx.OnMaintenance):
         return errors.TemporaryError(venue, message)
@@ -104,6 +105,10 @@ class CcxtClient:
                                           venue_settings.passphrase, venue_settings.private_key) if s
         )
         self.exchange = getattr(ccxt_async, self.spec.CCXT_CLASS)(config)
+        # ccxt deep-merges constructor options into its defaults (broker-id tables survive a {});
+        # assigning them again replaces the defaults outright.
+        for key, value in config["options"].items():
+            self.exchange.options[key] = value
         self.exchange.urls["api"] = point_urls(self.exchange.urls["api"], rest_url)
         self.rest_url = rest_url
         self.instruments: dict[str, Instrument] = dict(instruments or {})
