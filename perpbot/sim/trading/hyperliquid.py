@@ -485,13 +485,17 @@ class HyperliquidApi:
         return self.ok({"status": "ok", "response": {"type": "default"}})
 
 
+API_KEY: web.AppKey[HyperliquidApi] = web.AppKey("perpbot_sim_hyperliquid_api", HyperliquidApi)
+
+
 def add_hyperliquid_routes(app: web.Application, sim: SimExchange, gate: FaultGate) -> HyperliquidApi:
     """Mount POST /info and POST /exchange for `sim` (venue "hyperliquid") on `app`."""
     api = HyperliquidApi(sim, gate)
+    app[API_KEY] = api
     sim.id_format = lambda n: str(OID_BASE + n)
     app.router.add_post("/info", api.info)
     app.router.add_post("/exchange", api.exchange)
     return api
 
 
-__all__ = ["HyperliquidApi", "HyperliquidWire", "add_hyperliquid_routes", "hl_num", "valid_price"]
+__all__ = ["API_KEY", "HyperliquidApi", "HyperliquidWire", "add_hyperliquid_routes", "hl_num", "valid_price"]
