@@ -26,7 +26,7 @@ import yaml
 
 from ops.conftest import DEPLOY, REPO, SCRIPTS, TOKEN, loopback_port
 
-QUERY_DEADLINE_S = 90.0
+QUERY_DEADLINE_S = 60.0
 
 
 def dashboard_queries() -> list[str]:
