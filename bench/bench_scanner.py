@@ -50,7 +50,9 @@ def levels(mid: float, side: int, contract: bool) -> list[list[str]]:
     return [[f"{mid + side * (0.5 + i):.1f}", size] for i in range(LEVELS)]
 
 
-def main() -> None:
+def main() -> dict[str, float]:
+    """Run the scanner bench, print it, and return its figures (us per update) for bench/run.py."""
+    results: dict[str, float] = {}
     rng = random.Random(7)
     now = 1_700_000_000.0
     store = BookStore(stale_after_s=1e9)
@@ -114,6 +116,9 @@ def main() -> None:
     print(f"risk gate (approve_entry):            {gate_ns / max(entries, 1) / 1000:8.2f} us/entry "
           f"({entries} entries, {gate_ns / n / 1000:.2f} us/update amortised)")
     print(f"scanner + gate per update:            {(scan_ns + gate_ns) / n / 1000:8.2f} us/update")
+    results["scan_gate_us"] = (scan_ns + gate_ns) / n / 1000
+    results["gate_us_per_entry"] = gate_ns / max(entries, 1) / 1000
+    results["entries"] = entries
 
     # 2) quiet market: books back in line, no strategy finds anything (the common case)
     for key, inst in instruments.items():
@@ -123,7 +128,8 @@ def main() -> None:
     t0 = time.perf_counter_ns()
     for key, _ in deltas:
         scanner.scan((key,), ())
-    print(f"scanner, quiet market, per update:    {(time.perf_counter_ns() - t0) / n / 1000:8.2f} us/update")
+    results["quiet_scan_us"] = (time.perf_counter_ns() - t0) / n / 1000
+    print(f"scanner, quiet market, per update:    {results['quiet_scan_us']:8.2f} us/update")
 
     # 3) conflated: bursts of 200 updates between scans (what Scanner.run does under load)
     burst = 200
@@ -138,6 +144,8 @@ def main() -> None:
         scanner.scan(changed, ())
         scan_ns += time.perf_counter_ns() - t0
     print(f"scanner, conflated bursts of {burst}:     {scan_ns / n / 1000:8.2f} us/update")
+    results["conflated_scan_us"] = scan_ns / n / 1000
+    return results
 
 
 if __name__ == "__main__":

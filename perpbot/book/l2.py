@@ -191,6 +191,14 @@ class L2Book:
 
     def vwap(self, is_buy: bool, base_qty: int) -> float | None:
         """Depth-weighted average price (float, in quote units) for a full fill, None if too thin."""
+        if base_qty > 0:
+            # Common case: the best level alone fills the size. cost / filled is then the
+            # best price exactly, so float(price) / ONE is the very float the sweep gives.
+            keys = self.ask_keys if is_buy else self.bid_keys
+            if keys:
+                price = keys[0] if is_buy else keys[-1]
+                if (self.asks if is_buy else self.bids)[price] >= base_qty:
+                    return float(price) / ONE
         filled, cost, _ = self.sweep(is_buy, base_qty)
         if filled < base_qty or filled == 0:
             return None

@@ -66,7 +66,9 @@ def apply_update(book: L2Book, update: BookUpdate, rules: BookRules) -> str | No
         book.invalidate("checksum")
         book.seq = None
         return "checksum"
-    if book.is_crossed():
+    bid_keys = book.bid_keys
+    ask_keys = book.ask_keys
+    if bid_keys and ask_keys and bid_keys[-1] >= ask_keys[0]:  # book.is_crossed(), inlined
         book.invalidate("crossed")
         book.seq = None
         return "crossed"

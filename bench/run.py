@@ -1,0 +1,601 @@
+"""One-command market-data benchmark: perpbot's book hot path side by side with its peers (python bench/run.py [--quick]).
+
+What is measured, in one process and one run (details in bench/README.md):
+  1. the floor: orjson.loads of every frame;
+  2. perpbot: venue parse (decode + checks) + integrity (sequence; OKX also with CRC32) + apply +
+     best bid/ask + depth-weighted price (vwap) for VWAP_QTY base units, per venue stream;
+  3. peers doing the same work on the same OKX stream: ccxt OrderBookSide, the `order-book` C
+     extension (if installed), a plain float dict + bisect book, a cryptofeed-style Decimal book;
+  4. scanner + risk gate per update at 4 venues x 50 symbols (bench/bench_scanner.py);
+  5. tick-to-order latency over loopback sockets, RSS at 4 x 100 x 400, and cost per update
+     against the number of symbols and the number of levels changed.
+Ratios are to the floor of the same frames: median over RUNS rounds, every case once per round
+(interleaved), GC off while timing. The output is also written to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import io
+import json
+import random
+import resource
+import statistics
+import sys
+import time
+from bisect import bisect_left, insort
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_scanner  # noqa: E402
+from bench_book import generated_frames, recorded_frames  # noqa: E402
+
+from perpbot.book.l2 import L2Book  # noqa: E402
+from perpbot.book.sync import apply_update  # noqa: E402
+from perpbot.core.numbers import ONE  # noqa: E402
+from perpbot.venues.binance import parse as binance  # noqa: E402
+from perpbot.venues.bybit import parse as bybit  # noqa: E402
+from perpbot.venues.hyperliquid import parse as hyperliquid  # noqa: E402
+from perpbot.venues.okx import parse as okx  # noqa: E402
+
+VWAP_QTY = ONE  # 1 base unit
+TARGETS = {"sequence": 1.8, "checksum": 2.5}
+PEERS_QUOTED = {  # the issue's figures (ratio to orjson.loads, OKX books stream)
+    "ccxt OrderBookSide": 3.4, "nautilus_trader OrderBook": 3.6, "order-book C ext": 6.5,
+    "cryptofeed-style Decimal book": 16.0, "cryptofeed-style Decimal + checksum": 22.0,
+    "plain dict + bisect": 2.7, "msgspec typed + tick grid": 2.0,
+}
+
+
+# ---------------------------------------------------------------- streams -----------------------
+def _px(tick: int) -> str:
+    return f"{tick // 10}.{tick % 10}"
+
+
+def level_stream(updates: int, depth: int, changes: int, seed: int) -> tuple[dict, dict, list[tuple[list, list]]]:
+    """Venue-neutral stream: a `depth`-level book then `updates` deltas of `changes` levels near the top."""
+    rng = random.Random(seed)
+    mid = 600_000
+    bids = {mid - i: rng.randint(1, 5000) for i in range(1, depth + 1)}
+    asks = {mid + i: rng.randint(1, 5000) for i in range(depth)}
+    start_bids, start_asks = dict(bids), dict(asks)
+    deltas = []
+    for _ in range(updates):
+        cb: dict[int, int] = {}
+        ca: dict[int, int] = {}
+        for _ in range(changes):
+            is_bid = rng.random() < 0.5
+            side, out = (bids, cb) if is_bid else (asks, ca)
+            roll = rng.random()
+            if roll < 0.2 and len(side) > depth // 2:
+                tick = rng.choice(sorted(side, reverse=is_bid)[:50])
+                del side[tick]
+            elif roll < 0.4:
+                tick = (max(bids) - rng.randint(1, 60)) if is_bid else (min(asks) + rng.randint(1, 60))
+                side[tick] = rng.randint(1, 5000)
+            else:
+                tick = rng.choice(sorted(side, reverse=is_bid)[:50])
+                side[tick] = rng.randint(1, 5000)
+            out[tick] = side.get(tick, 0)
+        deltas.append(([[_px(k), str(v)] for k, v in cb.items()], [[_px(k), str(v)] for k, v in ca.items()]))
+    return start_bids, start_asks, deltas
+
+
+def binance_frames(n: int) -> list[bytes]:
+    bids, asks, deltas = level_stream(n, 400, 5, 11)
+    out = [orjson.dumps({"lastUpdateId": 100, "bids": [[_px(k), str(v)] for k, v in sorted(bids.items(), reverse=True)],
+                         "asks": [[_px(k), str(v)] for k, v in sorted(asks.items())]})]
+    u = 100
+    for b, a in deltas:
+        first, u_new = u, u + 3  # U <= lastUpdateId <= u bridges the REST snapshot
+        out.append(orjson.dumps({"stream": "btcusdt@depth@0ms", "data": {
+            "e": "depthUpdate", "E": 1_700_000_000_000 + u_new, "T": 1_700_000_000_000 + u_new, "s": "BTCUSDT",
+            "U": first, "u": u_new, "pu": u, "b": b, "a": a}}))
+        u = u_new
+    return out
+
+
+def bybit_frames(n: int) -> list[bytes]:
+    bids, asks, deltas = level_stream(n, 200, 5, 13)
+
+    def frame(kind: str, u: int, b: list, a: list) -> bytes:
+        return orjson.dumps({"topic": "orderbook.200.BTCUSDT", "type": kind, "ts": 1_700_000_000_000 + u,
+                             "data": {"s": "BTCUSDT", "b": b, "a": a, "u": u, "seq": 9_000 + u}, "cts": 1_700_000_000_000})
+
+    out = [frame("snapshot", 2, [[_px(k), str(v)] for k, v in sorted(bids.items(), reverse=True)],
+                 [[_px(k), str(v)] for k, v in sorted(asks.items())])]
+    out += [frame("delta", 3 + i, b, a) for i, (b, a) in enumerate(deltas)]
+    return out
+
+
+def hyperliquid_frames(n: int) -> list[bytes]:
+    """Hyperliquid pushes whole 20-level snapshots; the stream walks a book and snapshots it."""
+    bids, asks, deltas = level_stream(n, 60, 5, 17)
+    out = []
+    for i, (b, a) in enumerate(deltas):
+        for side, levels in ((bids, b), (asks, a)):
+            for px, sz in levels:
+                tick = int(px.replace(".", ""))
+                if sz == "0":
+                    side.pop(tick, None)
+                else:
+                    side[tick] = int(sz)
+        top_b = sorted(bids.items(), reverse=True)[:20]
+        top_a = sorted(asks.items())[:20]
+        out.append(orjson.dumps({"channel": "l2Book", "data": {"coin": "BTC", "time": 1_700_000_000_000 + i, "levels": [
+            [{"px": _px(k), "sz": str(v), "n": 1} for k, v in top_b], [{"px": _px(k), "sz": str(v), "n": 1} for k, v in top_a]]}}))
+    return out
+
+
+# ---------------------------------------------------------------- perpbot pipelines --------------
+def run_okx(frames: list[bytes], keep_raw: bool) -> float:
+    rules = okx.Rules()
+    books: dict[str, L2Book] = {}
+    parse = okx.parse
+    sink = 0.0
+    t0 = time.perf_counter()
+    for raw in frames:
+        for update in parse(raw, 0.0):
+            book = books.get(update.symbol)
+            if book is None:
+                book = books[update.symbol] = L2Book("okx", update.symbol, keep_raw=keep_raw)
+            if apply_update(book, update, rules) is not None:
+                raise RuntimeError(f"okx book invalidated: {book.invalid_reason}")
+            sink += book.best_bid() + book.best_ask() + (book.vwap(True, VWAP_QTY) or 0.0)
+    elapsed = time.perf_counter() - t0
+    assert sink > 0
+    return elapsed
+
+
+def run_binance(frames: list[bytes]) -> float:
+    rules = binance.Rules()
+    book = L2Book("binance", "BTCUSDT")
+    t0 = time.perf_counter()
+    snap = binance.parse_snapshot(frames[0], "BTCUSDT", 0.0)
+    book.awaiting_first_delta = True
+    apply_update(book, snap, rules)
+    sink = 0.0
+    parse = binance.parse
+    for raw in frames[1:]:
+        for update in parse(raw, 0.0):
+            if apply_update(book, update, rules) is not None:
+                raise RuntimeError(f"binance book invalidated: {book.invalid_reason}")
+            sink += book.best_bid() + book.best_ask() + (book.vwap(True, VWAP_QTY) or 0.0)
+    elapsed = time.perf_counter() - t0
+    assert book.valid and sink > 0
+    return elapsed
+
+
+def run_simple(frames: list[bytes], venue: str, module) -> float:
+    rules = module.Rules()
+    book = L2Book(venue, "X")
+    parse = module.parse
+    sink = 0.0
+    t0 = time.perf_counter()
+    for raw in frames:
+        for update in parse(raw, 0.0):
+            if apply_update(book, update, rules) is not None:
+                raise RuntimeError(f"{venue} book invalidated: {book.invalid_reason}")
+            sink += book.best_bid() + book.best_ask() + (book.vwap(True, VWAP_QTY) or 0.0)
+    elapsed = time.perf_counter() - t0
+    assert book.valid and sink > 0
+    return elapsed
+
+
+def run_floor(frames: list[bytes]) -> float:
+    loads = orjson.loads
+    t0 = time.perf_counter()
+    for raw in frames:
+        loads(raw)
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- peers (same OKX frames) ---------
+def _okx_levels(raw: bytes):
+    msg = orjson.loads(raw)
+    for item in msg["data"]:
+        yield msg["action"] == "snapshot", item
+
+
+def run_ccxt(frames: list[bytes]) -> float:
+    """ccxt's OrderBookSide as ccxt.pro's okx uses it: float levels, bisect-kept sorted list."""
+    from ccxt.async_support.base.ws.order_book_side import Asks, Bids
+
+    bids, asks = Bids([], None), Asks([], None)
+    sink = 0.0
+    t0 = time.perf_counter()
+    for raw in frames:
+        for snapshot, item in _okx_levels(raw):
+            if snapshot:
+                bids, asks = Bids([], None), Asks([], None)
+            for px, sz, *_ in item["bids"]:
+                bids.store(float(px), float(sz))
+            for px, sz, *_ in item["asks"]:
+                asks.store(float(px), float(sz))
+            best_bid, best_ask = bids[0][0], asks[0][0]
+            sink += best_bid + best_ask + _vwap_levels(asks, 1.0)
+    elapsed = time.perf_counter() - t0
+    assert sink > 0
+    return elapsed
+
+
+def _vwap_levels(levels, qty: float) -> float:
+    cost = filled = 0.0
+    for price, size in levels:
+        take = min(size, qty - filled)
+        cost += price * take
+        filled += take
+        if filled >= qty:
+            break
+    return cost / filled if filled else 0.0
+
+
+def run_order_book(frames: list[bytes], checksum: bool) -> float:
+    """The `order-book` C extension (cryptofeed's book) with Decimal levels, OKX checksum format."""
+    from order_book import OrderBook
+
+    ob = OrderBook(checksum_format="OKX", max_depth=0) if checksum else OrderBook(max_depth=0)
+    sink = Decimal(0)
+    t0 = time.perf_counter()
+    for raw in frames:
+        for snapshot, item in _okx_levels(raw):
+            if snapshot:
+                ob = OrderBook(checksum_format="OKX") if checksum else OrderBook()
+            for side, key in ((ob.bids, "bids"), (ob.asks, "asks")):
+                for px, sz, *_ in item[key]:
+                    price = Decimal(px)
+                    if sz == "0":
+                        if price in side:
+                            del side[price]
+                    else:
+                        side[price] = Decimal(sz)
+            if checksum:
+                ob.checksum()
+            best_bid, best_ask = ob.bids.index(0)[0], ob.asks.index(0)[0]
+            price, size = ob.asks.index(0)
+            sink += best_bid + best_ask + price
+    elapsed = time.perf_counter() - t0
+    assert sink > 0
+    return elapsed
+
+
+class _DictBook:
+    """Peer: a plain dict of levels plus bisect-sorted keys (keyed by float or Decimal)."""
+
+    def __init__(self) -> None:
+        self.sides = ({}, {})
+        self.keys = ([], [])
+        self.raw = ({}, {})
+
+
+def run_dict_book(frames: list[bytes], kind, checksum: bool = False) -> float:
+    book = _DictBook()
+    sink = 0.0
+    t0 = time.perf_counter()
+    for raw in frames:
+        for snapshot, item in _okx_levels(raw):
+            if snapshot:
+                book = _DictBook()
+            for index, key in ((0, "bids"), (1, "asks")):
+                side, keys, raws = book.sides[index], book.keys[index], book.raw[index]
+                for px, sz, *_ in item[key]:
+                    price = kind(px)
+                    size = kind(sz)
+                    if not size:
+                        if side.pop(price, None) is not None:
+                            del keys[bisect_left(keys, price)]
+                            raws.pop(price, None)
+                    else:
+                        if price not in side:
+                            insort(keys, price)
+                        side[price] = size
+                        if checksum:
+                            raws[price] = (px, sz)
+            bid_keys, ask_keys = book.keys
+            if checksum:  # cryptofeed's OKX check: CRC32 over the top 25 levels' strings
+                b = [book.raw[0][p] for p in bid_keys[-25:][::-1]]
+                a = [book.raw[1][p] for p in ask_keys[:25]]
+                parts = []
+                for i in range(max(len(b), len(a))):
+                    if i < len(b):
+                        parts += b[i]
+                    if i < len(a):
+                        parts += a[i]
+                if okx.crc32_signed(":".join(parts)) != item["checksum"]:
+                    raise RuntimeError("peer checksum mismatch")
+            best_bid, best_ask = bid_keys[-1], ask_keys[0]
+            sink += float(best_bid + best_ask) + float(best_ask)  # vwap of 1 unit: the touch size suffices here
+    elapsed = time.perf_counter() - t0
+    assert sink > 0
+    return elapsed
+
+
+# ---------------------------------------------------------------- timing -------------------------
+def interleaved(cases: dict[str, tuple], runs: int) -> dict[str, float]:
+    """cases: name -> (callable, frames). Returns the median ratio to orjson.loads of the same frames."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    floors: dict[str, list[float]] = {name: [] for name in cases}
+    gc.disable()
+    try:
+        for _ in range(runs):
+            for name, (fn, frames) in cases.items():
+                floors[name].append(run_floor(frames))
+                times[name].append(fn())
+            gc.collect()
+    finally:
+        gc.enable()
+    return {name: (statistics.median(times[name]) / statistics.median(floors[name]),
+                   statistics.median(times[name]) / len(cases[name][1]) * 1e6,
+                   statistics.median(floors[name]) / len(cases[name][1]) * 1e6) for name in cases}
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- sections -----------------------
+def section_hot_path(runs: int, n: int) -> None:
+    gen_seq = [raw for _, raw in generated_frames(False, updates=n)]
+    gen_crc = [raw for _, raw in generated_frames(True, updates=n)]
+    rec_seq = [raw for _, raw in recorded_frames(False)]
+    rec_crc = [raw for _, raw in recorded_frames(True)]
+    size = statistics.mean(len(r) for r in gen_seq[1:])
+    bn, bb, hl = binance_frames(n), bybit_frames(n), hyperliquid_frames(max(n // 5, 200))
+    cases = {
+        "perpbot OKX generated, sequence": (lambda: run_okx(gen_seq, False), gen_seq),
+        "perpbot OKX generated, +checksum": (lambda: run_okx(gen_crc, True), gen_crc),
+        "perpbot OKX recorded, sequence": (lambda: run_okx(rec_seq, False), rec_seq),
+        "perpbot OKX recorded, +checksum": (lambda: run_okx(rec_crc, True), rec_crc),
+        "perpbot Binance diffs (pu chain)": (lambda: run_binance(bn), bn[1:]),
+        "perpbot Bybit deltas (u chain)": (lambda: run_simple(bb, "bybit", bybit), bb),
+        "perpbot Hyperliquid 20-lvl snapshots": (lambda: run_simple(hl, "hyperliquid", hyperliquid), hl),
+        "peer ccxt OrderBookSide (float)": (lambda: run_ccxt(gen_seq), gen_seq),
+        "peer plain dict + bisect (float)": (lambda: run_dict_book(gen_seq, float), gen_seq),
+        "peer Decimal dict book (cryptofeed-style)": (lambda: run_dict_book(gen_seq, Decimal), gen_seq),
+        "peer Decimal dict book + checksum": (lambda: run_dict_book(gen_crc, Decimal, True), gen_crc),
+    }
+    try:
+        import order_book  # noqa: F401
+
+        cases["peer order-book C ext (Decimal)"] = (lambda: run_order_book(gen_seq, False), gen_seq)
+        cases["peer order-book C ext + checksum"] = (lambda: run_order_book(gen_crc, True), gen_crc)
+    except ImportError:
+        print("order-book not installed (pip install '.[bench]'): its row is missing")
+    result = interleaved(cases, runs)
+    print(f"## 1-3. hot path: parse + integrity + apply + best bid/ask + vwap({VWAP_QTY // ONE} base), ratio to orjson.loads")
+    print(f"generated OKX stream: {n} updates of ~{size:.0f} bytes, ~5 changed levels, 400-level books; median of {runs} interleaved rounds\n")
+    print(f"| {'case':44s} | {'ratio':>6s} | {'us/msg':>7s} | {'floor us':>8s} | target / quoted |")
+    print(f"|{'-' * 46}|{'-' * 8}|{'-' * 9}|{'-' * 10}|-----------------|")
+    for name, (ratio, us, floor) in result.items():
+        note = ""
+        if name.startswith("perpbot OKX generated"):
+            note = f"<= {TARGETS['checksum' if 'checksum' in name else 'sequence']}x"
+        elif name.startswith("peer ccxt"):
+            note = f"{PEERS_QUOTED['ccxt OrderBookSide']}x"
+        elif name.startswith("peer plain"):
+            note = f"{PEERS_QUOTED['plain dict + bisect']}x"
+        elif name == "peer Decimal dict book (cryptofeed-style)":
+            note = f"{PEERS_QUOTED['cryptofeed-style Decimal book']}x"
+        elif name == "peer Decimal dict book + checksum":
+            note = f"{PEERS_QUOTED['cryptofeed-style Decimal + checksum']}x"
+        elif name == "peer order-book C ext (Decimal)":
+            note = f"{PEERS_QUOTED['order-book C ext']}x"
+        print(f"| {name:44s} | {ratio:5.2f}x | {us:7.2f} | {floor:8.2f} | {note:15s} |")
+    print("\nnautilus_trader (quoted 3.6x) and a msgspec tick-grid book (quoted 2.0x) are not run here.")
+
+
+def section_scaling(quick: bool) -> None:
+    print("\n## 5b. cost per OKX update vs number of symbols (5 levels changed, sequence only)\n")
+    print("| symbols | us/update | ratio to floor |")
+    print("|--------:|----------:|---------------:|")
+    per_symbol = 200 if quick else 400
+    for count in (1, 10, 100, 400):
+        frames = []
+        streams = [generated_frames(False, updates=per_symbol if count > 1 else 4000, depth=400, seed=s)
+                   for s in range(min(count, 8))]
+        for k in range(count):  # symbols reuse a few generated streams under distinct names
+            frames.append([raw.replace(b"BTC-USDT-SWAP", f"S{k:03d}-USDT-SWAP".encode()) for _, raw in streams[k % len(streams)]])
+        merged = [f[0] for f in frames]  # snapshots first, then round-robin deltas
+        for i in range(1, len(frames[0])):
+            merged.extend(f[i] for f in frames)
+        res = interleaved({"x": (lambda m=merged: run_okx(m, False), merged)}, 3)["x"]
+        print(f"| {count:7d} | {res[1]:9.2f} | {res[0]:13.2f}x |")
+    print("\n## 5c. cost per OKX update vs levels changed per update (400-level book, sequence only)\n")
+    print("| levels changed | us/update | ratio to floor |")
+    print("|---------------:|----------:|---------------:|")
+    for changes in (1, 5, 20, 50):
+        bids, asks, deltas = level_stream(1000 if quick else 3000, 400, changes, 23)
+        frames = [orjson.dumps({"arg": {"channel": "books", "instId": "BTC-USDT-SWAP"}, "action": "snapshot", "data": [{
+            "bids": [[_px(k), str(v), "0", "1"] for k, v in sorted(bids.items(), reverse=True)],
+            "asks": [[_px(k), str(v), "0", "1"] for k, v in sorted(asks.items())], "ts": "1", "seqId": 1, "prevSeqId": -1, "checksum": 0}]})]
+        for i, (b, a) in enumerate(deltas):
+            frames.append(orjson.dumps({"arg": {"channel": "books", "instId": "BTC-USDT-SWAP"}, "action": "update", "data": [{
+                "bids": [lv + ["0", "1"] for lv in b], "asks": [lv + ["0", "1"] for lv in a], "ts": str(2 + i),
+                "seqId": 2 + i, "prevSeqId": 1 + i, "checksum": 0}]}))
+        res = interleaved({"x": (lambda f=frames: run_okx(f, False), frames)}, 3)["x"]
+        print(f"| {changes:14d} | {res[1]:9.2f} | {res[0]:13.2f}x |")
+
+
+def section_memory() -> None:
+    from perpbot.book.store import BookStore
+
+    gc.collect()
+    before = rss_mb()
+    store = BookStore()
+    rng = random.Random(5)
+    venues = ("okx", "binance", "bybit", "hyperliquid")
+    for venue in venues:
+        rules = {"okx": okx.Rules(), "binance": binance.Rules(), "bybit": bybit.Rules(), "hyperliquid": hyperliquid.Rules()}[venue]
+        for k in range(100):
+            mid = rng.randint(10_000, 9_000_000)
+            book = store.add(venue, f"S{k}", keep_raw=venue == "okx")
+            bids = [[_px(mid - i), str(rng.randint(1, 9999)), "0", "1"] for i in range(1, 401)]
+            asks = [[_px(mid + i), str(rng.randint(1, 9999)), "0", "1"] for i in range(400)]
+            from perpbot.core.events import BookUpdate
+
+            apply_update(book, BookUpdate(venue, f"S{k}", True, bids, asks, 1, None, None, None, 0, 0.0), rules)
+    gc.collect()
+    after = rss_mb()
+    levels = sum(len(b.bids) + len(b.asks) for b in store.books.values())
+    print(f"\n## 5d. memory: {len(store.books)} books (4 venues x 100 symbols x 400 levels/side, OKX keeping raw strings)\n")
+    print(f"books hold {levels:,} levels; RSS {before:.0f} MB before, {after:.0f} MB after (+{after - before:.0f} MB); "
+          f"process RSS {after:.0f} MB, target <= 250 MB")
+
+
+def section_scanner() -> None:
+    print("\n## 4. scanner + risk gate per book update, 4 venues x 50 symbols (bench/bench_scanner.py)\n")
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        figures = bench_scanner.main()
+    print("```\n" + out.getvalue().rstrip() + "\n```")
+    print(f"scanner + gate: {figures['scan_gate_us']:.2f} us/update (target <= 1 us); quiet market scan "
+          f"{figures['quiet_scan_us']:.2f} us/update; conflated {figures['conflated_scan_us']:.2f} us/update")
+
+
+async def _tick_to_order(samples: int) -> list[float]:
+    """WS-like frame over a loopback TCP socket -> parse -> book -> scanner -> gate -> HTTP request bytes
+    written to a second loopback socket. Timed: from just before the venue side writes the frame to
+    just after the order side's transport.write() of the full request (same perf_counter clock)."""
+    from collections import deque
+
+    from perpbot.book.store import BookStore
+    from perpbot.core.events import BookUpdate, FundingUpdate
+    from perpbot.risk.context import RiskContext
+    from perpbot.risk.gate import RiskGate
+    from perpbot.risk.states import TradingState
+    from perpbot.scanner.scanner import Scanner
+    from perpbot.settings import ExecutionSettings, RiskSettings, StrategiesSettings
+    from perpbot.telemetry.metrics import Metrics
+    from strategies import build_strategies
+
+    d = Decimal
+    now = time.time()
+    store = BookStore(stale_after_s=1e9)
+    instruments, funding = {}, {}
+    for n in range(50):
+        for venue in bench_scanner.VENUES:
+            inst = bench_scanner.instrument(venue, f"C{n}")
+            instruments[inst.key] = inst
+            funding[inst.key] = FundingUpdate(venue, inst.symbol, d("0.0001"), 8, None, None, 0, now)
+            book = store.add(venue, inst.symbol, inst.contract_size)
+            is_okx = venue == "okx"
+            apply_update(book, BookUpdate(venue, inst.symbol, True, bench_scanner.levels(1000.0, -1, is_okx),
+                                          bench_scanner.levels(1000.0, 1, is_okx), 1, None, None, None, 0, now),
+                         bench_scanner.AcceptAll())
+    metrics = Metrics()
+    scanner = Scanner(store, build_strategies(StrategiesSettings()), metrics, instruments, funding, clock=time.time)
+    gate = RiskGate(RiskSettings(max_position_size_usdt=d("100000")), ExecutionSettings(), metrics)
+    rules = okx.Rules()
+
+    def ctx() -> RiskContext:
+        return RiskContext(TradingState.ACTIVE, time.time(), {v: d("1e6") for v in bench_scanner.VENUES},
+                           {v: d(0) for v in bench_scanner.VENUES}, {}, {}, 0, d(0), deque(maxlen=1000), d(0),
+                           {v: True for v in bench_scanner.VENUES}, store, instruments, {v: d(3) for v in bench_scanner.VENUES})
+
+    received = asyncio.Queue()
+
+    async def order_server(reader, writer):
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            received.put_nowait(time.perf_counter())
+
+    order_srv = await asyncio.start_server(order_server, "127.0.0.1", 0)
+    order_port = order_srv.sockets[0].getsockname()[1]
+    _, order_writer = await asyncio.open_connection("127.0.0.1", order_port)
+
+    feed_conn: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def feed_server(reader, writer):
+        feed_conn.set_result(writer)
+
+    feed_srv = await asyncio.start_server(feed_server, "127.0.0.1", 0)
+    reader, _ = await asyncio.open_connection("127.0.0.1", feed_srv.sockets[0].getsockname()[1])
+    venue_writer = await asyncio.wait_for(feed_conn, 5)
+    latencies: list[float] = []
+    key = ("okx", "C0-USDT-SWAP")
+    book = store.books[key]
+    book.keep_raw = False
+    for i in range(samples):
+        shift = 3.0 if i % 2 == 0 else 0.0  # every other frame dislocates the book 30 bps
+        body = orjson.dumps({"arg": {"channel": "books", "instId": "C0-USDT-SWAP"}, "action": "snapshot", "data": [{
+            "bids": bench_scanner.levels(1000.0 + shift, -1, True), "asks": bench_scanner.levels(1000.0 + shift, 1, True),
+            "ts": "1700000000000", "checksum": 0, "seqId": i + 10, "prevSeqId": i + 9}]})
+        t0 = time.perf_counter()
+        venue_writer.write(len(body).to_bytes(4, "big") + body)  # length-prefixed frame on the feed socket
+        size = int.from_bytes(await reader.readexactly(4), "big")
+        frame = await reader.readexactly(size)
+        for update in okx.parse(frame, time.time()):
+            apply_update(book, update, rules)
+        decisions = scanner.scan((key,), ())
+        for decision in decisions:
+            if decision.action != "open":
+                continue
+            approved, refusals = gate.approve_entry(decision, ctx(), f"i{i}", (f"a{i}", f"b{i}"))
+            if approved:
+                order = approved[0]
+                payload = orjson.dumps({"instId": order.symbol if hasattr(order, "symbol") else "C0-USDT-SWAP",
+                                        "clOrdId": f"a{i}", "side": "buy", "ordType": "ioc",
+                                        "sz": str(getattr(order, "quantity", "1")), "px": str(getattr(order, "price", "0"))})
+                request = (b"POST /api/v5/trade/order HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                           b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                order_writer.write(request)
+                latencies.append(time.perf_counter() - t0)
+                await asyncio.wait_for(received.get(), 5)
+                break
+    order_writer.close()
+    venue_writer.close()
+    feed_srv.close()
+    order_srv.close()
+    return latencies
+
+
+def section_latency(samples: int) -> None:
+    latencies = asyncio.run(_tick_to_order(samples))
+    print("\n## 5a. tick-to-order over loopback (frame written on a feed socket -> parse -> book -> scanner -> gate -> "
+          "HTTP order request written on an order socket)\n")
+    if not latencies:
+        print("no frame produced an approved order: latency not measured")
+        return
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1e6
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e6
+    print(f"{len(latencies)} orders from {samples} frames: p50 {p50:.0f} us, p99 {p99:.0f} us (target p99 <= 1000 us)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer updates and rounds (~20 s)")
+    args = parser.parse_args()
+    runs, n = (3, 2000) if args.quick else (7, 5000)
+    buffer = io.StringIO()
+
+    class Tee(io.TextIOBase):
+        def write(self, text: str) -> int:
+            sys.__stdout__.write(text)
+            return buffer.write(text)
+
+    with contextlib.redirect_stdout(Tee()):
+        print(f"# perpbot market-data bench ({'quick' if args.quick else 'full'}), python {sys.version.split()[0]}\n")
+        section_memory()
+        section_hot_path(runs, n)
+        section_scanner()
+        section_latency(400 if args.quick else 2000)
+        section_scaling(args.quick)
+    (ROOT / "bench" / "RESULTS.md").write_text(buffer.getvalue())
+
+
+if __name__ == "__main__":
+    main()
