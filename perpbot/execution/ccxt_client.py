@@ -165,15 +165,30 @@ class CcxtClient:
             reason=(order.get("info") or {}).get("sMsg") or None if isinstance(order.get("info"), dict) else None,
         )
 
+    def _market_of(self, native: str) -> dict[str, Any]:
+        """The ccxt market of a native symbol: by venue id, else by the venue's own name for it
+        (Hyperliquid market ids are asset indexes; the coin name is in info.name)."""
+        found = self.exchange.markets_by_id.get(native)
+        if found:
+            return found[0] if isinstance(found, list) else found
+        for market in self.exchange.markets.values():
+            if market.get("swap") and (market.get("info") or {}).get("name") == native:
+                return market
+        raise errors.OrderRejected(self.venue, f"unknown instrument {native}")
+
+    def _native_of(self, ccxt_symbol: str) -> str:
+        for native, instrument in self.instruments.items():
+            if instrument.ccxt_symbol == ccxt_symbol:
+                return native
+        market = self.exchange.markets.get(ccxt_symbol) or {}
+        return (market.get("info") or {}).get("name") or market.get("id") or ccxt_symbol
+
     # -- the port --------------------------------------------------------------------------
     async def load_instruments(self, symbols: list[str]) -> dict[str, Instrument]:
         await self._markets()
         found: dict[str, Instrument] = {}
         for symbol in symbols:
-            market = self.exchange.markets_by_id.get(symbol)
-            if not market:
-                raise errors.OrderRejected(self.venue, f"unknown instrument {symbol}")
-            market = market[0] if isinstance(market, list) else market
+            market = self._market_of(symbol)
             limits = market.get("limits") or {}
             found[symbol] = Instrument(
                 venue=self.venue, symbol=symbol, base=market["base"], quote=market["quote"],
@@ -264,7 +279,7 @@ class CcxtClient:
         positions = []
         for row in rows:
             market = self.exchange.markets.get(row.get("symbol")) or {}
-            native = market.get("id") or row.get("symbol")
+            native = self._native_of(row.get("symbol"))
             contracts = to_decimal(row.get("contracts")) or Decimal(0)
             contract_size = to_decimal(row.get("contractSize")) or to_decimal(market.get("contractSize")) or Decimal(1)
             size = contracts * contract_size

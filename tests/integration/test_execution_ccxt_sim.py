@@ -20,7 +20,7 @@ from perpbot.sim.faults import Fault, FaultBoard
 from perpbot.sim.market import Market
 from perpbot.sim.trading import add_trading_routes
 
-VENUES = ["okx", "binance", "bybit"]
+VENUES = ["okx", "binance", "bybit", "hyperliquid"]
 NATIVE = {"okx": "BTC-USDT-SWAP", "binance": "BTCUSDT", "bybit": "BTCUSDT", "hyperliquid": "BTC"}
 NOW_S = 1_700_000_000.0
 
@@ -54,7 +54,11 @@ def marketable_buy(name, client, market, intent, lots=3):
     native = NATIVE[name]
     instrument = client.instruments[native]
     _, asks = market.levels(name, native)
-    qty = min(asks[0][1], instrument.lot_size * lots)
+    # Enough lots to clear the venue's minimum order value (Hyperliquid: $10), within the best level.
+    price = asks[0][0]
+    floor_lots = (instrument.min_notional * 2 / (price * instrument.contract_size) / instrument.lot_size)
+    qty = instrument.lot_size * max(lots, int(floor_lots) + lots)
+    qty = min(asks[0][1], qty)
     return OrderRequest(name, native, "buy", qty, asks[0][0], client_order_id(name, intent, "a", 0))
 
 
