@@ -415,10 +415,15 @@ class Engine:
         if hedged <= 0:
             return
         if decision.action == "open":
-            legs = [{"venue": r.venue, "symbol": r.symbol, "side": r.side, "base_qty": str(hedged)} for r in requests]
+            refs = {(leg.venue, leg.symbol): leg.ref_price for leg in decision.legs}
+            # Entry prices and edge travel with the legs so exits (and restarts) can judge convergence.
+            legs = [{"venue": r.venue, "symbol": r.symbol, "side": r.side, "base_qty": str(hedged),
+                     "ref_price": str(refs.get((r.venue, r.symbol), "0")), "entry_edge_bps": str(decision.edge_bps)}
+                    for r in requests]
             await self.journal.open_trade(intent_id, intent_id, decision.strategy, decision.base, legs)
             self.open_trades[intent_id] = {"trade_id": intent_id, "strategy": decision.strategy,
-                                           "base": decision.base, "legs": legs, "opened_ts": self._clock()}
+                                           "base": decision.base, "legs": legs, "opened_ts": self._clock(),
+                                           "entry_edge_bps": str(decision.edge_bps)}
         elif decision.trade_id in self.open_trades:
             trade = self.open_trades[decision.trade_id]
             remaining = Decimal(trade["legs"][0]["base_qty"]) - hedged
