@@ -334,9 +334,10 @@ class HyperliquidApi:
     def user_funding(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         self.sim.settle_funding()
         start = int(body.get("startTime") or 0)
+        end = body.get("endTime")
         out = []
         for payment in self.sim.account.funding:
-            if payment.ts_ms < start:
+            if payment.ts_ms < start or (end is not None and payment.ts_ms > int(end)):
                 continue
             out.append({"delta": {"coin": payment.symbol, "fundingRate": hl_num(payment.rate),
                                   "szi": hl_num(payment.size), "type": "funding", "usdc": hl_num(payment.amount)},

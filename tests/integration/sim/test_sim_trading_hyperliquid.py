@@ -44,6 +44,7 @@ class Env:
     base_url: str
     wallet: str
     api: HyperliquidApi
+    clock: FrozenClock
 
     def levels(self, coin: str = "BTC"):
         return self.market.levels("hyperliquid", coin)
@@ -68,7 +69,7 @@ async def env():
                               privateKey="0x" + secrets.token_hex(32), walletAddress=wallet)
     await client.load_markets()
     try:
-        yield Env(sim, market, faults, client, base_url, wallet, app[API_KEY])
+        yield Env(sim, market, faults, client, base_url, wallet, app[API_KEY], clock)
     finally:
         await client.close()
         await server.close()
@@ -374,3 +375,21 @@ async def test_public_info_answers_book_mids_and_empty_spot_universe(env: Env):
         assert dec(mids["ETH"]) == (bids[0][0] + asks[0][0]) / 2
         async with http.post(env.base_url + "/exchange", json={"action": {"type": "order"}}) as resp:
             assert resp.status == 422  # unsigned body: Hyperliquid cannot deserialize it
+
+
+async def test_trading_fee_is_the_venue_taker_and_maker_rate(env: Env):
+    fee = await env.client.fetch_trading_fee(BTC)
+    assert dec(fee["taker"]) == env.inst().taker_fee and dec(fee["maker"]) == env.inst().maker_fee
+
+
+async def test_hourly_funding_payment_shows_in_funding_history(env: Env):
+    env.sim.settle_funding()  # arms the next settlement time
+    _rate, _interval_h, next_ms = env.market.funding("hyperliquid", "BTC")
+    env.sim.set_position("BTC", Decimal("0.01"), Decimal("60000"))
+    env.clock.now = next_ms / 1000 + 1
+    history = await env.client.fetch_funding_history(BTC, since=next_ms - 1)
+    payments = [p for p in env.sim.account.funding if p.symbol == "BTC"]
+    assert len(payments) == 1 and payments[0].ts_ms == next_ms
+    btc = [h for h in history if h["symbol"] == BTC]
+    assert len(btc) == 1 and btc[0]["timestamp"] == next_ms
+    assert dec(btc[0]["amount"]) == -Decimal("0.01") * payments[0].mark * payments[0].rate == payments[0].amount
