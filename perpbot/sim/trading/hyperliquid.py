@@ -82,10 +82,15 @@ class _BadBody(Exception):
 class HyperliquidWire:
     """How Hyperliquid's errors look on the wire; used by the fault gate for faults on order placement."""
 
+    def __init__(self) -> None:
+        # Asset index of the order action being gated (set just before the gate runs; the gate decides
+        # reject/insufficient_margin faults before its first await, so concurrent requests cannot interleave).
+        self.asset: Any = 0
+
     def error(self, reason: str, message: str) -> web.Response:
         text = ORDER_ERRORS.get(reason, ORDER_ERRORS["reject"]).format(bbo="")
         return json_response({"status": "ok", "response": {"type": "order", "data": {
-            "statuses": [{"error": f"{text} asset=0"}]}}})
+            "statuses": [{"error": f"{text} asset={self.asset}"}]}}})
 
     def maintenance(self) -> web.Response:
         # Hyperliquid has no maintenance code: its gateway answers 503 with a plain body while the API is down.
@@ -391,6 +396,8 @@ class HyperliquidApi:
             except _BadBody:
                 return web.Response(status=422, text=DESERIALIZE_ERROR)
             return self.ok({"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}})
+        if isinstance(self.gate.wire, HyperliquidWire):
+            self.gate.wire.asset = orders[0].get("a")
         return await self.gate.run("order", first_coin, act)
 
     def place_one(self, wire: dict[str, Any], ratio: Decimal | None) -> dict[str, Any]:

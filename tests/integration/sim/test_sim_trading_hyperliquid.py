@@ -315,10 +315,11 @@ async def test_reject_fault_refuses_the_order_without_placing_it(env: Env):
 
 
 async def test_insufficient_margin_fault_raises_insufficient_funds(env: Env):
-    _bids, asks = env.levels()
+    _bids, asks = env.levels("ETH")
     env.faults.add(Fault("insufficient_margin", "hyperliquid"))
-    with pytest.raises(ccxt.InsufficientFunds):
-        await env.client.create_order(BTC, "limit", "buy", 0.001, float(asks[0][0]), {"timeInForce": "IOC"})
+    with pytest.raises(ccxt.InsufficientFunds, match="asset=1"):
+        await env.client.create_order(ETH, "limit", "buy", 0.01, float(asks[0][0]), {"timeInForce": "IOC"})
+    assert env.sim.account.orders == {}
 
 
 async def test_partial_fill_fault_fills_only_the_given_ratio_of_an_ioc(env: Env):
