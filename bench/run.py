@@ -506,11 +506,12 @@ async def _tick_to_order(samples: int) -> list[float]:
     received = asyncio.Queue()
 
     async def order_server(reader, writer):
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-            received.put_nowait(time.perf_counter())
+        with contextlib.suppress(asyncio.IncompleteReadError, asyncio.CancelledError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                received.put_nowait(time.perf_counter())
 
     order_srv = await asyncio.start_server(order_server, "127.0.0.1", 0)
     order_port = order_srv.sockets[0].getsockname()[1]
@@ -545,10 +546,9 @@ async def _tick_to_order(samples: int) -> list[float]:
                 continue
             approved, refusals = gate.approve_entry(decision, ctx(), f"i{i}", (f"a{i}", f"b{i}"))
             if approved:
-                order = approved[0]
-                payload = orjson.dumps({"instId": order.symbol if hasattr(order, "symbol") else "C0-USDT-SWAP",
-                                        "clOrdId": f"a{i}", "side": "buy", "ordType": "ioc",
-                                        "sz": str(getattr(order, "quantity", "1")), "px": str(getattr(order, "price", "0"))})
+                order = approved[0].request
+                payload = orjson.dumps({"instId": order.symbol, "clOrdId": order.client_order_id, "side": str(order.side),
+                                        "ordType": "ioc", "sz": str(order.qty), "px": str(order.price)})
                 request = (b"POST /api/v5/trade/order HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
                            b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
                 order_writer.write(request)
