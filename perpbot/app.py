@@ -82,22 +82,27 @@ async def build_feeds(settings: Settings, store: BookStore, metrics: Metrics, fu
     return supervisor
 
 
-def load_engine_factory() -> Any:
-    """The engine builder from perpbot.execution.engine, or None: then the run is market-data-only.
+ENGINE_MODULES = ("perpbot.wiring", "perpbot.execution.engine")
 
-    Contract: `build_engine(settings, *, metrics, store, funding) -> engine` (sync or async)
-    where the engine implements perpbot.core.ports.EngineCommands and has `async run()` and
-    `stop()`.
+
+def load_engine_factory() -> Any:
+    """The trading side's builder, or None: then the run is market-data-only.
+
+    Contract: `build_engine(settings, *, metrics, store, funding) -> engine` (sync or async),
+    looked up in perpbot.wiring, then perpbot.execution.engine; the engine implements
+    perpbot.core.ports.EngineCommands and has `async run()` and `stop()`.
     """
-    try:
-        module = importlib.import_module("perpbot.execution.engine")
-    except ImportError as exc:
-        log.warning("Trading engine not available (%s): running market-data-only", exc)
-        return None
-    factory = getattr(module, "build_engine", None)
-    if factory is None:
-        log.warning("perpbot.execution.engine has no build_engine(): running market-data-only")
-    return factory
+    for name in ENGINE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            log.warning("Trading engine module %s not available (%s)", name, exc)
+            continue
+        factory = getattr(module, "build_engine", None)
+        if factory is not None:
+            return factory
+    log.warning("No build_engine() found in %s: running market-data-only", ", ".join(ENGINE_MODULES))
+    return None
 
 
 class App:
@@ -118,6 +123,24 @@ class App:
     def request_stop(self) -> None:
         self.stop_requested.set()
 
+    async def _run_engine(self, ctx: ControlContext) -> None:
+        """Build the trading side (it loads instruments and reconciles over the network) while
+        feeds and the control API already run; engine routes answer 503 until it is wired."""
+        factory = load_engine_factory()
+        if factory is not None:
+            try:
+                built = factory(self.settings, metrics=self.metrics, store=self.store, funding=self.funding)
+                self.engine = await built if asyncio.iscoroutine(built) else built
+            except Exception:
+                # Market data, health and the control API stay up so operators can see why.
+                log.exception("Trading engine failed to build: running market-data-only")
+        if self.engine is None:
+            log.info("Running market-data-only: mode=%s, no trading engine", self.settings.mode)
+            return
+        ctx.engine = self.engine
+        log.info("Trading engine wired: mode=%s", self.settings.mode)
+        await self.engine.run()
+
     async def run(self) -> int:
         settings = self.settings
         ControlServer.check_bind(settings)  # refuse a public bind without a token before anything starts
@@ -128,13 +151,6 @@ class App:
                 self.simulator = await stack.enter_async_context(Simulator(settings))
                 log.info("Simulator started in-process on loopback ports %s", settings.sim.ports)
             self.supervisor = await build_feeds(settings, self.store, self.metrics, self.funding)
-            factory = load_engine_factory()
-            if factory is not None:
-                built = factory(settings, metrics=self.metrics, store=self.store, funding=self.funding)
-                self.engine = await built if asyncio.iscoroutine(built) else built
-                log.info("Trading engine wired: mode=%s", settings.mode)
-            else:
-                log.info("Running market-data-only: mode=%s, no trading engine", settings.mode)
             loop_lag = LoopLagMonitor(self.metrics)
             health = HealthMonitor(
                 self.metrics, supervisor=self.supervisor, store=self.store, loop_lag=loop_lag,
@@ -152,15 +168,17 @@ class App:
                     tg.create_task(loop_lag.run(), name="loop-lag"),
                     tg.create_task(health.run(HEALTH_INTERVAL_S), name="health"),
                 ]
-                engine_task = tg.create_task(self.engine.run(), name="engine") if self.engine is not None else None
+                engine_task = tg.create_task(self._run_engine(ctx), name="engine")
                 self.started.set()
                 log.info("perpbot running: mode=%s venues=%s control=http://%s:%s", settings.mode,
                          [v for v, _ in settings.venues.enabled()], settings.http.host, self.control.port)
                 await self.stop_requested.wait()
                 log.info("Shutting down")
-                if engine_task is not None:
+                if self.engine is not None:
                     self.engine.stop()
-                    await engine_task
+                else:
+                    engine_task.cancel()  # still building (e.g. venues unreachable): abandon it
+                await asyncio.wait([engine_task])
                 await self.supervisor.stop()
                 await feeds
                 for task in background:

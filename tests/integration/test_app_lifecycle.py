@@ -111,5 +111,4 @@ async def test_sigterm_stops_perpbot_run_with_exit_code_0(tmp_path):
     assert code == 0
     log_text = (tmp_path / "logs" / "perpbot.log").read_text()
     assert "WebSocket connection failed" in log_text
-    assert "market-data-only" in log_text
     assert "perpbot stopped cleanly" in log_text
