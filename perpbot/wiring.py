@@ -28,13 +28,34 @@ from perpbot.portfolio.book import Portfolio
 from perpbot.risk.gate import RiskGate
 from perpbot.scanner.protocol import OpenTrade
 from perpbot.scanner.scanner import Scanner
-from perpbot.settings import Settings
+from pydantic import SecretStr
+
+from perpbot.settings import Settings, VenueSettings
 from perpbot.telemetry.metrics import Metrics
 from strategies import build_strategies
 
 log = logging.getLogger("perpbot.wiring")
 
 INSTRUMENT_ATTEMPTS = 5
+
+# The built-in simulator accepts any signed request; these stand-in credentials only let the
+# real ccxt classes sign. They are used in `sim` mode when no key is configured, never otherwise.
+SIM_CREDENTIALS = {
+    "api_key": "perpbot-sim-key",
+    "api_secret": "perpbot-sim-secret",
+    "passphrase": "perpbot-sim-passphrase",
+    "wallet_address": "0x" + "5e" * 20,
+    "private_key": "0x" + "1d" * 32,
+}
+
+
+def venue_credentials(settings: Settings, venue: str) -> VenueSettings:
+    """The venue's settings; in sim mode, missing credentials are filled with simulator stand-ins."""
+    cfg: VenueSettings = getattr(settings.venues, venue)
+    if settings.mode != "sim":
+        return cfg
+    missing = {k: v for k, v in SIM_CREDENTIALS.items() if getattr(cfg, k) is None}
+    return cfg.model_copy(update={k: (v if k == "wallet_address" else SecretStr(v)) for k, v in missing.items()})
 
 
 async def _load_instruments(client: Any, symbols: list[str]) -> dict[str, Instrument]:
@@ -134,7 +155,7 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
     clients: dict[str, Any] = {}
     instruments: dict[tuple[str, str], Instrument] = {}
     for venue, cfg in settings.venues.enabled():
-        loader = CcxtClient(venue, cfg, settings.rest_url(venue), timeout_s=settings.execution.order_timeout_s)
+        loader = CcxtClient(venue, venue_credentials(settings, venue), settings.rest_url(venue), timeout_s=settings.execution.order_timeout_s)
         loaded = await _load_instruments(loader, list(cfg.symbols))
         if not loaded:
             log.error("Venue %s left out of trading: its instruments could not be loaded", venue)

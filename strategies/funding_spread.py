@@ -46,11 +46,13 @@ class FundingSpreadStrategy:
 
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
         decisions: list[Decision] = []
-        busy = set()
+        # A venue/symbol already in any open trade is not used again: positions are netted per
+        # venue and symbol, so a second trade there would cancel the first one's leg and make
+        # both trades' reduce-only exits impossible.
+        busy = {(leg.venue, leg.symbol) for trade in open_trades for leg in trade.legs}
         for trade in open_trades:
             if trade.strategy != self.name or trade.base != base:
                 continue
-            busy.add(trade.venues())
             exit_decision = self._exit(view, trade)
             if exit_decision is not None:
                 decisions.append(exit_decision)
@@ -68,7 +70,7 @@ class FundingSpreadStrategy:
             return decisions
         for i, (rate_a, inst_a, book_a) in enumerate(rated):
             for rate_b, inst_b, book_b in rated[i + 1 :]:
-                if inst_a.venue == inst_b.venue or frozenset((inst_a.venue, inst_b.venue)) in busy:
+                if inst_a.venue == inst_b.venue or inst_a.key in busy or inst_b.key in busy:
                     continue
                 if rate_a <= rate_b:
                     low, high = (rate_a, inst_a, book_a), (rate_b, inst_b, book_b)

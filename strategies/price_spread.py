@@ -26,11 +26,13 @@ class PriceSpreadStrategy:
 
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
         decisions: list[Decision] = []
-        busy = set()
+        # A venue/symbol already in any open trade is not used again: positions are netted per
+        # venue and symbol, so a second trade there would cancel the first one's leg and make
+        # both trades' reduce-only exits impossible.
+        busy = {(leg.venue, leg.symbol) for trade in open_trades for leg in trade.legs}
         for trade in open_trades:
             if trade.strategy != self.name or trade.base != base:
                 continue
-            busy.add(trade.venues())
             exit_decision = self._exit(view, trade)
             if exit_decision is not None:
                 decisions.append(exit_decision)
@@ -43,7 +45,7 @@ class PriceSpreadStrategy:
         settings = self.settings
         for i, (inst_a, book_a, bid_a, ask_a) in enumerate(tops):
             for inst_b, book_b, bid_b, ask_b in tops[i + 1 :]:
-                if inst_a.venue == inst_b.venue or frozenset((inst_a.venue, inst_b.venue)) in busy:
+                if inst_a.venue == inst_b.venue or inst_a.key in busy or inst_b.key in busy:
                     continue
                 for buy_i, buy_b, sell_i, sell_b, ask, bid in (
                     (inst_a, book_a, inst_b, book_b, ask_a, bid_b),

@@ -391,7 +391,7 @@ class Engine:
                 venue=original.venue, symbol=original.symbol, side=side, qty=qty,
                 price=self._aggressive_price(original.venue, original.symbol, side, original.price),
                 client_order_id=client_order_id(original.venue, intent_id, ("h" if is_hedge else "u") + "ab"[leg], attempt),
-                reduce_only=not is_hedge,
+                reduce_only=not is_hedge and self._reduces(original, qty),
             )
             purpose = "hedge" if is_hedge else "unwind"
             approved = self.gate.approve_order(request, purpose, self._risk_context(), intent_id)
@@ -404,6 +404,18 @@ class Engine:
             sent = await self._send(approved, strategy)
             filled = sent.filled_base if is_hedge else -sent.filled_base
             outcomes[leg] = outcomes[leg].add(filled, rejected=sent.rejected and is_hedge, unknown=sent.unknown)
+
+    def _reduces(self, filled: OrderRequest, venue_qty: Decimal) -> bool:
+        """Whether undoing `filled` shrinks the venue position (so it can be sent reduce-only).
+
+        Positions are netted per venue and symbol: when the fill itself reduced an existing
+        position (one the bot did not open, say), its unwind re-opens that position and a
+        reduce-only flag would make the venue refuse the unwind."""
+        position = self.portfolio.positions.get((filled.venue, filled.symbol))
+        size = position.size if position is not None else ZERO
+        instrument = self.instruments.get((filled.venue, filled.symbol))
+        base_qty = instrument.venue_to_base_qty(venue_qty) if instrument else venue_qty
+        return size >= base_qty if filled.side == "buy" else -size >= base_qty
 
     def _account_unhedged(self, since: float | None, still_naked_usdt: Decimal) -> None:
         if since is not None:

@@ -45,6 +45,9 @@ class Scanner:
         # Bound counters once: .labels() costs a dict lookup and a lock per call.
         self._opportunities = {s.name: metrics.opportunities_total.labels(s.name) for s in self.strategies}
         self._failed: set[tuple[str, str]] = set()
+        # Opportunities seen in the last scan of each base: one that persists over many book
+        # updates is counted once, when it appears.
+        self._live: dict[str, set[tuple]] = {}
         self.scans = 0
 
     def bases_of(self, changed: Iterable[Key]) -> list[str]:
@@ -62,6 +65,8 @@ class Scanner:
         decisions: list[Decision] = []
         for base in bases:
             trades = [t for t in open_trades if t.base == base]
+            live: set[tuple] = set()
+            previous = self._live.get(base, ())
             for strategy in self.strategies:
                 try:
                     found = strategy.evaluate(view, base, trades)
@@ -75,8 +80,12 @@ class Scanner:
                 self._failed.discard((strategy.name, base))
                 for decision in found:
                     if decision.action == "open":
-                        self._opportunities[strategy.name].inc()
+                        key = (strategy.name, tuple((leg.venue, leg.symbol, leg.side) for leg in decision.legs))
+                        live.add(key)
+                        if key not in previous:
+                            self._opportunities[strategy.name].inc()
                 decisions.extend(found)
+            self._live[base] = live
         return decisions
 
     async def run(

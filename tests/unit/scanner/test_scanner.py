@@ -139,3 +139,20 @@ async def test_scanner_run_conflates_a_burst_of_updates_into_one_scan():
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_scanner_counts_a_persisting_opportunity_once_and_again_when_it_reappears():
+    store = full_store()
+    put_book(store, BINANCE_BTC, [("60300.0", "1")], [("60300.1", "1")])  # 50 bps above OKX
+    metrics = Metrics()
+    strategy = PriceSpreadStrategy(PriceSpreadSettings(order_size_usdt=D("1000"), min_edge_bps=D("8")))
+    scanner = scanner_with(store, [strategy], metrics)
+    sample = metrics.registry.get_sample_value
+    for _ in range(3):  # the same dislocation seen on three book updates
+        assert scanner.scan({("binance", "BTCUSDT")}, [])
+    assert sample("perpbot_arbitrage_opportunities_total", {"strategy": "price_spread"}) == 1.0
+    put_book(store, BINANCE_BTC, [("60000.0", "1")], [("60000.1", "1")])  # gone
+    assert scanner.scan({("binance", "BTCUSDT")}, []) == []
+    put_book(store, BINANCE_BTC, [("60300.0", "1")], [("60300.1", "1")])  # back: a new opportunity
+    assert scanner.scan({("binance", "BTCUSDT")}, [])
+    assert sample("perpbot_arbitrage_opportunities_total", {"strategy": "price_spread"}) == 2.0

@@ -149,3 +149,16 @@ def test_price_spread_cannot_exit_when_a_leg_book_is_stale():
 def test_build_strategies_follows_the_enabled_flags(price_enabled, funding_enabled, names):
     config = StrategiesSettings(price_spread={"enabled": price_enabled}, funding_spread={"enabled": funding_enabled})
     assert [s.name for s in build_strategies(config)] == names
+
+
+def test_price_spread_never_enters_on_a_venue_symbol_held_by_another_strategys_trade():
+    # Positions net per venue and symbol: a second trade on OKX BTC would cancel the first's leg.
+    view = market(**CROSSED)
+    funding_trade = OpenTrade(
+        "f1", "funding_spread", "BTC",
+        (Leg("okx", "BTC-USDT-SWAP", "buy", D("0.05"), D("60000")),
+         Leg("bybit", "BTCUSDT", "sell", D("0.05"), D("60010"))),
+        NOW - 10, D("3"),
+    )
+    assert PriceSpreadStrategy(settings()).evaluate(view, "BTC", [funding_trade]) == []
+    assert [d.action for d in PriceSpreadStrategy(settings()).evaluate(view, "BTC", [])] == ["open"]
