@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from decimal import Decimal
 
 from perpbot.core.decisions import Decision, Leg, Refusal
@@ -21,6 +22,8 @@ _ONE = Decimal(1)
 _MINUTE = 60.0
 
 
+LOG_EVERY_S = 10.0  # a refusal rule is logged at most this often; every refusal is counted
+
 class RiskGate:
     """Every order passes here. Synchronous and deterministic: the same decision and context
     always give the same answer; the only side effects are metrics, one log line per refusal,
@@ -31,6 +34,8 @@ class RiskGate:
         self.execution = execution
         self.metrics = metrics
         self._slip = execution.slippage_bps / BPS
+        self._last_logged: dict[str, float] = {}
+        self._held_back: dict[str, int] = {}
 
     # -- pricing and sizing ------------------------------------------------------------
     def limit_price(self, instrument: Instrument, side: str, ref_price: Decimal) -> Decimal:
@@ -174,10 +179,20 @@ class RiskGate:
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def _refuse(self, refusals: list[Refusal]) -> None:
+        """Count every refusal; log each rule at most once per LOG_EVERY_S (with how many were
+        held back) so a refused opportunity that persists cannot flood the logs."""
         counter = self.metrics.risk_refusals_total
+        now = time.monotonic()
         for refusal in refusals:
             counter.labels(refusal.rule).inc()
-            log.warning("Risk refusal: %s: %s", refusal.rule, refusal.detail)
+            last = self._last_logged.get(refusal.rule)
+            if last is not None and now - last < LOG_EVERY_S:
+                self._held_back[refusal.rule] = self._held_back.get(refusal.rule, 0) + 1
+                continue
+            held = self._held_back.pop(refusal.rule, 0)
+            self._last_logged[refusal.rule] = now
+            suffix = f" ({held} more since last logged)" if held else ""
+            log.warning("Risk refusal: %s: %s%s", refusal.rule, refusal.detail, suffix)
 
     @staticmethod
     def _record(ctx: RiskContext, count: int) -> None:

@@ -170,3 +170,15 @@ def test_limit_prices_are_on_the_tick_and_inside_the_slippage_band(ref_ticks, sl
     assert OKX_BTC.on_tick(buy) and OKX_BTC.on_tick(sell)
     assert ref <= buy <= ref * (1 + band)
     assert ref * (1 - band) <= sell <= ref
+
+
+def test_a_persisting_refusal_is_counted_every_time_but_logged_once_per_interval(caplog):
+    ctx = context()
+    decision = with_leg(entry(), 1, symbol="BTCUSDC")  # unknown instrument: refused every time
+    risk_gate = gate()
+    for _ in range(50):
+        risk_gate.approve_entry(decision, ctx, "intent-x", IDS)
+    sample = risk_gate.metrics.registry.get_sample_value("perpbot_risk_refusals_total", {"reason": "instrument"})
+    assert sample == 50.0
+    lines = [rec.getMessage() for rec in caplog.records if rec.getMessage().startswith("Risk refusal:")]
+    assert len(lines) == 1
