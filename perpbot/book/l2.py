@@ -47,6 +47,7 @@ class L2Book:
         "exchange_ts_ms",
         "recv_ts",
         "updates",
+        "invalidations",
     )
 
     def __init__(
@@ -70,6 +71,7 @@ class L2Book:
         self.exchange_ts_ms = 0
         self.recv_ts = 0.0
         self.updates = 0
+        self.invalidations = 0  # times this book was marked untrusted (reliability checks read it)
 
     # -- mutation -----------------------------------------------------------------
     def clear(self) -> None:
@@ -84,6 +86,7 @@ class L2Book:
         """Mark the book untrusted; nothing downstream may read it until a fresh snapshot."""
         self.valid = False
         self.invalid_reason = reason
+        self.invalidations += 1
 
     def apply_side(self, levels: list, is_bid: bool) -> None:
         """Apply [price, size, ...] string levels; size 0 deletes (absent levels too)."""

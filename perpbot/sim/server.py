@@ -208,6 +208,7 @@ class Simulator:
         app.router.add_delete("/admin/faults", self._delete_faults)
         app.router.add_get("/admin/stats", self._get_stats)
         app.router.add_post("/admin/jump", self._post_jump)
+        app.router.add_get("/admin/accounts", self._get_accounts)
 
     async def _get_faults(self, request: web.Request) -> web.Response:
         return web.json_response({"pending": self.faults.pending()})
@@ -236,6 +237,21 @@ class Simulator:
         body["tick"] = self.market.tick
         body["ports"] = self.ports
         body["clients"] = {venue: len(feed.sessions) for venue, feed in self.feeds.items()}
+        return web.json_response(body)
+
+    async def _get_accounts(self, request: web.Request) -> web.Response:
+        """Every venue's account as the venue knows it, plus every order ever placed (open or not),
+        so an outside checker (the reliability suite) can compare it with the bot's journal."""
+        body = {}
+        for venue, exchange in self.exchanges.items():
+            snapshot = exchange.snapshot()
+            snapshot["orders"] = [
+                {"order_id": o.order_id, "client_id": o.client_id, "symbol": o.symbol, "side": o.side,
+                 "qty": format(o.qty, "f"), "filled": format(o.filled, "f"), "reduce_only": o.reduce_only,
+                 "status": o.status, "created_ms": o.created_ms}
+                for o in exchange.account.orders.values()
+            ]
+            body[venue] = snapshot
         return web.json_response(body)
 
     async def _post_jump(self, request: web.Request) -> web.Response:
