@@ -60,3 +60,15 @@ class VenueBalance:
     available: Decimal
     used_margin: Decimal
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """One funding settlement as the venue booked it: amount in quote currency, + received, - paid.
+    `payment_id` is unique per venue (the venue's id where it has one, else symbol and time)."""
+
+    venue: str
+    symbol: str
+    payment_id: str
+    amount: Decimal
+    ts_ms: int

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from perpbot.core.instruments import Instrument
-from perpbot.core.orders import OrderRequest, OrderResult, VenueBalance, VenuePosition
+from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
 
 
 class ExchangeClient(Protocol):
@@ -33,6 +33,10 @@ class ExchangeClient(Protocol):
     async def fetch_positions(self) -> list[VenuePosition]: ...
 
     async def fetch_balance(self) -> VenueBalance: ...
+
+    async def fetch_funding_payments(self, since_ms: int) -> list[FundingPayment]:
+        """Funding paid/received on this account at or after `since_ms` (epoch ms), oldest first."""
+        ...
 
     async def close(self) -> None: ...
 

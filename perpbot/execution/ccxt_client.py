@@ -21,7 +21,7 @@ from ccxt.base import errors as cx
 
 from perpbot.core import errors
 from perpbot.core.instruments import Instrument
-from perpbot.core.orders import OrderRequest, OrderResult, VenueBalance, VenuePosition
+from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
 from perpbot.settings import VenueSettings
 
 log = logging.getLogger(__name__)
@@ -306,6 +306,32 @@ class CcxtClient:
         used = to_decimal(entry.get("used"))
         return VenueBalance(self.venue, equity=total, available=free,
                             used_margin=used if used is not None else total - free, extra={"currency": quote})
+
+    async def fetch_funding_payments(self, since_ms: int) -> list[FundingPayment]:
+        """Funding booked on this account since `since_ms`, per traded symbol (ccxt fetch_funding_history).
+
+        Amounts are + received / - paid; a venue whose wire reports funding as a fee (paid
+        positive, Bybit's execFee) declares FUNDING_AMOUNT_SIGN = -1 in its orders module. The
+        payment id joins the venue's id (when it has one) with symbol and time, so it is unique
+        per venue even where the venue repeats an id (Hyperliquid's zero hash)."""
+        await self._markets()
+        sign = Decimal(getattr(self.spec, "FUNDING_AMOUNT_SIGN", 1))
+        payments: dict[str, FundingPayment] = {}
+        for symbol, instrument in self.instruments.items():
+            rows = await self._read(self.exchange.fetch_funding_history, instrument.ccxt_symbol, int(since_ms))
+            for row in rows:
+                if row.get("symbol") not in (None, instrument.ccxt_symbol):
+                    continue  # venues that ignore the symbol filter list every market
+                info = row.get("info") if isinstance(row.get("info"), dict) else {}
+                if info.get("execType", "Funding") != "Funding":
+                    continue  # an execution list that also holds trades (Bybit) is not all funding
+                amount = to_decimal(row.get("amount"))
+                stamp = row.get("timestamp")
+                if amount is None or stamp is None or int(stamp) < since_ms:
+                    continue
+                payment_id = f"{row.get('id') or ''}:{symbol}:{int(stamp)}"
+                payments[payment_id] = FundingPayment(self.venue, symbol, payment_id, amount * sign, int(stamp))
+        return sorted(payments.values(), key=lambda p: (p.ts_ms, p.payment_id))
 
     async def close(self) -> None:
         await self.exchange.close()

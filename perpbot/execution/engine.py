@@ -83,6 +83,8 @@ class Engine:
         self.venue_open_orders: dict[str, list[OrderResult]] = {}
         self._order_fills: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]] = {}  # filled, avg, fee
         self._trade_lock = asyncio.Lock()
+        # Per venue: the newest funding payment journalled (epoch ms); the next fetch starts there.
+        self._funding_cursor_ms: dict[str, int] = {}
         self._stop = asyncio.Event()
 
     # ====================================================================== state
@@ -463,8 +465,12 @@ class Engine:
             self.portfolio.restore_fill(FillRecord(
                 fill["venue"], fill["symbol"], fill["side"], fill["base_qty"], fill["price"], fill["fee"],
                 fill["realized_pnl"], fill["ts"], fill["strategy"], fill["client_order_id"]))
-        for payment in await self.journal.funding_since(self._clock() - 86400):
-            self.portfolio.funding.append((payment["ts"], payment["venue"], payment["symbol"], payment["amount"]))
+        day_ago = self._clock() - 86400
+        for payment in await self.journal.funding_since(0):
+            self.portfolio.restore_funding(payment["venue"], payment["symbol"], payment["amount"], payment["ts"],
+                                           recent=payment["ts"] >= day_ago)
+            venue_ms = int(payment["ts"] * 1000)
+            self._funding_cursor_ms[payment["venue"]] = max(self._funding_cursor_ms.get(payment["venue"], 0), venue_ms)
         for trade in await self.journal.open_trades():
             self.open_trades[trade["trade_id"]] = trade
         last = await self.journal.state_changes(1)
@@ -538,11 +544,33 @@ class Engine:
                     self.portfolio.leverage[(venue, position.symbol)] = position.leverage
             self.reconciled[venue] = True
             self.venue_connected[venue] = True
+            try:
+                changed += await self._sync_funding(venue, client)
+            except errors.VenueErrorBase as exc:
+                problems[venue] = f"funding history: {exc.message}"
         for venue, problem in problems.items():
             log.error("reconciliation with %s failed: %s", venue, problem)
         if self.redis_state is not None:
             await self.redis_state.set_positions(self.positions())
         return {"changed": changed, "venues": dict(self.reconciled), "errors": problems}
+
+    async def _sync_funding(self, venue: str, client: ExchangeClient) -> list[dict[str, Any]]:
+        """Fetch the venue's funding payments since the last one journalled; journal each once (unique per
+        venue payment id) and apply only newly journalled ones to the portfolio. First run: the last 24 h."""
+        fetch = getattr(client, "fetch_funding_payments", None)
+        if fetch is None:
+            return []
+        since_ms = self._funding_cursor_ms.get(venue) or int((self._clock() - 86400) * 1000)
+        booked = []
+        for payment in await fetch(since_ms):
+            ts = payment.ts_ms / 1000
+            if await self.journal.record_funding(venue, payment.payment_id, payment.symbol, payment.amount, ts):
+                self.portfolio.apply_funding(venue, payment.symbol, payment.amount, ts)
+                booked.append({"kind": "funding", "venue": venue, "symbol": payment.symbol,
+                               "payment_id": payment.payment_id, "amount": _s(payment.amount), "ts_ms": payment.ts_ms})
+                log.info("funding %s %s %s (payment %s)", venue, payment.symbol, payment.amount, payment.payment_id)
+            self._funding_cursor_ms[venue] = max(self._funding_cursor_ms.get(venue, 0), payment.ts_ms)
+        return booked
 
     async def run(self) -> None:
         """Periodic reconciliation, breach checks, heartbeat and metrics until stop()."""

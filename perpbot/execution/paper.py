@@ -15,7 +15,7 @@ from perpbot.book.store import BookStore
 from perpbot.core import errors
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import decimal_to_scaled, scaled_to_decimal
-from perpbot.core.orders import OrderRequest, OrderResult, VenueBalance, VenuePosition
+from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
 from perpbot.portfolio.book import Position
 
 
@@ -47,6 +47,7 @@ class PaperClient:
         self.depth = depth
         self.orders: dict[str, OrderResult] = {}
         self.positions: dict[str, Position] = {}
+        self.funding_payments: list[FundingPayment] = []
 
     async def load_instruments(self, symbols: list[str]) -> dict[str, Instrument]:
         missing = [s for s in symbols if s not in self.instruments]
@@ -143,6 +144,22 @@ class PaperClient:
         equity = self.cash + self._unrealized()
         used = self._used_margin()
         return VenueBalance(self.venue, equity=equity, available=equity - used, used_margin=used)
+
+    def settle_funding(self, symbol: str, rate: Decimal, ts_ms: int, mark: Decimal | None = None) -> FundingPayment | None:
+        """Book one funding settlement on the paper position (longs pay shorts when `rate` > 0), at
+        `mark` or the book's mid; None when flat or no mark is known. Exact Decimal arithmetic."""
+        position = self.positions.get(symbol)
+        mark = mark if mark is not None else self._mark(symbol)
+        if position is None or position.size == 0 or mark is None:
+            return None
+        amount = -position.size * mark * rate
+        self.cash += amount
+        payment = FundingPayment(self.venue, symbol, f"paper:{symbol}:{ts_ms}", amount, ts_ms)
+        self.funding_payments.append(payment)
+        return payment
+
+    async def fetch_funding_payments(self, since_ms: int) -> list[FundingPayment]:
+        return [p for p in self.funding_payments if p.ts_ms >= since_ms]
 
     async def close(self) -> None:
         return None

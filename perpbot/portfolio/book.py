@@ -103,6 +103,7 @@ class Portfolio:
         self.leverage: dict[tuple[str, str], Decimal] = {}
         self.fills: deque[FillRecord] = deque()  # last 24 h (and today), oldest first
         self.funding: deque[tuple[float, str, str, Decimal]] = deque()  # (ts, venue, symbol, amount)
+        self.funding_totals: dict[tuple[str, str], Decimal] = {}  # lifetime, per venue and symbol
 
     # -- updates --------------------------------------------------------------------------
     def apply_fill(
@@ -134,8 +135,20 @@ class Portfolio:
 
     def apply_funding(self, venue: str, symbol: str, amount: Decimal, ts: float | None = None) -> None:
         """Funding received (+) or paid (-) in quote currency."""
-        self.funding.append((self._clock() if ts is None else ts, venue, symbol, amount))
+        self.restore_funding(venue, symbol, amount, self._clock() if ts is None else ts)
         self._prune()
+
+    def restore_funding(self, venue: str, symbol: str, amount: Decimal, ts: float, recent: bool = True) -> None:
+        """A (journalled) funding payment into the lifetime totals and, when recent, the 24 h history."""
+        key = (venue, symbol)
+        self.funding_totals[key] = self.funding_totals.get(key, ZERO) + amount
+        if recent:
+            self.funding.append((ts, venue, symbol, amount))
+
+    def funding_total(self, venue: str | None = None, symbol: str | None = None) -> Decimal:
+        """Lifetime funding (+ received, - paid), optionally for one venue and/or symbol."""
+        return sum((a for (v, s), a in self.funding_totals.items()
+                    if venue in (None, v) and symbol in (None, s)), ZERO)
 
     def set_balance(self, balance: VenueBalance) -> None:
         self.balances[balance.venue] = balance

@@ -233,6 +233,24 @@ class BinanceApi:
             return json_response(data)
         return await self.gate.run("private", None, act)
 
+    async def income(self, request: web.Request) -> web.Response:
+        """GET /fapi/v1/income: funding fees (the only income type the simulator books), oldest first."""
+        def act(_):
+            self.sim.settle_funding()
+            q = request.query
+            if q.get("incomeType", "FUNDING_FEE") != "FUNDING_FEE":
+                return json_response([])
+            start, end = int(q.get("startTime") or 0), q.get("endTime")
+            data = [
+                {"symbol": p.symbol, "incomeType": "FUNDING_FEE", "income": dec_str(p.amount),
+                 "asset": self.sim.account.currency, "time": p.ts_ms, "info": "FUNDING_FEE",
+                 "tranId": f"{p.ts_ms}{n:04d}", "tradeId": ""}
+                for n, p in enumerate(self.sim.account.funding)
+                if q.get("symbol") in (None, p.symbol) and p.ts_ms >= start and (end is None or p.ts_ms <= int(end))
+            ]
+            return json_response(data[: int(q.get("limit") or 100)])
+        return await self.gate.run("private", None, act)
+
     # ------------------------------------------------------------ private writes
     async def leverage(self, request: web.Request) -> web.Response:
         p = await self.params(request)
@@ -296,4 +314,5 @@ def add_binance_routes(app: web.Application, sim: SimExchange, gate: FaultGate) 
     r.add_delete("/fapi/v1/order", api.cancel_order)
     r.add_get("/fapi/v1/openOrders", api.open_orders)
     r.add_get("/fapi/v1/userTrades", api.user_trades)
+    r.add_get("/fapi/v1/income", api.income)
 

@@ -208,6 +208,8 @@ class BybitApi:
 
     async def executions(self, request: web.Request) -> web.Response:
         def act(_):
+            if request.query.get("execType") == "Funding":
+                return self.ok({"category": "linear", "nextPageCursor": "", "list": self.funding_executions(request)})
             data = []
             for fill in reversed(self.sim.fills(request.query.get("symbol"))):
                 order = self.sim.account.orders[fill.order_id]
@@ -225,6 +227,25 @@ class BybitApi:
                 })
             return self.ok({"category": "linear", "nextPageCursor": "", "list": data})
         return await self.gate.run("private", None, act)
+
+    def funding_executions(self, request: web.Request) -> list[dict[str, Any]]:
+        """Funding settlements as /v5/execution/list rows (execType Funding; execFee > 0 = paid), newest first."""
+        self.sim.settle_funding()
+        start = int(request.query.get("startTime") or 0)
+        rows = []
+        for n, p in enumerate(self.sim.account.funding):
+            if request.query.get("symbol") not in (None, p.symbol) or p.ts_ms < start:
+                continue
+            rows.append({
+                "symbol": p.symbol, "orderId": "", "orderLinkId": "", "side": "Buy" if p.size > 0 else "Sell",
+                "orderPrice": "0", "orderQty": "0", "leavesQty": "0", "createType": "", "orderType": "UNKNOWN",
+                "stopOrderType": "UNKNOWN", "execFee": dec_str(-p.amount), "execId": f"funding-{p.ts_ms}-{n}",
+                "execPrice": dec_str(p.mark), "execQty": dec_str(abs(p.size)), "execType": "Funding",
+                "execValue": dec_str(abs(p.size) * p.mark), "execTime": str(p.ts_ms), "feeCurrency": "",
+                "isMaker": False, "feeRate": dec_str(p.rate), "tradeIv": "", "markIv": "", "markPrice": dec_str(p.mark),
+                "indexPrice": "", "underlyingPrice": "", "blockTradeId": "", "closedSize": "0", "seq": n,
+            })
+        return list(reversed(rows))
 
     # ------------------------------------------------------------ private writes
     async def set_leverage(self, request: web.Request) -> web.Response:

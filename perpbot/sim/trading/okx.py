@@ -206,6 +206,23 @@ class OkxApi:
             return ok(data)
         return await self.gate.run("private", None, act)
 
+    async def bills(self, request: web.Request) -> web.Response:
+        """GET /account/bills(-archive): funding-fee bills (type 8), newest first like the venue."""
+        def act(_):
+            self.sim.settle_funding()
+            if request.query.get("type", "8") != "8":
+                return ok([])
+            data = [
+                {"bal": "", "balChg": dec_str(p.amount), "billId": f"{p.ts_ms}{n:04d}", "ccy": self.sim.account.currency,
+                 "execType": "", "fee": "0", "instId": p.symbol, "instType": "SWAP", "mgnMode": "cross",
+                 "ordId": "", "pnl": dec_str(p.amount), "posBal": "0", "posBalChg": "0", "sz": dec_str(abs(p.size)),
+                 "px": dec_str(p.mark), "subType": "174" if p.amount > 0 else "173", "ts": str(p.ts_ms), "type": "8"}
+                for n, p in enumerate(self.sim.account.funding)
+                if request.query.get("instId") in (None, p.symbol)
+            ]
+            return ok(list(reversed(data))[: int(request.query.get("limit") or 100)])
+        return await self.gate.run("private", None, act)
+
     # ------------------------------------------------------------ private writes
     async def set_leverage(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read() or b"{}")
@@ -286,3 +303,5 @@ def add_okx_routes(app: web.Application, sim: SimExchange, gate: FaultGate) -> N
     r.add_get(PREFIX + "/trade/orders-pending", api.orders_pending)
     r.add_get(PREFIX + "/trade/fills", api.fills)
     r.add_get(PREFIX + "/trade/fills-history", api.fills)
+    r.add_get(PREFIX + "/account/bills", api.bills)
+    r.add_get(PREFIX + "/account/bills-archive", api.bills)

@@ -16,6 +16,8 @@ from perpbot.settings import VenueSettings
 # Substrings of a venue error that mean "not enough margin", whatever ccxt class it arrived as.
 INSUFFICIENT_FUNDS_MARKERS = ("110007", "110004", "110012")  # insufficient available / wallet / position balance
 CCXT_CLASS = "bybit"
+# Funding in /v5/execution/list is an execFee: positive when paid. perpbot books + received.
+FUNDING_AMOUNT_SIGN = -1
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
 
 
