@@ -17,6 +17,11 @@ _POW10 = tuple(10**i for i in range(SCALE + 1))
 def to_scaled(text: str) -> int:
     """Parse a non-negative decimal string ("30243.4", "0", "1e-05" excluded) exactly."""
     dot = text.find(".")
+    # int() alone would also take "-5", "+5", " 5", "1_0" and non-ASCII digits ("١"):
+    # a wire level must be plain ASCII digits with at most one dot, nothing else.
+    digits = text if dot < 0 else text[:dot] + text[dot + 1 :]
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"{text!r} is not a plain non-negative decimal")
     if dot < 0:
         return int(text) * ONE
     frac = len(text) - dot - 1

@@ -44,9 +44,13 @@ def int_field(venue: str, obj: Any, key: str, symbol: str | None = None) -> int:
     value = field(venue, obj, key, (int, str), symbol)
     if isinstance(value, int):
         return value
+    # int() would also take " 5", "+5", "1_0" and non-ASCII digits: accept only [-]digits.
+    digits = value[1:] if value.startswith("-") else value
+    if not (digits.isascii() and digits.isdigit()):
+        raise ParseError(venue, f"field {key!r} is not an integer: {value!r}", symbol)
     try:
         return int(value)
-    except ValueError:
+    except ValueError:  # more digits than int() converts
         raise ParseError(venue, f"field {key!r} is not an integer: {value!r}", symbol) from None
 
 

@@ -67,7 +67,7 @@ def parse(frame: str | bytes, recv_ts: float) -> list[Event]:
         typed = _decode_books(frame)
     except _TYPED_MISS:
         typed = None
-    except TypeError:  # not str/bytes: the generic path raises the ParseError
+    except (TypeError, UnicodeDecodeError):  # not str/bytes, or not UTF-8: the generic path raises the ParseError
         typed = None
     if typed is not None and typed.event is None and typed.arg.channel == "books":
         action = typed.action
@@ -84,7 +84,7 @@ def _typed_books(frame: _BooksFrame, snapshot: bool, recv_ts: float) -> list[Eve
     out: list[Event] = []
     for item in frame.data:
         ts = item.ts
-        if not ts.isdigit():
+        if not (ts.isascii() and ts.isdigit()):
             return None
         seq = item.seqId
         prev = item.prevSeqId
@@ -154,7 +154,7 @@ def _book(item: object, symbol: str, snapshot: bool, recv_ts: float) -> BookUpda
     bids = check_levels(VENUE, item.get("bids"), symbol)
     asks = check_levels(VENUE, item.get("asks"), symbol)
     ts = item.get("ts")
-    if type(ts) is not str or not ts.isdigit():
+    if type(ts) is not str or not (ts.isascii() and ts.isdigit()):
         ts = int_field(VENUE, item, "ts", symbol)  # raises unless it is a JSON integer
     else:
         ts = int(ts)
