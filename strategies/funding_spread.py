@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.scanner.depth import BPS
 from perpbot.scanner.edges import close_legs, long_short, pair_size, quote_pair
-from perpbot.scanner.protocol import MarketView, OpenTrade
+from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
 from perpbot.settings import FundingSpreadSettings
 
 
@@ -43,6 +44,27 @@ class FundingSpreadStrategy:
         rate = hourly(update)
         self._hourly[key] = (update, rate)
         return rate
+
+    def may_enter(self, base: str, usable: Usable, funding: Mapping[Key, FundingUpdate]) -> bool:
+        """Entry screen (EntryScreen): False unless two usable books' hourly funding differ by at
+        least entry_hourly_spread (and by more than 0), the first test `evaluate` applies."""
+        low = high = None
+        cache = self._hourly
+        for _, key, _ in usable:
+            update = funding.get(key)
+            if update is None:
+                continue
+            cached = cache.get(key)
+            rate = cached[1] if cached is not None and cached[0] is update else self._hourly_of(update)
+            if low is None:
+                low = high = rate
+            elif rate < low:
+                low = rate
+            elif rate > high:
+                high = rate
+        if low is None or high <= low:
+            return False
+        return high - low >= self.settings.entry_hourly_spread
 
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
         decisions: list[Decision] = []

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
 from perpbot.core.decisions import Decision
+from perpbot.core.events import FundingUpdate
+from perpbot.core.instruments import Instrument
+from perpbot.scanner.depth import BPS
 from perpbot.scanner.edges import close_legs, long_short, pair_size, quote_pair
-from perpbot.scanner.protocol import MarketView, OpenTrade
+from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
 from perpbot.settings import PriceSpreadSettings
 
 
@@ -23,6 +29,54 @@ class PriceSpreadStrategy:
 
     def __init__(self, settings: PriceSpreadSettings) -> None:
         self.settings = settings
+        # Per instrument: integer fee factors for the entry screen (see may_enter).
+        self._factors: dict[Key, tuple[int, int]] = {}
+
+    def _factors_of(self, inst: Instrument, key: Key) -> tuple[int, int]:
+        """(sell, buy) factors x 2**40: ceil((1 - fee) x 2**40) + 1 and
+        floor((1 + fee + min_edge) x 2**40) - 1. The rounding and the +-1 only ever loosen
+        the screen (by ~1e-12, far above Decimal's 28-digit error in the real quote)."""
+        factors = self._factors.get(key)
+        if factors is None:
+            one = Decimal(1 << 40)
+            fee = inst.taker_fee
+            sell = int(((1 - fee) * one).to_integral_value(ROUND_CEILING)) + 1
+            buy = int(((1 + fee + self.settings.min_edge_bps / BPS) * one).to_integral_value(ROUND_FLOOR)) - 1
+            factors = self._factors[key] = (sell, buy)
+        return factors
+
+    def may_enter(self, base: str, usable: Usable, funding: Mapping[Key, FundingUpdate]) -> bool:
+        """Entry screen (EntryScreen): False when no pair of usable books can reach min_edge_bps.
+
+        The quoted edge is vwap_bid x (1 - fee_sell) - vwap_ask x (1 + fee_buy) >= min_edge x
+        vwap_ask; depth only lowers vwap_bid below the best bid and raises vwap_ask above the
+        best ask, so it needs best_bid x (1 - fee_sell) >= best_ask x (1 + fee_buy + min_edge)
+        for some pair: compared as exact integers (scaled prices x the factors above). A quiet
+        market stops at the first, factor-free test: no bid above any ask."""
+        max_bid = min_ask = None
+        for _, _, book in usable:
+            keys = book.bid_keys
+            if keys and (max_bid is None or keys[-1] > max_bid):
+                max_bid = keys[-1]
+            keys = book.ask_keys
+            if keys and (min_ask is None or keys[0] < min_ask):
+                min_ask = keys[0]
+        if max_bid is None or min_ask is None or max_bid <= min_ask:
+            return False
+        best_sell = 0
+        best_buy = None
+        factors_of = self._factors_of
+        for inst, key, book in usable:
+            sell, buy = factors_of(inst, key)
+            if book.bid_keys:
+                value = book.bid_keys[-1] * sell
+                if value > best_sell:
+                    best_sell = value
+            if book.ask_keys:
+                value = book.ask_keys[0] * buy
+                if best_buy is None or value < best_buy:
+                    best_buy = value
+        return best_buy is not None and best_sell >= best_buy
 
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
         decisions: list[Decision] = []

@@ -97,3 +97,18 @@ class Strategy(Protocol):
     name: str
 
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]: ...
+
+
+# What the scanner hands an entry screen: every usable book of one base, with its key.
+Usable = list[tuple[Instrument, Key, L2Book]]
+
+
+class EntryScreen(Protocol):
+    """Optional, for speed: a strategy that also has `may_enter` lets the scanner skip its
+    `evaluate` on bases with no open trade when `may_enter` is False.
+
+    Contract: with no open trade on `base`, `may_enter(base, usable, funding)` must be True
+    whenever `evaluate` could return any decision (a cheap necessary condition, exact on the
+    integers/Decimals it compares: never a float)."""
+
+    def may_enter(self, base: str, usable: Usable, funding: Mapping[Key, FundingUpdate]) -> bool: ...

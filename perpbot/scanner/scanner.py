@@ -10,7 +10,7 @@ from perpbot.book.store import BookStore
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
-from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Strategy, index_by_base
+from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Strategy, Usable, index_by_base
 from perpbot.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,33 @@ class Scanner:
         # updates is counted once, when it appears.
         self._live: dict[str, set[tuple]] = {}
         self.scans = 0
+        # Quiet-market fast path: when every strategy has an entry screen (EntryScreen), a
+        # base with no open trade whose screens all say no is not evaluated at all.
+        screens = [getattr(s, "may_enter", None) for s in self.strategies]
+        self._screens = screens if screens and all(screens) else None
+        self._keys_by_base = {
+            base: [(inst, (inst.venue, inst.symbol)) for inst in insts] for base, insts in self._by_base.items()
+        }
+        self.screened = 0  # bases skipped by the screens (the cheap path)
+
+    def _usable(self, base: str, now: float) -> Usable:
+        """The base's usable books, as MarketView.books_for sees them, with their keys."""
+        store = self.store
+        books = store.books
+        out: Usable = []
+        if type(store) is BookStore:
+            stale = store.stale_after_s
+            for inst, key in self._keys_by_base.get(base, ()):
+                book = books.get(key)
+                # BookStore.is_usable, inlined (valid and fresh): this runs on every update.
+                if book is not None and book.valid and now - book.recv_ts <= stale:
+                    out.append((inst, key, book))
+        else:
+            for inst, key in self._keys_by_base.get(base, ()):
+                book = books.get(key)
+                if book is not None and store.is_usable(book, now):
+                    out.append((inst, key, book))
+        return out
 
     def bases_of(self, changed: Iterable[Key]) -> list[str]:
         """The bases touched by `changed` keys, sorted (unknown instruments are ignored)."""
@@ -57,14 +84,40 @@ class Scanner:
 
     def scan(self, changed: Iterable[Key], open_trades: Sequence[OpenTrade]) -> list[Decision]:
         """Evaluate every strategy for each base whose books changed; count entry opportunities."""
-        bases = self.bases_of(changed)
+        if type(changed) is tuple and len(changed) == 1:  # one book changed: skip set + sort
+            base = self._base_of.get(changed[0])
+            bases = [base] if base is not None else []
+        else:
+            bases = self.bases_of(changed)
         if not bases:
             return []
         self.scans += 1
-        view = MarketView(self.store, self.funding_map, self.instruments, self.clock(), self._by_base)
+        now = self.clock()
+        view: MarketView | None = None
+        screens = self._screens
         decisions: list[Decision] = []
         for base in bases:
-            trades = [t for t in open_trades if t.base == base]
+            trades = [t for t in open_trades if t.base == base] if open_trades else []
+            if screens is not None and not trades:
+                usable = self._usable(base, now)
+                funding = self.funding_map
+                quiet = True
+                try:
+                    for screen in screens:
+                        if screen(base, usable, funding):
+                            quiet = False
+                            break
+                except Exception:
+                    quiet = False  # a failing screen: the full evaluation logs the strategy's error
+                if quiet:
+                    # No strategy can decide anything here: the same outcome as a full
+                    # evaluation that found nothing (no live opportunity on this base).
+                    self.screened += 1
+                    if base in self._live:
+                        del self._live[base]
+                    continue
+            if view is None:
+                view = MarketView(self.store, self.funding_map, self.instruments, now, self._by_base)
             live: set[tuple] = set()
             previous = self._live.get(base, ())
             for strategy in self.strategies:
