@@ -268,6 +268,53 @@ def run_order_book(frames: list[bytes], checksum: bool) -> float:
     return elapsed
 
 
+def run_nautilus(frames: list[bytes]) -> float:
+    """nautilus_trader's OrderBook (L2_MBP, Rust core) driven from Python level by level, as its
+    adapters' Python side would: Price/Quantity.from_str, update or delete, then its reads."""
+    from nautilus_trader.model.book import OrderBook
+    from nautilus_trader.model.data import BookOrder
+    from nautilus_trader.model.enums import BookType, OrderSide
+    from nautilus_trader.model.identifiers import InstrumentId
+    from nautilus_trader.model.objects import Price, Quantity
+
+    iid = InstrumentId.from_str("BTC-USDT-SWAP.OKX")
+    ob = OrderBook(iid, BookType.L2_MBP)
+    one = Quantity.from_str("1")
+    price_of, qty_of = Price.from_str, Quantity.from_str
+    buy, sell = OrderSide.BUY, OrderSide.SELL
+    sink = 0.0
+    t0 = time.perf_counter()
+    for raw in frames:
+        for snapshot, item in _okx_levels(raw):
+            if snapshot:
+                ob.clear(0)
+            for side, key in ((buy, "bids"), (sell, "asks")):
+                for px, sz, *_ in item[key]:
+                    order = BookOrder(side, price_of(px), qty_of(sz), 0)
+                    if sz == "0":
+                        ob.delete(order, 0)
+                    else:
+                        ob.update(order, 0)
+            sink += ob.best_bid_price().as_double() + ob.best_ask_price().as_double()
+            sink += ob.get_avg_px_for_quantity(one, buy)
+    elapsed = time.perf_counter() - t0
+    assert sink > 0
+    return elapsed
+
+
+def _nautilus_available() -> bool:
+    """nautilus_trader lives in bench/.peers (pip install --target), appended to sys.path so the
+    main site-packages (msgspec, numpy...) still win."""
+    peers = str(ROOT / "bench" / ".peers")
+    if peers not in sys.path:
+        sys.path.append(peers)
+    try:
+        import nautilus_trader.model.book  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
 class _DictBook:
     """Peer: a plain dict of levels plus bisect-sorted keys (keyed by float or Decimal)."""
 
@@ -366,6 +413,10 @@ def section_hot_path(runs: int, n: int) -> None:
         "peer Decimal dict book (cryptofeed-style)": (lambda: run_dict_book(gen_seq, Decimal), gen_seq),
         "peer Decimal dict book + checksum": (lambda: run_dict_book(gen_crc, Decimal, True), gen_crc),
     }
+    if _nautilus_available():
+        cases["peer nautilus_trader OrderBook (Rust, L2_MBP)"] = (lambda: run_nautilus(gen_seq), gen_seq)
+    else:
+        print("nautilus_trader not importable from bench/.peers: its row is missing")
     try:
         import order_book  # noqa: F401
 
@@ -390,10 +441,12 @@ def section_hot_path(runs: int, n: int) -> None:
             note = f"{PEERS_QUOTED['cryptofeed-style Decimal book']}x"
         elif name == "peer Decimal dict book + checksum":
             note = f"{PEERS_QUOTED['cryptofeed-style Decimal + checksum']}x"
+        elif name.startswith("peer nautilus"):
+            note = f"{PEERS_QUOTED['nautilus_trader OrderBook']}x"
         elif name == "peer order-book C ext (Decimal)":
             note = f"{PEERS_QUOTED['order-book C ext']}x"
         print(f"| {name:44s} | {ratio:5.2f}x | {us:7.2f} | {floor:8.2f} | {note:15s} |")
-    print("\nnautilus_trader (quoted 3.6x) and a msgspec tick-grid book (quoted 2.0x) are not run here.")
+    print("\nA msgspec tick-grid book (quoted 2.0x) is not run here.")
 
 
 def section_scaling(quick: bool) -> None:
