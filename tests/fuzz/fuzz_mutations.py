@@ -109,8 +109,10 @@ def fingerprint(book: L2Book) -> tuple:
 
 
 def top_fingerprint(book: L2Book, depth: int = 25) -> tuple:
-    return (tuple(book.top(True, depth)), tuple(book.top(False, depth)),
-            tuple(book.raw_fragments(True, depth)), tuple(book.raw_fragments(False, depth)))
+    top = (tuple(book.top(True, depth)), tuple(book.top(False, depth)))
+    if not book.keep_raw:
+        return top
+    return top + (tuple(book.raw_fragments(True, depth)), tuple(book.raw_fragments(False, depth)))
 
 
 def dumps(value: Any) -> bytes:
