@@ -1,0 +1,1 @@
+"""Reliability suite: hostile-venue scenarios and crash recovery against the simulator, with invariant checks."""
