@@ -11,15 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from testkit import free_port, wait_until  # noqa: F401 - re-exported as fixtures
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(name="free_port")
@@ -125,15 +119,6 @@ class WsTestServer:
 def ws_server():
     """Factory: `async with ws_server(handler) as server:`."""
     return WsTestServer
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> None:
-    """Poll a condition owned by code under test (no event to wait on) with a hard timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(step)
 
 
 @pytest.fixture(name="wait_until")

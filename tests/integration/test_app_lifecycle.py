@@ -15,7 +15,7 @@ import yaml
 from perpbot.app import App
 from perpbot.settings import Settings
 
-from conftest import free_port, wait_until
+from testkit import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from perpbot.settings import FeedSettings
 from perpbot.telemetry.metrics import Metrics
 from perpbot.venues.registry import feed_adapter
 
-from conftest import wait_until
+from testkit import wait_until
 
 FAST = FeedSettings(backoff_initial_s=0.02, backoff_max_s=0.1, watchdog_s=5, ping_interval_s=5)
 

@@ -10,7 +10,7 @@ from perpbot.telemetry.health import WEIGHTS, HealthMonitor, lag_component, scor
 from perpbot.telemetry.looplag import LoopLagMonitor
 from perpbot.telemetry.metrics import Metrics
 
-from conftest import free_port
+from testkit import free_port
 
 
 def test_weights_sum_to_one_hundred_and_all_fine_scores_100():

@@ -14,7 +14,7 @@ from perpbot.feeds.connection import Connection, backoff_delay
 from perpbot.settings import FeedSettings
 from perpbot.telemetry.metrics import Metrics
 
-from conftest import free_port, wait_until
+from testkit import free_port, wait_until
 
 SUB = '{"op":"subscribe","args":["books"]}'
 
