@@ -159,6 +159,7 @@ async def soak(
                 await bot.admin.clear()
             # Faults are over: every book must come back (resync) within the watchdog horizon.
             recovered = await wait_for(bot.books_valid, 30.0)
+            still_invalid = [f"{b.venue}:{b.symbol}:{b.invalid_reason}" for b in bot.books() if not b.valid]
             fired = await bot.admin.fired()
             trading_state = bot.engine.trading_state() if bot.app.engine is not None else None
     warm = max(1, len(samples) // 5)
@@ -182,6 +183,7 @@ async def soak(
         "resyncs": last["resyncs"],
         "trades": last["trades"],
         "books_recovered": recovered,
+        "books_still_invalid": still_invalid,
         "trading_state": trading_state,
         "samples": samples,
     }
