@@ -9,6 +9,7 @@ retried, reads and cancels are retried a few times.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import re
@@ -231,7 +232,13 @@ class CcxtClient:
                 raise errors.UnknownOutcome(self.venue, f"placed, state unknown: {exc.message}") from None
             if queried is None:
                 raise errors.UnknownOutcome(self.venue, "acknowledged but not found by client id")
-            result = queried
+            result = queried  # fetch_order already completed its fill details
+        else:
+            try:
+                result = await self._fill_details(order, result, symbol)
+            except errors.VenueErrorBase as exc:
+                # It filled; how exactly is unknown. The engine resolves it by query, never by re-sending.
+                raise errors.UnknownOutcome(self.venue, f"filled, details unknown: {exc.message}") from None
         if result.status == "rejected":
             log.warning("Order rejected: %s %s id=%s reason=%s", self.venue, request.symbol,
                         request.client_order_id, result.reason)
@@ -252,7 +259,29 @@ class CcxtClient:
             return None
         if order is None:
             return None
-        return self._to_result(order, symbol, client_order_id)
+        return await self._fill_details(order, self._to_result(order, symbol, client_order_id), ccxt_symbol)
+
+    async def _fill_details(self, order: dict[str, Any], result: OrderResult, ccxt_symbol: str) -> OrderResult:
+        """Average price and fee from the venue's own trade list when the order answer lacks them
+        (Hyperliquid's order status has neither, Binance's order has no commission). Booking the limit
+        price or a zero fee instead would make positions and PnL differ from the venue's."""
+        fee_known = any((item or {}).get("cost") is not None
+                        for item in (order.get("fees") or []) + ([order["fee"]] if order.get("fee") else []))
+        if result.filled_qty <= 0 or (result.avg_price is not None and fee_known) or not result.venue_order_id:
+            return result
+        trades = await self._read(self.exchange.fetch_my_trades, ccxt_symbol)
+        mine = [t for t in trades if str(t.get("order")) == result.venue_order_id]
+        instrument = self.instruments.get(result.symbol)
+        contract = instrument.contract_size if instrument is not None else Decimal(1)
+        amount = sum((to_decimal(t.get("amount")) or Decimal(0) for t in mine), Decimal(0))
+        if not mine or amount * contract != result.filled_qty * contract:
+            log.warning("%s order %s: trades (%s) do not add up to the filled %s; fill details as reported",
+                        self.venue, result.client_order_id, amount, result.filled_qty)
+            return result
+        notional = sum(((to_decimal(t.get("price")) or Decimal(0)) * (to_decimal(t.get("amount")) or Decimal(0))
+                        for t in mine), Decimal(0))
+        fee = sum((to_decimal((t.get("fee") or {}).get("cost")) or Decimal(0) for t in mine), Decimal(0))
+        return dataclasses.replace(result, avg_price=notional / amount, fee=fee)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
         await self._markets()
