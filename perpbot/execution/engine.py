@@ -276,7 +276,9 @@ class Engine:
         """Carry out the scanner's decisions one after the other; returns one report per decision."""
         reports = []
         for decision in decisions:
-            if self.state != "ACTIVE" and decision.action == "open":
+            # PAUSED is the operator's emergency stop: no order at all, exits included (positions stay
+            # as they are; close-all is the explicit way out). REDUCING and HALTED still let exits run.
+            if (self.state != "ACTIVE" and decision.action == "open") or self.state == "PAUSED":
                 reports.append({"outcome": "skipped", "reason": f"trading state {self.state}"})
                 continue
             async with self._trade_lock:
@@ -653,8 +655,19 @@ class Engine:
                 for number, position in enumerate(positions):
                     results.append(await self._flatten(client, position, intent_id, number))
             await self._reconcile()
+            await self._close_flat_trades()
         self._publish()
         return {"state": self.state, "results": results, "canceled_orders": canceled}
+
+    async def _close_flat_trades(self) -> None:
+        """Trades whose legs are all flat at the venues are over: without this the scanner would keep
+        sending exits for positions that no longer exist."""
+        for trade_id, trade in list(self.open_trades.items()):
+            sizes = [self.portfolio.positions.get((leg["venue"], leg["symbol"])) for leg in trade["legs"]]
+            if all(p is None or p.size == 0 for p in sizes):
+                await self.journal.close_trade(trade_id)
+                del self.open_trades[trade_id]
+                log.warning("trade %s closed by close-all", trade_id)
 
     async def _flatten(self, client: ExchangeClient, position, intent_id: str, number: int) -> dict[str, Any]:
         venue, symbol = position.venue, position.symbol

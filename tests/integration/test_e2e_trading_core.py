@@ -99,9 +99,10 @@ async def test_bot_opens_and_closes_hedged_trades_and_its_books_equal_the_simula
         # 3. Trades exit (converged spread or max_hold_s) and at least one round trip completes.
         await wait_until(lambda: all(any(f.realized_pnl != 0 for f in sim_fills(app, v)) for v in VENUES),
                          timeout=60)
-        # 4. Stop opening, let the open trades exit, then reconcile (this also fetches funding history).
-        await engine.pause("e2e: settle before comparing")
-        await wait_until(lambda: not engine.open_trades and not engine.in_flight, timeout=30)
+        # 4. Flatten (REDUCING: no new entries), then reconcile (this also fetches funding history).
+        flattened = await engine.close_all()
+        assert engine.state == "REDUCING" and not engine.open_trades and not engine.in_flight
+        assert all(r["status"] == "closed" for r in flattened["results"]), flattened
         report = await engine.sync_positions()
         assert report["errors"] == {}, report
         assert [c for c in report["changed"] if c.get("kind") != "funding"] == [], report
