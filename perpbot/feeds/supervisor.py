@@ -49,6 +49,9 @@ log = logging.getLogger("perpbot.feeds.supervisor")
 
 RESYNC_COOLDOWN_S = 1.0
 SNAPSHOT_TIMEOUT_S = 10.0
+# Deltas flowing for this long while a book still waits for its WebSocket snapshot mean the
+# snapshot was lost (e.g. swallowed by a stall): subscribe again instead of waiting forever.
+SNAPSHOT_WAIT_S = 5.0
 MAX_BUFFERED_DELTAS = 20_000  # per symbol while a REST snapshot is in flight
 GAUGE_INTERVAL_S = 1.0
 STOP_GRACE_S = 3.0
@@ -86,6 +89,8 @@ class VenueFeed:
     inflight: set[str] = field(default_factory=set)
     last_resync: dict[str, float] = field(default_factory=dict)
     snapshot_failures: dict[str, int] = field(default_factory=dict)
+    # symbol -> monotonic time of the first delta seen while its book waited for a WS snapshot.
+    awaiting_since: dict[str, float] = field(default_factory=dict)
 
 
 class FeedSupervisor:
@@ -191,6 +196,7 @@ class FeedSupervisor:
         funding = self.funding
         latency_hist = self.metrics.websocket_latency.labels(venue) if self.metrics else None
         buffers = feed.buffers
+        rest_snapshot = adapter.rest_snapshot
 
         def on_frame(conn: Connection, frame: str | bytes, recv_ts: float) -> None:
             try:
@@ -214,6 +220,8 @@ class FeedSupervisor:
                         if buffer is not None:
                             buffer.append(event)
                             continue
+                    if book.seq is None and not rest_snapshot:
+                        self._note_awaiting(feed, event)
                     reason = apply_update(book, event, rules)
                     if reason is not None:
                         self._resync(feed, event.symbol, reason)
@@ -232,6 +240,20 @@ class FeedSupervisor:
         return on_frame
 
     # -- integrity ----------------------------------------------------------------------
+    def _note_awaiting(self, feed: VenueFeed, event: BookUpdate) -> None:
+        """A frame for a book with no snapshot yet (WebSocket-snapshot venues only)."""
+        symbol = event.symbol
+        if event.snapshot:
+            feed.awaiting_since.pop(symbol, None)
+            return
+        if symbol in feed.pending or symbol in feed.inflight:
+            return
+        now = time.monotonic()
+        since = feed.awaiting_since.setdefault(symbol, now)
+        if now - since > SNAPSHOT_WAIT_S:
+            del feed.awaiting_since[symbol]
+            self._resync(feed, symbol, "no snapshot")
+
     def _parse_failure(self, feed: VenueFeed, conn: Connection, exc: Exception) -> None:
         venue = feed.adapter.venue
         reason = exc.reason if isinstance(exc, ParseError) else f"{exc.__class__.__name__}: {exc}"
@@ -266,6 +288,7 @@ class FeedSupervisor:
         def on_connect(conn: Connection) -> None:
             venue = feed.adapter.venue
             for symbol in conn.spec.symbols:
+                feed.awaiting_since.pop(symbol, None)
                 book = self.store.get(venue, symbol)
                 if book is not None:
                     book.invalidate("awaiting snapshot after connect")
