@@ -122,6 +122,7 @@ class CrashRig:
         (workdir / "sim.yaml").write_text(yaml.safe_dump(self.sim_config))
         (workdir / "bot.yaml").write_text(yaml.safe_dump(self.bot_config))
         self.journal = Path(self.bot_config["journal"]["path"])
+        self.budget = 5000  # risk.unhedged_budget_usdt_seconds (the default the bot runs with here)
         self.api = f"http://127.0.0.1:{self.bot_config['http']['port']}/api"
         self.sim: subprocess.Popen | None = None
         self.bot: subprocess.Popen | None = None
@@ -223,8 +224,8 @@ class CrashRig:
         violations = inv.check_orders_approved(accounts, orders)
         if full:
             violations += inv.check_fills(accounts, fills)
-            local = {(p["venue"], p["symbol"]): Decimal(p["size"]) * (1 if p["side"] == "long" else -1)
-                     for p in await self.get("positions")}
+            # /api/positions gives the signed size (negative = short) next to the side.
+            local = {(p["venue"], p["symbol"]): Decimal(p["size"]) for p in await self.get("positions")}
             violations += inv.check_positions(local, accounts)
         else:
             violations += inv.check_fills(final_fills_only(accounts, orders),
@@ -240,9 +241,11 @@ async def run_crash(workdir: Path, kills: int, seed: int, min_s: float = 0.3, ma
     result = CrashResult(seed)
     async with CrashRig(workdir / f"crash-{seed}", seed) as rig:
         await rig.start_bot()
+        naked_since: float | None = None  # when the venues first showed exposure no leg hedged
         for number in range(1, kills + 1):
             await asyncio.sleep(rng.uniform(min_s, max_s))
             rig.kill_bot()
+            killed_at = time.monotonic()
             result.kills += 1
             orders, _, _ = read_journal(rig.journal)
             if any(o.status in ("pending", "unknown", "open") for o in orders):
@@ -255,7 +258,14 @@ async def run_crash(workdir: Path, kills: int, seed: int, min_s: float = 0.3, ma
                 full, accounts = await rig.check(full=True)
                 violations += full
                 exposure = inv.net_exposure_usdt(accounts, inv.marks_from(accounts))
-                result.residual_exposure_usdt.append(str(sum(exposure.values(), Decimal(0))))
+                naked = sum(exposure.values(), Decimal(0))
+                result.residual_exposure_usdt.append(str(naked))
+                # A leg left naked by the kill must be hedged or unwound by the restarted bot: exposure
+                # still there this long after the kill is charged against the unhedged budget.
+                naked_since = (naked_since or killed_at) if naked else None
+                naked_for = time.monotonic() - naked_since if naked_since is not None else 0.0
+                violations += inv.check_unhedged(naked * Decimal(str(round(naked_for, 3))),
+                                                 Decimal(rig.budget), "exposure left at the venues after a restart")
                 state = await rig.state()
                 if state and state["state"] == "HALTED":
                     log.warning("crash %d: bot HALTED after restart: %s", number, state["reason"])
