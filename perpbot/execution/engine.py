@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 STATES = ("ACTIVE", "REDUCING", "PAUSED", "HALTED")
 STARTING_REASON = "starting: waiting for reconciliation with every venue"
 RESOLVE_ATTEMPTS = 3
+FUNDING_SYNC_INTERVAL_S = 60.0  # venues settle funding hourly at the most often
 ZERO = Decimal(0)
 
 
@@ -85,6 +86,7 @@ class Engine:
         self._trade_lock = asyncio.Lock()
         # Per venue: the newest funding payment journalled (epoch ms); the next fetch starts there.
         self._funding_cursor_ms: dict[str, int] = {}
+        self._funding_synced_at = 0.0
         self._stop = asyncio.Event()
 
     # ====================================================================== state
@@ -476,7 +478,8 @@ class Engine:
         for trade in await self.journal.open_trades():
             self.open_trades[trade["trade_id"]] = trade
         last = await self.journal.state_changes(1)
-        report = await self._reconcile()
+        report = await self._reconcile(funding=True)
+        self._funding_synced_at = self._clock()
         for change in report["changed"]:
             log.warning("start-up reconciliation changed %s", change)
         enabled = list(self.clients)
@@ -493,9 +496,11 @@ class Engine:
         self._publish()
         return report
 
-    async def _reconcile(self) -> dict[str, Any]:
-        """Settle unresolved orders, then make local positions and balances equal the venues'.
-        The same code runs at start-up, periodically and on POST /api/sync/positions."""
+    async def _reconcile(self, funding: bool = False) -> dict[str, Any]:
+        """Settle unresolved orders, then make local positions and balances equal the venues'; with
+        `funding`, also book new funding payments. The same code runs at start-up, periodically and on
+        POST /api/sync/positions. Close-all skips funding: funding-history reads are heavy in venue
+        rate-limit weight (Binance income: 30) and a flatten must not wait on them."""
         changed: list[dict[str, Any]] = []
         problems: dict[str, str] = {}
         for row in await self.journal.orders_with_status("unknown", "pending", "open"):
@@ -546,6 +551,8 @@ class Engine:
                     self.portfolio.leverage[(venue, position.symbol)] = position.leverage
             self.reconciled[venue] = True
             self.venue_connected[venue] = True
+            if not funding:
+                continue
             try:
                 changed += await self._sync_funding(venue, client)
             except errors.VenueErrorBase as exc:
@@ -586,8 +593,11 @@ class Engine:
             await self.periodic()
 
     async def periodic(self) -> dict[str, Any]:
+        funding = self._clock() - self._funding_synced_at >= FUNDING_SYNC_INTERVAL_S
         async with self._trade_lock:
-            report = await self._reconcile()
+            report = await self._reconcile(funding=funding)
+        if funding:
+            self._funding_synced_at = self._clock()
         if self.state == "PAUSED" and self.state_reason.startswith(STARTING_REASON) and all(self.reconciled.values()):
             await self._set_state("ACTIVE", "reconciled with every venue", "recovery")
         await self._check_breach()
@@ -602,7 +612,10 @@ class Engine:
     # ====================================================================== operator commands
     async def pause(self, reason: str) -> dict[str, Any]:
         await self._set_state("PAUSED", reason or "paused by operator", "operator")
-        canceled = await self._cancel_working_orders()
+        # A trade already under way finishes its legs (a half-done trade is worse than a late stop);
+        # once the lock is ours nothing more is sent, so the answer means "no new orders from now".
+        async with self._trade_lock:
+            canceled = await self._cancel_working_orders()
         return {"state": self.state, "reason": self.state_reason, "canceled_orders": canceled}
 
     async def resume(self) -> dict[str, Any]:
@@ -696,7 +709,8 @@ class Engine:
 
     async def sync_positions(self) -> dict[str, Any]:
         async with self._trade_lock:
-            report = await self._reconcile()
+            report = await self._reconcile(funding=True)
+        self._funding_synced_at = self._clock()
         self._publish()
         return report
 

@@ -30,7 +30,7 @@ def e2e_settings(tmp_path, **strategy) -> Settings:
         strategies={"price_spread": {"order_size_usdt": 300, "min_edge_bps": 5, "exit_edge_bps": 2,
                                      "max_hold_s": strategy.get("max_hold_s", 1.0)},
                     "funding_spread": {"enabled": False}},
-        execution={"reconcile_interval_s": 0.5, "order_timeout_s": 5.0},
+        execution={"reconcile_interval_s": strategy.get("reconcile_interval_s", 0.5), "order_timeout_s": 5.0},
     )
 
 
