@@ -138,8 +138,8 @@ class LiveBot:
         engine = self.engine
         original = engine._reconcile  # noqa: SLF001 - observation only, behaviour unchanged
 
-        async def observed() -> dict[str, Any]:
-            report = await original()
+        async def observed(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            report = await original(*args, **kwargs)  # e.g. funding=..., whatever the engine passes
             self.reconcile_position_changes += [c for c in report["changed"] if c.get("kind") != "order"]
             return report
 
