@@ -40,21 +40,39 @@ class RedisState:
                                                                   "since": repr(self._clock())})
 
     async def get_state(self) -> dict[str, str]:
-        return await self.client.hgetall(PREFIX + "trading_state")
+        """The mirrored trading state; {} when the key holds something else (logged, never raised)."""
+        try:
+            return await self.client.hgetall(PREFIX + "trading_state")
+        except redis_async.ResponseError as exc:  # WRONGTYPE: garbage written over the hash
+            log.error("redis: unreadable %strading_state ignored: %s", PREFIX, exc)
+            return {}
 
     async def set_positions(self, positions: list[dict[str, Any]]) -> None:
         await self.client.set(PREFIX + "positions", json.dumps(positions, sort_keys=True))
 
     async def get_positions(self) -> list[dict[str, Any]]:
-        raw = await self.client.get(PREFIX + "positions")
-        return json.loads(raw) if raw else []
+        try:
+            raw = await self.client.get(PREFIX + "positions")
+            positions = json.loads(raw) if raw else []
+        except (redis_async.ResponseError, ValueError) as exc:
+            log.error("redis: unreadable %spositions ignored: %s", PREFIX, exc)
+            return []
+        if not isinstance(positions, list) or not all(isinstance(p, dict) for p in positions):
+            log.error("redis: %spositions is not a list of objects; ignored", PREFIX)
+            return []
+        return positions
 
     async def heartbeat(self) -> None:
         await self.client.set(PREFIX + "heartbeat", repr(self._clock()), ex=self.heartbeat_ttl_s)
 
     async def last_heartbeat(self) -> float | None:
-        raw = await self.client.get(PREFIX + "heartbeat")
-        return float(raw) if raw else None
+        try:
+            raw = await self.client.get(PREFIX + "heartbeat")
+            value = float(raw) if raw else None
+        except (redis_async.ResponseError, ValueError) as exc:
+            log.error("redis: unreadable %sheartbeat ignored: %s", PREFIX, exc)
+            return None
+        return value if value is not None and value == value and abs(value) != float("inf") else None
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -341,7 +341,13 @@ class Journal:
             "SELECT venue, payment_id, symbol, amount, ts FROM funding_payments WHERE ts >= ?", (since_ts,)
         ) as cur:
             rows = await cur.fetchall()
-        return [{"venue": r[0], "payment_id": r[1], "symbol": r[2], "amount": _dec(r[3]), "ts": r[4]} for r in rows]
+        out = []
+        for r in rows:
+            try:
+                out.append({"venue": r[0], "payment_id": r[1], "symbol": r[2], "amount": _dec(r[3]), "ts": r[4]})
+            except (InvalidOperation, TypeError, ValueError):
+                log.error("journal: unreadable funding row %s/%s skipped", r[0], r[1])
+        return out
 
     # -- trades ------------------------------------------------------------------------
     async def open_trade(self, trade_id: str, intent_id: str, strategy: str, base: str, legs: list[dict]) -> None:
