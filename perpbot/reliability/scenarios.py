@@ -11,6 +11,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from perpbot.reliability import invariants as inv
 from perpbot.reliability.live import VENUES, LiveBot, wait_for
 from perpbot.sim.faults import MARKET_FAULTS, TRADING_FAULTS
@@ -96,7 +98,12 @@ def scenarios(short: bool) -> list[Scenario]:
 async def _sample_exposure(bot: LiveBot, meter: inv.ExposureMeter, stop: asyncio.Event) -> None:
     """The venue's own view of unhedged notional, sampled while the phase runs."""
     while not stop.is_set():
-        accounts = await bot.admin.accounts()
+        try:
+            accounts = await bot.admin.accounts()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("exposure sample failed: %s", exc)  # the next sample holds the last value longer
+            await asyncio.sleep(0.25)
+            continue
         meter.sample(time.monotonic(), sum(inv.net_exposure_usdt(accounts, inv.marks_from(accounts)).values(),
                                            Decimal(0)))
         try:
