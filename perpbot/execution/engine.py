@@ -19,7 +19,7 @@ from typing import Any
 
 from perpbot.book.store import BookStore
 from perpbot.core import errors
-from perpbot.core.decisions import Decision, Refusal
+from perpbot.core.decisions import Decision, Leg, Refusal
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult
@@ -27,7 +27,7 @@ from perpbot.core.ports import ExchangeClient
 from perpbot.execution.client_ids import client_order_id, new_intent_id
 from perpbot.execution.legs import Done, Halt, Hedge, LegOutcome, Resolve, Unwind, decide
 from perpbot.execution.reconcile import diff_positions
-from perpbot.journal.sqlite import Journal
+from perpbot.journal.sqlite import FINAL_STATUSES, Journal
 from perpbot.portfolio.book import Portfolio, Position, dstr
 
 log = logging.getLogger(__name__)
@@ -356,9 +356,11 @@ class Engine:
         return request.qty * (instrument.contract_size if instrument else Decimal(1))
 
     async def _correct(self, intent_id: str, strategy: str, requests: list[OrderRequest],
-                       outcomes: list[LegOutcome]) -> tuple[Any, int, bool]:
-        """Run the legs policy until the legs match or trading halts."""
-        attempt = 0
+                       outcomes: list[LegOutcome], start_attempt: int = 0) -> tuple[Any, int, bool]:
+        """Run the legs policy until the legs match or trading halts. `start_attempt` counts
+        corrective orders already sent for this intent (after a restart), so their client ids
+        are never reused and the retry cap still holds."""
+        attempt = start_attempt
         max_retries = self.settings.execution.max_hedge_retries
         naked_since: float | None = None
         while True:
@@ -482,8 +484,11 @@ class Engine:
         self._funding_synced_at = self._clock()
         for change in report["changed"]:
             log.warning("start-up reconciliation changed %s", change)
+        report["repaired"] = await self._repair_interrupted()
         enabled = list(self.clients)
-        if all(self.reconciled.get(v) for v in enabled):
+        if not enabled:
+            await self._set_state("PAUSED", f"{STARTING_REASON} (no tradeable venue)", "recovery")
+        elif all(self.reconciled.get(v) for v in enabled):
             if last and last[0]["to"] == "HALTED":
                 await self._set_state("HALTED", f"restored after restart: {last[0]['reason']}", "recovery")
             elif last and last[0]["to"] == "PAUSED" and last[0]["actor"] == "operator":
@@ -495,6 +500,70 @@ class Engine:
             await self._set_state("PAUSED", f"{STARTING_REASON} (failed: {', '.join(failed)})", "recovery")
         self._publish()
         return report
+
+    async def _repair_interrupted(self) -> list[dict[str, Any]]:
+        """Intents a crash cut short (still 'sending'): rebuild both legs' outcomes from the journal
+        (already settled against the venues by reconciliation) and run the same leg-repair policy a
+        live trade runs, so a leg that filled before the crash is hedged or unwound, never left naked."""
+        repaired: list[dict[str, Any]] = []
+        for intent in await self.journal.intents_with_status("sending"):
+            intent_id = intent["intent_id"]
+            rows = await self.journal.orders_of_intent(intent_id)
+            legs_json = intent["decision"].get("legs") or []
+            tags = ("a", "b")
+            try:
+                cids = [client_order_id(leg["venue"], intent_id, tags[i], 0) for i, leg in enumerate(legs_json)]
+            except (KeyError, ModuleNotFoundError):
+                cids = []
+            originals = [next((r for r in rows if r.client_order_id == cid), None) for cid in cids]
+            if len(originals) != 2 or any(r is None for r in originals):
+                await self.journal.set_intent_status(intent_id, "abandoned")
+                log.error("intent %s: cannot rebuild its two legs from the journal; marked abandoned", intent_id)
+                repaired.append({"intent_id": intent_id, "outcome": "abandoned"})
+                continue
+            if any(r.status not in FINAL_STATUSES for r in originals):
+                log.error("intent %s: a leg is still unresolved after reconciliation; left for the next sync",
+                          intent_id)
+                continue
+            requests = [OrderRequest(r.venue, r.symbol, r.side, r.qty, r.price, r.client_order_id, r.reduce_only)
+                        for r in originals]
+            outcomes = [LegOutcome(self._base(req), self._base_qty(r.venue, r.symbol, r.filled_qty),
+                                   rejected=r.status == "rejected") for req, r in zip(requests, originals)]
+            corrective = [r for r in rows if r.client_order_id not in cids]
+            for row in corrective:
+                leg = next((i for i, req in enumerate(requests)
+                            if (req.venue, req.symbol) == (row.venue, row.symbol)), None)
+                if leg is None:
+                    continue
+                filled = self._base_qty(row.venue, row.symbol, row.filled_qty)
+                outcomes[leg] = outcomes[leg].add(filled if row.side == requests[leg].side else -filled)
+            strategy = intent["strategy"]
+            async with self._trade_lock:
+                outcome, attempt, halted = await self._correct(intent_id, strategy, requests, outcomes,
+                                                               start_attempt=len(corrective))
+            hedged = outcome.hedged if isinstance(outcome, Done) else ZERO
+            already_booked = intent_id in self.open_trades if intent["action"] == "open" else (
+                intent["trade_id"] not in self.open_trades)
+            if not already_booked and len(legs_json) == 2:
+                decision = Decision(
+                    strategy=strategy, action=intent["action"], base=intent["base"],
+                    legs=tuple(Leg(leg["venue"], leg["symbol"], leg["side"], Decimal(str(leg["base_qty"])),
+                                   Decimal(str(leg["ref_price"]))) for leg in legs_json),
+                    edge_bps=Decimal(str(intent["decision"].get("edge_bps", "0"))),
+                    edge_usdt=Decimal(str(intent["decision"].get("edge_usdt", "0"))),
+                    reason="restored after restart", trade_id=intent["trade_id"],
+                )
+                await self._book_trade(decision, intent_id, requests, hedged)
+            label = "halted" if halted else ("recovered" if hedged > 0 else "recovered_flat")
+            await self.journal.set_intent_status(intent_id, label)
+            log.warning("intent %s interrupted by a restart: %s (hedged %s, corrective orders %d)", intent_id,
+                        label, hedged, attempt)
+            repaired.append({"intent_id": intent_id, "outcome": label, "hedged_base": _s(hedged)})
+        return repaired
+
+    def _base_qty(self, venue: str, symbol: str, venue_qty: Decimal) -> Decimal:
+        instrument = self.instruments.get((venue, symbol))
+        return venue_qty * (instrument.contract_size if instrument else Decimal(1))
 
     async def _reconcile(self, funding: bool = False) -> dict[str, Any]:
         """Settle unresolved orders, then make local positions and balances equal the venues'; with
@@ -598,7 +667,8 @@ class Engine:
             report = await self._reconcile(funding=funding)
         if funding:
             self._funding_synced_at = self._clock()
-        if self.state == "PAUSED" and self.state_reason.startswith(STARTING_REASON) and all(self.reconciled.values()):
+        if (self.state == "PAUSED" and self.state_reason.startswith(STARTING_REASON) and self.reconciled
+                and all(self.reconciled.values())):
             await self._set_state("ACTIVE", "reconciled with every venue", "recovery")
         await self._check_breach()
         if self.redis_state is not None:

@@ -203,6 +203,26 @@ class Journal:
             await self.db.execute("ROLLBACK")
             raise
 
+    async def intents_with_status(self, *statuses: str) -> list[dict[str, Any]]:
+        """Intents in the given statuses, oldest first, with their decision payload decoded."""
+        marks = ",".join("?" for _ in statuses)
+        async with self.db.execute(
+            f"SELECT intent_id, strategy, action, base, trade_id, decision, status, created_ts FROM intents"
+            f" WHERE status IN ({marks}) ORDER BY created_ts",
+            statuses,
+        ) as cur:
+            rows = await cur.fetchall()
+        out = []
+        for intent_id, strategy, action, base, trade_id, decision, status, created_ts in rows:
+            try:
+                payload = json.loads(decision)
+            except ValueError:
+                log.error("journal: intent %s has an unreadable decision; left for the operator", intent_id)
+                continue
+            out.append({"intent_id": intent_id, "strategy": strategy, "action": action, "base": base,
+                        "trade_id": trade_id, "decision": payload, "status": status, "created_ts": created_ts})
+        return out
+
     async def set_intent_status(self, intent_id: str, status: str) -> None:
         await self.db.execute(
             "UPDATE intents SET status=?, updated_ts=? WHERE intent_id=?", (status, self._clock(), intent_id)

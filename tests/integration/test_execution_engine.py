@@ -244,3 +244,41 @@ async def test_read_models_are_json_ready(tmp_path):
         json.dumps(payload)
     position = next(p for p in engine.positions() if p["venue"] == "okx")
     assert position["side"] == "long" and position["size"] == "0.02" and position["entry_price"] == "30000"
+
+
+async def test_crash_between_the_legs_is_repaired_on_restart_not_left_naked(tmp_path):
+    store = make_store()
+    venues = make_venues(store)
+    engine, _ = await started(tmp_path, venues, store)
+    venues["hyperliquid"].script = ["block"]  # the OKX leg fills; the process dies before HL answers
+    task = asyncio.create_task(engine.on_decisions([open_decision()]))
+    while "BTC-USDT-SWAP" not in venues["okx"].inner.positions:
+        await asyncio.wait_for(asyncio.sleep(0), 1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert venues["okx"].inner.positions["BTC-USDT-SWAP"].size == D("0.02")  # naked at the venue
+
+    restarted = make_venues(store)
+    restarted["okx"].inner, restarted["hyperliquid"].inner = venues["okx"].inner, venues["hyperliquid"].inner
+    engine2 = await make_engine(tmp_path, restarted, store, journal=engine.journal)
+    report = await engine2.start()
+
+    okx_size = venues["okx"].inner.positions["BTC-USDT-SWAP"].size
+    hl = venues["hyperliquid"].inner.positions.get("BTC")
+    hl_size = hl.size if hl is not None else D(0)
+    assert okx_size + hl_size == 0, "legs must be equal and opposite after the restart"
+    assert [r["outcome"] for r in report["repaired"]] in (["recovered"], ["recovered_flat"])
+    statuses = sqlite3.connect(engine.journal.path).execute("SELECT status FROM intents").fetchall()
+    assert statuses in ([("recovered",)], [("recovered_flat",)])
+    # No client order id was used twice at a venue.
+    sent = [r.client_order_id for v in restarted.values() for r in v.place_calls]
+    assert len(sent) == len(set(sent)) and sent
+    assert size(engine2, "okx", "BTC-USDT-SWAP") == okx_size
+
+
+async def test_with_no_tradeable_venue_the_engine_never_becomes_active(tmp_path):
+    engine = await make_engine(tmp_path, {}, make_store())
+    await engine.start()
+    await engine.periodic()
+    state = engine.trading_state()
+    assert state["state"] == "PAUSED" and "no tradeable venue" in state["reason"]
