@@ -193,6 +193,8 @@ class StrategiesSettings(_Strict):
 
 class ExecutionSettings(_Strict):
     slippage_bps: Decimal = Field(Decimal("10"), ge=0, le=500)
+    # Band of corrective orders (hedge/unwind/flatten), doubled per attempt, capped at 10 %.
+    repair_slippage_bps: Decimal = Field(Decimal("25"), ge=0, le=1000)
     order_timeout_s: float = Field(5.0, gt=0)
     max_hedge_retries: int = Field(3, ge=0)
     reconcile_interval_s: float = Field(30.0, gt=0)

@@ -143,15 +143,24 @@ class Engine:
             return scaled_to_decimal(book.best_bid() + book.best_ask()) / 2
         return self.portfolio.marks.get((venue, symbol))
 
-    def _aggressive_price(self, venue: str, symbol: str, side: str, fallback: Decimal) -> Decimal:
-        """Limit price for a corrective IOC: the touch (or fallback) moved by slippage_bps, on tick."""
+    def _aggressive_price(self, venue: str, symbol: str, side: str, fallback: Decimal, attempt: int = 0) -> Decimal:
+        """Limit price for a corrective IOC (hedge, unwind, flatten).
+
+        Base: the touch of a usable book, else the last known mark, else `fallback` (the leg's own
+        price). Band: execution.repair_slippage_bps doubled per corrective attempt, so a repair
+        that missed because the market moved (a price jump, a stale book) reaches further each
+        time instead of failing three times at a stale price and halting with a naked leg."""
         book = self.store.get(venue, symbol)
         touch = None
         if book is not None and self.store.is_usable(book):
             best = book.best_ask() if side == "buy" else book.best_bid()
             touch = scaled_to_decimal(best) if best is not None else None
+        if touch is None:
+            touch = self.portfolio.marks.get((venue, symbol))
         base = touch if touch is not None else fallback
-        slip = self.settings.execution.slippage_bps / Decimal(10_000)
+        execution = self.settings.execution
+        bps = max(execution.slippage_bps, execution.repair_slippage_bps) * (2 ** max(attempt - 1, 0))
+        slip = min(bps, Decimal(1000)) / Decimal(10_000)  # never beyond 10 % from the reference
         price = base * (1 + slip) if side == "buy" else base * (1 - slip)
         instrument = self.instruments.get((venue, symbol))
         return instrument.round_price(price, side) if instrument else price
@@ -397,7 +406,7 @@ class Engine:
                 return Done(hedged=min(o.filled for o in outcomes), residual=outcomes[0].filled - outcomes[1].filled), attempt, False
             request = OrderRequest(
                 venue=original.venue, symbol=original.symbol, side=side, qty=qty,
-                price=self._aggressive_price(original.venue, original.symbol, side, original.price),
+                price=self._aggressive_price(original.venue, original.symbol, side, original.price, attempt),
                 client_order_id=client_order_id(original.venue, intent_id, ("h" if is_hedge else "u") + "ab"[leg], attempt),
                 reduce_only=not is_hedge and self._reduces(original, qty),
             )

@@ -282,3 +282,15 @@ async def test_with_no_tradeable_venue_the_engine_never_becomes_active(tmp_path)
     await engine.periodic()
     state = engine.trading_state()
     assert state["state"] == "PAUSED" and "no tradeable venue" in state["reason"]
+
+
+async def test_corrective_orders_reach_further_each_attempt_and_use_the_mark_without_a_usable_book(tmp_path):
+    store = make_store()
+    engine = await make_engine(tmp_path, make_venues(store), store)
+    first = engine._aggressive_price("okx", "BTC-USDT-SWAP", "buy", D("29000"), attempt=1)
+    third = engine._aggressive_price("okx", "BTC-USDT-SWAP", "buy", D("29000"), attempt=3)
+    assert first == D("30075.0")  # best ask 30000 + 25 bps, on the 0.1 tick
+    assert third == D("30300.0")  # + 100 bps on the third attempt
+    store.get("okx", "BTC-USDT-SWAP").invalidate("gap")  # a jump left the book unusable
+    engine.portfolio.set_mark("okx", "BTC-USDT-SWAP", D("31000"))
+    assert engine._aggressive_price("okx", "BTC-USDT-SWAP", "sell", D("29000"), attempt=1) == D("30922.5")
