@@ -15,7 +15,6 @@ from perpbot.core.numbers import ONE, SCALE, to_scaled
 
 
 _SCALED_CACHE: dict[str, int] = {}
-_SCALED_GET = _SCALED_CACHE.get
 _SCALED_CACHE_MAX = 1 << 17  # ~15 MB worst case; cleared wholesale when full
 
 
@@ -36,8 +35,8 @@ class L2Book:
         "asks",
         "bid_keys",
         "ask_keys",
-        "raw_bids",
-        "raw_asks",
+        "bid_frags",
+        "ask_frags",
         "keep_raw",
         "_contract",
         "valid",
@@ -60,8 +59,9 @@ class L2Book:
         self.bid_keys: list[int] = []  # ascending; best bid is the last
         self.ask_keys: list[int] = []  # ascending; best ask is the first
         self.keep_raw = keep_raw
-        self.raw_bids: dict[int, str] = {}  # price -> "px:sz" as received
-        self.raw_asks: dict[int, str] = {}
+        # keep_raw only: "px:sz" as received, index-aligned with bid_keys / ask_keys.
+        self.bid_frags: list[str] = []
+        self.ask_frags: list[str] = []
         contract = int(contract_size.scaleb(SCALE))
         self._contract = None if contract == ONE else contract
         self.valid = False
@@ -79,8 +79,8 @@ class L2Book:
         self.asks.clear()
         self.bid_keys.clear()
         self.ask_keys.clear()
-        self.raw_bids.clear()
-        self.raw_asks.clear()
+        self.bid_frags.clear()
+        self.ask_frags.clear()
 
     def invalidate(self, reason: str) -> None:
         """Mark the book untrusted; nothing downstream may read it until a fresh snapshot."""
@@ -90,27 +90,38 @@ class L2Book:
 
     def apply_side(self, levels: list, is_bid: bool) -> None:
         """Apply [price, size, ...] string levels; size 0 deletes (absent levels too)."""
-        book = self.bids if is_bid else self.asks
-        keys = self.bid_keys if is_bid else self.ask_keys
-        raw = (self.raw_bids if is_bid else self.raw_asks) if self.keep_raw else None
+        if self.keep_raw:
+            if is_bid:
+                self._apply_raw(levels, self.bids, self.bid_keys, self.bid_frags)
+            else:
+                self._apply_raw(levels, self.asks, self.ask_keys, self.ask_frags)
+            return
+        if is_bid:
+            book = self.bids
+            keys = self.bid_keys
+        else:
+            book = self.asks
+            keys = self.ask_keys
         contract = self._contract
-        cached = _SCALED_GET
+        cache = _SCALED_CACHE
         for level in levels:
             px_text = level[0]
             sz_text = level[1]
             # Wire strings repeat (prices near the touch, round sizes): a dict hit is ~4x
-            # cheaper than parsing. Misses parse exactly and are remembered.
-            price = cached(px_text)
-            if price is None:
+            # cheaper than parsing. Misses parse exactly and are remembered; a subscript
+            # plus a rare KeyError beats a .get() call on every hit.
+            try:
+                price = cache[px_text]
+            except KeyError:
                 price = _scaled_miss(px_text)
-            size = cached(sz_text)
-            if size is None:
+            try:
+                size = cache[sz_text]
+            except KeyError:
                 size = _scaled_miss(sz_text)
-            if size == 0:
-                if book.pop(price, None) is not None:
+            if not size:
+                if price in book:
+                    del book[price]
                     del keys[bisect_left(keys, price)]
-                    if raw is not None:
-                        raw.pop(price, None)
                 continue
             if contract is not None:
                 size, rest = divmod(size * contract, ONE)
@@ -119,10 +130,42 @@ class L2Book:
             if price not in book:
                 insort(keys, price)
             book[price] = size
-            if raw is not None:
-                # One "px:sz" string per level: exactly the fragment the OKX CRC32 input
-                # joins, so a checksum is one join over the top levels, no per-level work.
-                raw[price] = px_text + ":" + sz_text
+
+    def _apply_raw(self, levels: list, book: dict[int, int], keys: list[int], frags: list[str]) -> None:
+        """apply_side for books keeping wire strings: `frags` stays index-aligned with `keys`,
+        so the checksum's top levels are one slice, not 25 dict lookups per side."""
+        contract = self._contract
+        cache = _SCALED_CACHE
+        for level in levels:
+            px_text = level[0]
+            sz_text = level[1]
+            try:
+                price = cache[px_text]
+            except KeyError:
+                price = _scaled_miss(px_text)
+            try:
+                size = cache[sz_text]
+            except KeyError:
+                size = _scaled_miss(sz_text)
+            if not size:
+                if price in book:
+                    del book[price]
+                    index = bisect_left(keys, price)
+                    del keys[index]
+                    del frags[index]
+                continue
+            if contract is not None:
+                size, rest = divmod(size * contract, ONE)
+                if rest:
+                    raise ValueError(f"size {sz_text} x contract is off the 1e-9 grid")
+            # One "px:sz" string per level: exactly the fragment the OKX CRC32 input joins.
+            index = bisect_left(keys, price)
+            if price in book:
+                frags[index] = px_text + ":" + sz_text
+            else:
+                keys.insert(index, price)
+                frags.insert(index, px_text + ":" + sz_text)
+            book[price] = size
 
     def replace(self, bids: list, asks: list) -> None:
         self.clear()
@@ -148,19 +191,34 @@ class L2Book:
             return [(p, self.bids[p]) for p in keys]
         return [(p, self.asks[p]) for p in self.ask_keys[:depth]]
 
+    @property
+    def raw_bids(self) -> dict[int, str]:
+        """price -> "px:sz" as received (keep_raw books; a fresh dict, read-only use)."""
+        return dict(zip(self.bid_keys, self.bid_frags))
+
+    @property
+    def raw_asks(self) -> dict[int, str]:
+        """price -> "px:sz" as received (keep_raw books; a fresh dict, read-only use)."""
+        return dict(zip(self.ask_keys, self.ask_frags))
+
     def top_raw(self, is_bid: bool, depth: int) -> list[tuple[str, str]]:
         """Best `depth` levels as the strings the venue sent (requires keep_raw)."""
-        raw = self.raw_bids if is_bid else self.raw_asks
-        keys = self.bid_keys[-depth:][::-1] if is_bid else self.ask_keys[:depth]
-        return [tuple(raw[p].split(":", 1)) for p in keys]
+        self._require_raw(is_bid)
+        frags = self.bid_frags[-depth:][::-1] if is_bid else self.ask_frags[:depth]
+        return [tuple(frag.split(":", 1)) for frag in frags]
+
+    def _require_raw(self, is_bid: bool) -> None:
+        if not self.keep_raw and (self.bid_keys if is_bid else self.ask_keys):
+            raise KeyError(f"{self.venue} {self.symbol}: book does not keep raw levels")
 
     def raw_fragments(self, is_bid: bool, depth: int) -> list[str]:
         """Best `depth` levels as "price:size" strings as the venue sent them (requires keep_raw)."""
+        self._require_raw(is_bid)
         if depth <= 0:  # the same (odd) slice semantics as top_raw
-            return [self.raw_bids[p] for p in self.bid_keys[-depth:][::-1]] if is_bid else []
+            return self.bid_frags[-depth:][::-1] if is_bid else []
         if is_bid:
-            return list(map(self.raw_bids.__getitem__, self.bid_keys[: -depth - 1 : -1]))
-        return list(map(self.raw_asks.__getitem__, self.ask_keys[:depth]))
+            return self.bid_frags[: -depth - 1 : -1]
+        return self.ask_frags[:depth]
 
     def sweep(self, is_buy: bool, base_qty: int) -> tuple[int, int, int]:
         """Walk the side a taker order would eat.
