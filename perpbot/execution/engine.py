@@ -668,7 +668,14 @@ class Engine:
                 break
             except asyncio.TimeoutError:
                 pass
-            await self.periodic()
+            try:
+                await self.periodic()
+                self._periodic_failures = 0
+            except Exception:  # an unexpected bug in one pass must not take the control API down
+                self._periodic_failures = getattr(self, "_periodic_failures", 0) + 1
+                log.exception("periodic reconciliation failed (%d in a row)", self._periodic_failures)
+                if self._periodic_failures >= 3 and self.state != "HALTED":
+                    await self._set_state("HALTED", "periodic reconciliation failed 3 times in a row", "engine")
 
     async def periodic(self) -> dict[str, Any]:
         funding = self._clock() - self._funding_synced_at >= FUNDING_SYNC_INTERVAL_S

@@ -294,3 +294,19 @@ async def test_corrective_orders_reach_further_each_attempt_and_use_the_mark_wit
     store.get("okx", "BTC-USDT-SWAP").invalidate("gap")  # a jump left the book unusable
     engine.portfolio.set_mark("okx", "BTC-USDT-SWAP", D("31000"))
     assert engine._aggressive_price("okx", "BTC-USDT-SWAP", "sell", D("29000"), attempt=1) == D("30922.5")
+
+
+async def test_repeated_failures_of_periodic_reconciliation_halt_trading_without_crashing(tmp_path):
+    engine, venues = await started(tmp_path, reconcile_interval_s=0.01)
+    assert engine.trading_state()["state"] == "ACTIVE"
+
+    async def broken():
+        raise RuntimeError("bug in a venue answer")
+
+    engine.periodic = broken
+    task = asyncio.create_task(engine.run())
+    while engine.trading_state()["state"] != "HALTED":
+        await asyncio.wait_for(asyncio.sleep(0.01), 1)
+    engine.stop()
+    await asyncio.wait_for(task, 2)  # the loop ended normally: no exception escaped
+    assert "failed 3 times" in engine.trading_state()["reason"]
