@@ -90,6 +90,14 @@ class Admin:
             body = await resp.json()
         return {(venue, kind): n for venue, kinds in body["faults_fired"].items() for kind, n in kinds.items()}
 
+    async def jump(self, venue: str, bps: float, symbol: str | None = None) -> None:
+        """Move one venue's prices by `bps` (every symbol it lists unless `symbol`): a decaying dislocation."""
+        assert self._http is not None
+        body: dict[str, Any] = {"venue": venue, "bps": bps, **({"symbol": symbol} if symbol else {})}
+        async with self._http.post(f"{self.base}/jump", json=body) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"jump {body} refused: {resp.status} {await resp.text()}")
+
     async def accounts(self) -> dict[str, Any]:
         assert self._http is not None
         async with self._http.get(f"{self.base}/accounts") as resp:
