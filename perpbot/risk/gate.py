@@ -102,6 +102,8 @@ class RiskGate:
             self._leg_request(leg_a, inst_a, qty, client_ids[0]),
             self._leg_request(leg_b, inst_b, qty, client_ids[1]),
         )
+        deltas = rules.position_deltas(requests, ctx)
+        grosses = rules.venue_grosses(deltas, requests, ctx)
         found = [
             rules.rule_trading_state(ctx.state, rules.ENTRY, False),
             rules.rule_order_grid(requests[0], inst_a),
@@ -109,9 +111,11 @@ class RiskGate:
             rules.rule_min_edge(decision.edge_bps, risk.min_edge_bps),
             rules.rule_book_usable(requests, ctx, risk.max_book_age_s),
             rules.rule_venue_connected(requests, ctx),
-            rules.rule_max_position_size(requests, ctx, risk.max_position_size_usdt),
-            rules.rule_max_leverage(requests, ctx, risk.max_leverage),
-            rules.rule_capital_utilization(requests, ctx, risk.max_capital_utilization_percent),
+            # The three notional rules share one computation of the position deltas and of the
+            # per-venue gross notionals (the same functions the public rule_* run).
+            rules.max_position_size_of(deltas, requests, ctx, risk.max_position_size_usdt),
+            rules.max_leverage_of(grosses, ctx, risk.max_leverage),
+            rules.capital_utilization_of(grosses, ctx, risk.max_capital_utilization_percent),
             rules.rule_max_open_positions(ctx, risk.max_open_positions),
             rules.rule_daily_loss(ctx, risk.daily_loss_limit_usdt),
             rules.rule_unhedged_budget(ctx, risk.unhedged_budget_usdt_seconds),

@@ -25,6 +25,8 @@ PURPOSES = frozenset({ENTRY, EXIT, HEDGE, UNWIND, FLATTEN})
 # Orders that lower exposure and so stay allowed when not ACTIVE (a hedge re-covers a naked leg).
 RISK_REDUCING = frozenset({EXIT, HEDGE, UNWIND, FLATTEN})
 _HUNDRED = Decimal(100)
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
 _MINUTE = 60.0
 
 
@@ -38,7 +40,7 @@ def _deltas(orders: Sequence[OrderRequest], ctx: RiskContext) -> dict[Key, Decim
     deltas: dict[Key, Decimal] = {}
     for order in orders:
         key = (order.venue, order.symbol)
-        deltas[key] = deltas.get(key, Decimal(0)) + signed_base(order, ctx.instruments[key])
+        deltas[key] = deltas.get(key, _ZERO) + signed_base(order, ctx.instruments[key])
     return deltas
 
 
@@ -49,18 +51,18 @@ def _mark(ctx: RiskContext, key: Key, orders: Sequence[OrderRequest]) -> Decimal
     for order in orders:
         if (order.venue, order.symbol) == key:
             return order.price
-    return Decimal(0)
+    return _ZERO
 
 
 def _venue_gross(ctx: RiskContext, venue: str, deltas: dict[Key, Decimal], orders) -> tuple[Decimal, Decimal]:
     """(gross notional now, gross notional after the orders) over every symbol of `venue`."""
     keys = {k for k in ctx.positions if k[0] == venue} | {k for k in deltas if k[0] == venue}
-    before = after = Decimal(0)
+    before = after = _ZERO
     for key in keys:
-        position = ctx.positions.get(key, Decimal(0))
+        position = ctx.positions.get(key, _ZERO)
         mark = _mark(ctx, key, orders)
         before += abs(position) * mark
-        after += abs(position + deltas.get(key, Decimal(0))) * mark
+        after += abs(position + deltas.get(key, _ZERO)) * mark
     return before, after
 
 
@@ -103,8 +105,15 @@ def rule_max_position_size(
 ) -> Refusal | None:
     """The resulting position per venue/symbol, at mark, stays within the limit (a position
     that shrinks always passes)."""
-    for key, delta in _deltas(orders, ctx).items():
-        before = ctx.positions.get(key, Decimal(0))
+    return max_position_size_of(_deltas(orders, ctx), orders, ctx, max_position_size_usdt)
+
+
+def max_position_size_of(
+    deltas: dict[Key, Decimal], orders: Sequence[OrderRequest], ctx: RiskContext, max_position_size_usdt: Decimal
+) -> Refusal | None:
+    """rule_max_position_size with the orders' position deltas already computed (_deltas)."""
+    for key, delta in deltas.items():
+        before = ctx.positions.get(key, _ZERO)
         after = before + delta
         if abs(after) <= abs(before):
             continue
@@ -117,14 +126,27 @@ def rule_max_position_size(
     return None
 
 
+def venue_grosses(
+    deltas: dict[Key, Decimal], orders: Sequence[OrderRequest], ctx: RiskContext
+) -> list[tuple[str, Decimal, Decimal]]:
+    """(venue, gross before, gross after) for every venue the orders touch, venues sorted: the
+    input rule_max_leverage and rule_capital_utilization share (computed once per entry)."""
+    return [(venue, *_venue_gross(ctx, venue, deltas, orders)) for venue in sorted({k[0] for k in deltas})]
+
+
 def rule_max_leverage(orders: Sequence[OrderRequest], ctx: RiskContext, max_leverage: Decimal) -> Refusal | None:
     """Gross notional per venue after the orders / that venue's equity stays <= max_leverage."""
-    deltas = _deltas(orders, ctx)
-    for venue in sorted({k[0] for k in deltas}):
-        before, after = _venue_gross(ctx, venue, deltas, orders)
+    return max_leverage_of(venue_grosses(_deltas(orders, ctx), orders, ctx), ctx, max_leverage)
+
+
+def max_leverage_of(
+    grosses: list[tuple[str, Decimal, Decimal]], ctx: RiskContext, max_leverage: Decimal
+) -> Refusal | None:
+    """rule_max_leverage over precomputed venue_grosses."""
+    for venue, before, after in grosses:
         if after <= before:
             continue
-        equity = ctx.equity_usdt.get(venue, Decimal(0))
+        equity = ctx.equity_usdt.get(venue, _ZERO)
         if equity <= 0:
             return Refusal("max_leverage", f"{venue} has no equity ({equity} USDT)")
         if after > equity * max_leverage:
@@ -139,15 +161,23 @@ def rule_capital_utilization(
 ) -> Refusal | None:
     """Used margin across venues after the orders (new notional / venue leverage) stays within
     max_percent of total equity."""
-    equity = sum(ctx.equity_usdt.values(), Decimal(0))
+    equity = sum(ctx.equity_usdt.values(), _ZERO)
     if equity <= 0:
         return Refusal("capital_utilization", "no equity")
-    used = sum(ctx.used_margin_usdt.values(), Decimal(0))
-    deltas = _deltas(orders, ctx)
-    for venue in sorted({k[0] for k in deltas}):
-        before, after = _venue_gross(ctx, venue, deltas, orders)
+    return capital_utilization_of(venue_grosses(_deltas(orders, ctx), orders, ctx), ctx, max_percent)
+
+
+def capital_utilization_of(
+    grosses: list[tuple[str, Decimal, Decimal]], ctx: RiskContext, max_percent: Decimal
+) -> Refusal | None:
+    """rule_capital_utilization over precomputed venue_grosses."""
+    equity = sum(ctx.equity_usdt.values(), _ZERO)
+    if equity <= 0:
+        return Refusal("capital_utilization", "no equity")
+    used = sum(ctx.used_margin_usdt.values(), _ZERO)
+    for venue, before, after in grosses:
         if after > before:
-            used += (after - before) / ctx.leverage.get(venue, Decimal(1))
+            used += (after - before) / ctx.leverage.get(venue, _ONE)
     percent = used / equity * _HUNDRED
     if percent > max_percent:
         return Refusal("capital_utilization", f"utilisation would be {percent:.1f}% > {max_percent}%")
@@ -210,7 +240,7 @@ def rule_reduce_only(order: OrderRequest, ctx: RiskContext) -> Refusal | None:
     if not order.reduce_only:
         return None
     key = (order.venue, order.symbol)
-    position = ctx.positions.get(key, Decimal(0))
+    position = ctx.positions.get(key, _ZERO)
     delta = signed_base(order, ctx.instruments[key])
     if position == 0 or (position > 0) == (delta > 0) or abs(delta) > abs(position):
         return Refusal(
@@ -252,3 +282,8 @@ def rule_unhedged_budget(ctx: RiskContext, budget_usdt_seconds: Decimal) -> Refu
             "unhedged_budget", f"{ctx.unhedged_usdt_seconds} USDT*s unhedged today >= {budget_usdt_seconds}"
         )
     return None
+
+
+def position_deltas(orders: Sequence[OrderRequest], ctx: RiskContext) -> dict[Key, Decimal]:
+    """Each (venue, symbol)'s position change in base units if all `orders` filled."""
+    return _deltas(orders, ctx)
