@@ -30,7 +30,7 @@ def _load(paths: list[str]) -> tuple[list[str], list[ScenarioResult], list[Crash
 
 async def _main(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="perpbot-reliability-"))
-    seeds = tuple(range(1, args.seeds + 1))
+    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
     hostile: list[ScenarioResult] = []
     crashes: list[CrashResult] = []
     commands = ["python -m perpbot.reliability " + " ".join(sys.argv[1:] if args.argv is None else args.argv)]
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="CI length: each fault kind once on a rotating venue, two combinations, 20 kills")
     parser.add_argument("--kills", type=int, help="total SIGKILLs across seeds (default 20 short, 100 long)")
     parser.add_argument("--seeds", type=int, default=1, help="crash market seeds (the kills are spread over them)")
+    parser.add_argument("--first-seed", type=int, default=1, help="crash: seeds run from this one on")
     parser.add_argument("--hostile-seeds", type=int, default=1, help="hostile runs, one bot per market seed")
     parser.add_argument("--only", help="hostile: only scenarios whose name contains this")
     parser.add_argument("--check-every", type=int, default=1, help="full settle-and-check every n kills")

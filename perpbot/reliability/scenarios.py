@@ -74,11 +74,16 @@ def fault(kind: str, venue: str) -> dict[str, Any]:
 
 # Only OKX's book stream carries a checksum (VENUES.md): bad_checksum cannot exist on the others' wire.
 CHECKSUM_VENUES = ("okx",)
+# Hyperliquid's l2Book frames are whole snapshots without a sequence: a lost one is no gap.
+SEQUENCED_VENUES = ("okx", "binance", "bybit")
 
 
 def not_applicable(kind: str, venue: str) -> str | None:
+    """Why a fault kind cannot occur on a venue's wire, or None when it can."""
     if kind == "bad_checksum" and venue not in CHECKSUM_VENUES:
         return f"n/a: {venue}'s book stream has no checksum to corrupt"
+    if kind == "gap" and venue not in SEQUENCED_VENUES:
+        return f"n/a: {venue}'s book frames are whole snapshots, no sequence to break"
     return None
 
 
@@ -135,7 +140,7 @@ def scenarios(short: bool) -> list[Scenario]:
         if short:
             venue = VENUES[i % len(VENUES)]
             if not_applicable(kind, venue):
-                venue = CHECKSUM_VENUES[0]
+                venue = "okx"  # the one venue where every market fault kind applies
             out.append(Scenario(f"{kind} @ {venue}", [fault(kind, venue)]))
         else:
             out += [Scenario(f"{kind} @ {v}", [fault(kind, v)], not_applicable(kind, v)) for v in VENUES]
