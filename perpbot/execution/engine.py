@@ -293,10 +293,26 @@ class Engine:
                 reports.append({"outcome": "skipped", "reason": f"trading state {self.state}"})
                 continue
             async with self._trade_lock:
+                held = self._held_by_open_trade(decision) if decision.action == "open" else None
+                if held:
+                    # The scanner's decisions of one batch were all taken against the same open
+                    # trades: an entry on a venue/symbol a trade of this batch already holds would
+                    # net against that leg (one-way positions) and leave both trades' reduce-only
+                    # exits refused forever. Found by the hostile-venue suite (docs/RELIABILITY.md).
+                    reports.append({"outcome": "skipped", "reason": f"{held} already in an open trade"})
+                    continue
                 reports.append(await self._execute(decision))
             await self._check_breach()
         self._publish()
         return reports
+
+    def _held_by_open_trade(self, decision: Decision) -> str | None:
+        """'venue symbol' of the first entry leg already used by an open trade, else None."""
+        held = {(leg["venue"], leg["symbol"]) for trade in self.open_trades.values() for leg in trade["legs"]}
+        for leg in decision.legs:
+            if (leg.venue, leg.symbol) in held:
+                return f"{leg.venue} {leg.symbol}"
+        return None
 
     async def _execute(self, decision: Decision) -> dict[str, Any]:
         intent_id = new_intent_id()

@@ -6,6 +6,7 @@ import sqlite3
 from decimal import Decimal as D
 
 import pytest
+from perpbot.core.decisions import Decision, Leg
 from test_execution_support import OPEN_JOURNALS, make_engine, make_settings, make_store, make_venues, open_decision
 
 
@@ -310,3 +311,20 @@ async def test_repeated_failures_of_periodic_reconciliation_halt_trading_without
     engine.stop()
     await asyncio.wait_for(task, 2)  # the loop ended normally: no exception escaped
     assert "failed 3 times" in engine.trading_state()["reason"]
+
+
+async def test_second_entry_of_one_batch_on_a_venue_symbol_already_traded_is_skipped_not_netted(tmp_path):
+    # One scan can emit two entries sharing a venue/symbol in opposite directions (hostile-venue
+    # suite: HL<binance and binance<okx in one evaluate). Netted at the venue they cancel each other's
+    # leg and both trades' reduce-only exits are refused forever.
+    engine, venues = await started(tmp_path)
+    first = open_decision()
+    opposite = Decision(strategy="price_spread", action="open", base="BTC",
+                        legs=(Leg("okx", first.legs[0].symbol, "sell", D("0.02"), D("29990")),
+                              Leg("hyperliquid", "BTC", "buy", D("0.02"), D("30005"))),
+                        edge_bps=D("20"), edge_usdt=D("1"), reason="test")
+    reports = await engine.on_decisions([first, opposite])
+    assert reports[0]["outcome"] == "hedged"
+    assert reports[1]["outcome"] == "skipped" and "already in an open trade" in reports[1]["reason"]
+    assert len(venues["okx"].place_calls) == 1 and len(engine.open_trades) == 1
+    assert size(engine, "okx", first.legs[0].symbol) == D("0.02")
