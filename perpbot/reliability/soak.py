@@ -113,6 +113,27 @@ async def _inject_faults(bot: LiveBot, every_s: float, stop: asyncio.Event, inje
             log.warning("fault %s not injected: %s", fault, exc)
 
 
+async def _operator(bot: LiveBot, every_s: float, stop: asyncio.Event, halts: list[str]) -> None:
+    """Keep the soak trading: after a HALT, do what the runbook's operator does (close-all, then
+    resume) and note the HALT's reason, so a 30-minute run exercises trading, not a halted bot."""
+    from perpbot.reliability.scenarios import operator_recover
+
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+            return
+        except TimeoutError:
+            pass
+        engine = bot.engine
+        if engine is None or engine.state != "HALTED":
+            continue
+        reason = engine.state_reason
+        try:
+            halts.append(f"{reason} -> {await operator_recover(bot, 'soak HALT')}")
+        except Exception as exc:  # a fault still active: try again on the next round
+            halts.append(f"{reason} -> operator recovery failed: {exc}")
+
+
 async def soak(
     minutes: float,
     faults: bool,
@@ -122,6 +143,7 @@ async def soak(
     sample_s: float = 10.0,
     fault_every_s: float = 10.0,
     max_slope_mb_per_min: float = 0.5,
+    operator: bool = True,
 ) -> dict[str, Any]:
     """Run the bot for `minutes` and return the report (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="perpbot-soak-") as tmp:
@@ -132,8 +154,11 @@ async def soak(
             lags: list[float] = []
             injected: list[dict[str, Any]] = []
             tasks = [asyncio.create_task(_lag_probe(lags, stop), name="soak-lag")]
+            halts: list[str] = []
             if faults:
                 tasks.append(asyncio.create_task(_inject_faults(bot, fault_every_s, stop, injected), name="soak-faults"))
+            if operator:
+                tasks.append(asyncio.create_task(_operator(bot, 15.0, stop, halts), name="soak-operator"))
             start = time.monotonic()
             end = start + minutes * 60.0
             samples: list[dict[str, Any]] = []
@@ -185,6 +210,7 @@ async def soak(
         "books_recovered": recovered,
         "books_still_invalid": still_invalid,
         "trading_state": trading_state,
+        "halts": halts,
         "samples": samples,
     }
     return report
@@ -209,10 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-every-s", type=float, default=10.0)
     parser.add_argument("--max-slope-mb-per-min", type=float, default=0.5)
     parser.add_argument("--json", type=Path, help="also write the full report here")
+    parser.add_argument("--no-operator", action="store_true",
+                        help="leave a HALTed bot halted (default: close-all + resume like the runbook's operator)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     report = asyncio.run(soak(args.minutes, args.faults, seed=args.seed, sample_s=args.sample_s,
-                              fault_every_s=args.fault_every_s, max_slope_mb_per_min=args.max_slope_mb_per_min))
+                              fault_every_s=args.fault_every_s, max_slope_mb_per_min=args.max_slope_mb_per_min,
+                              operator=not args.no_operator))
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
