@@ -273,6 +273,10 @@ class Engine:
             request.venue, request.client_order_id, status, venue_order_id=result.venue_order_id,
             filled_qty=result.filled_qty, avg_price=result.avg_price, fee=result.fee, reason=result.reason,
         )
+        if status in FINAL_STATUSES:
+            # The journal row now holds the final cumulative fill: the in-memory cache of a
+            # finished order is dropped so it does not grow with every order of a weeks-long run.
+            self._order_fills.pop(key, None)
         if result.filled_qty > 0:
             self.metrics.orders_success_total.labels(request.venue, request.side).inc()
         rejected = result.status == "rejected"
