@@ -9,7 +9,7 @@ from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
 from perpbot.scanner.depth import BPS
-from perpbot.scanner.edges import close_legs, long_short, pair_size, quote_pair
+from perpbot.scanner.edges import close_decision, long_short, pair_size, quote_pair
 from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
 from perpbot.settings import PriceSpreadSettings
 
@@ -151,17 +151,5 @@ class PriceSpreadStrategy:
             reason = f"max hold {self.settings.max_hold_s:.0f}s: round trip {round_trip_bps:.2f}bps"
         else:
             return None
-        legs = close_legs(quote, short_leg, long_leg, short_book, long_book)
-        if legs is None:
-            return None
-        return Decision(
-            strategy=self.name,
-            action="close",
-            base=trade.base,
-            legs=legs,
-            edge_bps=quote.edge_bps,
-            edge_usdt=quote.edge_usdt,
-            reason=reason,
-            trade_id=trade.trade_id,
-        )
+        return close_decision(self.name, trade, quote, short_leg, long_leg, short_book, long_book, reason)
 

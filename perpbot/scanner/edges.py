@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from perpbot.book.l2 import L2Book
-from perpbot.core.decisions import Leg
+from perpbot.core.decisions import Decision, Leg
 from perpbot.core.instruments import Instrument
 from perpbot.scanner.depth import BPS, Fill, hedge_qty, mid_price, sweep
 
@@ -110,3 +110,24 @@ def close_legs(
 def long_short(legs: tuple[Leg, Leg]) -> tuple[Leg, Leg]:
     """(the bought leg, the sold leg) of a trade, whatever order they were stored in."""
     return (legs[0], legs[1]) if legs[0].side == "buy" else (legs[1], legs[0])
+
+
+def close_decision(
+    strategy: str, trade, quote: PairQuote, buy_back: Leg, sell_out: Leg, buy_book: L2Book, sell_book: L2Book,
+    reason: str,
+) -> Decision | None:
+    """The close Decision of `trade` at `quote`, or None when its legs cannot be built (shared by
+    every strategy's exit, so a close always has the same shape)."""
+    legs = close_legs(quote, buy_back, sell_out, buy_book, sell_book)
+    if legs is None:
+        return None
+    return Decision(
+        strategy=strategy,
+        action="close",
+        base=trade.base,
+        legs=legs,
+        edge_bps=quote.edge_bps,
+        edge_usdt=quote.edge_usdt,
+        reason=reason,
+        trade_id=trade.trade_id,
+    )
