@@ -25,7 +25,7 @@ from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult
 from perpbot.core.ports import ExchangeClient
 from perpbot.execution.client_ids import client_order_id, new_intent_id
-from perpbot.execution.legs import Done, Halt, Hedge, LegOutcome, Resolve, Unwind, decide
+from perpbot.execution.legs import Done, Halt, Hedge, LegOutcome, Resolve, decide
 from perpbot.execution.reconcile import diff_positions
 from perpbot.journal.sqlite import FINAL_STATUSES, Journal
 from perpbot.portfolio.book import Portfolio, Position, dstr
