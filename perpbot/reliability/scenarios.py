@@ -194,6 +194,17 @@ async def operator_recover(bot: LiveBot, why: str, timeout_s: float = 20.0, atte
     return line
 
 
+def _venues_held(bot: LiveBot, venues) -> bool:
+    """True when every symbol of one of `venues` is a leg of an open trade (no entry can go there)."""
+    engine = bot.engine
+    held = {(leg["venue"], leg["symbol"]) for trade in engine.open_trades.values() for leg in trade["legs"]}
+    for venue in venues:
+        symbols = [symbol for (v, symbol) in engine.instruments if v == venue]
+        if symbols and all((venue, symbol) in held for symbol in symbols):
+            return True
+    return False
+
+
 async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fault_window_s: float = 4.0,
                     recovery_timeout_s: float = 20.0, fire_deadline_s: float = FIRE_DEADLINE_S) -> None:
     """Start from an ACTIVE bot, inject the scenario's faults, provoke trading on the venues with
@@ -202,6 +213,10 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
     if bot.engine.state != "ACTIVE":
         result.operator.append(await operator_recover(bot, f"bot {bot.engine.state} at the start "
                                                            f"({bot.engine.state_reason})"))
+    if _venues_held(bot, scenario.trading_venues):
+        # Open trades hold the faulted venue's symbols, and the engine never enters a venue/symbol
+        # an open trade holds: no order could reach it. Flatten first, as an operator would.
+        result.operator.append(await operator_recover(bot, "faulted venue held by open trades at the start"))
     fired_before = await admin.fired()
     invalid_before, resyncs_before = bot.invalidations(), bot.resyncs()
     unhedged_before = bot.engine.unhedged_usdt_seconds
@@ -238,6 +253,9 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
                 result.operator.append(await operator_recover(bot, "HALTED inside the fault window"))
             pending = [v for v in scenario.trading_venues
                        if any(k[0] == v and k[1] in TRADING_FAULTS and delta[k] < n for k, n in wanted.items())]
+            if pending and now - injected_at >= fire_deadline_s / 2 and _venues_held(bot, pending):
+                # Trades opened meanwhile now hold the venue: free it so the provoked entry can go there.
+                result.operator.append(await operator_recover(bot, "faulted venue held by open trades"))
             if pending and now >= next_provoke:
                 # A jump on the venue makes it the cheap (or dear) side of a spread: the scanner
                 # opens a trade with one leg there, so an order reaches the faulted venue.
