@@ -88,3 +88,10 @@ def exact_decimal(value: Any) -> Decimal | None:
     if isinstance(value, Decimal):
         return value
     return Decimal(str(value))
+
+
+def venue_decimal(text: object, number: object) -> Decimal | None:
+    """The venue's own decimal string when it sent one (exact), else ccxt's parsed number."""
+    if isinstance(text, str) and text:
+        return Decimal(text)
+    return exact_decimal(number)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from perpbot.core.instruments import Instrument
-from perpbot.venues._wire import exact_decimal
+from perpbot.venues._wire import venue_decimal
 
 VENUE = "binance"
 # Regular-user USD-M fees, VENUES.md §2 (third-party sources).
@@ -43,11 +43,11 @@ def instrument_from_ccxt_market(market: dict) -> Instrument:
     filters = _filters(info)
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
-    tick = _pick((filters.get("PRICE_FILTER") or {}).get("tickSize"), precision.get("price"))
+    tick = venue_decimal((filters.get("PRICE_FILTER") or {}).get("tickSize"), precision.get("price"))
     lot_filter = filters.get("LOT_SIZE") or {}
-    lot = _pick(lot_filter.get("stepSize"), precision.get("amount"))
-    min_qty = _pick(lot_filter.get("minQty"), (limits.get("amount") or {}).get("min")) or lot
-    min_notional = _pick(
+    lot = venue_decimal(lot_filter.get("stepSize"), precision.get("amount"))
+    min_qty = venue_decimal(lot_filter.get("minQty"), (limits.get("amount") or {}).get("min")) or lot
+    min_notional = venue_decimal(
         (filters.get("MIN_NOTIONAL") or {}).get("notional"), (limits.get("cost") or {}).get("min")
     ) or Decimal(0)
     if tick is None or lot is None:
@@ -68,8 +68,3 @@ def instrument_from_ccxt_market(market: dict) -> Instrument:
         funding_interval_hours=FUNDING_INTERVAL_HOURS,
     )
 
-
-def _pick(text: object, number: object) -> Decimal | None:
-    if isinstance(text, str) and text:
-        return Decimal(text)
-    return exact_decimal(number)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from perpbot.core.instruments import Instrument
-from perpbot.venues._wire import exact_decimal
+from perpbot.venues._wire import venue_decimal
 
 VENUE = "bybit"
 # VIP0 perpetual fees, VENUES.md §3 (help-centre mirror; may vary by region).
@@ -43,10 +43,10 @@ def instrument_from_ccxt_market(market: dict) -> Instrument:
     lot_filter = info.get("lotSizeFilter") or {}
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
-    tick = _pick(price_filter.get("tickSize"), precision.get("price"))
-    lot = _pick(lot_filter.get("qtyStep"), precision.get("amount"))
-    min_qty = _pick(lot_filter.get("minOrderQty"), (limits.get("amount") or {}).get("min")) or lot
-    min_notional = _pick(
+    tick = venue_decimal(price_filter.get("tickSize"), precision.get("price"))
+    lot = venue_decimal(lot_filter.get("qtyStep"), precision.get("amount"))
+    min_qty = venue_decimal(lot_filter.get("minOrderQty"), (limits.get("amount") or {}).get("min")) or lot
+    min_notional = venue_decimal(
         lot_filter.get("minNotionalValue"), (limits.get("cost") or {}).get("min")
     ) or Decimal(0)
     if tick is None or lot is None:
@@ -72,8 +72,3 @@ def instrument_from_ccxt_market(market: dict) -> Instrument:
         funding_interval_hours=hours,
     )
 
-
-def _pick(text: object, number: object) -> Decimal | None:
-    if isinstance(text, str) and text:
-        return Decimal(text)
-    return exact_decimal(number)

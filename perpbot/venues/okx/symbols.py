@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from perpbot.core.instruments import Instrument
-from perpbot.venues._wire import exact_decimal
+from perpbot.venues._wire import exact_decimal, venue_decimal
 
 VENUE = "okx"
 # Regular-user (Lv1) USDT-margined perpetual fees, VENUES.md §1 (third-party sources only).
@@ -42,10 +42,10 @@ def instrument_from_ccxt_market(market: dict) -> Instrument:
     info = market.get("info") or {}
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
-    tick = _pick(info.get("tickSz"), precision.get("price"))
-    lot = _pick(info.get("lotSz"), precision.get("amount"))
-    min_qty = _pick(info.get("minSz"), (limits.get("amount") or {}).get("min")) or lot
-    contract = _pick(info.get("ctVal"), market.get("contractSize")) or Decimal(1)
+    tick = venue_decimal(info.get("tickSz"), precision.get("price"))
+    lot = venue_decimal(info.get("lotSz"), precision.get("amount"))
+    min_qty = venue_decimal(info.get("minSz"), (limits.get("amount") or {}).get("min")) or lot
+    contract = venue_decimal(info.get("ctVal"), market.get("contractSize")) or Decimal(1)
     min_notional = exact_decimal((limits.get("cost") or {}).get("min")) or Decimal(0)
     if tick is None or lot is None:
         raise ValueError(f"okx market {market.get('id')!r} lacks tick or lot size")
@@ -66,8 +66,3 @@ def instrument_from_ccxt_market(market: dict) -> Instrument:
         funding_interval_hours=FUNDING_INTERVAL_HOURS,
     )
 
-
-def _pick(text: object, number: object) -> Decimal | None:
-    if isinstance(text, str) and text:
-        return Decimal(text)
-    return exact_decimal(number)
