@@ -29,6 +29,11 @@ FIXTURES = (Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures").
 VENUES = ("okx", "binance", "bybit", "hyperliquid")
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+# Frames handed to a venue parser in this process, counted so a run can report how many inputs it fed
+# (tests/fuzz/conftest.py prints the total and writes it to $FUZZ_REPORT when set).
+# "frames": generated or mutated frames fed one at a time; "streams"/"stream_frames": whole recorded
+# streams replayed with one fault each, and the frames those replays fed.
+INPUTS = {"frames": 0, "streams": 0, "stream_frames": 0}
 _FACTOR = {"ci": 1, "long": 100}.get(PROFILE, 1)
 
 
@@ -80,6 +85,7 @@ def feed_frame(adapter: Any, books: dict[str, L2Book], frame: bytes) -> list[str
     Books are created on first sight of a symbol (a fuzzed symbol gets a fresh book).
     """
     reasons = []
+    INPUTS["frames"] += 1
     for event in adapter.parse(frame, 1.0):
         if type(event) is BookUpdate:
             book = books.get(event.symbol)

@@ -18,7 +18,7 @@ from perpbot.settings import FeedSettings
 from perpbot.venues.binance.parse import parse_snapshot
 from perpbot.venues.registry import feed_adapter
 
-from fuzz_mutations import FIXTURES, assert_book_sane, fingerprint, fuzz_settings, mutate_number, top_fingerprint
+from fuzz_mutations import FIXTURES, INPUTS, assert_book_sane, fingerprint, fuzz_settings, mutate_number, top_fingerprint
 
 # -- recorded streams as (kind, frame) lists -------------------------------------------------
 
@@ -81,12 +81,14 @@ def replay(venue: str, symbol: str, stream: list[tuple[str, bytes]], observe=Non
     """Feed a stream into one book like the supervisor does (REST snapshot bridging for Binance)."""
     adapter = feed_adapter(venue, FeedSettings())
     book = L2Book(venue, symbol, keep_raw=adapter.keep_raw)
+    INPUTS["streams"] += 1
     for i, (kind, frame) in enumerate(stream):
         try:
             if kind == "rest":
                 events = [parse_snapshot(frame, symbol, 1.0)]
                 book.awaiting_first_delta = True
             else:
+                INPUTS["stream_frames"] += 1
                 events = adapter.parse(frame, 1.0)
         except ParseError:
             events = []  # the supervisor would invalidate; here the book just does not move
