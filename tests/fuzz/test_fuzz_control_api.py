@@ -103,7 +103,9 @@ def test_schemathesis_fuzz_of_the_control_api_finds_no_5xx_and_changes_nothing_w
         statuses: dict[tuple[str, str], set[int]] = {}
         strategy = st.one_of(schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE))
 
-        @fuzz_settings(300)
+        # Long mode: 10x (3,000 requests against the live bot); the 100x of the parser tests
+        # would spend half an hour on HTTP round trips, not on new inputs.
+        @fuzz_settings(300, long_factor=10)
         @given(case=strategy)
         def fuzz(case):
             headers = dict(case.headers or {})
