@@ -14,17 +14,21 @@ from decimal import Decimal
 from perpbot.core.numbers import ONE, SCALE, to_scaled
 
 
-_SCALED_CACHE: dict[str, int] = {}
-_SCALED_CACHE_MAX = 1 << 17  # ~15 MB worst case; cleared wholesale when full
+# Wire string -> scaled int caches (to_scaled only on a miss; a dict hit is ~4x cheaper than
+# parsing). Prices are cached per book: a shared cache overflowed at a few hundred books and
+# thrashed (cost per update grew with the number of symbols). Sizes repeat across books, so
+# they share one cache per contract size, holding the *base-unit* size (contract applied,
+# exactness checked once on the miss). Invalid text raises and is never cached.
+_PRICE_CACHE_MAX = 4096  # per book; cleared wholesale when full
+_SIZE_CACHE_MAX = 1 << 16  # per contract size
+_SIZE_CACHES: dict[int | None, dict[str, int]] = {}
 
 
-def _scaled_miss(text: str) -> int:
-    """to_scaled for a string not in the cache; remembers it (invalid text raises, uncached)."""
-    value = to_scaled(text)
-    if len(_SCALED_CACHE) >= _SCALED_CACHE_MAX:
-        _SCALED_CACHE.clear()
-    _SCALED_CACHE[text] = value
-    return value
+def _size_cache(contract: int | None) -> dict[str, int]:
+    cache = _SIZE_CACHES.get(contract)
+    if cache is None:
+        cache = _SIZE_CACHES[contract] = {}
+    return cache
 
 
 class L2Book:
@@ -39,6 +43,8 @@ class L2Book:
         "ask_frags",
         "keep_raw",
         "_contract",
+        "_px",
+        "_sz",
         "valid",
         "invalid_reason",
         "seq",
@@ -64,6 +70,8 @@ class L2Book:
         self.ask_frags: list[str] = []
         contract = int(contract_size.scaleb(SCALE))
         self._contract = None if contract == ONE else contract
+        self._px: dict[str, int] = {}  # price text -> scaled price (this book's own cache)
+        self._sz = _size_cache(self._contract)  # size text -> scaled base-unit size (shared)
         self.valid = False
         self.invalid_reason: str | None = "no snapshot yet"
         self.seq: int | None = None
@@ -88,6 +96,29 @@ class L2Book:
         self.invalid_reason = reason
         self.invalidations += 1
 
+    def _price_miss(self, text: str) -> int:
+        """to_scaled for a price not in this book's cache; remembers it."""
+        value = to_scaled(text)
+        cache = self._px
+        if len(cache) >= _PRICE_CACHE_MAX:
+            cache.clear()
+        cache[text] = value
+        return value
+
+    def _size_miss(self, text: str) -> int:
+        """Base-unit scaled size of a size string not in the cache; remembers it."""
+        value = to_scaled(text)
+        contract = self._contract
+        if contract is not None and value:
+            value, rest = divmod(value * contract, ONE)
+            if rest:
+                raise ValueError(f"size {text} x contract is off the 1e-9 grid")
+        cache = self._sz
+        if len(cache) >= _SIZE_CACHE_MAX:
+            cache.clear()
+        cache[text] = value
+        return value
+
     def apply_side(self, levels: list, is_bid: bool) -> None:
         """Apply [price, size, ...] string levels; size 0 deletes (absent levels too)."""
         if self.keep_raw:
@@ -95,77 +126,74 @@ class L2Book:
                 self._apply_raw(levels, self.bids, self.bid_keys, self.bid_frags)
             else:
                 self._apply_raw(levels, self.asks, self.ask_keys, self.ask_frags)
-            return
-        if is_bid:
-            book = self.bids
-            keys = self.bid_keys
+        elif is_bid:
+            self._apply_plain(levels, self.bids, self.bid_keys)
         else:
-            book = self.asks
-            keys = self.ask_keys
-        contract = self._contract
-        cache = _SCALED_CACHE
+            self._apply_plain(levels, self.asks, self.ask_keys)
+
+    def apply_levels(self, bids: list, asks: list) -> None:
+        """apply_side for both sides in one call (the venue fast paths use it)."""
+        if self.keep_raw:
+            self._apply_raw(bids, self.bids, self.bid_keys, self.bid_frags)
+            self._apply_raw(asks, self.asks, self.ask_keys, self.ask_frags)
+        else:
+            self._apply_plain(bids, self.bids, self.bid_keys)
+            self._apply_plain(asks, self.asks, self.ask_keys)
+
+    def _apply_plain(self, levels: list, book: dict[int, int], keys: list[int]) -> None:
+        prices = self._px
+        sizes = self._sz
         for level in levels:
+            # A subscript plus a rare KeyError beats a .get() call on every hit. The price is
+            # parsed before the size, so a frame bad in both reports the price (as before).
             px_text = level[0]
+            try:
+                price = prices[px_text]
+            except KeyError:
+                price = self._price_miss(px_text)
             sz_text = level[1]
-            # Wire strings repeat (prices near the touch, round sizes): a dict hit is ~4x
-            # cheaper than parsing. Misses parse exactly and are remembered; a subscript
-            # plus a rare KeyError beats a .get() call on every hit.
             try:
-                price = cache[px_text]
+                size = sizes[sz_text]
             except KeyError:
-                price = _scaled_miss(px_text)
-            try:
-                size = cache[sz_text]
-            except KeyError:
-                size = _scaled_miss(sz_text)
-            if not size:
-                if price in book:
-                    del book[price]
-                    del keys[bisect_left(keys, price)]
-                continue
-            if contract is not None:
-                size, rest = divmod(size * contract, ONE)
-                if rest:
-                    raise ValueError(f"size {sz_text} x contract is off the 1e-9 grid")
-            if price not in book:
-                insort(keys, price)
-            book[price] = size
+                size = self._size_miss(sz_text)
+            if size:
+                if price not in book:
+                    insort(keys, price)
+                book[price] = size
+            elif price in book:
+                del book[price]
+                del keys[bisect_left(keys, price)]
 
     def _apply_raw(self, levels: list, book: dict[int, int], keys: list[int], frags: list[str]) -> None:
         """apply_side for books keeping wire strings: `frags` stays index-aligned with `keys`,
         so the checksum's top levels are one slice, not 25 dict lookups per side."""
-        contract = self._contract
-        cache = _SCALED_CACHE
+        prices = self._px
+        sizes = self._sz
         for level in levels:
             px_text = level[0]
+            try:
+                price = prices[px_text]
+            except KeyError:
+                price = self._price_miss(px_text)
             sz_text = level[1]
             try:
-                price = cache[px_text]
+                size = sizes[sz_text]
             except KeyError:
-                price = _scaled_miss(px_text)
-            try:
-                size = cache[sz_text]
-            except KeyError:
-                size = _scaled_miss(sz_text)
-            if not size:
+                size = self._size_miss(sz_text)
+            if size:
+                # One "px:sz" string per level: exactly the fragment the OKX CRC32 input joins.
+                index = bisect_left(keys, price)
                 if price in book:
-                    del book[price]
-                    index = bisect_left(keys, price)
-                    del keys[index]
-                    del frags[index]
-                continue
-            if contract is not None:
-                size, rest = divmod(size * contract, ONE)
-                if rest:
-                    raise ValueError(f"size {sz_text} x contract is off the 1e-9 grid")
-            # One "px:sz" string per level: exactly the fragment the OKX CRC32 input joins.
-            index = bisect_left(keys, price)
-            if price in book:
-                frags[index] = px_text + ":" + sz_text
-            else:
-                keys.insert(index, price)
-                frags.insert(index, px_text + ":" + sz_text)
-            book[price] = size
+                    frags[index] = px_text + ":" + sz_text
+                else:
+                    keys.insert(index, price)
+                    frags.insert(index, px_text + ":" + sz_text)
+                book[price] = size
+            elif price in book:
+                del book[price]
+                index = bisect_left(keys, price)
+                del keys[index]
+                del frags[index]
 
     def replace(self, bids: list, asks: list) -> None:
         self.clear()

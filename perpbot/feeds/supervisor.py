@@ -197,8 +197,25 @@ class FeedSupervisor:
         latency_hist = self.metrics.websocket_latency.labels(venue) if self.metrics else None
         buffers = feed.buffers
         rest_snapshot = adapter.rest_snapshot
+        # Optional venue fast path (OKX `books` updates): decodes straight into a synced book and
+        # answers (book, reason); None hands the frame, untouched, to parse + apply_update below.
+        fast = getattr(adapter, "apply_books_frame", None)
 
         def on_frame(conn: Connection, frame: str | bytes, recv_ts: float) -> None:
+            if fast is not None and not buffers:
+                done = fast(frame, recv_ts, books)
+                if done is not None:
+                    book, ts_ms, reason = done
+                    if ts_ms:  # as below: the latency of every book frame carrying an exchange ts
+                        latency = recv_ts - ts_ms / 1000.0
+                        conn.note_latency(latency)
+                        if latency_hist is not None and latency >= 0:
+                            latency_hist.observe(latency)
+                    if reason is not None:
+                        self._resync(feed, book.symbol, reason)
+                    elif book.valid:
+                        mark_dirty(venue, book.symbol)
+                    return
             try:
                 events = parse(frame, recv_ts)
             except Exception as exc:  # ParseError, or an adapter bug: the frame cannot be trusted

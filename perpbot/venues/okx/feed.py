@@ -47,6 +47,9 @@ class OkxFeedAdapter:
     def parse(self, frame: str | bytes, recv_ts: float) -> list[Event]:
         return okx_parse.parse(frame, recv_ts)
 
+    # The supervisor's fast path for `books` updates of synced books (None: use parse).
+    apply_books_frame = staticmethod(okx_parse.apply_books_frame)
+
     def resync_frames(self, symbol: str) -> list[str]:
         arg = [{"channel": self.book_channel, "instId": symbol}]
         return [

@@ -99,6 +99,64 @@ def parse(frame: str | bytes, recv_ts: float) -> list[Event]:
     return _parse_generic(frame, recv_ts)
 
 
+def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, int, str | None] | None:
+    """Fast path for the common frame: a `books` update of one symbol whose book is synced.
+
+    Decodes straight into the book: no BookUpdate, no apply_update/Rules calls. `books` maps
+    (venue, symbol) to L2Book, like BookStore.books. Returns (book, exchange ts ms, None) when
+    applied, (book, exchange ts ms, reason) when the book was invalidated (the very reasons
+    and book state apply_update gives: "malformed: ...", "checksum", "crossed"), or None for
+    anything else: not a books update, several items, no seqId, an unknown or unsynced book,
+    a seqId gap... The caller then runs parse() + apply_update on the same frame: nothing was
+    touched, so that path alone owns every unusual case and its error.
+    """
+    try:
+        typed = _decode_books(frame)
+    except Exception:  # whatever the typed decode refuses belongs to the generic path
+        return None
+    data = typed.data
+    if typed.action != "update" or typed.event is not None or len(data) != 1 or typed.arg.channel != "books":
+        return None
+    book = books.get((VENUE, typed.arg.instId))
+    if book is None:
+        return None
+    item = data[0]
+    seq = item.seqId
+    last = book.seq
+    prev = item.prevSeqId
+    # Rules.check_sequence's APPLY case only; a gap (and its reason) is the generic path's.
+    if seq is None or last is None or book.awaiting_first_delta or (prev != last and prev is not None):
+        return None
+    ts = item.ts
+    if not (ts.isascii() and ts.isdigit()):
+        return None
+    ts_ms = int(ts)
+    try:
+        book.apply_levels(item.bids, item.asks)
+    except (ValueError, IndexError, TypeError) as exc:  # as apply_update: a level that is not exact
+        book.invalidate("malformed")
+        book.seq = None
+        return book, ts_ms, f"malformed: {exc}"
+    book.seq = seq
+    book.exchange_ts_ms = ts_ms
+    book.recv_ts = recv_ts
+    book.updates += 1
+    checksum = item.checksum
+    if checksum and not _verify_checksum(book, checksum):  # 0 means "no checksum" (see _book)
+        book.invalidate("checksum")
+        book.seq = None
+        return book, ts_ms, "checksum"
+    bid_keys = book.bid_keys
+    ask_keys = book.ask_keys
+    if bid_keys and ask_keys and bid_keys[-1] >= ask_keys[0]:
+        book.invalidate("crossed")
+        book.seq = None
+        return book, ts_ms, "crossed"
+    book.valid = True
+    book.invalid_reason = None
+    return book, ts_ms, None
+
+
 def _parse_generic(frame: str | bytes, recv_ts: float) -> list[Event]:
     message = decode(VENUE, frame)
     if type(message) is not dict:
@@ -243,11 +301,16 @@ class Rules:
         return f"okx seqId gap: prevSeqId {prev} != last seqId {book.seq}"
 
     def verify_checksum(self, book: L2Book, checksum: int) -> bool:
-        if not book.keep_raw:
-            # The CRC is over the strings as sent; a book without them cannot match.
-            return crc32_signed(checksum_string(book)) == checksum
-        # checksum_string inlined: the book's index-aligned fragments give the top 25 per
-        # side as two slices.
-        levels = _checksum_fragments(book.bid_frags[_BID_TOP], book.ask_frags[_ASK_TOP])
-        value = zlib.crc32(":".join(levels).encode())
-        return (value - 0x100000000 if value & 0x80000000 else value) == checksum
+        return _verify_checksum(book, checksum)
+
+
+def _verify_checksum(book: L2Book, checksum: int) -> bool:
+    """True when the CRC32 of the book's top 25 levels, as sent, equals the venue's checksum."""
+    if not book.keep_raw:
+        # The CRC is over the strings as sent; a book without them cannot match.
+        return crc32_signed(checksum_string(book)) == checksum
+    # checksum_string inlined: the book's index-aligned fragments give the top 25 per
+    # side as two slices.
+    levels = _checksum_fragments(book.bid_frags[_BID_TOP], book.ask_frags[_ASK_TOP])
+    value = zlib.crc32(":".join(levels).encode())
+    return (value - 0x100000000 if value & 0x80000000 else value) == checksum
