@@ -106,6 +106,9 @@ class HttpSettings(_Strict):
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(65536, gt=0)
     request_timeout_s: float = Field(10.0, gt=0)
+    # A connection that has not delivered a complete request head for this long is closed:
+    # idle keep-alive connections and slow or never-finished headers (slowloris).
+    idle_timeout_s: float = Field(15.0, gt=0)
 
 
 class RedisSettings(_Strict):

@@ -1,5 +1,10 @@
 """HTTP control plane (aiohttp, same event loop): thin routes over the engine, books, feeds, health and metrics.
 
+Limits: a body over http.max_body_bytes answers 413; a handler running longer than
+http.request_timeout_s is cancelled and answers 504 (JSON), other requests unaffected; a
+connection that has not sent a complete request head within http.idle_timeout_s (idle
+keep-alive, slow or unfinished headers) is closed without an answer.
+
 Security: state-changing routes (every POST) need `Authorization: Bearer <api_token>`,
 compared in constant time. With no token configured they are allowed only when the
 server is bound to loopback (and answer 403 otherwise); the server refuses to start on a
@@ -370,7 +375,13 @@ class ControlServer:
         self.check_bind(settings)
         if not self.ctx.started_at:
             self.ctx.started_at = time.time()
-        self._runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False)
+        # keepalive_timeout is aiohttp's clock for "no complete request head yet": it starts when a
+        # connection opens and restarts after each response, so it also cuts off unfinished headers.
+        # lingering_time bounds how long an unread body (e.g. one still trickling in after a 504) is
+        # read and discarded before the connection is closed: no longer than a request may run.
+        self._runner = web.AppRunner(build_app(self.ctx), access_log=None, handle_signals=False,
+                                     keepalive_timeout=settings.http.idle_timeout_s,
+                                     lingering_time=settings.http.request_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http.host, settings.http.port)
         await site.start()
