@@ -121,31 +121,46 @@ class L2Book:
 
     def apply_side(self, levels: list, is_bid: bool) -> None:
         """Apply [price, size, ...] string levels; size 0 deletes (absent levels too)."""
-        if self.keep_raw:
-            if is_bid:
-                self._apply_raw(levels, self.bids, self.bid_keys, self.bid_frags)
-            else:
-                self._apply_raw(levels, self.asks, self.ask_keys, self.ask_frags)
-        elif is_bid:
-            self._apply_plain(levels, self.bids, self.bid_keys)
+        if is_bid:
+            self.apply_levels(levels, ())
         else:
-            self._apply_plain(levels, self.asks, self.ask_keys)
+            self.apply_levels((), levels)
 
     def apply_levels(self, bids: list, asks: list) -> None:
-        """apply_side for both sides in one call (the venue fast paths use it)."""
+        """apply_side for both sides in one call. The hot path of every book update: both
+        sides' loops are written out (two calls cost ~15% of a 5-level update). A level
+        raising ValueError leaves the levels before it applied (callers invalidate)."""
+        prices = self._px
+        sizes = self._sz
         if self.keep_raw:
             self._apply_raw(bids, self.bids, self.bid_keys, self.bid_frags)
             self._apply_raw(asks, self.asks, self.ask_keys, self.ask_frags)
-        else:
-            self._apply_plain(bids, self.bids, self.bid_keys)
-            self._apply_plain(asks, self.asks, self.ask_keys)
-
-    def _apply_plain(self, levels: list, book: dict[int, int], keys: list[int]) -> None:
-        prices = self._px
-        sizes = self._sz
-        for level in levels:
-            # A subscript plus a rare KeyError beats a .get() call on every hit. The price is
-            # parsed before the size, so a frame bad in both reports the price (as before).
+            return
+        # A subscript plus a rare KeyError beats a .get() call on every hit. The price is
+        # parsed before the size, so a level bad in both reports the price.
+        book = self.bids
+        keys = self.bid_keys
+        for level in bids:
+            px_text = level[0]
+            try:
+                price = prices[px_text]
+            except KeyError:
+                price = self._price_miss(px_text)
+            sz_text = level[1]
+            try:
+                size = sizes[sz_text]
+            except KeyError:
+                size = self._size_miss(sz_text)
+            if size:
+                if price not in book:
+                    insort(keys, price)
+                book[price] = size
+            elif price in book:
+                del book[price]
+                del keys[bisect_left(keys, price)]
+        book = self.asks
+        keys = self.ask_keys
+        for level in asks:
             px_text = level[0]
             try:
                 price = prices[px_text]
@@ -165,7 +180,7 @@ class L2Book:
                 del keys[bisect_left(keys, price)]
 
     def _apply_raw(self, levels: list, book: dict[int, int], keys: list[int], frags: list[str]) -> None:
-        """apply_side for books keeping wire strings: `frags` stays index-aligned with `keys`,
+        """apply_levels for books keeping wire strings: `frags` stays index-aligned with `keys`,
         so the checksum's top levels are one slice, not 25 dict lookups per side."""
         prices = self._px
         sizes = self._sz
