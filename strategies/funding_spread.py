@@ -45,6 +45,25 @@ class FundingSpreadStrategy:
         self._hourly[key] = (update, rate)
         return rate
 
+    def funding_may_enter(self, updates: list[FundingUpdate | None]) -> bool:
+        """FundingScreen: False unless two of the base's funding updates differ by at least
+        entry_hourly_spread per hour (and by more than 0). Over every instrument of the base, so
+        at least as permissive as the same test over the usable ones (may_enter, evaluate)."""
+        low = high = None
+        for update in updates:
+            if update is None:
+                continue
+            rate = self._hourly_of(update)
+            if low is None:
+                low = high = rate
+            elif rate < low:
+                low = rate
+            elif rate > high:
+                high = rate
+        if low is None or high <= low:
+            return False
+        return high - low >= self.settings.entry_hourly_spread
+
     def may_enter(self, base: str, usable: Usable, funding: Mapping[Key, FundingUpdate]) -> bool:
         """Entry screen (EntryScreen): False unless two usable books' hourly funding differ by at
         least entry_hourly_spread (and by more than 0), the first test `evaluate` applies."""

@@ -45,6 +45,11 @@ class PriceSpreadStrategy:
             factors = self._factors[key] = (sell, buy)
         return factors
 
+    def top_factors(self, instrument: Instrument) -> tuple[int, int]:
+        """TopScreen: the same (sell, buy) factors may_enter compares, for the scanner's
+        incremental screen (an entry needs best_bid x sell >= best_ask x buy for some pair)."""
+        return self._factors_of(instrument, instrument.key)
+
     def may_enter(self, base: str, usable: Usable, funding: Mapping[Key, FundingUpdate]) -> bool:
         """Entry screen (EntryScreen): False when no pair of usable books can reach min_edge_bps.
 

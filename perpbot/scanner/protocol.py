@@ -40,6 +40,50 @@ def index_by_base(instruments: Mapping[Key, Instrument]) -> dict[str, list[Instr
     return by_base
 
 
+class FundingMap(dict):
+    """The latest FundingUpdate per (venue, symbol): a dict that counts its writes in `version`,
+    so the scanner can tell in one compare that no funding rate changed since it last looked
+    (funding updates do not wake the scanner; the books do). Reads are plain dict reads."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.version = 0
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.version += 1
+
+    def __delitem__(self, key) -> None:
+        super().__delitem__(key)
+        self.version += 1
+
+    def pop(self, *args):
+        self.version += 1
+        return super().pop(*args)
+
+    def popitem(self):
+        self.version += 1
+        return super().popitem()
+
+    def setdefault(self, key, default=None):
+        self.version += 1
+        return super().setdefault(key, default)
+
+    def update(self, *args, **kwargs) -> None:
+        super().update(*args, **kwargs)
+        self.version += 1
+
+    def clear(self) -> None:
+        super().clear()
+        self.version += 1
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+
 class MarketView:
     """What a strategy may see at one instant: usable books only, funding, instruments.
 
@@ -112,3 +156,26 @@ class EntryScreen(Protocol):
     integers/Decimals it compares: never a float)."""
 
     def may_enter(self, base: str, usable: Usable, funding: Mapping[Key, FundingUpdate]) -> bool: ...
+
+
+class TopScreen(Protocol):
+    """Optional, for speed (incremental screen): a strategy whose entries need, for some pair of
+    the base's books, best_bid x sell >= best_ask x buy with `(sell, buy) = top_factors(instrument)`
+    (exact integers applied to the books' scaled prices). The scanner keeps these products per
+    book, refreshes only the books reported changed, and skips `evaluate` on bases with no open
+    trade where no pair passes. Contract: with no open trade, `evaluate` returns a decision only
+    if such a pair exists among its usable books (usable books are a subset of all books, so a
+    screen over every book is at least as permissive)."""
+
+    def top_factors(self, instrument: Instrument) -> tuple[int, int]: ...
+
+
+class FundingScreen(Protocol):
+    """Optional, for speed (incremental screen): a strategy whose entries depend first on the
+    funding updates of the base's instruments. `funding_may_enter(updates)` (one entry per
+    instrument of the base, None where there is no rate) must be True whenever `evaluate` could
+    return any decision with no open trade on the base, for any subset of those instruments'
+    books being usable. The scanner re-runs it only when one of those updates was replaced."""
+
+    def funding_may_enter(self, updates: list[FundingUpdate | None]) -> bool: ...
+

@@ -10,7 +10,7 @@ from perpbot.book.store import BookStore
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
-from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Strategy, Usable, index_by_base
+from perpbot.scanner.protocol import FundingMap, Key, MarketView, OpenTrade, Strategy, Usable, index_by_base
 from perpbot.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,22 @@ class Scanner:
             base: [(inst, (inst.venue, inst.symbol)) for inst in insts] for base, insts in self._by_base.items()
         }
         self.screened = 0  # bases skipped by the screens (the cheap path)
+        # Incremental fast path: when every strategy is a TopScreen or a FundingScreen, each
+        # book's screen products are kept between scans and refreshed only for the keys reported
+        # changed, so a quiet update costs one book read and a few integer compares.
+        tops = [s for s in self.strategies if callable(getattr(s, "top_factors", None))]
+        funds = [s for s in self.strategies if callable(getattr(s, "funding_may_enter", None))]
+        incremental = bool(self.strategies) and all(s in tops or s in funds for s in self.strategies)
+        self._tops = tops if incremental else None
+        self._funds = [s.funding_may_enter for s in funds if s not in tops] if incremental else []
+        self._states: dict[str, _BaseScreen] = {}
+        self._versioned = type(funding_map) is FundingMap
+        self._slots: dict[Key, tuple[_BaseScreen, int]] = {}
+        # With exactly one TopScreen, key -> (state, index, sell, buy) for the hot path in scan;
+        # filled as bases are first seen.
+        self._quick: dict[Key, tuple[_BaseScreen, int, int, int]] | None = (
+            {} if incremental and len(tops) == 1 else None
+        )
 
     def _usable(self, base: str, now: float) -> Usable:
         """The base's usable books, as MarketView.books_for sees them, with their keys."""
@@ -84,21 +100,88 @@ class Scanner:
 
     def scan(self, changed: Iterable[Key], open_trades: Sequence[OpenTrade]) -> list[Decision]:
         """Evaluate every strategy for each base whose books changed; count entry opportunities."""
+        quick = self._quick
+        if quick is not None and type(changed) is tuple and len(changed) == 1:
+            # Hot path (one book changed, one TopScreen): refresh that book's two products and
+            # judge its base inline, without building a state list or calling the clock.
+            key = changed[0]
+            entry = quick.get(key)
+            if entry is not None:
+                state, i, sell, buy = entry
+                book = self.store.books.get(key)
+                if book is None:
+                    state.sells[0][i] = 0
+                    state.buys[0][i] = _NO_ASK
+                else:
+                    keys = book.bid_keys
+                    state.sells[0][i] = keys[-1] * sell if keys else 0
+                    keys = book.ask_keys
+                    state.buys[0][i] = keys[0] * buy if keys else _NO_ASK
+                base = state.base
+                held = False
+                if open_trades:
+                    for trade in open_trades:
+                        if trade.base == base:
+                            held = True
+                            break
+                funding = self.funding_map
+                if (
+                    not held
+                    and max(state.sells[0]) < min(state.buys[0])
+                    and not (
+                        state.verdict
+                        if self._versioned and funding.version == state.version
+                        else state.funding_may_enter(funding, self._funds)
+                    )
+                ):
+                    self.scans += 1
+                    self.screened += 1
+                    if base in self._live:
+                        del self._live[base]
+                    return []
+                # Otherwise the general path below (refreshing the same book again is harmless).
+        incremental = self._tops is not None
         if type(changed) is tuple and len(changed) == 1:  # one book changed: skip set + sort
-            base = self._base_of.get(changed[0])
-            bases = [base] if base is not None else []
+            key = changed[0]
+            base = self._base_of.get(key)
+            if base is None:
+                return []
+            if incremental:
+                slot = self._slots.get(key)
+                if slot is not None:
+                    slot[0].refresh(slot[1], self.store.books.get(key))
+            bases = [base]
         else:
+            if incremental:
+                changed = list(changed)
+                books = self.store.books
+                for key in changed:
+                    slot = self._slots.get(key)
+                    if slot is not None:
+                        slot[0].refresh(slot[1], books.get(key))
             bases = self.bases_of(changed)
-        if not bases:
-            return []
+            if not bases:
+                return []
         self.scans += 1
-        now = self.clock()
+        now = None
         view: MarketView | None = None
         screens = self._screens
         decisions: list[Decision] = []
         for base in bases:
             trades = [t for t in open_trades if t.base == base] if open_trades else []
-            if screens is not None and not trades:
+            if incremental and not trades:
+                state = self._states.get(base)
+                if state is None:
+                    state = self._new_state(base)
+                if not state.may_enter(self.funding_map, self._funds):
+                    # Same outcome as a full evaluation that found nothing (see _BaseScreen).
+                    self.screened += 1
+                    if base in self._live:
+                        del self._live[base]
+                    continue
+            if now is None:
+                now = self.clock()
+            if screens is not None and not trades and not incremental:
                 usable = self._usable(base, now)
                 funding = self.funding_map
                 quiet = True
@@ -141,6 +224,26 @@ class Scanner:
             self._live[base] = live
         return decisions
 
+    def _new_state(self, base: str) -> _BaseScreen:
+        """The incremental screen of `base`, built from every book of it as the store holds them now."""
+        keyed = self._keys_by_base.get(base, [])
+        state = _BaseScreen(base, [key for _, key in keyed], [[_factors(t, inst) for inst, _ in keyed] for t in self._tops])
+        books = self.store.books
+        for i, (_, key) in enumerate(keyed):
+            self._slots[key] = (state, i)
+            state.refresh(i, books.get(key))
+            if self._quick is not None:
+                self._quick[key] = (state, i, *state.factors[0][i])
+        self._states[base] = state
+        return state
+
+    def prime(self) -> None:
+        """Build every base's incremental screen now (otherwise built at its first scan)."""
+        if self._tops is not None:
+            for base in self._keys_by_base:
+                if base not in self._states:
+                    self._new_state(base)
+
     async def run(
         self,
         on_decisions: Callable[[list[Decision]], Awaitable[None]],
@@ -154,3 +257,82 @@ class Scanner:
             decisions = self.scan(changed, open_trades_fn())
             if decisions:
                 await on_decisions(decisions)
+
+
+def _factors(strategy, instrument: Instrument) -> tuple[int, int]:
+    """A TopScreen's factors for one book; (0, 0) lets every update through when they cannot be
+    computed (then `evaluate` runs, and logs the strategy's error if it has one)."""
+    try:
+        return strategy.top_factors(instrument)
+    except Exception:
+        return 0, 0
+
+
+# Larger than any best_ask x buy factor: the buy product of a book without asks (never passes).
+_NO_ASK = 1 << 512
+
+
+class _BaseScreen:
+    """Incremental entry screen of one base: per book, best_bid x sell and best_ask x buy for each
+    TopScreen strategy, as of the last time the book was reported changed (or first seen), and the
+    funding updates the FundingScreens last judged.
+
+    Exact and conservative: a book's products change only when the book does, and every book
+    change reaches `Scanner.scan` in `changed` (the store's dirty set); books that are not usable
+    stay in, which only ever lets more through (a TopScreen or FundingScreen over every book is at
+    least as permissive as over the usable ones). Funding is read on every check, since funding
+    updates do not wake the scanner, and re-judged only when an update object was replaced.
+    """
+
+    __slots__ = ("base", "keys", "factors", "sells", "buys", "seen", "verdict", "version")
+
+    def __init__(self, base: str, keys: list[Key], factors: list[list[tuple[int, int]]]) -> None:
+        self.base = base
+        self.keys = keys
+        self.factors = factors  # [strategy][book] -> (sell, buy)
+        self.sells = [[0] * len(keys) for _ in factors]
+        self.buys = [[_NO_ASK] * len(keys) for _ in factors]
+        self.seen: list | None = None
+        self.verdict = False
+        self.version = -1  # FundingMap.version when `verdict` was judged (-1: never)
+
+    def refresh(self, i: int, book) -> None:
+        """Book `i` changed: recompute its products from its best bid and ask."""
+        bid = ask = None
+        if book is not None:
+            keys = book.bid_keys
+            if keys:
+                bid = keys[-1]
+            keys = book.ask_keys
+            if keys:
+                ask = keys[0]
+        for factors, sells, buys in zip(self.factors, self.sells, self.buys):
+            sell, buy = factors[i]
+            sells[i] = 0 if bid is None else bid * sell
+            buys[i] = _NO_ASK if ask is None else ask * buy
+
+    def may_enter(self, funding: Mapping[Key, FundingUpdate], funds: list) -> bool:
+        """False only when no strategy could enter on this base (then `evaluate` is skipped)."""
+        for sells, buys in zip(self.sells, self.buys):
+            if max(sells) >= min(buys):
+                return True
+        return self.funding_may_enter(funding, funds)
+
+    def funding_may_enter(self, funding: Mapping[Key, FundingUpdate], funds: list) -> bool:
+        """The FundingScreens' verdict, re-judged only when one of the base's updates was replaced."""
+        if funds:
+            if type(funding) is FundingMap:
+                version = funding.version
+                if version == self.version:
+                    return self.verdict  # a FundingMap with no write since the last judgement
+                self.version = version
+            updates = list(map(funding.get, self.keys))
+            if updates != self.seen:
+                self.seen = updates
+                try:
+                    self.verdict = any(screen(updates) for screen in funds)
+                except Exception:
+                    self.verdict = True  # a failing screen: the full evaluation logs the strategy's error
+            return self.verdict
+        return False
+

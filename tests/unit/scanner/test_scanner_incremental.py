@@ -1,0 +1,193 @@
+"""Incremental screens (TopScreen, FundingScreen, FundingMap): a skipped base is one the full evaluation
+would have decided nothing on, across random books, fees, sizes, thresholds and funding."""
+
+import dataclasses
+import logging
+from decimal import Decimal as D
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from market_helpers import BINANCE_BTC, BYBIT_BTC, HYPERLIQUID_BTC, NOW, OKX_BTC, funding, put_book
+
+from perpbot.book.store import BookStore
+from perpbot.core.decisions import Leg
+from perpbot.scanner.protocol import FundingMap, OpenTrade
+from perpbot.scanner.scanner import Scanner
+from perpbot.settings import FundingSpreadSettings, PriceSpreadSettings, StrategiesSettings
+from perpbot.telemetry.metrics import Metrics
+from strategies import build_strategies
+from strategies.funding_spread import FundingSpreadStrategy
+from strategies.price_spread import PriceSpreadStrategy
+
+BASE = (OKX_BTC, BINANCE_BTC, BYBIT_BTC, HYPERLIQUID_BTC)
+
+
+class Unscreened:
+    """Wraps a strategy without its screens, so the scanner always runs evaluate."""
+
+    def __init__(self, strategy) -> None:
+        self.name = strategy.name
+        self.evaluate = strategy.evaluate
+
+
+fees = st.sampled_from(["0", "0.0001", "0.0002", "0.00045", "0.0005", "0.00055", "0.001"])
+rate_choices = st.one_of(st.none(), st.sampled_from(["0.0001", "0.0001", "0.0004", "-0.0003", "0.00012", "0.002", "0"]))
+
+
+@st.composite
+def book_sides(draw, contract: bool):
+    """A book near 60,000 (whole dimes): 1-4 levels a side, sometimes crossed against the others."""
+    bid = 600000 + draw(st.sampled_from([0, 0, 0, 1, -1, 20, -20, 300, -300, 1200]))
+    ask = bid + draw(st.sampled_from([1, 2, 5, 50]))
+    unit = 100 if contract else 1
+    sizes = st.sampled_from([D("0.001"), D("0.003"), D("0.01"), D("0.1"), D("5")])
+    n_bids = draw(st.integers(0, 4))
+    n_asks = draw(st.integers(0, 4))
+    bids = [(f"{(bid - 3 * i) / 10:.1f}", str(draw(sizes) * unit)) for i in range(n_bids)]
+    asks = [(f"{(ask + 3 * i) / 10:.1f}", str(draw(sizes) * unit)) for i in range(n_asks)]
+    return bids, asks
+
+
+@st.composite
+def markets(draw):
+    instruments = [dataclasses.replace(inst, taker_fee=D(draw(fees))) for inst in BASE]
+    books = [draw(book_sides(inst.venue == "okx")) for inst in instruments]
+    ages = [draw(st.sampled_from([0.0, 0.0, 0.0, 10.0])) for _ in instruments]
+    funded = [draw(rate_choices) for _ in instruments]
+    price = PriceSpreadSettings(min_edge_bps=D(draw(st.sampled_from(["0", "1", "8", "30"]))),
+                                order_size_usdt=D(draw(st.sampled_from(["20", "200", "5000"]))))
+    fund = FundingSpreadSettings(entry_hourly_spread=D(draw(st.sampled_from(["0", "0.00001", "0.0001"]))),
+                                 order_size_usdt=price.order_size_usdt)
+    return instruments, books, ages, funded, price, fund
+
+
+def _build(instruments, books, ages, funded):
+    store = BookStore(stale_after_s=5.0)
+    rates = FundingMap()
+    for inst, (bids, asks), age in zip(instruments, books, ages):
+        if bids or asks:
+            book = put_book(store, inst, bids or [("1.0", "1")], asks or [("999999.0", "1")], NOW - age)
+            # Empty sides are real: clear them after the snapshot so the book stays valid.
+            if not bids:
+                book.bids.clear()
+                book.bid_keys.clear()
+            if not asks:
+                book.asks.clear()
+                book.ask_keys.clear()
+    for inst, rate in zip(instruments, funded):
+        if rate is not None:
+            rates[inst.key] = funding(inst, rate, inst.funding_interval_hours)
+    return store, rates
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.integers(0, 3))
+def test_screen_no_means_the_full_evaluation_yields_nothing(market, changed):
+    instruments, books, ages, funded, price, fund = market
+    store, rates = _build(instruments, books, ages, funded)
+    mapping = {inst.key: inst for inst in instruments}
+    strategies = [PriceSpreadStrategy(price), FundingSpreadStrategy(fund)]
+    fast = Scanner(store, strategies, Metrics(), mapping, rates, clock=lambda: NOW)
+    full = Scanner(store, [Unscreened(s) for s in strategies], Metrics(), mapping, rates, clock=lambda: NOW)
+    key = instruments[changed].key
+    got = fast.scan((key,), [])
+    want = full.scan((key,), [])
+    assert got == want
+    if fast.screened:
+        assert want == []  # the screen said no: the full evaluation found nothing either
+    # The screens agree with the per-strategy may_enter on the usable books (never stricter).
+    usable = [(i, i.key, store.get(*i.key)) for i in instruments
+              if store.get(*i.key) is not None and store.is_usable(store.get(*i.key), NOW)]
+    if any(s.may_enter("BTC", usable, rates) for s in strategies):
+        assert fast.screened == 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 3), st.data()), min_size=1, max_size=12), st.data())
+def test_incremental_scanner_agrees_with_full_evaluation_over_a_stream_of_updates(steps, data):
+    """Products kept across scans: after every reported book or funding change, the incremental
+    scanner decides exactly what the unscreened one decides."""
+    instruments = list(BASE)
+    store, rates = _build(instruments, [data.draw(book_sides(i.venue == "okx")) for i in instruments],
+                          [0.0] * 4, [data.draw(rate_choices) for _ in instruments])
+    mapping = {inst.key: inst for inst in instruments}
+    built = build_strategies(StrategiesSettings())
+    fast = Scanner(store, built, Metrics(), mapping, rates, clock=lambda: NOW)
+    full = Scanner(store, [Unscreened(s) for s in built], Metrics(), mapping, rates, clock=lambda: NOW)
+    assert fast.scan(tuple(mapping), []) == full.scan(tuple(mapping), [])
+    for index, step in steps:
+        inst = instruments[index]
+        bids, asks = step.draw(book_sides(inst.venue == "okx"))
+        put_book(store, inst, bids or [("59000.0", "1")], asks or [("61000.0", "1")], NOW)
+        if step.draw(st.booleans()):
+            rates[inst.key] = funding(inst, step.draw(rates_present), inst.funding_interval_hours)
+        assert fast.scan((inst.key,), []) == full.scan((inst.key,), [])
+    assert fast._tops is not None  # the incremental path was the one under test
+
+
+rates_present = st.sampled_from(["0.0001", "0.0004", "-0.0003", "0.002", "0"])
+
+
+def test_funding_change_alone_is_seen_at_the_next_book_update_of_the_base():
+    store = BookStore(stale_after_s=5.0)
+    for inst in BASE:
+        size = "500" if inst.venue == "okx" else "5"
+        put_book(store, inst, [("60000.0", size)], [("60000.5", size)], NOW)
+    rates = FundingMap({inst.key: funding(inst, "0.0001", 8) for inst in BASE})
+    scanner = Scanner(store, build_strategies(StrategiesSettings()), Metrics(), {i.key: i for i in BASE}, rates,
+                      clock=lambda: NOW)
+    assert scanner.scan((OKX_BTC.key,), []) == [] and scanner.screened == 1
+    version = rates.version
+    rates[BYBIT_BTC.key] = funding(BYBIT_BTC, "0.004", 8)  # 5 bps/h over the others
+    assert rates.version == version + 1
+    decisions = scanner.scan((OKX_BTC.key,), [])
+    assert [d.strategy for d in decisions] == ["funding_spread"] * len(decisions) and decisions
+    assert scanner.screened == 1
+
+
+def test_funding_map_counts_every_write():
+    rates = FundingMap()
+    rates[("okx", "A")] = 1
+    rates.update({("okx", "B"): 2})
+    rates.setdefault(("okx", "C"), 3)
+    rates.pop(("okx", "A"))
+    del rates[("okx", "B")]
+    rates |= {("okx", "D"): 4}
+    rates.popitem()
+    rates.clear()
+    assert rates.version == 8 and rates == {}
+    assert FundingMap({("okx", "A"): 1}).version == 0
+
+
+def test_exits_are_evaluated_on_every_update_of_a_base_with_an_open_trade():
+    store = BookStore(stale_after_s=5.0)
+    for inst in BASE:
+        size = "500" if inst.venue == "okx" else "5"
+        put_book(store, inst, [("60000.0", size)], [("60000.5", size)], NOW)
+    scanner = Scanner(store, build_strategies(StrategiesSettings()), Metrics(), {i.key: i for i in BASE},
+                      FundingMap(), clock=lambda: NOW)
+    scanner.prime()
+    legs = (Leg("okx", "BTC-USDT-SWAP", "buy", D("0.01"), D("60000.5")), Leg("binance", "BTCUSDT", "sell", D("0.01"),
+                                                                          D("60000.0")))
+    trade = OpenTrade("t1", "price_spread", "BTC", legs, NOW - 10, D("40"))  # converged: round trip >= 0
+    decisions = scanner.scan((BYBIT_BTC.key,), [trade])
+    assert [(d.action, d.trade_id) for d in decisions] == [("close", "t1")]
+    assert scanner.screened == 0
+    assert scanner.scan((BYBIT_BTC.key,), []) == [] and scanner.screened == 1
+
+
+def test_a_strategy_whose_screen_fails_is_still_evaluated_and_logged(caplog):
+    class Broken(PriceSpreadStrategy):
+        def top_factors(self, instrument):
+            raise ValueError("no factors")
+
+        def evaluate(self, view, base, open_trades):
+            raise RuntimeError("evaluate broke")
+
+    store = BookStore(stale_after_s=5.0)
+    put_book(store, OKX_BTC, [("60000.0", "500")], [("60000.5", "500")], NOW)
+    scanner = Scanner(store, [Broken(PriceSpreadSettings())], Metrics(), {OKX_BTC.key: OKX_BTC}, FundingMap(),
+                      clock=lambda: NOW)
+    with caplog.at_level(logging.ERROR):
+        assert scanner.scan((OKX_BTC.key,), []) == []
+    assert scanner.screened == 0 and "evaluate broke" in caplog.text
