@@ -21,7 +21,7 @@ from perpbot.core.decisions import Leg
 from perpbot.core.instruments import Instrument
 from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.engine import Engine
-from perpbot.execution.paper import PaperClient
+from perpbot.execution.paper import PaperClient, PaperFunding
 from perpbot.journal.redis_state import RedisState
 from perpbot.journal.sqlite import Journal
 from perpbot.portfolio.book import Portfolio
@@ -94,8 +94,9 @@ class TradingService:
     """Engine + scanner, run together; EngineCommands are answered by the engine."""
 
     def __init__(self, engine: Engine, scanner: Scanner, clients: dict[str, Any], journal: Journal,
-                 redis_state: RedisState | None) -> None:
+                 redis_state: RedisState | None, paper_funding: PaperFunding | None = None) -> None:
         self.engine = engine
+        self.paper_funding = paper_funding  # paper mode: settles funding the live venues settle themselves
         self.scanner = scanner
         self.clients = clients
         self.journal = journal
@@ -129,6 +130,8 @@ class TradingService:
                 engine_task = tg.create_task(self.engine.run(), name="engine-periodic")
                 scan_task = tg.create_task(self.scanner.run(self.engine.on_decisions, self.open_trades),
                                            name="scanner")
+                if self.paper_funding is not None:
+                    tg.create_task(self.paper_funding.run(self._stop), name="paper-funding")
                 await self._stop.wait()
                 self.engine.stop()
                 scan_task.cancel()
@@ -183,5 +186,7 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
     engine = Engine(settings, clients, RiskGate(settings.risk, settings.execution, metrics), store, instruments,
                     funding_map, journal, Portfolio(), metrics, redis_state)
     scanner = Scanner(store, build_strategies(settings.strategies), metrics, instruments, funding_map)
+    paper = {venue: client for venue, client in clients.items() if isinstance(client, PaperClient)}
+    paper_funding = PaperFunding(paper, funding_map if funding_map is not None else {}) if paper else None
     log.info("Trading wired: mode=%s venues=%s instruments=%d", settings.mode, sorted(clients), len(instruments))
-    return TradingService(engine, scanner, clients, journal, redis_state)
+    return TradingService(engine, scanner, clients, journal, redis_state, paper_funding)

@@ -4,15 +4,22 @@ A taker order walks the opposite side of the book up to its limit price (IOC: th
 cancelled), pays the instrument's taker fee, and updates locally kept positions and balance.
 Latency is modelled as a fixed delay before the book is read. Same port as the live client,
 so the engine has no paper branches.
+
+Funding: PaperFunding settles each open paper position at its venue's funding times, at the
+rate the feeds last reported for that settlement; the engine then fetches those payments
+through fetch_funding_payments and journals and books them exactly as a live venue's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable, Mapping
 from decimal import ROUND_DOWN, Decimal
 
 from perpbot.book.store import BookStore
 from perpbot.core import errors
+from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import decimal_to_scaled, scaled_to_decimal
 from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
@@ -48,6 +55,7 @@ class PaperClient:
         self.orders: dict[str, OrderResult] = {}
         self.positions: dict[str, Position] = {}
         self.funding_payments: list[FundingPayment] = []
+        self._funding_ids: set[str] = set()
 
     async def load_instruments(self, symbols: list[str]) -> dict[str, Instrument]:
         missing = [s for s in symbols if s not in self.instruments]
@@ -147,14 +155,18 @@ class PaperClient:
 
     def settle_funding(self, symbol: str, rate: Decimal, ts_ms: int, mark: Decimal | None = None) -> FundingPayment | None:
         """Book one funding settlement on the paper position (longs pay shorts when `rate` > 0), at
-        `mark` or the book's mid; None when flat or no mark is known. Exact Decimal arithmetic."""
+        `mark` or the book's mid; None when flat, no mark is known, or this symbol's settlement at
+        `ts_ms` is already booked (one payment per symbol and settlement time). Exact Decimal
+        arithmetic, the same formula the simulated venues settle with."""
+        payment_id = f"paper:{symbol}:{ts_ms}"
         position = self.positions.get(symbol)
         mark = mark if mark is not None else self._mark(symbol)
-        if position is None or position.size == 0 or mark is None:
+        if position is None or position.size == 0 or mark is None or payment_id in self._funding_ids:
             return None
         amount = -position.size * mark * rate
         self.cash += amount
-        payment = FundingPayment(self.venue, symbol, f"paper:{symbol}:{ts_ms}", amount, ts_ms)
+        payment = FundingPayment(self.venue, symbol, payment_id, amount, ts_ms)
+        self._funding_ids.add(payment_id)
         self.funding_payments.append(payment)
         return payment
 
@@ -163,3 +175,68 @@ class PaperClient:
 
     async def close(self) -> None:
         return None
+
+
+class PaperFunding:
+    """Settles funding on paper positions at each venue's funding times (the live venues do it themselves).
+
+    A FundingUpdate from the feeds carries the rate that settles at its `next_funding_ms`. Each
+    tick first settles every armed settlement whose time has passed, at the rate armed before that
+    time (the latest one the feed reported for it), then arms the next one from the latest updates.
+    An update still naming a passed time is stale and arms nothing, so each symbol's settlement is
+    paid once; PaperClient.settle_funding also refuses a second payment for the same time.
+    Settlement uses the position held at the tick, so `poll_s` bounds how late after the funding
+    time that is read. Payments are dated at the funding time, as a venue's funding history is.
+    """
+
+    def __init__(self, clients: Mapping[str, PaperClient], funding_map: Mapping[tuple[str, str], FundingUpdate],
+                 clock: Callable[[], float] = time.time, poll_s: float = 1.0) -> None:
+        self.clients = clients
+        self.funding_map = funding_map
+        self._clock = clock
+        self.poll_s = poll_s
+        self._armed: dict[tuple[str, str], tuple[int, Decimal]] = {}  # (venue, symbol) -> (due ms, rate)
+
+    @staticmethod
+    def next_due_ms(update: FundingUpdate, now_ms: int) -> int:
+        """The settlement time the update's rate applies to; without one from the venue, the next
+        whole multiple of the venue's interval (venues settle on interval boundaries of UTC)."""
+        if update.next_funding_ms:
+            return update.next_funding_ms
+        interval_ms = max(1, int(update.interval_hours * 3_600_000))
+        return (now_ms // interval_ms + 1) * interval_ms
+
+    def armed(self) -> dict[tuple[str, str], tuple[int, Decimal]]:
+        """The settlements waiting for their time: (venue, symbol) -> (due ms, rate)."""
+        return dict(self._armed)
+
+    def settle_due(self, now_ms: int) -> list[FundingPayment]:
+        """Pay every armed settlement due by `now_ms`, then arm the next ones. Pure over the clients."""
+        payments = []
+        for key, (due_ms, rate) in list(self._armed.items()):
+            if due_ms > now_ms:
+                continue
+            del self._armed[key]
+            venue, symbol = key
+            update = self.funding_map.get(key)
+            mark = update.mark_price if update is not None else None  # None: the paper book's mid
+            payment = self.clients[venue].settle_funding(symbol, rate, due_ms, mark)
+            if payment is not None:
+                payments.append(payment)
+        for key, update in list(self.funding_map.items()):
+            if key[0] not in self.clients:
+                continue
+            due_ms = self.next_due_ms(update, now_ms)
+            if due_ms > now_ms:
+                self._armed[key] = (due_ms, update.rate)
+        return payments
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick every `poll_s` until `stop` is set."""
+        while not stop.is_set():
+            self.settle_due(int(self._clock() * 1000))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
+            except TimeoutError:
+                pass
+
