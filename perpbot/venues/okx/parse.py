@@ -106,7 +106,7 @@ def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book
     (venue, symbol) to L2Book, like BookStore.books. Returns (book, exchange ts ms, None) when
     applied, (book, exchange ts ms, reason) when the book was invalidated (the very reasons
     and book state apply_update gives: "malformed: ...", "checksum", "crossed"), or None for
-    anything else: not a books update, several items, no seqId, an unknown or unsynced book,
+    anything else: not a books update, several items, an unknown or unsynced book,
     a seqId gap... The caller then runs parse() + apply_update on the same frame: nothing was
     touched, so that path alone owns every unusual case and its error.
     """
@@ -121,16 +121,20 @@ def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book
     if book is None:
         return None
     item = data[0]
-    seq = item.seqId
     last = book.seq
     prev = item.prevSeqId
     # Rules.check_sequence's APPLY case only; a gap (and its reason) is the generic path's.
-    if seq is None or last is None or book.awaiting_first_delta or (prev != last and prev is not None):
+    if last is None or book.awaiting_first_delta or (prev != last and prev is not None):
         return None
     ts = item.ts
     if not (ts.isascii() and ts.isdigit()):
         return None
     ts_ms = int(ts)
+    seq = item.seqId
+    if seq is None:  # 2022-era frames: no seqId, the exchange ts stands in and no check applies (see _book)
+        if prev is not None:
+            return None
+        seq = ts_ms
     try:
         book.apply_levels(item.bids, item.asks)
     except (ValueError, IndexError, TypeError) as exc:  # as apply_update: a level that is not exact
