@@ -43,6 +43,7 @@ from perpbot.book.sync import apply_update
 from perpbot.core.events import BookUpdate, FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
 from perpbot.core.venue import FeedAdapter
 from perpbot.feeds.connection import Connection, backoff_delay
+from perpbot.scanner.protocol import FundingMap
 from perpbot.settings import FeedSettings
 
 log = logging.getLogger("perpbot.feeds.supervisor")
@@ -61,7 +62,8 @@ class FundingStore:
     """Latest FundingUpdate per (venue, symbol)."""
 
     def __init__(self) -> None:
-        self.latest: dict[tuple[str, str], FundingUpdate] = {}
+        # A FundingMap (a dict counting its writes) lets the scanner skip funding re-checks.
+        self.latest: dict[tuple[str, str], FundingUpdate] = FundingMap()
 
     def update(self, event: FundingUpdate) -> None:
         self.latest[(event.venue, event.symbol)] = event
