@@ -18,7 +18,8 @@ _STARTED = time.monotonic()
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     elapsed = time.monotonic() - _STARTED
     line = (f"fuzz profile {PROFILE}: {INPUTS['frames']} generated/mutated frames + {INPUTS['streams']} faulted "
-            f"stream replays ({INPUTS['stream_frames']} frames) fed to venue parsers in {elapsed:.0f} s")
+            f"stream replays ({INPUTS['stream_frames']} frames) fed to venue parsers in {elapsed:.0f} s; "
+            f"{INPUTS['fast_frames']} of them taken by a venue fast path")
     terminalreporter.write_line(line)
     path = os.environ.get("FUZZ_REPORT")
     if path:
@@ -28,6 +29,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             "frames": INPUTS["frames"],
             "streams": INPUTS["streams"],
             "stream_frames": INPUTS["stream_frames"],
+            "fast_frames": INPUTS["fast_frames"],
             "seconds": round(elapsed, 1),
             "passed": len(stats.get("passed", [])),
             "failed": len(stats.get("failed", [])) + len(stats.get("error", [])),

@@ -32,8 +32,9 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 # Frames handed to a venue parser in this process, counted so a run can report how many inputs it fed
 # (tests/fuzz/conftest.py prints the total and writes it to $FUZZ_REPORT when set).
 # "frames": generated or mutated frames fed one at a time; "streams"/"stream_frames": whole recorded
-# streams replayed with one fault each, and the frames those replays fed.
-INPUTS = {"frames": 0, "streams": 0, "stream_frames": 0}
+# streams replayed with one fault each, and the frames those replays fed; "fast_frames": frames a venue
+# fast path (okx.apply_books_frame) took instead of parse + apply_update.
+INPUTS = {"frames": 0, "streams": 0, "stream_frames": 0, "fast_frames": 0}
 
 
 def fuzz_settings(n: int, long_factor: int = 100) -> settings:
@@ -73,6 +74,17 @@ def recorded_frames(venue: str) -> list[bytes]:
 
 
 # -- the path under test ---------------------------------------------------------------
+class BySymbol:
+    """A symbol-keyed dict of books seen as BookStore.books ((venue, symbol) keys) by the fast paths."""
+
+    def __init__(self, books: dict[str, L2Book], venue: str) -> None:
+        self.books = books
+        self.venue = venue
+
+    def get(self, key: tuple[str, str]) -> L2Book | None:
+        return self.books.get(key[1]) if key[0] == self.venue else None
+
+
 def new_book(venue: str, symbol: str) -> L2Book:
     return L2Book(venue, symbol, keep_raw=feed_adapter(venue, FeedSettings()).keep_raw)
 
@@ -85,6 +97,12 @@ def feed_frame(adapter: Any, books: dict[str, L2Book], frame: bytes) -> list[str
     """
     reasons = []
     INPUTS["frames"] += 1
+    fast = getattr(adapter, "apply_books_frame", None)
+    if fast is not None:  # the supervisor's order: the venue fast path first, parse only if it declines
+        done = fast(frame, 1.0, BySymbol(books, adapter.venue))
+        if done is not None:
+            INPUTS["fast_frames"] += 1
+            return [] if done[2] is None else [done[2]]
     for event in adapter.parse(frame, 1.0):
         if type(event) is BookUpdate:
             book = books.get(event.symbol)

@@ -81,8 +81,17 @@ def replay(venue: str, symbol: str, stream: list[tuple[str, bytes]], observe=Non
     """Feed a stream into one book like the supervisor does (REST snapshot bridging for Binance)."""
     adapter = feed_adapter(venue, FeedSettings())
     book = L2Book(venue, symbol, keep_raw=adapter.keep_raw)
+    fast = getattr(adapter, "apply_books_frame", None)
+    books = {(venue, symbol): book}
     INPUTS["streams"] += 1
     for i, (kind, frame) in enumerate(stream):
+        if kind != "rest" and fast is not None and fast(frame, 1.0, books) is not None:
+            # The supervisor's order: the venue fast path took the frame (applied or invalidated).
+            INPUTS["stream_frames"] += 1
+            INPUTS["fast_frames"] += 1
+            if observe is not None:
+                observe(i, book)
+            continue
         try:
             if kind == "rest":
                 events = [parse_snapshot(frame, symbol, 1.0)]
