@@ -68,9 +68,9 @@ class Scanner:
         self._states: dict[str, _BaseScreen] = {}
         self._versioned = type(funding_map) is FundingMap
         self._slots: dict[Key, tuple[_BaseScreen, int]] = {}
-        # With exactly one TopScreen, key -> (state, index, sell, buy) for the hot path in scan;
-        # filled as bases are first seen.
-        self._quick: dict[Key, tuple[_BaseScreen, int, int, int]] | None = (
+        # With exactly one TopScreen, key -> (state, index, sell, buy, state's sells, state's buys)
+        # for the hot path in scan; filled as bases are first seen.
+        self._quick: dict[Key, tuple] | None = (
             {} if incremental and len(tops) == 1 else None
         )
 
@@ -107,38 +107,36 @@ class Scanner:
             key = changed[0]
             entry = quick.get(key)
             if entry is not None:
-                state, i, sell, buy = entry
+                state, i, sell, buy, sells, buys = entry
                 book = self.store.books.get(key)
                 if book is None:
-                    state.sells[0][i] = 0
-                    state.buys[0][i] = _NO_ASK
+                    sells[i] = 0
+                    buys[i] = _NO_ASK
                 else:
                     keys = book.bid_keys
-                    state.sells[0][i] = keys[-1] * sell if keys else 0
+                    sells[i] = keys[-1] * sell if keys else 0
                     keys = book.ask_keys
-                    state.buys[0][i] = keys[0] * buy if keys else _NO_ASK
-                base = state.base
-                held = False
-                if open_trades:
-                    for trade in open_trades:
-                        if trade.base == base:
-                            held = True
-                            break
-                funding = self.funding_map
-                if (
-                    not held
-                    and max(state.sells[0]) < min(state.buys[0])
-                    and not (
+                    buys[i] = keys[0] * buy if keys else _NO_ASK
+                if max(sells) < min(buys):
+                    funding = self.funding_map
+                    if not (
                         state.verdict
                         if self._versioned and funding.version == state.version
                         else state.funding_may_enter(funding, self._funds)
-                    )
-                ):
-                    self.scans += 1
-                    self.screened += 1
-                    if base in self._live:
-                        del self._live[base]
-                    return []
+                    ):
+                        base = state.base
+                        held = False
+                        if open_trades:
+                            for trade in open_trades:
+                                if trade.base == base:
+                                    held = True
+                                    break
+                        if not held:
+                            self.scans += 1
+                            self.screened += 1
+                            if base in self._live:
+                                del self._live[base]
+                            return []
                 # Otherwise the general path below (refreshing the same book again is harmless).
         incremental = self._tops is not None
         if type(changed) is tuple and len(changed) == 1:  # one book changed: skip set + sort
@@ -233,7 +231,7 @@ class Scanner:
             self._slots[key] = (state, i)
             state.refresh(i, books.get(key))
             if self._quick is not None:
-                self._quick[key] = (state, i, *state.factors[0][i])
+                self._quick[key] = (state, i, *state.factors[0][i], state.sells[0], state.buys[0])
         self._states[base] = state
         return state
 
