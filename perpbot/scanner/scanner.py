@@ -153,10 +153,29 @@ class Scanner:
             if incremental:
                 changed = list(changed)
                 books = self.store.books
-                for key in changed:
-                    slot = self._slots.get(key)
-                    if slot is not None:
-                        slot[0].refresh(slot[1], books.get(key))
+                if quick is not None:
+                    for key in changed:  # the hot path's refresh, inlined: a burst has many keys
+                        entry = quick.get(key)
+                        if entry is not None:
+                            _, i, sell, buy, sells, buys = entry
+                            book = books.get(key)
+                            if book is None:
+                                sells[i] = 0
+                                buys[i] = _NO_ASK
+                            else:
+                                keys = book.bid_keys
+                                sells[i] = keys[-1] * sell if keys else 0
+                                keys = book.ask_keys
+                                buys[i] = keys[0] * buy if keys else _NO_ASK
+                        else:
+                            slot = self._slots.get(key)
+                            if slot is not None:
+                                slot[0].refresh(slot[1], books.get(key))
+                else:
+                    for key in changed:
+                        slot = self._slots.get(key)
+                        if slot is not None:
+                            slot[0].refresh(slot[1], books.get(key))
             bases = self.bases_of(changed)
             if not bases:
                 return []
