@@ -291,6 +291,8 @@ def crc32_signed(text: str) -> int:
 
 _BID_TOP = slice(None, -CHECKSUM_DEPTH - 1, -1)  # best CHECKSUM_DEPTH bids, best first
 _ASK_TOP = slice(CHECKSUM_DEPTH)
+# Scratch list for the interleaved top levels (filled and joined at once: nothing awaits in between).
+_CRC_PARTS = [""] * (2 * CHECKSUM_DEPTH)
 
 
 class Rules:
@@ -315,6 +317,14 @@ def _verify_checksum(book: L2Book, checksum: int) -> bool:
         return crc32_signed(checksum_string(book)) == checksum
     # checksum_string inlined: the book's index-aligned fragments give the top 25 per
     # side as two slices.
-    levels = _checksum_fragments(book.bid_frags[_BID_TOP], book.ask_frags[_ASK_TOP])
+    bids = book.bid_frags
+    asks = book.ask_frags
+    if len(bids) >= CHECKSUM_DEPTH and len(asks) >= CHECKSUM_DEPTH:
+        # Both sides full (the usual case): interleave into one reused list, no new list.
+        levels = _CRC_PARTS
+        levels[0::2] = bids[_BID_TOP]
+        levels[1::2] = asks[_ASK_TOP]
+    else:
+        levels = _checksum_fragments(bids[_BID_TOP], asks[_ASK_TOP])
     value = zlib.crc32(":".join(levels).encode())
     return (value - 0x100000000 if value & 0x80000000 else value) == checksum
