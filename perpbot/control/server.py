@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import ipaddress
 import logging
 import time
@@ -259,7 +260,10 @@ class Routes:
 
     async def trades(self, request: web.Request) -> web.Response:
         hours = _float_param(request, "hours", 24.0, 0.0, float(MAX_TRADE_HOURS))
-        return json_response(self.ctx.engine.trades_since(time.time() - hours * 3600.0))
+        trades = self.ctx.engine.trades_since(time.time() - hours * 3600.0)
+        if inspect.isawaitable(trades):  # the engine may read older trades from its journal
+            trades = await trades
+        return json_response(trades)
 
 
 def _price(value: int | None) -> str | None:

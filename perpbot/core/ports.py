@@ -7,6 +7,7 @@ plane may ask of the engine; routes stay thin and carry no logic of their own.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from perpbot.core.instruments import Instrument
@@ -66,4 +67,5 @@ class EngineCommands(Protocol):
 
     def pnl_today(self) -> dict[str, Any]: ...
 
-    def trades_since(self, since_ts: float) -> list[dict[str, Any]]: ...
+    # May be a coroutine function (the engine reads trades its memory no longer holds from the journal).
+    def trades_since(self, since_ts: float) -> list[dict[str, Any]] | Awaitable[list[dict[str, Any]]]: ...

@@ -28,7 +28,7 @@ from perpbot.execution.client_ids import client_order_id, new_intent_id
 from perpbot.execution.legs import Done, Halt, Hedge, LegOutcome, Resolve, decide
 from perpbot.execution.reconcile import diff_positions
 from perpbot.journal.sqlite import FINAL_STATUSES, Journal
-from perpbot.portfolio.book import Portfolio, Position, dstr
+from perpbot.portfolio.book import FillRecord, Portfolio, Position, dstr
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,12 @@ class Sent:
     unknown: bool = False
     result: OrderResult | None = None
     error: str | None = None
+
+
+def _journal_fill(row: dict[str, Any]) -> FillRecord:
+    """A journal fills row (Journal.fills_since) as the portfolio's record of it."""
+    return FillRecord(row["venue"], row["symbol"], row["side"], row["base_qty"], row["price"], row["fee"],
+                      row["realized_pnl"], row["ts"], row["strategy"], row["client_order_id"])
 
 
 def _s(value: Any) -> Any:
@@ -494,12 +500,8 @@ class Engine:
         """Load the journal, reconcile with every venue, and only then trade."""
         for row in await self.journal.positions():
             self.portfolio.set_position(row["venue"], row["symbol"], row["size"], row["entry_price"], row["realized_pnl"])
-        from perpbot.portfolio.book import FillRecord
-
         for fill in await self.journal.fills_since(self._clock() - 86400):
-            self.portfolio.restore_fill(FillRecord(
-                fill["venue"], fill["symbol"], fill["side"], fill["base_qty"], fill["price"], fill["fee"],
-                fill["realized_pnl"], fill["ts"], fill["strategy"], fill["client_order_id"]))
+            self.portfolio.restore_fill(_journal_fill(fill))
         day_ago = self._clock() - 86400
         for payment in await self.journal.funding_since(0):
             self.portfolio.restore_funding(payment["venue"], payment["symbol"], payment["amount"], payment["ts"],
@@ -855,8 +857,14 @@ class Engine:
     def pnl_today(self) -> dict[str, Any]:
         return {k: _s(v) for k, v in self.portfolio.pnl_today().items()}
 
-    def trades_since(self, since_ts: float) -> list[dict[str, Any]]:
-        return [f.as_dict() for f in self.portfolio.trades_since(since_ts)]
+    async def trades_since(self, since_ts: float) -> list[dict[str, Any]]:
+        """Fills of the last 24 h at most (as before: older ones are in the journal only), oldest
+        first. From memory when the portfolio's bounded history still holds all of them, else
+        from the journal (a fast market outruns portfolio.MAX_RECENT_FILLS within a day)."""
+        since_ts = max(since_ts, self._clock() - 86400.0)
+        if self.portfolio.complete_since(since_ts):
+            return [f.as_dict() for f in self.portfolio.trades_since(since_ts)]
+        return [_journal_fill(row).as_dict() for row in await self.journal.fills_since(since_ts)]
 
     def _publish(self) -> None:
         pnl = self.portfolio.pnl_today()

@@ -3,6 +3,13 @@
 Pure and exact: every amount is a Decimal; sizes are signed base-asset quantities
 (+ long, - short). Realised PnL is booked when a fill reduces or flips a position, at the
 position's average entry. "Today" is the current UTC day.
+
+Memory is bounded for a service that runs for weeks: the fill and funding histories kept here
+are the last 24 h AND at most MAX_RECENT_FILLS / MAX_RECENT_FUNDING entries (a fast market makes
+tens of thousands of fills a day). Today's PnL does not depend on that window: realised PnL, fees
+and funding of the current UTC day are running sums, updated by every fill and payment booked.
+`complete_since(ts)` says whether the in-memory history still holds every fill since `ts`; when
+it does not, readers take the journal (which keeps every fill) instead.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ from perpbot.core.orders import VenueBalance
 ZERO = Decimal(0)
 COST_GRID = Decimal("1e-12")
 DAY_S = 86400.0
+# In-memory history bounds (besides 24 h): ~2 h of the simulator's fast market, days of real trading.
+# At ~0.5 KB a FillRecord, 5,000 fills are ~2.5 MB; older fills stay in the journal.
+MAX_RECENT_FILLS = 5_000
+MAX_RECENT_FUNDING = 5_000
 
 
 def dstr(value: Decimal | None) -> str | None:
@@ -101,9 +112,16 @@ class Portfolio:
         self.balances: dict[str, VenueBalance] = {}
         self.marks: dict[tuple[str, str], Decimal] = {}
         self.leverage: dict[tuple[str, str], Decimal] = {}
-        self.fills: deque[FillRecord] = deque()  # last 24 h (and today), oldest first
-        self.funding: deque[tuple[float, str, str, Decimal]] = deque()  # (ts, venue, symbol, amount)
+        # Last 24 h and at most MAX_RECENT_* entries, oldest first (appends are in ts order but for
+        # restarts, which restore the journal's rows sorted by ts before anything new is booked).
+        self.fills: deque[FillRecord] = deque(maxlen=MAX_RECENT_FILLS)
+        self.funding: deque[tuple[float, str, str, Decimal]] = deque(maxlen=MAX_RECENT_FUNDING)
         self.funding_totals: dict[tuple[str, str], Decimal] = {}  # lifetime, per venue and symbol
+        # Newest ts among fills the count bound pushed out (-inf: none): memory holds every fill after it.
+        self._evicted_fill_ts = float("-inf")
+        # Today's running sums: (UTC day start, realised, fees, funding).
+        self._day = float("-inf")
+        self._today = [ZERO, ZERO, ZERO]
 
     # -- updates --------------------------------------------------------------------------
     def apply_fill(
@@ -118,13 +136,30 @@ class Portfolio:
         realized = position.apply(base_qty if side == "buy" else -base_qty, price)
         record = FillRecord(venue, symbol, side, base_qty, price, fee, realized,
                             self._clock() if ts is None else ts, strategy, client_order_id)
-        self.fills.append(record)
+        self._remember_fill(record)
         self._prune()
         return record
 
     def restore_fill(self, record: FillRecord) -> None:
         """A journalled fill back into the 24 h history, without touching positions."""
+        self._remember_fill(record)
+
+    def _remember_fill(self, record: FillRecord) -> None:
+        if len(self.fills) == self.fills.maxlen:
+            self._evicted_fill_ts = max(self._evicted_fill_ts, self.fills[0].ts)
         self.fills.append(record)
+        self._add_today(record.ts, record.realized_pnl, record.fee, ZERO)
+
+    def _add_today(self, ts: float, realized: Decimal, fee: Decimal, funding: Decimal) -> None:
+        """Adds to today's sums an amount booked at `ts` (ignored when its UTC day is over)."""
+        day = self.day_start(ts)
+        if day < self._day:
+            return
+        if day > self._day:
+            self._day, self._today = day, [ZERO, ZERO, ZERO]
+        self._today[0] += realized
+        self._today[1] += fee
+        self._today[2] += funding
 
     def set_position(self, venue: str, symbol: str, size: Decimal, entry_price: Decimal,
                      realized_pnl: Decimal | None = None) -> None:
@@ -144,6 +179,7 @@ class Portfolio:
         self.funding_totals[key] = self.funding_totals.get(key, ZERO) + amount
         if recent:
             self.funding.append((ts, venue, symbol, amount))
+            self._add_today(ts, ZERO, ZERO, amount)
 
     def funding_total(self, venue: str | None = None, symbol: str | None = None) -> Decimal:
         """Lifetime funding (+ received, - paid), optionally for one venue and/or symbol."""
@@ -175,10 +211,7 @@ class Portfolio:
         return now - (now % DAY_S)
 
     def pnl_today(self) -> dict[str, Decimal]:
-        start = self.day_start()
-        realized = sum((f.realized_pnl for f in self.fills if f.ts >= start), ZERO)
-        fees = sum((f.fee for f in self.fills if f.ts >= start), ZERO)
-        funding = sum((a for ts, _, _, a in self.funding if ts >= start), ZERO)
+        realized, fees, funding = self._today if self._day >= self.day_start() else (ZERO, ZERO, ZERO)
         unrealized = self.unrealized_total()
         return {
             "realized": realized, "fees": fees, "funding": funding, "unrealized": unrealized,
@@ -186,7 +219,13 @@ class Portfolio:
         }
 
     def trades_since(self, since_ts: float) -> list[FillRecord]:
+        """Fills booked at or after `since_ts` that memory still holds (all of them when
+        complete_since(since_ts); otherwise ask the journal)."""
         return [f for f in self.fills if f.ts >= since_ts]
+
+    def complete_since(self, since_ts: float) -> bool:
+        """True when no fill at or after `since_ts` was dropped by the count bound."""
+        return self._evicted_fill_ts < since_ts
 
     def total_equity(self) -> Decimal:
         return sum((b.equity for b in self.balances.values()), ZERO)

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
 import time
+import tracemalloc
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,73 @@ TRADING_FAULTS: tuple[dict[str, Any], ...] = (
     {"kind": "partial_fill", "count": 1},
 )
 VENUES = ("okx", "hyperliquid", "binance", "bybit")
+
+# The "flat" rule (see the module docstring for why these numbers).
+MAX_RSS_SLOPE_MB_PER_MIN = 0.05
+MAX_HEAP_GROWTH_MB = 1.0
+
+
+class HeapTracer:
+    """tracemalloc at the soak's sample points: the traced Python heap at every sample, and two
+    snapshots (the first sample after warm-up and the last) whose difference names the allocation
+    sites (file:line) that grew. gc.collect() runs first so that cyclic garbage not yet collected
+    does not count as growth. Tracing slows allocation down (lag figures of a traced run are not
+    comparable with an untraced one) and its own bookkeeping shows in RSS, not in the traced heap."""
+
+    def __init__(self, warm_index: int, frames: int = 1) -> None:
+        self.warm_index = warm_index
+        self.frames = frames
+        self.warm: tracemalloc.Snapshot | None = None
+        self.warm_t_s = 0.0
+        self.last: tracemalloc.Snapshot | None = None
+        self.last_t_s = 0.0
+
+    def start(self) -> None:
+        tracemalloc.start(self.frames)
+
+    def stop(self) -> None:
+        tracemalloc.stop()
+
+    @staticmethod
+    def _snapshot() -> tracemalloc.Snapshot:
+        return tracemalloc.take_snapshot().filter_traces((
+            tracemalloc.Filter(False, tracemalloc.__file__),
+            tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+            tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
+            tracemalloc.Filter(False, "<unknown>"),
+        ))
+
+    def sample(self, index: int, t_s: float, final: bool) -> float:
+        """Traced heap in MB now; snapshots at the warm-up index and at the final sample."""
+        gc.collect()
+        if index == self.warm_index or (final and self.warm is None):
+            self.warm, self.warm_t_s = self._snapshot(), t_s
+        elif final:
+            self.last, self.last_t_s = self._snapshot(), t_s
+        return tracemalloc.get_traced_memory()[0] / 2**20
+
+    def top_growth(self, limit: int = 25) -> list[dict[str, Any]]:
+        """The sites whose live allocations grew most between the two snapshots, biggest first."""
+        if self.warm is None or self.last is None:
+            return []
+        diffs = [d for d in self.last.compare_to(self.warm, "lineno") if d.size_diff > 0]
+        diffs.sort(key=lambda d: d.size_diff, reverse=True)
+        out = []
+        for diff in diffs[:limit]:
+            frame = diff.traceback[0]
+            out.append({"site": f"{_short_path(frame.filename)}:{frame.lineno}",
+                        "size_delta_kb": round(diff.size_diff / 1024, 1), "count_delta": diff.count_diff,
+                        "size_kb": round(diff.size / 1024, 1), "count": diff.count})
+        return out
+
+
+def _short_path(filename: str) -> str:
+    """Site paths relative to the repo or to site-packages / the stdlib, for a readable report."""
+    for marker in ("/site-packages/", "/perpbot/", "/lib/python3"):
+        at = filename.rfind(marker)
+        if at >= 0:
+            return filename[at + 1:]
+    return filename
 
 
 def rss_bytes() -> int:
@@ -86,7 +157,7 @@ def _counter_sum(metric: Any) -> float:
     return total
 
 
-async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
+async def _lag_probe(lags: array, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         start = loop.time()
@@ -142,16 +213,39 @@ async def soak(
     workdir: Path | None = None,
     sample_s: float = 10.0,
     fault_every_s: float = 10.0,
-    max_slope_mb_per_min: float = 0.5,
+    max_slope_mb_per_min: float = MAX_RSS_SLOPE_MB_PER_MIN,
+    max_heap_growth_mb: float = MAX_HEAP_GROWTH_MB,
     operator: bool = True,
+    trace: bool = False,
 ) -> dict[str, Any]:
     """Run the bot for `minutes` and return the report (see the module docstring)."""
+    expected_samples = math.ceil(minutes * 60.0 / sample_s) + 1
+    # The first snapshot is taken at the last warm-up sample: the memory it holds (tens of MB)
+    # then lands inside the warm-up, not in the RSS slope measured after it.
+    tracer = HeapTracer(warm_index=_warm_count(expected_samples) - 1) if trace else None
+    if tracer is not None:
+        tracer.start()
+    try:
+        report = await _soak(minutes, faults, seed, workdir, sample_s, fault_every_s, operator, tracer)
+    finally:
+        if tracer is not None:
+            tracer.stop()
+    return _judge(report, max_slope_mb_per_min, max_heap_growth_mb)
+
+
+def _warm_count(n_samples: int) -> int:
+    """Samples that belong to the warm-up: the first 20% of the run, at least one."""
+    return max(1, n_samples // 5)
+
+
+async def _soak(minutes: float, faults: bool, seed: int, workdir: Path | None, sample_s: float,
+                fault_every_s: float, operator: bool, tracer: HeapTracer | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="perpbot-soak-") as tmp:
         bot = LiveBot(workdir or Path(tmp), seed)
         async with bot:
             metrics = bot.app.metrics
             stop = asyncio.Event()
-            lags: list[float] = []
+            lags = array("d")  # seconds; 8 bytes a probe (~290 KB for 30 minutes), not a list of floats
             injected: list[dict[str, Any]] = []
             tasks = [asyncio.create_task(_lag_probe(lags, stop), name="soak-lag")]
             halts: list[str] = []
@@ -165,9 +259,14 @@ async def soak(
             while True:
                 now = time.monotonic()
                 window = lags[-int(sample_s / PROBE_INTERVAL_S) or 1:]
+                t_s = round(now - start, 1)
+                rss_mb = round(rss_bytes() / 2**20, 2)  # before a snapshot, which itself takes memory
+                traced = {} if tracer is None else {
+                    "traced_mb": round(tracer.sample(len(samples), t_s, final=now >= end), 3)}
                 samples.append({
-                    "t_s": round(now - start, 1),
-                    "rss_mb": round(rss_bytes() / 2**20, 2),
+                    "t_s": t_s,
+                    **traced,
+                    "rss_mb": rss_mb,
                     "lag_p99_ms": round(percentile(window, 99) * 1000, 2),
                     "reconnects": _counter_sum(metrics.websocket_reconnects_total),
                     "resyncs": _counter_sum(metrics.book_resyncs_total),
@@ -187,9 +286,6 @@ async def soak(
             still_invalid = [f"{b.venue}:{b.symbol}:{b.invalid_reason}" for b in bot.books() if not b.valid]
             fired = await bot.admin.fired()
             trading_state = bot.engine.trading_state() if bot.app.engine is not None else None
-    warm = max(1, len(samples) // 5)
-    steady = [(s["t_s"], s["rss_mb"]) for s in samples[warm:]]
-    slope = slope_per_minute(steady)
     last = samples[-1]
     report = {
         "minutes": minutes,
@@ -199,8 +295,6 @@ async def soak(
         "rss_start_mb": samples[0]["rss_mb"],
         "rss_end_mb": last["rss_mb"],
         "rss_max_mb": max(s["rss_mb"] for s in samples),
-        "rss_slope_mb_per_min": round(slope, 4),
-        "rss_flat": slope < max_slope_mb_per_min,
         "loop_lag_p50_ms": round(percentile(lags, 50) * 1000, 2),
         "loop_lag_p99_ms": round(percentile(lags, 99) * 1000, 2),
         "loop_lag_max_ms": round(max(lags, default=0.0) * 1000, 2),
@@ -213,15 +307,53 @@ async def soak(
         "halts": halts,
         "samples": samples,
     }
+    if tracer is not None:
+        report["heap_top_growth"] = tracer.top_growth()
+        report["heap_snapshots_t_s"] = [tracer.warm_t_s, tracer.last_t_s]
+    return report
+
+
+def _judge(report: dict[str, Any], max_slope_mb_per_min: float, max_heap_growth_mb: float) -> dict[str, Any]:
+    """Adds the RSS slope after warm-up, the traced heap's growth over the second half (when traced)
+    and the verdict `rss_flat` (see the module docstring for the rule and its thresholds)."""
+    samples = report["samples"]
+    steady = samples[_warm_count(len(samples)):]
+    slope = slope_per_minute([(s["t_s"], s["rss_mb"]) for s in steady])
+    report["rss_slope_mb_per_min"] = round(slope, 4)
+    report["rss_slope_limit_mb_per_min"] = max_slope_mb_per_min
+    flat = slope <= max_slope_mb_per_min
+    if "traced_mb" in samples[0]:
+        half = samples[len(samples) // 2:]
+        growth = half[-1]["traced_mb"] - half[0]["traced_mb"]
+        report["heap_start_mb"] = samples[0]["traced_mb"]
+        report["heap_end_mb"] = samples[-1]["traced_mb"]
+        report["heap_max_mb"] = max(s["traced_mb"] for s in samples)
+        report["heap_second_half_growth_mb"] = round(growth, 3)
+        report["heap_second_half_slope_mb_per_min"] = round(
+            slope_per_minute([(s["t_s"], s["traced_mb"]) for s in half]), 4)
+        report["heap_growth_limit_mb"] = max_heap_growth_mb
+        flat = flat and growth <= max_heap_growth_mb
+    report["rss_flat"] = flat
     return report
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{'t_s':>8} {'rss_mb':>8} {'lag_p99_ms':>10} {'reconn':>7} {'resync':>7} {'trades':>7} {'valid':>6}"]
+    traced = bool(report["samples"]) and "traced_mb" in report["samples"][0]
+    heap_col = f" {'heap_mb':>8}" if traced else ""
+    lines = [f"{'t_s':>8} {'rss_mb':>8}{heap_col} {'lag_p99_ms':>10} {'reconn':>7} {'resync':>7} {'trades':>7} "
+             f"{'valid':>6}"]
     for s in report["samples"]:
-        lines.append(f"{s['t_s']:>8} {s['rss_mb']:>8} {s['lag_p99_ms']:>10} {s['reconnects']:>7.0f} "
+        heap = f" {s['traced_mb']:>8}" if traced else ""
+        lines.append(f"{s['t_s']:>8} {s['rss_mb']:>8}{heap} {s['lag_p99_ms']:>10} {s['reconnects']:>7.0f} "
                      f"{s['resyncs']:>7.0f} {s['trades']:>7.0f} {s['books_valid']:>6}")
-    summary = {k: v for k, v in report.items() if k != "samples"}
+    growth = report.get("heap_top_growth")
+    if growth:
+        t0, t1 = report["heap_snapshots_t_s"]
+        lines.append(f"traced heap: top allocation sites that grew between t={t0}s and t={t1}s")
+        lines.append(f"{'size_delta_kb':>14} {'count_delta':>12} {'size_kb':>10}  site")
+        for g in growth:
+            lines.append(f"{g['size_delta_kb']:>14} {g['count_delta']:>12} {g['size_kb']:>10}  {g['site']}")
+    summary = {k: v for k, v in report.items() if k not in ("samples", "heap_top_growth")}
     lines.append(json.dumps(summary, indent=2, default=str))
     return "\n".join(lines)
 
@@ -233,7 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sample-s", type=float, default=10.0, help="seconds between RSS/lag samples")
     parser.add_argument("--fault-every-s", type=float, default=10.0)
-    parser.add_argument("--max-slope-mb-per-min", type=float, default=0.5)
+    parser.add_argument("--max-slope-mb-per-min", type=float, default=MAX_RSS_SLOPE_MB_PER_MIN,
+                        help="RSS slope after warm-up above which the run is not flat")
+    parser.add_argument("--max-heap-growth-mb", type=float, default=MAX_HEAP_GROWTH_MB,
+                        help="with --tracemalloc: traced-heap growth over the second half above which it is not flat")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="trace the Python heap: its size at every sample and the sites that grew after warm-up")
     parser.add_argument("--json", type=Path, help="also write the full report here")
     parser.add_argument("--no-operator", action="store_true",
                         help="leave a HALTed bot halted (default: close-all + resume like the runbook's operator)")
@@ -241,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     report = asyncio.run(soak(args.minutes, args.faults, seed=args.seed, sample_s=args.sample_s,
                               fault_every_s=args.fault_every_s, max_slope_mb_per_min=args.max_slope_mb_per_min,
-                              operator=not args.no_operator))
+                              max_heap_growth_mb=args.max_heap_growth_mb, operator=not args.no_operator,
+                              trace=args.tracemalloc))
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))

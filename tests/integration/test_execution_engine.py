@@ -170,7 +170,7 @@ async def test_restart_rebuilds_positions_from_the_journal_and_reconciles_with_t
         {"kind": "position", "venue": "okx", "symbol": "BTC-USDT-SWAP", "local_size": "0.02",
          "venue_size": "0.01", "venue_entry": "30000"}]
     assert len(engine2.open_trades) == 1 and engine2.trading_state()["state"] == "ACTIVE"
-    assert len(engine2.trades_since(0)) == 2
+    assert len(await engine2.trades_since(0)) == 2
 
 
 async def test_start_stays_paused_until_every_venue_reconciles(tmp_path):
@@ -241,7 +241,7 @@ async def test_read_models_are_json_ready(tmp_path):
     engine, _ = await started(tmp_path)
     await engine.on_decisions([open_decision()])
     for payload in (engine.positions(), engine.balances(), engine.pnl_today(), engine.trading_state(),
-                    engine.trades_since(0), engine.active_orders()):
+                    await engine.trades_since(0), engine.active_orders()):
         json.dumps(payload)
     position = next(p for p in engine.positions() if p["venue"] == "okx")
     assert position["side"] == "long" and position["size"] == "0.02" and position["entry_price"] == "30000"
