@@ -98,6 +98,16 @@ class FundingSpreadStrategy:
             if exit_decision is not None:
                 decisions.append(exit_decision)
         settings = self.settings
+        # Cheaper still, before any book is read: the spread over every instrument of the base (a
+        # superset of the usable ones, so its range is at least theirs) misses the threshold.
+        funding = view.funding
+        rates = [
+            self._hourly_of(update)
+            for inst in view.instruments_of(base)
+            if (update := funding(inst.venue, inst.symbol)) is not None
+        ]
+        if len(rates) < 2 or max(rates) - min(rates) < settings.entry_hourly_spread:
+            return decisions
         rated = []
         for instrument, book in view.books_for(base):
             update = view.funding(instrument.venue, instrument.symbol)

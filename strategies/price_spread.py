@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
@@ -12,6 +12,12 @@ from perpbot.scanner.depth import BPS
 from perpbot.scanner.edges import close_decision, long_short, pair_size, quote_pair
 from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
 from perpbot.settings import PriceSpreadSettings
+
+
+# Exact arithmetic for the exit screen's constants (its inputs have far fewer digits than this).
+_WIDE = Context(prec=200)
+# The exit screen's margin (bps): far above Decimal's 28-digit rounding in a quote, far below any edge.
+_EXIT_MARGIN_BPS = Decimal("0.000001")
 
 
 class PriceSpreadStrategy:
@@ -31,6 +37,9 @@ class PriceSpreadStrategy:
         self.settings = settings
         # Per instrument: integer fee factors for the entry screen (see may_enter).
         self._factors: dict[Key, tuple[int, int]] = {}
+        # Per open trade (by id): (trade, a, b) of the exit screen (see _exit_factors).
+        self._exits: dict[str, tuple[OpenTrade, int, int] | None] = {}
+        self.exit_screen = True  # tests turn it off to compare with the unscreened exit
 
     def _factors_of(self, inst: Instrument, key: Key) -> tuple[int, int]:
         """(sell, buy) factors x 2**40: ceil((1 - fee) x 2**40) + 1 and
@@ -136,6 +145,32 @@ class PriceSpreadStrategy:
                     )
         return decisions
 
+    def _exit_factors(self, trade: OpenTrade, long_inst: Instrument, short_inst: Instrument) -> tuple[int, int] | None:
+        """(a, b) with: best_bid(long) x a < best_ask(short) x b  =>  the close cannot reach exit_edge_bps.
+
+        The close buys back on the short venue (vwap >= its best ask, taker fee fb) and sells on the
+        long venue (vwap <= its best bid, fee fs), so its edge_bps <= (bid (1 - fs) / ask - 1 - fb) x 1e4.
+        The round trip entry_edge_bps + edge_bps stays under exit_edge_bps when
+        bid (1 - fs) 1e4 < ask (1e4 (1 + fb) + exit_edge_bps - entry_edge_bps - margin), computed
+        exactly (wide context) and scaled to integers. None when a fee >= 1 (no screen)."""
+        cached = self._exits.get(trade.trade_id)
+        if cached is not None and cached[0] is trade:
+            return cached[1], cached[2]
+        fs, fb = long_inst.taker_fee, short_inst.taker_fee
+        if fs >= 1 or fb >= 1:
+            return None
+        wide = _WIDE
+        sell = wide.multiply(wide.subtract(1, fs), BPS)
+        limit = wide.add(wide.multiply(wide.add(1, fb), BPS), wide.subtract(self.settings.exit_edge_bps, trade.entry_edge_bps))
+        limit = wide.subtract(limit, _EXIT_MARGIN_BPS)
+        exponent = min(sell.as_tuple().exponent, limit.as_tuple().exponent)
+        a = int(wide.scaleb(sell, -exponent))
+        b = int(wide.scaleb(limit, -exponent))
+        if len(self._exits) > 4096:
+            self._exits.clear()  # closed trades' entries: the cache only has to hold the open ones
+        self._exits[trade.trade_id] = (trade, a, b)
+        return a, b
+
     def _exit(self, view: MarketView, trade: OpenTrade) -> Decision | None:
         long_leg, short_leg = long_short(trade.legs)
         long_book = view.book(long_leg.venue, long_leg.symbol)
@@ -144,6 +179,13 @@ class PriceSpreadStrategy:
         short_inst = view.instrument(short_leg.venue, short_leg.symbol)
         if long_book is None or short_book is None or long_inst is None or short_inst is None:
             return None  # cannot price the close on unusable books; retried on the next update
+        if self.exit_screen and view.now - trade.opened_at < self.settings.max_hold_s:
+            # Most updates of a held base: not converged and not timed out. Exact integer test on
+            # the best prices (see _exit_factors) instead of a depth-weighted Decimal quote.
+            factors = self._exit_factors(trade, long_inst, short_inst)
+            bids, asks = long_book.bid_keys, short_book.ask_keys
+            if factors is not None and bids and asks and bids[-1] * factors[0] < asks[0] * factors[1]:
+                return None
         # Closing = buy back on the short venue, sell on the long venue (priced at the smaller size).
         qty = min(long_leg.base_qty, short_leg.base_qty)
         quote = quote_pair(short_inst, short_book, long_inst, long_book, qty)

@@ -118,6 +118,10 @@ class MarketView:
                 out.append((instrument, book))
         return out
 
+    def instruments_of(self, base: str) -> list[Instrument]:
+        """Every instrument of `base`, usable book or not (in the stable (venue, symbol) order)."""
+        return self._by_base.get(base, [])
+
     def book(self, venue: str, symbol: str) -> L2Book | None:
         """The book of one instrument if usable now, else None."""
         book = self.store.books.get((venue, symbol))
