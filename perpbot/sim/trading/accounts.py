@@ -1,4 +1,10 @@
-"""Simulated venue account: balances, net positions, orders and fills with exact Decimal accounting."""
+"""Simulated venue account: balances, net positions, orders and fills with exact Decimal accounting.
+
+The simulator is the default venue of `perpbot run` and runs for weeks: its order and fill
+histories are bounded (MAX_ORDER_HISTORY closed orders, MAX_FILL_HISTORY fills, the oldest go
+first; an open order is never dropped). Like a real venue's, queries about older orders answer
+"unknown order". Balances and positions are running totals and do not depend on the history.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 ZERO = Decimal(0)
+# History bounds per account (per venue). ~1 KB per order or fill with its Decimals: <= ~10 MB a
+# venue. Far above what one test or scenario places (the invariant checks compare every venue
+# fill with the journal), and ~4 h of the hostile suite's fast market.
+MAX_ORDER_HISTORY = 5_000
+MAX_FILL_HISTORY = 5_000
 # Average entry prices are quotients; 40 significant digits keeps them exact to far below any tick.
 _CONTEXT = decimal.Context(prec=40)
 
@@ -124,6 +135,8 @@ class SimAccount:
     funding: list[FundingPayment] = field(default_factory=list)
     leverage: dict[str, Decimal] = field(default_factory=dict)
     fees_paid: Decimal = ZERO
+    max_orders: int = MAX_ORDER_HISTORY
+    max_fills: int = MAX_FILL_HISTORY
 
     @property
     def wallet(self) -> Decimal:
@@ -137,6 +150,32 @@ class SimAccount:
         if pos is None:
             pos = self.positions[symbol] = SimPosition(symbol)
         return pos
+
+    def add_order(self, order: SimOrder) -> None:
+        """A new order into the history; the oldest closed orders beyond max_orders are forgotten."""
+        self.orders[order.order_id] = order
+        if order.client_id is not None:
+            self.client_ids[order.client_id] = order.order_id
+        excess = len(self.orders) - self.max_orders
+        if excess <= 0:
+            return
+        victims = []
+        for order_id, old in self.orders.items():  # oldest first (insertion order)
+            if not old.is_open:
+                victims.append(order_id)
+                if len(victims) == excess:
+                    break
+        for order_id in victims:
+            old = self.orders.pop(order_id)
+            if old.client_id is not None and self.client_ids.get(old.client_id) == order_id:
+                del self.client_ids[old.client_id]
+
+    def add_fill(self, fill: SimFill) -> None:
+        """A new fill into the history; the oldest beyond max_fills are forgotten."""
+        self.fills.append(fill)
+        excess = len(self.fills) - self.max_fills
+        if excess > 0:
+            del self.fills[:excess]
 
     def open_orders(self, symbol: str | None = None) -> list[SimOrder]:
         return [o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]

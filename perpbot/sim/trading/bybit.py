@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from perpbot.sim.trading.accounts import SimOrder, dec_str
+from perpbot.sim.trading.accounts import ZERO, SimOrder, dec_str
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, json_response
 from perpbot.sim.trading.matching import SimReject
@@ -212,12 +212,17 @@ class BybitApi:
                 return self.ok({"category": "linear", "nextPageCursor": "", "list": self.funding_executions(request)})
             data = []
             for fill in reversed(self.sim.fills(request.query.get("symbol"))):
-                order = self.sim.account.orders[fill.order_id]
+                order = self.sim.account.orders.get(fill.order_id)
+                if order is None:  # forgotten by the bounded order history: the fill alone describes it
+                    order_price, order_qty, leaves, order_type = fill.price, fill.qty, ZERO, "Limit"
+                else:
+                    order_price, order_qty = order.price or fill.price, order.qty
+                    leaves, order_type = order.remaining, order.type.capitalize()
                 data.append({
                     "symbol": fill.symbol, "orderId": fill.order_id, "orderLinkId": fill.client_id or "",
-                    "side": fill.side.capitalize(), "orderPrice": dec_str(order.price or fill.price),
-                    "orderQty": dec_str(order.qty), "leavesQty": dec_str(order.remaining), "createType": "",
-                    "orderType": order.type.capitalize(), "stopOrderType": "", "execFee": dec_str(fill.fee),
+                    "side": fill.side.capitalize(), "orderPrice": dec_str(order_price),
+                    "orderQty": dec_str(order_qty), "leavesQty": dec_str(leaves), "createType": "",
+                    "orderType": order_type, "stopOrderType": "", "execFee": dec_str(fill.fee),
                     "execId": fill.trade_id, "execPrice": dec_str(fill.price), "execQty": dec_str(fill.qty),
                     "execType": "Trade", "execValue": dec_str(fill.qty * fill.price), "execTime": str(fill.ts_ms),
                     "feeCurrency": fill.fee_currency, "isMaker": fill.liquidity == "maker",

@@ -152,9 +152,7 @@ class SimExchange:
             type=type, time_in_force=time_in_force, price=price, qty=qty, reduce_only=reduce_only,
             created_ms=now, updated_ms=now, leverage=leverage,
         )
-        self.account.orders[order.order_id] = order
-        if client_id is not None:
-            self.account.client_ids[client_id] = order.order_id
+        self.account.add_order(order)
 
         if time_in_force != "POST_ONLY":
             take_qty = qty if fill_cap is None else min(qty, fill_cap)
@@ -188,7 +186,7 @@ class SimExchange:
             symbol=order.symbol, side=order.side, price=price, qty=qty, base_qty=base_qty, fee=fee,
             fee_currency=self.account.currency, liquidity=liquidity, realized_pnl=realized, ts_ms=now,
         )
-        self.account.fills.append(fill)
+        self.account.add_fill(fill)
         return fill
 
     def match_resting(self) -> list[SimFill]:

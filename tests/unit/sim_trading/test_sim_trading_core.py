@@ -153,3 +153,26 @@ def test_snapshot_is_json_ready_strings():
     assert snap["positions"]["XUSDT"]["size"] == "1"
     assert snap["fills"][0]["price"] == "100"
     assert isinstance(snap["margin"]["equity"], str)
+
+
+def test_order_and_fill_histories_are_bounded_and_open_orders_are_never_forgotten():
+    """A simulator that runs for weeks keeps the newest N closed orders and N fills; positions and
+    the wallet stay exact because they never depend on the history."""
+    sim = SimExchange("binance", TinyMarket())
+    sim.account.max_orders = sim.account.max_fills = 5
+    resting = sim.place_order("XUSDT", "buy", "limit", D("0.1"), D("99.0"), "GTC", client_id="rest")
+    taken = [sim.place_order("XUSDT", "buy", "limit", D("0.1"), D("100.0"), "IOC", client_id=f"c{n}")
+             for n in range(8)]
+    assert all(o.status == "filled" for o in taken)
+    account = sim.account
+    # 9 orders placed, 5 kept: the resting (open) one and the newest 4 closed ones.
+    assert list(account.orders) == [resting.order_id] + [o.order_id for o in taken[-4:]]
+    assert set(account.client_ids) == {"rest", "c4", "c5", "c6", "c7"}
+    assert [f.client_id for f in account.fills] == ["c3", "c4", "c5", "c6", "c7"]  # 8 fills, newest 5 kept
+    assert account.positions["XUSDT"].size == D("0.8")
+    fee = D("0.1") * D("100.0") * D("0.0005") * 8
+    assert account.wallet == D(100000) - fee
+    assert sim.open_orders() == [resting]
+    with pytest.raises(SimReject) as gone:
+        sim.get_order("XUSDT", client_id="c0")
+    assert gone.value.reason == "unknown_order"
