@@ -266,10 +266,13 @@ class Engine:
             )
             realized = trial.apply(filled_base if request.side == "buy" else -filled_base, price)
             fill_id = f"{request.client_order_id}:{result.filled_qty}"
+            # One timestamp for the journal row and the in-memory record: /api/trades answers the
+            # same whether it reads memory or (past the portfolio's bound) the journal.
+            fill_ts = self._clock()
             if await self.journal.record_fill(request.venue, fill_id, request.client_order_id, request.symbol,
-                                              request.side, filled_base, price, fee, realized, strategy):
+                                              request.side, filled_base, price, fee, realized, strategy, fill_ts):
                 self.portfolio.apply_fill(request.venue, request.symbol, request.side, filled_base, price, fee,
-                                          strategy=strategy, client_order_id=request.client_order_id)
+                                          ts=fill_ts, strategy=strategy, client_order_id=request.client_order_id)
                 position = self.portfolio.positions[(request.venue, request.symbol)]
                 await self.journal.save_position(request.venue, request.symbol, position.size,
                                                  position.entry_price, position.realized_pnl)

@@ -337,3 +337,21 @@ async def test_finished_orders_leave_no_per_order_state_in_memory(tmp_path):
         engine.open_trades.clear()  # let the next entry through; this test only counts memory
     assert engine._order_fills == {} and engine.in_flight == {}
     assert sqlite3.connect(engine.journal.path).execute("SELECT COUNT(*) FROM fills").fetchone()[0] >= 6
+
+
+async def test_trades_past_the_portfolio_bound_are_read_from_the_journal_and_agree_with_memory(tmp_path, monkeypatch):
+    """A hedged trade books 2 fills; with room for 1 in memory, /api/trades' source (trades_since)
+    reads the journal, and the fill memory still holds is the same record either way."""
+    from perpbot.portfolio import book
+
+    monkeypatch.setattr(book, "MAX_RECENT_FILLS", 1)
+    engine, _ = await started(tmp_path)
+    [report] = await engine.on_decisions([open_decision()])
+    assert report["outcome"] == "hedged"
+    assert len(engine.portfolio.fills) == 1 and not engine.portfolio.complete_since(0)
+    trades = await engine.trades_since(0)
+    assert sorted((t["venue"], t["side"], t["base_qty"]) for t in trades) == [
+        ("hyperliquid", "sell", "0.02"), ("okx", "buy", "0.02")]
+    assert trades[-1] == engine.portfolio.fills[-1].as_dict()
+    memory_since_last = [f.as_dict() for f in engine.portfolio.trades_since(trades[-1]["ts"])]
+    assert await engine.trades_since(trades[-1]["ts"]) == memory_since_last  # memory path, same answer

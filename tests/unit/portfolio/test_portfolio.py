@@ -71,3 +71,50 @@ def test_a_round_trip_back_to_flat_realises_exactly_cash_flow(fills):
         cash += qty * D(100) * (1 if side == "sell" else -1)
     assert position.size == 0
     assert position.realized_pnl == cash
+
+
+def test_fill_history_is_bounded_by_count_and_today_pnl_still_counts_every_fill(monkeypatch):
+    """N+1 fills keep N in memory; today's realised PnL and fees still include the dropped one,
+    and complete_since() tells readers that memory no longer holds every fill."""
+    from perpbot.portfolio import book
+
+    monkeypatch.setattr(book, "MAX_RECENT_FILLS", 3)
+    p = Portfolio(clock)
+    for n in range(4):  # buy 1 @100, sell 1 @101, buy 1 @100, sell 1 @101: +1 realised twice
+        side = "buy" if n % 2 == 0 else "sell"
+        p.apply_fill("okx", "X", side, D("1"), D(100 + n % 2), D("0.01"), ts=NOON - 100 + n)
+    assert len(p.fills) == 3 and [f.ts for f in p.fills] == [NOON - 99, NOON - 98, NOON - 97]
+    assert p.pnl_today()["realized"] == D("2") and p.pnl_today()["fees"] == D("0.04")
+    assert p.complete_since(NOON - 99) and not p.complete_since(NOON - 100)
+    assert [f.ts for f in p.trades_since(NOON - 98)] == [NOON - 98, NOON - 97]
+
+
+def test_today_pnl_starts_from_zero_when_the_utc_day_changes():
+    now = [NOON]
+    p = Portfolio(lambda: now[0])
+    p.apply_fill("okx", "X", "buy", D("1"), D("100"), D("0.5"))
+    p.apply_funding("okx", "X", D("0.25"))
+    assert p.pnl_today()["fees"] == D("0.5") and p.pnl_today()["funding"] == D("0.25")
+    now[0] = NOON + 86400
+    assert p.pnl_today()["fees"] == 0 and p.pnl_today()["funding"] == 0 and p.pnl_today()["realized"] == 0
+    p.apply_fill("okx", "X", "sell", D("1"), D("103"), D("0.1"))
+    assert p.pnl_today()["realized"] == D("3") and p.pnl_today()["fees"] == D("0.1")
+    p.restore_fill(book_record(ts=NOON))  # a journalled fill of yesterday: history only, not today
+    assert p.pnl_today()["fees"] == D("0.1")
+
+
+def book_record(ts):
+    from perpbot.portfolio.book import FillRecord
+
+    return FillRecord("okx", "X", "buy", D("1"), D("100"), D("9"), D("0"), ts)
+
+
+def test_funding_history_is_bounded_by_count_and_totals_keep_every_payment(monkeypatch):
+    from perpbot.portfolio import book
+
+    monkeypatch.setattr(book, "MAX_RECENT_FUNDING", 2)
+    p = Portfolio(clock)
+    for n in range(3):
+        p.apply_funding("okx", "X", D("0.1"), ts=NOON - 10 + n)
+    assert len(p.funding) == 2
+    assert p.funding_total() == D("0.3") and p.pnl_today()["funding"] == D("0.3")
