@@ -34,6 +34,9 @@ class RiskGate:
         self.execution = execution
         self.metrics = metrics
         self._slip = execution.slippage_bps / BPS
+        # The two slippage multipliers, computed once (the same Decimals limit_price always used).
+        self._up = _ONE + self._slip
+        self._down = _ONE - self._slip
         self._last_logged: dict[str, float] = {}
         self._held_back: dict[str, int] = {}
 
@@ -41,7 +44,7 @@ class RiskGate:
     def limit_price(self, instrument: Instrument, side: str, ref_price: Decimal) -> Decimal:
         """IOC limit: ref moved by slippage_bps against us, rounded onto the tick inside the band
         (buys round down, sells round up)."""
-        moved = ref_price * (_ONE + self._slip) if side == "buy" else ref_price * (_ONE - self._slip)
+        moved = ref_price * self._up if side == "buy" else ref_price * self._down
         return instrument.round_price(moved, side)
 
     @staticmethod

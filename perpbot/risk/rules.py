@@ -54,6 +54,25 @@ def _mark(ctx: RiskContext, key: Key, orders: Sequence[OrderRequest]) -> Decimal
     return _ZERO
 
 
+def _all_venue_grosses(ctx: RiskContext, deltas: dict[Key, Decimal], orders) -> dict[str, tuple[Decimal, Decimal]]:
+    """_venue_gross for every venue the deltas touch, in one pass over the positions."""
+    touched = {key[0] for key in deltas}
+    out = {venue: (_ZERO, _ZERO) for venue in touched}
+    seen = set()
+    for key, position in ctx.positions.items():
+        if key[0] in touched:
+            seen.add(key)
+            mark = _mark(ctx, key, orders)
+            before, after = out[key[0]]
+            out[key[0]] = (before + abs(position) * mark, after + abs(position + deltas.get(key, _ZERO)) * mark)
+    for key, delta in deltas.items():
+        if key not in seen:
+            mark = _mark(ctx, key, orders)
+            before, after = out[key[0]]
+            out[key[0]] = (before + _ZERO * mark, after + abs(delta) * mark)
+    return out
+
+
 def _venue_gross(ctx: RiskContext, venue: str, deltas: dict[Key, Decimal], orders) -> tuple[Decimal, Decimal]:
     """(gross notional now, gross notional after the orders) over every symbol of `venue`."""
     keys = {k for k in ctx.positions if k[0] == venue} | {k for k in deltas if k[0] == venue}
@@ -131,7 +150,8 @@ def venue_grosses(
 ) -> list[tuple[str, Decimal, Decimal]]:
     """(venue, gross before, gross after) for every venue the orders touch, venues sorted: the
     input rule_max_leverage and rule_capital_utilization share (computed once per entry)."""
-    return [(venue, *_venue_gross(ctx, venue, deltas, orders)) for venue in sorted({k[0] for k in deltas})]
+    grosses = _all_venue_grosses(ctx, deltas, orders)
+    return [(venue, *grosses[venue]) for venue in sorted(grosses)]
 
 
 def rule_max_leverage(orders: Sequence[OrderRequest], ctx: RiskContext, max_leverage: Decimal) -> Refusal | None:
@@ -221,17 +241,22 @@ def rule_venue_connected(orders: Sequence[OrderRequest], ctx: RiskContext) -> Re
 def rule_order_grid(order: OrderRequest, instrument: Instrument) -> Refusal | None:
     """Price on the tick, quantity on the lot, at least min_qty, and (unless reduce-only, which
     venues exempt so dust can be closed) at least min_notional."""
-    where = f"{order.venue} {order.symbol}"
-    if order.price <= 0 or not instrument.on_tick(order.price):
+    # Instrument.on_tick / on_lot, each with its one division done once.
+    steps = order.price / instrument.tick_size if order.price > 0 else None
+    if steps is None or steps != steps.to_integral_value():
+        where = f"{order.venue} {order.symbol}"
         return Refusal("tick_size", f"{where}: price {order.price} not on tick {instrument.tick_size}")
-    if order.qty <= 0 or not instrument.on_lot(order.qty):
+    steps = order.qty / instrument.lot_size if order.qty > 0 else None
+    if steps is None or steps != steps.to_integral_value():
+        where = f"{order.venue} {order.symbol}"
         return Refusal("lot_size", f"{where}: qty {order.qty} not on lot {instrument.lot_size}")
     if order.qty < instrument.min_qty:
-        return Refusal("min_qty", f"{where}: qty {order.qty} < min {instrument.min_qty}")
+        return Refusal("min_qty", f"{order.venue} {order.symbol}: qty {order.qty} < min {instrument.min_qty}")
     if not order.reduce_only:
         notional = order.qty * instrument.contract_size * order.price
         if notional < instrument.min_notional:
-            return Refusal("min_notional", f"{where}: {notional} < min notional {instrument.min_notional}")
+            return Refusal("min_notional", f"{order.venue} {order.symbol}: {notional} < min notional "
+                           f"{instrument.min_notional}")
     return None
 
 

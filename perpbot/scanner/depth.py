@@ -57,12 +57,29 @@ def base_step(instrument: Instrument) -> Decimal:
     return instrument.lot_size * instrument.contract_size
 
 
+# (a.key, b.key) -> (a, b, common step): the instruments are immutable, so a pair's step is
+# computed once; the cached objects are checked by identity (a reloaded instrument recomputes).
+_STEPS: dict[tuple, tuple[Instrument, Instrument, Decimal]] = {}
+
+
 def common_base_step(a: Instrument, b: Instrument) -> Decimal:
     """The finest base-unit step that is on BOTH venues' lot grids (their least common multiple).
 
     For steps that divide each other (0.01 BTC per OKX contract vs 0.001 on Binance) this is
     simply the coarser step; for any other pair it is still exact, so both legs hedge exactly.
     """
+    pair = (a.key, b.key)
+    cached = _STEPS.get(pair)
+    if cached is not None and cached[0] is a and cached[1] is b:
+        return cached[2]
+    step = _common_base_step(a, b)
+    if len(_STEPS) > 65536:
+        _STEPS.clear()  # bounded: instruments reloaded many times leave dead entries
+    _STEPS[pair] = (a, b, step)
+    return step
+
+
+def _common_base_step(a: Instrument, b: Instrument) -> Decimal:
     step_a = base_step(a)
     step_b = base_step(b)
     if step_a == step_b:
