@@ -123,6 +123,15 @@ class Portfolio:
         self._day = float("-inf")
         self._today = [ZERO, ZERO, ZERO]
 
+    def set_history_bound(self, fills: int, funding: int) -> None:
+        """Changes the in-memory count bounds (the soak rig makes them small so they are reached
+        within minutes); the oldest entries beyond the new bound are dropped as usual."""
+        kept = deque(self.fills, maxlen=fills)
+        if len(kept) < len(self.fills):
+            self._evicted_fill_ts = max(self._evicted_fill_ts, self.fills[len(self.fills) - len(kept) - 1].ts)
+        self.fills = kept
+        self.funding = deque(self.funding, maxlen=funding)
+
     # -- updates --------------------------------------------------------------------------
     def apply_fill(
         self, venue: str, symbol: str, side: str, base_qty: Decimal, price: Decimal, fee: Decimal,

@@ -140,6 +140,15 @@ class LiveBot:
                 await asyncio.wait_for(self._task, 20)
         await self.admin.__aexit__()
 
+    def bound_histories(self, entries: int) -> None:
+        """Lowers the count bounds of the simulator's order/fill histories (per venue) and of the
+        portfolio's fill/funding history to `entries`. The production bounds (thousands) take hours
+        of trading to reach; a soak lowers them so they are reached during its warm-up and the
+        steady state it measures is the one a weeks-long run lives in."""
+        for exchange in self.app.simulator.exchanges.values():
+            exchange.account.max_orders = exchange.account.max_fills = entries
+        self.engine.portfolio.set_history_bound(entries, entries)
+
     def _observe_reconciliations(self) -> None:
         """Records every position the periodic reconciliation had to correct: a correction means the
         engine's own fill accounting had drifted from the venue, which the position check must see."""

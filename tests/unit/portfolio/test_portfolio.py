@@ -118,3 +118,16 @@ def test_funding_history_is_bounded_by_count_and_totals_keep_every_payment(monke
         p.apply_funding("okx", "X", D("0.1"), ts=NOON - 10 + n)
     assert len(p.funding) == 2
     assert p.funding_total() == D("0.3") and p.pnl_today()["funding"] == D("0.3")
+
+
+def test_a_smaller_history_bound_drops_the_oldest_and_marks_memory_incomplete():
+    p = Portfolio(clock)
+    for n in range(4):
+        p.apply_fill("okx", "X", "buy", D("1"), D("100"), D("0"), ts=NOON - 10 + n)
+        p.apply_funding("okx", "X", D("0.1"), ts=NOON - 10 + n)
+    p.set_history_bound(2, 3)
+    assert [f.ts for f in p.fills] == [NOON - 8, NOON - 7] and len(p.funding) == 3
+    assert p.complete_since(NOON - 8) and not p.complete_since(NOON - 9)
+    p.apply_fill("okx", "X", "buy", D("1"), D("100"), D("0"), ts=NOON)
+    assert [f.ts for f in p.fills] == [NOON - 7, NOON] and not p.complete_since(NOON - 8)
+    assert p.pnl_today()["funding"] == D("0.4")
