@@ -166,10 +166,12 @@ class TopScreen(Protocol):
     """Optional, for speed (incremental screen): a strategy whose entries need, for some pair of
     the base's books, best_bid x sell >= best_ask x buy with `(sell, buy) = top_factors(instrument)`
     (exact integers applied to the books' scaled prices). The scanner keeps these products per
-    book, refreshes only the books reported changed, and skips `evaluate` on bases with no open
-    trade where no pair passes. Contract: with no open trade, `evaluate` returns a decision only
-    if such a pair exists among its usable books (usable books are a subset of all books, so a
-    screen over every book is at least as permissive)."""
+    book, refreshes only the books reported changed, and skips `evaluate` on bases where no pair
+    passes and none of the open trades is the strategy's own. Contract: `evaluate` exits only
+    trades whose `strategy` is its name, and with none of those it returns a decision only if
+    such a pair exists among its usable books (usable books are a subset of all books, so a
+    screen over every book is at least as permissive; other strategies' trades only remove
+    candidates)."""
 
     def top_factors(self, instrument: Instrument) -> tuple[int, int]: ...
 
@@ -178,8 +180,9 @@ class FundingScreen(Protocol):
     """Optional, for speed (incremental screen): a strategy whose entries depend first on the
     funding updates of the base's instruments. `funding_may_enter(updates)` (one entry per
     instrument of the base, None where there is no rate) must be True whenever `evaluate` could
-    return any decision with no open trade on the base, for any subset of those instruments'
-    books being usable. The scanner re-runs it only when one of those updates was replaced."""
+    return any decision with none of its own trades (strategy == its name) open on the base, for
+    any subset of those instruments' books being usable. The scanner re-runs it only when one of
+    those updates was replaced."""
 
     def funding_may_enter(self, updates: list[FundingUpdate | None]) -> bool: ...
 

@@ -66,6 +66,8 @@ class Scanner:
         self._tops = tops if incremental else None
         self._funds = [s.funding_may_enter for s in funds if s not in tops] if incremental else []
         self._states: dict[str, _BaseScreen] = {}
+        # Per strategy: its index among the TopScreens, or None for a FundingScreen.
+        self._top_index = [tops.index(s) if s in tops else None for s in self.strategies] if incremental else []
         self._versioned = type(funding_map) is FundingMap
         self._slots: dict[Key, tuple[_BaseScreen, int]] = {}
         # With exactly one TopScreen, key -> (state, index, sell, buy, state's sells, state's buys)
@@ -186,10 +188,12 @@ class Scanner:
         decisions: list[Decision] = []
         for base in bases:
             trades = [t for t in open_trades if t.base == base] if open_trades else []
-            if incremental and not trades:
+            state = None
+            if incremental:
                 state = self._states.get(base)
                 if state is None:
                     state = self._new_state(base)
+            if state is not None and not trades:
                 if not state.may_enter(self.funding_map, self._funds):
                     # Same outcome as a full evaluation that found nothing (see _BaseScreen).
                     self.screened += 1
@@ -220,7 +224,21 @@ class Scanner:
                 view = MarketView(self.store, self.funding_map, self.instruments, now, self._by_base)
             live: set[tuple] = set()
             previous = self._live.get(base, ())
-            for strategy in self.strategies:
+            for n, strategy in enumerate(self.strategies):
+                if state is not None and trades:
+                    # A held base: a strategy none of whose trades are here only looks for entries,
+                    # so its screen may skip it (the trades held make entries rarer, never likelier).
+                    name = strategy.name
+                    for trade in trades:
+                        if trade.strategy == name:
+                            break
+                    else:
+                        j = self._top_index[n]
+                        if j is not None:
+                            if max(state.sells[j]) < min(state.buys[j]):
+                                continue
+                        elif not state.funding_may_enter(self.funding_map, self._funds):
+                            continue
                 try:
                     found = strategy.evaluate(view, base, trades)
                 except Exception:

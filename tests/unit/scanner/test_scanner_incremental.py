@@ -191,3 +191,22 @@ def test_a_strategy_whose_screen_fails_is_still_evaluated_and_logged(caplog):
     with caplog.at_level(logging.ERROR):
         assert scanner.scan((OKX_BTC.key,), []) == []
     assert scanner.screened == 0 and "evaluate broke" in caplog.text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.integers(0, 3), st.sampled_from(["price_spread", "funding_spread"]),
+       st.sampled_from([(0, 1), (1, 2), (3, 0), (2, 3)]), st.sampled_from([5.0, 700.0, 30000.0]))
+def test_held_base_skips_only_strategies_without_a_trade_there_and_decides_as_full_evaluation(
+        market, changed, owner, pair, age):
+    instruments, books, ages, funded, price, fund = market
+    store, rates = _build(instruments, books, ages, funded)
+    mapping = {inst.key: inst for inst in instruments}
+    strategies = [PriceSpreadStrategy(price), FundingSpreadStrategy(fund)]
+    fast = Scanner(store, strategies, Metrics(), mapping, rates, clock=lambda: NOW)
+    full = Scanner(store, [Unscreened(s) for s in strategies], Metrics(), mapping, rates, clock=lambda: NOW)
+    long_inst, short_inst = instruments[pair[0]], instruments[pair[1]]
+    legs = (Leg(long_inst.venue, long_inst.symbol, "buy", D("0.003"), D("60000.0")),
+            Leg(short_inst.venue, short_inst.symbol, "sell", D("0.003"), D("60001.0")))
+    trade = OpenTrade("t-1", owner, "BTC", legs, NOW - age, D("12"))
+    key = instruments[changed].key
+    assert fast.scan((key,), [trade]) == full.scan((key,), [trade])
