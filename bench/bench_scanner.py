@@ -10,7 +10,10 @@ Reported per update: screen only (bases skipped by the incremental screens), ful
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
+import statistics
 import sys
 import time
 from collections import deque
@@ -38,6 +41,7 @@ VENUES = ("okx", "hyperliquid", "binance", "bybit")
 SYMBOLS = 50
 LEVELS = 20
 UPDATES = 20_000
+REPEATS = 3  # whole runs; the figures returned are their medians
 DISLOCATED = 0.02  # stress row: share of updates that move one book 30 bps away from the others
 REAL_DISLOCATED = 0.005  # realistic row: the same, rarer (one dislocation a second at the rate below)
 REAL_TICK = 0.1  # realistic row: 1 bp spread (the stress row keeps its 10 bp one), so converged trades exit
@@ -268,16 +272,43 @@ def stress(results: dict[str, float]) -> None:
     results["conflated_scan_us"] = scan_ns / n / 1000
 
 
+def timer_overhead_us() -> float:
+    """What one timed region adds by itself (two perf_counter_ns calls), us; min of repeats."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        for _ in range(10_000):
+            time.perf_counter_ns()
+            time.perf_counter_ns()
+        best = min(best, (time.perf_counter_ns() - t0) / 10_000 / 1000)
+    return best
+
+
 def main() -> dict[str, float]:
-    """Run the scanner bench, print it, and return its figures (us per update) for bench/run.py.
+    """Run the scanner bench REPEATS times, print the last run and the medians, and return the median
+    figures (us per update) for bench/run.py.
 
     Keys: scan_gate_us (realistic total), screen_us, eval_us, gate_us (its parts, per update), entries,
     exits, dislocated_pct, entry_pct, exit_pct (realistic stream); stress_scan_gate_us, gate_us_per_entry,
-    stress_entries (stress row); quiet_scan_us, conflated_scan_us."""
-    results: dict[str, float] = {}
-    print(f"books: {len(VENUES)} venues x {SYMBOLS} symbols, {LEVELS} levels/side")
-    realistic(results)
-    stress(results)
+    stress_entries (stress row); quiet_scan_us, conflated_scan_us; timer_us (what one timed region adds)."""
+    runs: list[dict[str, float]] = []
+    sink = io.StringIO()
+    for n in range(REPEATS):
+        results: dict[str, float] = {}
+        last = n == REPEATS - 1
+        with contextlib.redirect_stdout(sys.stdout if last else sink):
+            if last:
+                print(f"books: {len(VENUES)} venues x {SYMBOLS} symbols, {LEVELS} levels/side (run {n + 1} of {REPEATS})")
+            realistic(results)
+            stress(results)
+        runs.append(results)
+    results = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    results["timer_us"] = timer_overhead_us()
+    print(f"median of {REPEATS} runs: scanner + gate {results['scan_gate_us']:.2f} us/update realistic "
+          f"(screen {results['screen_us']:.2f} + evaluation {results['eval_us']:.2f} + gate {results['gate_us']:.2f}; "
+          f"each timed scan/gate call carries {results['timer_us']:.2f} us of timer), "
+          f"{results['stress_scan_gate_us']:.2f} us/update stress; gate {results['gate_us_per_entry']:.2f} us/entry; "
+          f"quiet {results['quiet_scan_us']:.2f}, conflated {results['conflated_scan_us']:.2f} us/update")
     return results
 
 
