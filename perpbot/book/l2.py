@@ -15,12 +15,15 @@ from perpbot.core.numbers import ONE, SCALE, to_scaled
 
 
 # Wire string -> scaled int caches (to_scaled only on a miss; a dict hit is ~4x cheaper than
-# parsing). Prices are cached per book: a shared cache overflowed at a few hundred books and
-# thrashed (cost per update grew with the number of symbols). Sizes repeat across books, so
-# they share one cache per contract size, holding the *base-unit* size (contract applied,
-# exactness checked once on the miss). Invalid text raises and is never cached.
-_PRICE_CACHE_MAX = 4096  # per book; cleared wholesale when full
-_SIZE_CACHE_MAX = 1 << 16  # per contract size
+# parsing). Invalid text raises and is never cached.
+# Prices: one cache shared by every book, sized for 400 books x ~1,000 live price strings
+# (it was 131,072 entries, which 400 books overflowed: cleared wholesale again and again).
+# Per-book caches were measured too: slower at 400 books (memory locality), so shared it is.
+# Sizes share one cache per contract size holding the *base-unit* size (contract applied,
+# exactness checked once, on the miss): no per-level divmod.
+_PRICE_CACHE: dict[str, int] = {}
+_PRICE_CACHE_MAX = 1 << 19  # ~60 MB worst case; cleared wholesale when full
+_SIZE_CACHE_MAX = 1 << 17  # per contract size
 _SIZE_CACHES: dict[int | None, dict[str, int]] = {}
 
 
@@ -70,7 +73,7 @@ class L2Book:
         self.ask_frags: list[str] = []
         contract = int(contract_size.scaleb(SCALE))
         self._contract = None if contract == ONE else contract
-        self._px: dict[str, int] = {}  # price text -> scaled price (this book's own cache)
+        self._px = _PRICE_CACHE  # price text -> scaled price (shared)
         self._sz = _size_cache(self._contract)  # size text -> scaled base-unit size (shared)
         self.valid = False
         self.invalid_reason: str | None = "no snapshot yet"
@@ -97,7 +100,7 @@ class L2Book:
         self.invalidations += 1
 
     def _price_miss(self, text: str) -> int:
-        """to_scaled for a price not in this book's cache; remembers it."""
+        """to_scaled for a price not in the cache; remembers it."""
         value = to_scaled(text)
         cache = self._px
         if len(cache) >= _PRICE_CACHE_MAX:
