@@ -225,9 +225,9 @@ class Scanner:
             live: set[tuple] = set()
             previous = self._live.get(base, ())
             for n, strategy in enumerate(self.strategies):
-                if state is not None and trades:
-                    # A held base: a strategy none of whose trades are here only looks for entries,
-                    # so its screen may skip it (the trades held make entries rarer, never likelier).
+                if state is not None:
+                    # A strategy none of whose trades are on this base only looks for entries, so its
+                    # own screen may skip it (trades held make entries rarer, never likelier).
                     name = strategy.name
                     for trade in trades:
                         if trade.strategy == name:
