@@ -298,6 +298,7 @@ async def _soak(minutes: float, faults: bool, seed: int, workdir: Path | None, s
                     "resyncs": _counter_sum(metrics.book_resyncs_total),
                     "trades": _counter_sum(metrics.trades_total),
                     "books_valid": sum(b.valid for b in bot.books()),
+                    "tasks": len(asyncio.all_tasks()),  # a task leak shows as a rising count
                 })
                 log.info("soak sample %s", samples[-1])
                 if now >= end:
@@ -368,11 +369,11 @@ def format_report(report: dict[str, Any]) -> str:
     traced = bool(report["samples"]) and "traced_mb" in report["samples"][0]
     heap_col = f" {'heap_mb':>8}" if traced else ""
     lines = [f"{'t_s':>8} {'rss_mb':>8}{heap_col} {'lag_p99_ms':>10} {'reconn':>7} {'resync':>7} {'trades':>7} "
-             f"{'valid':>6}"]
+             f"{'valid':>6} {'tasks':>6}"]
     for s in report["samples"]:
         heap = f" {s['traced_mb']:>8}" if traced else ""
         lines.append(f"{s['t_s']:>8} {s['rss_mb']:>8}{heap} {s['lag_p99_ms']:>10} {s['reconnects']:>7.0f} "
-                     f"{s['resyncs']:>7.0f} {s['trades']:>7.0f} {s['books_valid']:>6}")
+                     f"{s['resyncs']:>7.0f} {s['trades']:>7.0f} {s['books_valid']:>6} {s.get('tasks', ''):>6}")
     growth = report.get("heap_top_growth")
     if growth:
         t0, t1 = report["heap_snapshots_t_s"]
