@@ -112,14 +112,29 @@ class Scanner:
                 state, i, sell, buy, sells, buys = entry
                 book = self.store.books.get(key)
                 if book is None:
-                    sells[i] = 0
-                    buys[i] = _NO_ASK
+                    bid, ask = 0, _NO_ASK
                 else:
                     keys = book.bid_keys
-                    sells[i] = keys[-1] * sell if keys else 0
+                    bid = keys[-1] * sell if keys else 0
                     keys = book.ask_keys
-                    buys[i] = keys[0] * buy if keys else _NO_ASK
-                if max(sells) < min(buys):
+                    ask = keys[0] * buy if keys else _NO_ASK
+                sells[i] = bid
+                buys[i] = ask
+                # The base's highest sell and lowest buy product, kept incrementally: a full max/min
+                # only when the book that held the extreme moved away from it.
+                if bid >= state.hi:
+                    state.hi = bid
+                    state.hi_i = i
+                elif i == state.hi_i:
+                    state.hi = max(sells)
+                    state.hi_i = sells.index(state.hi)
+                if ask <= state.lo:
+                    state.lo = ask
+                    state.lo_i = i
+                elif i == state.lo_i:
+                    state.lo = min(buys)
+                    state.lo_i = buys.index(state.lo)
+                if state.hi < state.lo:
                     funding = self.funding_map
                     if not (
                         state.verdict
@@ -159,7 +174,7 @@ class Scanner:
                     for key in changed:  # the hot path's refresh, inlined: a burst has many keys
                         entry = quick.get(key)
                         if entry is not None:
-                            _, i, sell, buy, sells, buys = entry
+                            state, i, sell, buy, sells, buys = entry
                             book = books.get(key)
                             if book is None:
                                 sells[i] = 0
@@ -169,6 +184,7 @@ class Scanner:
                                 sells[i] = keys[-1] * sell if keys else 0
                                 keys = book.ask_keys
                                 buys[i] = keys[0] * buy if keys else _NO_ASK
+                            state.stale = True  # hi/lo recomputed once per base, below
                         else:
                             slot = self._slots.get(key)
                             if slot is not None:
@@ -181,6 +197,12 @@ class Scanner:
             bases = self.bases_of(changed)
             if not bases:
                 return []
+            if quick is not None:
+                states = self._states
+                for base in bases:
+                    state = states.get(base)
+                    if state is not None and state.stale:
+                        state.extremes()
         self.scans += 1
         now = None
         view: MarketView | None = None
@@ -319,7 +341,8 @@ class _BaseScreen:
     updates do not wake the scanner, and re-judged only when an update object was replaced.
     """
 
-    __slots__ = ("base", "keys", "factors", "sells", "buys", "seen", "verdict", "version")
+    __slots__ = ("base", "keys", "factors", "sells", "buys", "seen", "verdict", "version", "hi", "hi_i", "lo",
+                 "lo_i", "stale")
 
     def __init__(self, base: str, keys: list[Key], factors: list[list[tuple[int, int]]]) -> None:
         self.base = base
@@ -330,6 +353,14 @@ class _BaseScreen:
         self.seen: list | None = None
         self.verdict = False
         self.version = -1  # FundingMap.version when `verdict` was judged (-1: never)
+        # The first TopScreen's max(sells) / min(buys) and where they are (Scanner.scan's hot path
+        # keeps them; `stale` when the products changed without them).
+        self.hi = 0
+        self.hi_i = 0
+        self.lo = _NO_ASK
+        self.lo_i = 0
+        self.stale = False
+        self.extremes()
 
     def refresh(self, i: int, book) -> None:
         """Book `i` changed: recompute its products from its best bid and ask."""
@@ -345,6 +376,17 @@ class _BaseScreen:
             sell, buy = factors[i]
             sells[i] = 0 if bid is None else bid * sell
             buys[i] = _NO_ASK if ask is None else ask * buy
+        self.extremes()
+
+    def extremes(self) -> None:
+        """Recompute hi/lo (and where they are) from the first TopScreen's products."""
+        self.stale = False
+        if self.sells and self.keys:
+            sells, buys = self.sells[0], self.buys[0]
+            self.hi = max(sells)
+            self.hi_i = sells.index(self.hi)
+            self.lo = min(buys)
+            self.lo_i = buys.index(self.lo)
 
     def may_enter(self, funding: Mapping[Key, FundingUpdate], funds: list) -> bool:
         """False only when no strategy could enter on this base (then `evaluate` is skipped)."""

@@ -121,7 +121,12 @@ def test_incremental_scanner_agrees_with_full_evaluation_over_a_stream_of_update
         put_book(store, inst, bids or [("59000.0", "1")], asks or [("61000.0", "1")], NOW)
         if step.draw(st.booleans()):
             rates[inst.key] = funding(inst, step.draw(rates_present), inst.funding_interval_hours)
+        before = fast.screened
         assert fast.scan((inst.key,), []) == full.scan((inst.key,), [])
+        # The state kept across scans screens exactly as one built from scratch on these books.
+        fresh = Scanner(store, built, Metrics(), mapping, rates, clock=lambda: NOW)
+        fresh.scan((inst.key,), [])
+        assert fast.screened - before == fresh.screened
     assert fast._tops is not None  # the incremental path was the one under test
 
 
