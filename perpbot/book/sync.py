@@ -79,3 +79,30 @@ def apply_update(book: L2Book, update: BookUpdate, rules: BookRules) -> str | No
     book.valid = True
     book.invalid_reason = None
     return None
+
+
+def apply_checked_delta(
+    book: L2Book, bids: list, asks: list, seq: int, exchange_ts_ms: int, recv_ts: float
+) -> str | None:
+    """apply_update's APPLY branch for a delta whose sequence the caller has already checked
+    (a venue fast path), for venues that send no checksum: the same book state and the same
+    reasons ("malformed: ...", "crossed"). The book must be synced and not awaiting its first delta."""
+    try:
+        book.apply_levels(bids, asks)
+    except (ValueError, IndexError, TypeError) as exc:
+        book.invalidate("malformed")
+        book.seq = None
+        return f"malformed: {exc}"
+    book.seq = seq
+    book.exchange_ts_ms = exchange_ts_ms
+    book.recv_ts = recv_ts
+    book.updates += 1
+    bid_keys = book.bid_keys
+    ask_keys = book.ask_keys
+    if bid_keys and ask_keys and bid_keys[-1] >= ask_keys[0]:
+        book.invalidate("crossed")
+        book.seq = None
+        return "crossed"
+    book.valid = True
+    book.invalid_reason = None
+    return None

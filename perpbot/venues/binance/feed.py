@@ -44,6 +44,9 @@ class BinanceFeedAdapter:
     def parse(self, frame: str | bytes, recv_ts: float) -> list[Event]:
         return binance_parse.parse(frame, recv_ts, self.funding_hours)
 
+    # The supervisor's fast path for book deltas of synced books (None: use parse).
+    apply_books_frame = staticmethod(binance_parse.apply_books_frame)
+
     def resync_frames(self, symbol: str) -> list[str]:
         # The stream keeps flowing; a resync is a fresh REST snapshot (snapshot_url), nothing to send.
         return []

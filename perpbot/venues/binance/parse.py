@@ -7,9 +7,12 @@ and .../How-to-manage-a-local-order-book-correctly; notes in VENUES.md §2.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
+
+import msgspec
 
 from perpbot.book.l2 import L2Book
-from perpbot.book.sync import APPLY, DROP
+from perpbot.book.sync import APPLY, DROP, apply_checked_delta
 from perpbot.core.events import BookUpdate, Event, FundingUpdate, ParseError, SubscribeAck, VenueError
 from perpbot.venues._wire import check_levels, decimal_field, decode, field, int_field
 
@@ -78,6 +81,57 @@ def parse(
     if type(kind) is not str:
         raise ParseError(VENUE, "event type is not a string")
     return []  # other streams (bookTicker, aggTrade, ...) are not ours
+
+
+# Typed decode of combined-stream depthUpdate frames for the supervisor's fast path. Any frame that
+# does not fit (raw streams, markPrice, acks, odd types...) goes to parse(), which owns every error.
+_Level = Annotated[list[str], msgspec.Meta(min_length=2)]
+# orjson (parse()'s decoder) turns integers beyond 64 bits into floats, which parse() refuses;
+# msgspec keeps them as ints, so the fast path declines them to stay identical.
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+
+
+class _Depth(msgspec.Struct, gc=False):
+    e: str
+    E: int
+    s: str
+    U: int
+    u: int
+    pu: int
+    b: list[_Level]
+    a: list[_Level]
+
+
+class _DepthFrame(msgspec.Struct, gc=False):
+    stream: object
+    data: _Depth
+
+
+_decode_depth = msgspec.json.Decoder(_DepthFrame).decode
+
+
+def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, int, str | None] | None:
+    """Fast path for a depthUpdate of a synced book whose pu is the last u (see okx's
+    apply_books_frame for the contract): (book, E ms, reason or None), or None to hand the
+    untouched frame to parse() + apply_update (the snapshot bridge, repeats, gaps, anything odd)."""
+    try:
+        typed = _decode_depth(frame)
+    except Exception:  # whatever the typed decode refuses belongs to parse()
+        return None
+    data = typed.data
+    if data.e != "depthUpdate":
+        return None
+    book = books.get((VENUE, data.s))
+    if book is None:
+        return None
+    last = book.seq
+    u = data.u
+    ts = data.E
+    if (last is None or data.pu != last or book.awaiting_first_delta
+            or not (_INT_MIN <= ts <= _INT_MAX and _INT_MIN <= u <= _INT_MAX and _INT_MIN <= data.U <= _INT_MAX)):
+        return None
+    return book, ts, apply_checked_delta(book, data.b, data.a, u, ts, recv_ts)
 
 
 def _int(message: dict, key: str, symbol: str) -> int:

@@ -42,6 +42,9 @@ class BybitFeedAdapter:
     def parse(self, frame: str | bytes, recv_ts: float) -> list[Event]:
         return bybit_parse.parse(frame, recv_ts, self.tickers)
 
+    # The supervisor's fast path for book deltas of synced books (None: use parse).
+    apply_books_frame = staticmethod(bybit_parse.apply_books_frame)
+
     def resync_frames(self, symbol: str) -> list[str]:
         args = [self._book_topic(symbol)]
         return [

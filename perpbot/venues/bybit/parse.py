@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Annotated
+
+import msgspec
 
 from perpbot.book.l2 import L2Book
-from perpbot.book.sync import APPLY, DROP
+from perpbot.book.sync import APPLY, DROP, apply_checked_delta
 from perpbot.core.events import BookUpdate, Event, FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
 from perpbot.venues._wire import check_levels, decode, field, int_field, to_decimal
 
@@ -47,6 +50,54 @@ def parse(frame: str | bytes, recv_ts: float, tickers: dict[str, TickerState] | 
     if topic.startswith("tickers."):
         return _ticker(message, recv_ts, {} if tickers is None else tickers)
     return []
+
+
+# Typed decode of orderbook frames for the supervisor's fast path (apply_books_frame). Any frame
+# that does not fit (tickers, ops, odd types...) goes to parse(), which owns every error.
+_Level = Annotated[list[str], msgspec.Meta(min_length=2)]
+# orjson (parse()'s decoder) turns integers beyond 64 bits into floats, which parse() refuses;
+# msgspec keeps them as ints, so the fast path declines them to stay identical.
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+
+
+class _BookData(msgspec.Struct, gc=False):
+    s: str
+    b: list[_Level]
+    a: list[_Level]
+    u: int
+
+
+class _BookFrame(msgspec.Struct, gc=False):
+    topic: str
+    type: str
+    ts: int
+    data: _BookData
+
+
+_decode_book = msgspec.json.Decoder(_BookFrame).decode
+
+
+def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, int, str | None] | None:
+    """Fast path for an orderbook delta of a synced book whose u follows the last (see okx's
+    apply_books_frame for the contract): (book, ts ms, reason or None), or None to hand the
+    untouched frame to parse() + apply_update (snapshots, u == 1, repeats, gaps, anything odd)."""
+    try:
+        typed = _decode_book(frame)
+    except Exception:  # whatever the typed decode refuses belongs to parse()
+        return None
+    data = typed.data
+    u = data.u
+    ts = typed.ts
+    if typed.type != "delta" or not typed.topic.startswith("orderbook.") or u == 1:
+        return None
+    book = books.get((VENUE, data.s))
+    if book is None:
+        return None
+    last = book.seq
+    if last is None or u != last + 1 or book.awaiting_first_delta or not (_INT_MIN <= ts <= _INT_MAX and u <= _INT_MAX):
+        return None
+    return book, ts, apply_checked_delta(book, data.b, data.a, u, ts, recv_ts)
 
 
 def _parse_op(message: dict, recv_ts: float) -> list[Event]:
