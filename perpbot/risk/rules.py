@@ -55,7 +55,8 @@ def _mark(ctx: RiskContext, key: Key, orders: Sequence[OrderRequest]) -> Decimal
 
 
 def _all_venue_grosses(ctx: RiskContext, deltas: dict[Key, Decimal], orders) -> dict[str, tuple[Decimal, Decimal]]:
-    """_venue_gross for every venue the deltas touch, in one pass over the positions."""
+    """(gross notional now, gross notional after the orders) at mark for every venue the deltas
+    touch, over every symbol of that venue held or traded, in one pass over the positions."""
     touched = {key[0] for key in deltas}
     out = {venue: (_ZERO, _ZERO) for venue in touched}
     seen = set()
@@ -71,18 +72,6 @@ def _all_venue_grosses(ctx: RiskContext, deltas: dict[Key, Decimal], orders) -> 
             before, after = out[key[0]]
             out[key[0]] = (before + _ZERO * mark, after + abs(delta) * mark)
     return out
-
-
-def _venue_gross(ctx: RiskContext, venue: str, deltas: dict[Key, Decimal], orders) -> tuple[Decimal, Decimal]:
-    """(gross notional now, gross notional after the orders) over every symbol of `venue`."""
-    keys = {k for k in ctx.positions if k[0] == venue} | {k for k in deltas if k[0] == venue}
-    before = after = _ZERO
-    for key in keys:
-        position = ctx.positions.get(key, _ZERO)
-        mark = _mark(ctx, key, orders)
-        before += abs(position) * mark
-        after += abs(position + deltas.get(key, _ZERO)) * mark
-    return before, after
 
 
 # --- state and shape -------------------------------------------------------------------
