@@ -214,9 +214,44 @@ class L2Book:
                 del frags[index]
 
     def replace(self, bids: list, asks: list) -> None:
-        self.clear()
-        self.apply_side(bids, True)
-        self.apply_side(asks, False)
+        """The book becomes exactly these levels: the state applying them one by one to an
+        empty book gives (a later level of a price wins, size 0 drops it), built in bulk: each
+        side's levels go into a dict, then one sort, instead of a bisect-insert per level."""
+        try:
+            self._replace_side(bids, self.bids, self.bid_keys, self.bid_frags)
+            self._replace_side(asks, self.asks, self.ask_keys, self.ask_frags)
+        except Exception:
+            self.clear()  # never half a snapshot
+            raise
+
+    def _replace_side(self, levels: list, book: dict[int, int], keys: list[int], frags: list[str]) -> None:
+        prices = self._px
+        sizes = self._sz
+        fresh: dict[int, int] = {}
+        raw: dict[int, str] | None = {} if self.keep_raw else None
+        for level in levels:
+            px_text = level[0]
+            try:
+                price = prices[px_text]
+            except KeyError:
+                price = self._price_miss(px_text)
+            sz_text = level[1]
+            try:
+                size = sizes[sz_text]
+            except KeyError:
+                size = self._size_miss(sz_text)
+            if size:
+                fresh[price] = size
+                if raw is not None:
+                    raw[price] = px_text + ":" + sz_text
+            elif price in fresh:
+                del fresh[price]
+                if raw is not None:
+                    del raw[price]
+        book.clear()
+        book.update(fresh)
+        keys[:] = sorted(fresh)
+        frags[:] = [raw[price] for price in keys] if raw is not None else ()
 
     # -- reads --------------------------------------------------------------------
     def best_bid(self) -> int | None:

@@ -94,3 +94,29 @@ def test_trailing_zeros_beyond_the_scale_are_accepted_but_real_digits_are_not(wh
         pass
     else:
         raise AssertionError("a 10th decimal digit must be refused, not rounded")
+
+
+@settings(max_examples=200, deadline=None)
+@given(LEVELS, LEVELS, st.booleans(), st.sampled_from([Decimal(1), Decimal("0.01"), Decimal(10)]))
+def test_bulk_replace_equals_applying_the_levels_one_by_one_to_an_empty_book(bids, asks, keep_raw, contract):
+    # Duplicated prices (a later level wins) and zero sizes (drop) included by the strategies.
+    bulk = L2Book("test", "X", contract, keep_raw=keep_raw)
+    bulk.apply_side([["999.9", "1"]], True)  # whatever was there before goes
+    one_by_one = L2Book("test", "X", contract, keep_raw=keep_raw)
+    try:
+        one_by_one.apply_side(bids, True)
+        one_by_one.apply_side(asks, False)
+    except ValueError:
+        one_by_one.clear()
+        try:
+            bulk.replace(bids, asks)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("replace accepted levels that apply_side refused")
+        assert not bulk.bids and not bulk.asks and not bulk.bid_keys and not bulk.bid_frags
+        return
+    bulk.replace(bids, asks)
+    assert bulk.bids == one_by_one.bids and bulk.asks == one_by_one.asks
+    assert bulk.bid_keys == one_by_one.bid_keys and bulk.ask_keys == one_by_one.ask_keys
+    assert bulk.bid_frags == one_by_one.bid_frags and bulk.ask_frags == one_by_one.ask_frags
