@@ -202,10 +202,10 @@ class L2Book:
                 # One "px:sz" string per level: exactly the fragment the OKX CRC32 input joins.
                 index = bisect_left(keys, price)
                 if price in book:
-                    frags[index] = px_text + ":" + sz_text
+                    frags[index] = f"{px_text}:{sz_text}"
                 else:
                     keys.insert(index, price)
-                    frags.insert(index, px_text + ":" + sz_text)
+                    frags.insert(index, f"{px_text}:{sz_text}")
                 book[price] = size
             elif price in book:
                 del book[price]
@@ -243,7 +243,7 @@ class L2Book:
             if size:
                 fresh[price] = size
                 if raw is not None:
-                    raw[price] = px_text + ":" + sz_text
+                    raw[price] = f"{px_text}:{sz_text}"
             elif price in fresh:
                 del fresh[price]
                 if raw is not None:
@@ -333,13 +333,19 @@ class L2Book:
 
     def vwap(self, is_buy: bool, base_qty: int) -> float | None:
         """Depth-weighted average price (float, in quote units) for a full fill, None if too thin."""
-        if base_qty > 0:
-            # Common case: the best level alone fills the size. cost / filled is then the
-            # best price exactly, so float(price) / ONE is the very float the sweep gives.
-            keys = self.ask_keys if is_buy else self.bid_keys
-            if keys:
-                price = keys[0] if is_buy else keys[-1]
-                if (self.asks if is_buy else self.bids)[price] >= base_qty:
+        # Common case: the best level alone fills the size. cost / filled is then the best
+        # price exactly, so float(price) / ONE is the very float the sweep gives.
+        if is_buy:
+            keys = self.ask_keys
+            if keys and base_qty > 0:
+                price = keys[0]
+                if self.asks[price] >= base_qty:
+                    return float(price) / ONE
+        else:
+            keys = self.bid_keys
+            if keys and base_qty > 0:
+                price = keys[-1]
+                if self.bids[price] >= base_qty:
                     return float(price) / ONE
         filled, cost, _ = self.sweep(is_buy, base_qty)
         if filled < base_qty or filled == 0:
