@@ -111,9 +111,11 @@ class PriceSpreadStrategy:
         if not bids or not asks or max(bids) <= min(asks):
             return decisions  # no venue's bid exceeds another's ask: nothing can be entered
         settings = self.settings
+        if busy:  # books of held venue/symbols take no part in a new entry (the test below, hoisted)
+            tops = [top for top in tops if (top[0].venue, top[0].symbol) not in busy]
         for i, (inst_a, book_a, bid_a, ask_a) in enumerate(tops):
             for inst_b, book_b, bid_b, ask_b in tops[i + 1 :]:
-                if inst_a.venue == inst_b.venue or inst_a.key in busy or inst_b.key in busy:
+                if inst_a.venue == inst_b.venue:
                     continue
                 for buy_i, buy_b, sell_i, sell_b, ask, bid in (
                     (inst_a, book_a, inst_b, book_b, ask_a, bid_b),

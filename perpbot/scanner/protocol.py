@@ -112,6 +112,15 @@ class MarketView:
         store = self.store
         books = store.books
         out = []
+        if type(store) is BookStore:
+            now = self.now
+            stale = store.stale_after_s
+            for instrument in self._by_base.get(base, ()):
+                book = books.get((instrument.venue, instrument.symbol))
+                # BookStore.is_usable, inlined (valid and fresh): this runs on every evaluation.
+                if book is not None and book.valid and now - book.recv_ts <= stale:
+                    out.append((instrument, book))
+            return out
         for instrument in self._by_base.get(base, ()):
             book = books.get((instrument.venue, instrument.symbol))
             if book is not None and store.is_usable(book, self.now):
