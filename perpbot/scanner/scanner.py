@@ -23,6 +23,12 @@ class Scanner:
     waits on the store's `changed` event. Updates that arrive while a scan (or the awaited
     `on_decisions`) runs accumulate in the store's dirty set and are conflated into the next
     scan, so a burst of N updates costs one scan per base, not N.
+
+    When every strategy is a TopScreen or FundingScreen (ours are), `scan` keeps per-book screen
+    products between calls and refreshes only the books named in `changed`: every change to a
+    book must reach `scan` in `changed` (the store's dirty set does this in `run`), otherwise a
+    later scan of its base screens on that book's previous best prices. A book never reported
+    is read when its base is first scanned.
     """
 
     def __init__(
