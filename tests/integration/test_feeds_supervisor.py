@@ -244,3 +244,45 @@ async def test_binance_sequence_gap_resyncs_that_symbol_with_a_fresh_rest_snapsh
                    for s in m.samples if s.name.endswith("_total")) == 1
         assert not book.valid
         await _stop(sup, task)
+
+
+async def test_okx_updates_take_the_fast_path_and_end_identical_to_parse_and_apply(ws_server, shared_fixtures):
+    replay = _load(shared_fixtures / "okx" / "books_checksum_replay_BTC-USDT_2022-05-13.json")
+    ack, snapshot, *updates = [_dumps(item["msg"]) for item in replay if item["dir"] == "recv"]
+    adapter = feed_adapter("okx", FAST)
+    taken = []
+    real_fast = adapter.apply_books_frame
+
+    def counting_fast(frame, recv_ts, books):
+        done = real_fast(frame, recv_ts, books)
+        taken.append(done is not None)
+        return done
+
+    adapter.apply_books_frame = counting_fast
+    script = Scripted()
+    store, metrics = BookStore(), Metrics()
+    sup = FeedSupervisor(store, metrics, FAST)
+    async with ws_server(script) as server:
+        sup.add_venue(adapter, server.url, "http://127.0.0.1:9", ["BTC-USDT"])
+        task = await _start(sup)
+        await server.wait_for(lambda: any('"subscribe"' in f for f in server.received))
+        book = store.get("okx", "BTC-USDT")
+        for frame in (ack, snapshot, *updates):
+            script.outbox.put_nowait(frame)
+        await wait_until(lambda: book.updates == 1 + len(updates))
+        assert book.valid, book.invalid_reason
+        state = (dict(book.bids), dict(book.asks), list(book.bid_frags), list(book.ask_frags), book.seq, book.exchange_ts_ms)
+        assert ("okx", "BTC-USDT") in store.dirty
+        await _stop(sup, task)
+    # ack and snapshot declined (parse + apply_update ran), every update applied by the fast path.
+    assert taken == [False, False] + [True] * len(updates)
+    reference = L2Book("okx", "BTC-USDT", keep_raw=True)
+    rules = adapter.rules
+    for frame in (snapshot, *updates):
+        for event in adapter.parse(frame, 0.0):
+            assert apply_update(reference, event, rules) is None
+    assert state == (reference.bids, reference.asks, reference.bid_frags, reference.ask_frags, reference.seq,
+                     reference.exchange_ts_ms)
+    # Feed latency is still observed for every book frame (the 2022 timestamps: all of them positive).
+    observed = metrics.registry.get_sample_value("perpbot_websocket_latency_seconds_count", {"exchange": "okx"})
+    assert observed == 1 + len(updates)
