@@ -119,9 +119,10 @@ class Portfolio:
         self.funding_totals: dict[tuple[str, str], Decimal] = {}  # lifetime, per venue and symbol
         # Newest ts among fills the count bound pushed out (-inf: none): memory holds every fill after it.
         self._evicted_fill_ts = float("-inf")
-        # Today's running sums: (UTC day start, realised, fees, funding).
-        self._day = float("-inf")
-        self._today = [ZERO, ZERO, ZERO]
+        # Running sums per UTC day start: [realised, fees, funding]. Today's PnL is the sum of the
+        # buckets from today on (a fill or payment stamped in the future counts, as it always did);
+        # buckets of past days are dropped when read, so there are only ever a few.
+        self._days: dict[float, list[Decimal]] = {}
 
     def set_history_bound(self, fills: int, funding: int) -> None:
         """Changes the in-memory count bounds (the soak rig makes them small so they are reached
@@ -160,15 +161,14 @@ class Portfolio:
         self._add_today(record.ts, record.realized_pnl, record.fee, ZERO)
 
     def _add_today(self, ts: float, realized: Decimal, fee: Decimal, funding: Decimal) -> None:
-        """Adds to today's sums an amount booked at `ts` (ignored when its UTC day is over)."""
+        """Adds to the sums of ts's UTC day an amount booked at `ts` (ignored when that day is over)."""
         day = self.day_start(ts)
-        if day < self._day:
+        if day < self.day_start():
             return
-        if day > self._day:
-            self._day, self._today = day, [ZERO, ZERO, ZERO]
-        self._today[0] += realized
-        self._today[1] += fee
-        self._today[2] += funding
+        sums = self._days.setdefault(day, [ZERO, ZERO, ZERO])
+        sums[0] += realized
+        sums[1] += fee
+        sums[2] += funding
 
     def set_position(self, venue: str, symbol: str, size: Decimal, entry_price: Decimal,
                      realized_pnl: Decimal | None = None) -> None:
@@ -220,7 +220,12 @@ class Portfolio:
         return now - (now % DAY_S)
 
     def pnl_today(self) -> dict[str, Decimal]:
-        realized, fees, funding = self._today if self._day >= self.day_start() else (ZERO, ZERO, ZERO)
+        start = self.day_start()
+        for day in [d for d in self._days if d < start]:
+            del self._days[day]
+        realized = sum((sums[0] for sums in self._days.values()), ZERO)
+        fees = sum((sums[1] for sums in self._days.values()), ZERO)
+        funding = sum((sums[2] for sums in self._days.values()), ZERO)
         unrealized = self.unrealized_total()
         return {
             "realized": realized, "fees": fees, "funding": funding, "unrealized": unrealized,

@@ -131,3 +131,11 @@ def test_a_smaller_history_bound_drops_the_oldest_and_marks_memory_incomplete():
     p.apply_fill("okx", "X", "buy", D("1"), D("100"), D("0"), ts=NOON)
     assert [f.ts for f in p.fills] == [NOON - 7, NOON] and not p.complete_since(NOON - 8)
     assert p.pnl_today()["funding"] == D("0.4")
+
+
+def test_amounts_stamped_in_a_later_day_count_today_as_the_sum_over_fills_did():
+    p = Portfolio(clock)
+    p.apply_fill("okx", "X", "buy", D("1"), D("100"), D("0.5"))
+    p.apply_funding("okx", "X", D("-0.25"), ts=NOON + 86400)  # a settlement stamped tomorrow
+    pnl = p.pnl_today()
+    assert pnl["fees"] == D("0.5") and pnl["funding"] == D("-0.25")
