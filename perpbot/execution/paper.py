@@ -8,6 +8,9 @@ so the engine has no paper branches.
 Funding: PaperFunding settles each open paper position at its venue's funding times, at the
 rate the feeds last reported for that settlement; the engine then fetches those payments
 through fetch_funding_payments and journals and books them exactly as a live venue's.
+
+Memory: the paper venue remembers its newest MAX_PAPER_ORDERS orders (all IOC, final when
+placed); an older client id is "unknown" to it, as to a venue that has archived the order.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import decimal_to_scaled, scaled_to_decimal
 from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
 from perpbot.portfolio.book import Position
+
+# Orders a paper venue remembers (~0.5 KB each: ~5 MB). The engine settles an order within
+# seconds of placing it, and the journal keeps every order for good.
+MAX_PAPER_ORDERS = 10_000
 
 
 def walk_book(levels: list[tuple[int, int]], is_buy: bool, limit: int, qty: int) -> tuple[int, int]:
@@ -52,7 +59,8 @@ class PaperClient:
         self.cash = starting_equity  # realised balance: starting equity + realised PnL - fees
         self.leverage = leverage
         self.depth = depth
-        self.orders: dict[str, OrderResult] = {}
+        self.orders: dict[str, OrderResult] = {}  # newest MAX_PAPER_ORDERS, oldest first
+        self._placed = 0  # orders ever placed: venue order ids stay unique once old ones are forgotten
         self.positions: dict[str, Position] = {}
         self.funding_payments: list[FundingPayment] = []
         self._funding_ids: set[str] = set()
@@ -106,10 +114,13 @@ class PaperClient:
                status: str, reason: str | None) -> OrderResult:
         result = OrderResult(
             venue=self.venue, symbol=request.symbol, client_order_id=request.client_order_id,
-            venue_order_id=f"paper-{len(self.orders) + 1}", status=status, side=request.side,
+            venue_order_id=f"paper-{self._placed + 1}", status=status, side=request.side,
             qty=request.qty, filled_qty=filled, avg_price=avg, fee=fee, reason=reason,
         )
+        self._placed += 1
         self.orders[request.client_order_id] = result
+        while len(self.orders) > MAX_PAPER_ORDERS:
+            del self.orders[next(iter(self.orders))]
         return result
 
     def _used_margin(self) -> Decimal:

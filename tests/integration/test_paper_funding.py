@@ -234,3 +234,18 @@ async def test_paper_mode_wiring_runs_funding_over_the_paper_clients(tmp_path):
             assert service.paper_funding.funding_map is funding.latest  # the feeds' live rates
         finally:
             await service.close()
+
+
+async def test_paper_venue_remembers_its_newest_orders_only_and_keeps_order_ids_unique(monkeypatch):
+    """N+1 orders: the paper venue keeps N (the oldest is unknown to it, as at an archiving venue),
+    venue order ids never repeat, and its position still counts every fill."""
+    from perpbot.execution import paper
+
+    monkeypatch.setattr(paper, "MAX_PAPER_ORDERS", 2)
+    okx = PaperClient("okx", make_store(), {OKX.symbol: OKX}, latency_ms=0)
+    placed = [await okx.place_order(OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30000"), f"o{n}"))
+              for n in range(3)]
+    assert [p.status for p in placed] == ["filled"] * 3
+    assert list(okx.orders) == ["o1", "o2"] and await okx.fetch_order(OKX.symbol, "o0") is None
+    assert [p.venue_order_id for p in placed] == ["paper-1", "paper-2", "paper-3"]
+    assert okx.positions[OKX.symbol].size == D("0.03")
