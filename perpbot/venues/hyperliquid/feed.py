@@ -36,6 +36,9 @@ class HyperliquidFeedAdapter:
     def parse(self, frame: str | bytes, recv_ts: float) -> list[Event]:
         return hyperliquid_parse.parse(frame, recv_ts)
 
+    # The supervisor's fast path for l2Book snapshots of books already synced (None: use parse).
+    apply_books_frame = staticmethod(hyperliquid_parse.apply_books_frame)
+
     def resync_frames(self, symbol: str) -> list[str]:
         subscription = {"type": "l2Book", "coin": symbol}
         return [self._frame("unsubscribe", subscription), self._frame("subscribe", subscription)]

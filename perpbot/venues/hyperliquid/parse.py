@@ -6,8 +6,10 @@ Wire reference: https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/a
 
 from __future__ import annotations
 
+import msgspec
+
 from perpbot.book.l2 import L2Book
-from perpbot.book.sync import APPLY, DROP
+from perpbot.book.sync import APPLY, DROP, apply_update
 from perpbot.core.events import BookUpdate, Event, FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
 from perpbot.venues._wire import decimal_field, decode, field
 
@@ -43,6 +45,53 @@ def parse(frame: str | bytes, recv_ts: float) -> list[Event]:
     if channel == "error":
         return [VenueError(VENUE, "error", str(message.get("data", "")))]
     return []
+
+
+# Typed decode of l2Book frames for the supervisor's fast path. Any frame that does not fit goes
+# to parse(), which owns every error. orjson (parse()'s decoder) turns integers beyond 64 bits into
+# floats, which parse() refuses; msgspec keeps them, so the fast path declines them.
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+
+
+class _Level(msgspec.Struct, gc=False):
+    px: str
+    sz: str
+
+
+class _BookData(msgspec.Struct, gc=False):
+    coin: str
+    time: int
+    levels: tuple[list[_Level], list[_Level]]
+
+
+class _BookFrame(msgspec.Struct, gc=False):
+    channel: str
+    data: _BookData
+
+
+_decode_book = msgspec.json.Decoder(_BookFrame).decode
+
+
+def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, int, str | None] | None:
+    """Fast path for an l2Book snapshot of a book that already had one (see okx's apply_books_frame
+    for the contract): decoded by msgspec, applied by apply_update without the per-level Python
+    checks of parse(). None hands the untouched frame to parse() + apply_update."""
+    try:
+        typed = _decode_book(frame)
+    except Exception:  # whatever the typed decode refuses belongs to parse()
+        return None
+    data = typed.data
+    if typed.channel != "l2Book":
+        return None
+    book = books.get((VENUE, data.coin))
+    time_ms = data.time
+    if book is None or book.seq is None or book.awaiting_first_delta or not _INT_MIN <= time_ms <= _INT_MAX:
+        return None
+    bids, asks = data.levels
+    update = BookUpdate(VENUE, data.coin, True, [[level.px, level.sz] for level in bids],
+                        [[level.px, level.sz] for level in asks], time_ms, None, None, None, time_ms, recv_ts)
+    return book, time_ms, apply_update(book, update, _RULES)
 
 
 def _side(venue_levels: object, symbol: str) -> list:
@@ -93,3 +142,6 @@ class Rules:
 
     def verify_checksum(self, book: L2Book, checksum: int) -> bool:
         return True  # Hyperliquid sends no checksum
+
+
+_RULES = Rules()

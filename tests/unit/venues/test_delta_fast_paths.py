@@ -1,4 +1,4 @@
-"""Binance and Bybit book fast paths (<venue>.parse.apply_books_frame, what the feed supervisor runs
+"""Binance, Bybit and Hyperliquid book fast paths (<venue>.parse.apply_books_frame, what the feed supervisor runs
 first) against parse + apply_update: identical books and invalidation reasons frame by frame on the
 recorded streams (REST snapshot bridging for Binance), on generated deltas, and on faulted streams."""
 
@@ -18,9 +18,10 @@ from perpbot.core.events import BookUpdate, ParseError
 from perpbot.settings import FeedSettings
 from perpbot.venues.binance import parse as binance
 from perpbot.venues.bybit import parse as bybit
+from perpbot.venues.hyperliquid import parse as hyperliquid
 from perpbot.venues.registry import feed_adapter
 
-MODULES = {"binance": binance, "bybit": bybit}
+MODULES = {"binance": binance, "bybit": bybit, "hyperliquid": hyperliquid}
 
 
 def _state(book: L2Book) -> tuple:
@@ -182,3 +183,51 @@ def test_bybit_faults_identical_on_both_paths(shared_fixtures, fault):
 def test_the_feed_adapters_offer_their_fast_paths():
     for venue, module in MODULES.items():
         assert feed_adapter(venue, FeedSettings()).apply_books_frame is module.apply_books_frame
+
+
+def _hyperliquid_stream(fixtures: Path, pushes: int = 40) -> list[tuple[str, bytes]]:
+    """The two recorded l2Book snapshots alternating, block time rising, one size reworked per push."""
+    rows = json.loads((fixtures / "hyperliquid" / "recorded_ccxt_l2Book_BTC_2026-08-12.json").read_text())
+    books = [r for r in rows if r.get("channel") == "l2Book"]
+    out = []
+    for i in range(pushes):
+        msg = copy.deepcopy(books[i % 2])
+        msg["data"]["time"] += i * 1000
+        msg["data"]["levels"][i % 2][i % 5]["sz"] = f"{1 + i / 1000:.3f}"
+        out.append(("ws", orjson.dumps(msg)))
+    return out
+
+
+def test_hyperliquid_recorded_snapshots_identical_on_both_paths(shared_fixtures):
+    stream = _hyperliquid_stream(shared_fixtures)
+    for contract in (Decimal(1), Decimal("0.1")):
+        taken, reasons = _compare("hyperliquid", stream, "BTC", contract)
+        assert taken == len(stream) - 1 and reasons == []  # every push after the first snapshot
+
+
+@pytest.mark.parametrize("fault", ["malformed price", "crossed", "huge time", "missing sz", "three sides",
+                                   "older time", "extra level keys"])
+def test_hyperliquid_faults_identical_on_both_paths(shared_fixtures, fault):
+    stream = _hyperliquid_stream(shared_fixtures, 12)
+    index = 6
+    msg = json.loads(stream[index][1])
+    bids, asks = msg["data"]["levels"]
+    if fault == "malformed price":
+        bids.append({"px": "1e5", "sz": "1", "n": 1})
+    elif fault == "crossed":
+        bids.append({"px": "99999999", "sz": "1", "n": 1})
+    elif fault == "huge time":
+        msg["data"]["time"] = 1 << 70
+    elif fault == "missing sz":
+        del bids[0]["sz"]
+    elif fault == "three sides":
+        msg["data"]["levels"].append([])
+    elif fault == "older time":
+        msg["data"]["time"] -= 100_000
+    elif fault == "extra level keys":
+        bids[0]["n"] = "many"
+        bids[0]["extra"] = [1, 2]
+    stream[index] = ("ws", json.dumps(msg).encode())
+    _, reasons = _compare("hyperliquid", stream, "BTC")
+    if fault in ("malformed price", "crossed", "huge time", "missing sz", "three sides"):
+        assert reasons, fault
