@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import gc
 import io
-import json
 import random
 import re
 import resource
