@@ -105,6 +105,28 @@ def test_okx_superscript_digit_timestamp_is_a_parse_error_not_a_crash():
         feed_adapter("okx", FeedSettings()).parse(frame, 1.0)
 
 
+@pytest.mark.parametrize("ts", ["9" * 5000, "9" * 19, "1" * 4301])
+@pytest.mark.parametrize("action", ["snapshot", "update"])
+def test_okx_timestamp_beyond_64_bits_is_a_parse_error_on_every_path(ts, action):
+    # Regression (long fuzz run): a 5,000-digit ts passed isdigit() and int() raised a bare
+    # ValueError past Python's int-string limit, on the typed, fast and generic paths alike.
+    adapter = feed_adapter("okx", FeedSettings())
+    books: dict = {}
+    snapshot = orjson.dumps({"arg": {"channel": "books", "instId": "X"}, "action": "snapshot",
+                             "data": [{"bids": [["99", "1", "0", "1"]], "asks": [["101", "1", "0", "1"]],
+                                       "ts": "1", "seqId": 1, "prevSeqId": -1, "checksum": 0}]})
+    feed_frame(adapter, books, snapshot)
+    assert books["X"].valid
+    frame = orjson.dumps({"arg": {"channel": "books", "instId": "X"}, "action": action,
+                          "data": [{"bids": [["100", "1", "0", "1"]], "asks": [], "ts": ts, "seqId": 2,
+                                    "prevSeqId": 1, "checksum": 0}]})
+    with pytest.raises(ParseError):
+        feed_frame(adapter, books, frame)
+    with pytest.raises(ParseError):
+        adapter.parse(frame, 1.0)
+    assert books["X"].best_bid() == 99 * 10**9  # the corrupt frame changed nothing
+
+
 @pytest.mark.parametrize("size", ["-5", "+5", " 5", "1_0", "\u0661", "5e0"])
 def test_bybit_snapshot_with_a_non_plain_size_never_makes_a_valid_book(size):
     # Regression: to_scaled went through int(), which accepts signs, spaces, "_" and

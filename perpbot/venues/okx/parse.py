@@ -22,6 +22,10 @@ FUNDING_CHANNEL = "funding-rate"
 CHECKSUM_DEPTH = 25
 DEFAULT_FUNDING_HOURS = 8.0
 _MS_PER_HOUR = 3_600_000
+# ts bounds: anything a signed 64-bit ms timestamp can hold (found by the long fuzz run: a
+# 5,000-digit ts made int() raise a bare ValueError past Python's int-string limit).
+_TS_MAX_DIGITS = 18
+_TS_LIMIT = 1 << 63
 
 
 # Typed fast path for `books` frames: msgspec decodes straight into these structs and
@@ -83,7 +87,9 @@ def parse(frame: str | bytes, recv_ts: float) -> list[Event]:
         out: list[Event] = []
         for item in typed.data:
             ts = item.ts
-            if not (ts.isascii() and ts.isdigit()):
+            # A real ms timestamp has 13 digits; longer ones (up to 4,300+ digits from a corrupt
+            # frame would make int() raise ValueError) are the generic path's to refuse.
+            if not (ts.isascii() and ts.isdigit()) or len(ts) > _TS_MAX_DIGITS:
                 return _parse_generic(frame, recv_ts)
             seq = item.seqId
             prev = item.prevSeqId
@@ -127,7 +133,7 @@ def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book
     if last is None or book.awaiting_first_delta or (prev != last and prev is not None):
         return None
     ts = item.ts
-    if not (ts.isascii() and ts.isdigit()):
+    if not (ts.isascii() and ts.isdigit()) or len(ts) > _TS_MAX_DIGITS:
         return None
     ts_ms = int(ts)
     seq = item.seqId
@@ -216,8 +222,10 @@ def _book(item: object, symbol: str, snapshot: bool, recv_ts: float) -> BookUpda
     bids = check_levels(VENUE, item.get("bids"), symbol)
     asks = check_levels(VENUE, item.get("asks"), symbol)
     ts = item.get("ts")
-    if type(ts) is not str or not (ts.isascii() and ts.isdigit()):
-        ts = int_field(VENUE, item, "ts", symbol)  # raises unless it is a JSON integer
+    if type(ts) is not str or not (ts.isascii() and ts.isdigit()) or len(ts) > _TS_MAX_DIGITS:
+        ts = int_field(VENUE, item, "ts", symbol)  # raises unless it is an integer int() can convert
+        if not -_TS_LIMIT < ts < _TS_LIMIT:
+            raise ParseError(VENUE, f"ts out of range: {str(ts)[:40]}", symbol)
     else:
         ts = int(ts)
     seq = item.get("seqId")
