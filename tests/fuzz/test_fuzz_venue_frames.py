@@ -105,7 +105,7 @@ def test_okx_superscript_digit_timestamp_is_a_parse_error_not_a_crash():
         feed_adapter("okx", FeedSettings()).parse(frame, 1.0)
 
 
-@pytest.mark.parametrize("ts", ["9" * 5000, "9" * 19, "1" * 4301])
+@pytest.mark.parametrize("ts", ["9" * 5000, "9" * 19, "1" * 4301], ids=["5000-digits", "19-digits", "4301-digits"])
 @pytest.mark.parametrize("action", ["snapshot", "update"])
 def test_okx_timestamp_beyond_64_bits_is_a_parse_error_on_every_path(ts, action):
     # Regression (long fuzz run): a 5,000-digit ts passed isdigit() and int() raised a bare
