@@ -27,6 +27,25 @@ _SIZE_CACHE_MAX = 1 << 17  # per contract size
 _SIZE_CACHES: dict[int | None, dict[str, int]] = {}
 
 
+def set_cache_bounds(prices: int, sizes: int) -> tuple[int, int]:
+    """Changes the wire-text cache bounds (prices: shared; sizes: per contract size), empties
+    caches already above them and returns the previous bounds. Production keeps the defaults;
+    the soak lowers them so that the caches fill during its warm-up and the RSS it then measures
+    is the steady state."""
+    global _PRICE_CACHE_MAX, _SIZE_CACHE_MAX
+    if prices < 1 or sizes < 1:
+        raise ValueError("cache bounds must be positive")
+    previous = (_PRICE_CACHE_MAX, _SIZE_CACHE_MAX)
+    _PRICE_CACHE_MAX = prices
+    _SIZE_CACHE_MAX = sizes
+    if len(_PRICE_CACHE) > prices:
+        _PRICE_CACHE.clear()
+    for cache in _SIZE_CACHES.values():
+        if len(cache) > sizes:
+            cache.clear()
+    return previous
+
+
 def _size_cache(contract: int | None) -> dict[str, int]:
     cache = _SIZE_CACHES.get(contract)
     if cache is None:

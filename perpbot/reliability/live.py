@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from perpbot.app import App
+from perpbot.book.l2 import set_cache_bounds
 from perpbot.reliability import invariants as inv
 from perpbot.settings import Settings
 
@@ -140,7 +141,7 @@ class LiveBot:
                 await asyncio.wait_for(self._task, 20)
         await self.admin.__aexit__()
 
-    def bound_histories(self, entries: int) -> None:
+    def bound_histories(self, entries: int) -> tuple[int, int]:
         """Lowers the count bounds of the simulator's order/fill histories (per venue) and of the
         portfolio's fill/funding history to `entries`. The production bounds (thousands) take hours
         of trading to reach; a soak lowers them so they are reached during its warm-up and the
@@ -148,6 +149,11 @@ class LiveBot:
         for exchange in self.app.simulator.exchanges.values():
             exchange.account.max_orders = exchange.account.max_fills = entries
         self.engine.portfolio.set_history_bound(entries, entries)
+        # The books' wire-text caches (bounded, cleared wholesale when full) take hours of random
+        # simulator sizes to fill at their production bounds; scaled alike so they fill in warm-up.
+        # Returns the previous bounds so the caller can restore them (the 1-minute soak test runs
+        # inside pytest's process).
+        return set_cache_bounds(prices=entries * 20, sizes=entries * 20)
 
     def _observe_reconciliations(self) -> None:
         """Records every position the periodic reconciliation had to correct: a correction means the

@@ -45,6 +45,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from perpbot.book.l2 import set_cache_bounds
 from perpbot.reliability.live import LiveBot, wait_for
 
 log = logging.getLogger("perpbot.soak")
@@ -264,81 +265,86 @@ def _warm_count(n_samples: int) -> int:
 async def _soak(minutes: float, faults: bool, seed: int, workdir: Path | None, sample_s: float,
                 fault_every_s: float, operator: bool, tracer: HeapTracer | None,
                 history_bound: int | None) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="perpbot-soak-") as tmp:
-        bot = LiveBot(workdir or Path(tmp), seed)
-        async with bot:
-            if history_bound:
-                bot.bound_histories(history_bound)
-            metrics = bot.app.metrics
-            stop = asyncio.Event()
-            lags = array("d")  # seconds; 8 bytes a probe (~290 KB for 30 minutes), not a list of floats
-            injected: list[dict[str, Any]] = []
-            tasks = [asyncio.create_task(_lag_probe(lags, stop), name="soak-lag")]
-            halts: list[str] = []
-            if faults:
-                tasks.append(asyncio.create_task(_inject_faults(bot, fault_every_s, stop, injected), name="soak-faults"))
-            if operator:
-                tasks.append(asyncio.create_task(_operator(bot, 15.0, stop, halts), name="soak-operator"))
-            start = time.monotonic()
-            end = start + minutes * 60.0
-            samples: list[dict[str, Any]] = []
-            while True:
-                now = time.monotonic()
-                window = lags[-int(sample_s / PROBE_INTERVAL_S) or 1:]
-                t_s = round(now - start, 1)
-                rss_mb = round(rss_bytes() / 2**20, 2)  # before a snapshot, which itself takes memory
-                traced = {} if tracer is None else {
-                    "traced_mb": round(tracer.sample(len(samples), t_s, final=now >= end), 3)}
-                samples.append({
-                    "t_s": t_s,
-                    **traced,
-                    "rss_mb": rss_mb,
-                    "lag_p99_ms": round(percentile(window, 99) * 1000, 2),
-                    "reconnects": _counter_sum(metrics.websocket_reconnects_total),
-                    "resyncs": _counter_sum(metrics.book_resyncs_total),
-                    "trades": _counter_sum(metrics.trades_total),
-                    "books_valid": sum(b.valid for b in bot.books()),
-                    "tasks": len(asyncio.all_tasks()),  # a task leak shows as a rising count
-                })
-                log.info("soak sample %s", samples[-1])
-                if now >= end:
-                    break
-                await asyncio.sleep(min(sample_s, end - now))  # the sampling period itself
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if faults:
-                await bot.admin.clear()
-            # Faults are over: every book must come back (resync) within the watchdog horizon.
-            recovered = await wait_for(bot.books_valid, 30.0)
-            still_invalid = [f"{b.venue}:{b.symbol}:{b.invalid_reason}" for b in bot.books() if not b.valid]
-            fired = await bot.admin.fired()
-            trading_state = bot.engine.trading_state() if bot.app.engine is not None else None
-    last = samples[-1]
-    report = {
-        "minutes": minutes,
-        "faults": faults,
-        "history_bound": history_bound or "production",
-        "faults_injected": len(injected),
-        "faults_fired": {f"{v}:{k}": n for (v, k), n in sorted(fired.items())},
-        "rss_start_mb": samples[0]["rss_mb"],
-        "rss_end_mb": last["rss_mb"],
-        "rss_max_mb": max(s["rss_mb"] for s in samples),
-        "loop_lag_p50_ms": round(percentile(lags, 50) * 1000, 2),
-        "loop_lag_p99_ms": round(percentile(lags, 99) * 1000, 2),
-        "loop_lag_max_ms": round(max(lags, default=0.0) * 1000, 2),
-        "reconnects": last["reconnects"],
-        "resyncs": last["resyncs"],
-        "trades": last["trades"],
-        "books_recovered": recovered,
-        "books_still_invalid": still_invalid,
-        "trading_state": trading_state,
-        "halts": halts,
-        "samples": samples,
-    }
-    if tracer is not None:
-        report["heap_top_growth"] = tracer.top_growth()
-        report["heap_snapshots_t_s"] = [tracer.warm_t_s, tracer.last_t_s]
-    return report
+    cache_bounds = None  # the books' cache bounds before the soak lowered them
+    try:
+        with tempfile.TemporaryDirectory(prefix="perpbot-soak-") as tmp:
+            bot = LiveBot(workdir or Path(tmp), seed)
+            async with bot:
+                if history_bound:
+                    cache_bounds = bot.bound_histories(history_bound)
+                metrics = bot.app.metrics
+                stop = asyncio.Event()
+                lags = array("d")  # seconds; 8 bytes a probe (~290 KB for 30 minutes), not a list of floats
+                injected: list[dict[str, Any]] = []
+                tasks = [asyncio.create_task(_lag_probe(lags, stop), name="soak-lag")]
+                halts: list[str] = []
+                if faults:
+                    tasks.append(asyncio.create_task(_inject_faults(bot, fault_every_s, stop, injected), name="soak-faults"))
+                if operator:
+                    tasks.append(asyncio.create_task(_operator(bot, 15.0, stop, halts), name="soak-operator"))
+                start = time.monotonic()
+                end = start + minutes * 60.0
+                samples: list[dict[str, Any]] = []
+                while True:
+                    now = time.monotonic()
+                    window = lags[-int(sample_s / PROBE_INTERVAL_S) or 1:]
+                    t_s = round(now - start, 1)
+                    rss_mb = round(rss_bytes() / 2**20, 2)  # before a snapshot, which itself takes memory
+                    traced = {} if tracer is None else {
+                        "traced_mb": round(tracer.sample(len(samples), t_s, final=now >= end), 3)}
+                    samples.append({
+                        "t_s": t_s,
+                        **traced,
+                        "rss_mb": rss_mb,
+                        "lag_p99_ms": round(percentile(window, 99) * 1000, 2),
+                        "reconnects": _counter_sum(metrics.websocket_reconnects_total),
+                        "resyncs": _counter_sum(metrics.book_resyncs_total),
+                        "trades": _counter_sum(metrics.trades_total),
+                        "books_valid": sum(b.valid for b in bot.books()),
+                        "tasks": len(asyncio.all_tasks()),  # a task leak shows as a rising count
+                    })
+                    log.info("soak sample %s", samples[-1])
+                    if now >= end:
+                        break
+                    await asyncio.sleep(min(sample_s, end - now))  # the sampling period itself
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if faults:
+                    await bot.admin.clear()
+                # Faults are over: every book must come back (resync) within the watchdog horizon.
+                recovered = await wait_for(bot.books_valid, 30.0)
+                still_invalid = [f"{b.venue}:{b.symbol}:{b.invalid_reason}" for b in bot.books() if not b.valid]
+                fired = await bot.admin.fired()
+                trading_state = bot.engine.trading_state() if bot.app.engine is not None else None
+        last = samples[-1]
+        report = {
+            "minutes": minutes,
+            "faults": faults,
+            "history_bound": history_bound or "production",
+            "faults_injected": len(injected),
+            "faults_fired": {f"{v}:{k}": n for (v, k), n in sorted(fired.items())},
+            "rss_start_mb": samples[0]["rss_mb"],
+            "rss_end_mb": last["rss_mb"],
+            "rss_max_mb": max(s["rss_mb"] for s in samples),
+            "loop_lag_p50_ms": round(percentile(lags, 50) * 1000, 2),
+            "loop_lag_p99_ms": round(percentile(lags, 99) * 1000, 2),
+            "loop_lag_max_ms": round(max(lags, default=0.0) * 1000, 2),
+            "reconnects": last["reconnects"],
+            "resyncs": last["resyncs"],
+            "trades": last["trades"],
+            "books_recovered": recovered,
+            "books_still_invalid": still_invalid,
+            "trading_state": trading_state,
+            "halts": halts,
+            "samples": samples,
+        }
+        if tracer is not None:
+            report["heap_top_growth"] = tracer.top_growth()
+            report["heap_snapshots_t_s"] = [tracer.warm_t_s, tracer.last_t_s]
+        return report
+    finally:
+        if cache_bounds is not None:  # the 1-minute soak test runs inside pytest's process
+            set_cache_bounds(*cache_bounds)
 
 
 def _judge(report: dict[str, Any], max_slope_mb_per_min: float, max_heap_growth_mb: float) -> dict[str, Any]:
