@@ -60,6 +60,12 @@ def test_random_json_documents_only_ever_raise_parse_error(venue, value):
     parse_only_raises_parse_error(adapter, books, dumps(value))
 
 
+def _carries_checksum(frame: bytes) -> bool:
+    """True when some data item of an OKX frame carries a real (non-zero) CRC32."""
+    message = orjson.loads(frame)
+    return any(isinstance(item, dict) and item.get("checksum") not in (None, 0) for item in message.get("data", ()))
+
+
 @pytest.mark.parametrize("venue", VENUES)
 @fuzz_settings(1000)
 @given(data=st.data())
@@ -73,9 +79,11 @@ def test_mutated_recorded_frame_on_a_synced_book_raises_only_parse_error_and_lea
     parse_only_raises_parse_error(adapter, books, frame)
     for book in books.values():
         assert_book_sane(book)
-    if venue == "okx":
+    if venue == "okx" and _carries_checksum(genuine):
         # Checksummed: a valid book's top 25 (what the CRC covers) is the state before or
-        # after the genuine frame, never anything else.
+        # after the genuine frame, never anything else. (A books5 snapshot, or a books frame
+        # with checksum 0, carries nothing that could tell a dropped or altered level from a
+        # genuine one; the long fuzz run found exactly that with a books5 frame missing a level.)
         for symbol, book in books.items():
             if book.valid and symbol in after:
                 allowed = {top_fingerprint(after[symbol])}
