@@ -42,16 +42,21 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 def int_field(venue: str, obj: Any, key: str, symbol: str | None = None) -> int:
     """An integer sent as a JSON number or as a decimal-digit string (OKX sends ts as "1597026383085")."""
     value = field(venue, obj, key, (int, str), symbol)
-    if isinstance(value, int):
-        return value
-    # int() would also take " 5", "+5", "1_0" and non-ASCII digits: accept only [-]digits.
-    digits = value[1:] if value.startswith("-") else value
-    if not (digits.isascii() and digits.isdigit()):
-        raise ParseError(venue, f"field {key!r} is not an integer: {value!r}", symbol)
-    try:
-        return int(value)
-    except ValueError:  # more digits than int() converts
-        raise ParseError(venue, f"field {key!r} is not an integer: {value!r}", symbol) from None
+    if not isinstance(value, int):
+        # int() would also take " 5", "+5", "1_0" and non-ASCII digits: accept only [-]digits.
+        digits = value[1:] if value.startswith("-") else value
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 20:
+            raise ParseError(venue, f"field {key!r} is not an integer: {value[:40]!r}", symbol)
+        value = int(value)
+    # Every venue integer (timestamps, sequence ids, intervals) fits 64 bits. A bigger one is a
+    # corrupt frame, and would later overflow float() or a C integer (found by the long fuzz run:
+    # a 400-digit fundingIntervalHour raised OverflowError).
+    if not -_INT_LIMIT < value < _INT_LIMIT:
+        raise ParseError(venue, f"field {key!r} is out of the 64-bit range: {str(value)[:40]}", symbol)
+    return value
+
+
+_INT_LIMIT = 1 << 64
 
 
 def decimal_field(venue: str, obj: Any, key: str, symbol: str | None = None) -> Decimal:

@@ -135,6 +135,25 @@ def test_okx_timestamp_beyond_64_bits_is_a_parse_error_on_every_path(ts, action)
     assert books["X"].best_bid() == 99 * 10**9  # the corrupt frame changed nothing
 
 
+@pytest.mark.parametrize("hours", ["1" * 400, str(2**64), "169"])
+def test_bybit_funding_interval_beyond_range_is_a_parse_error_not_an_overflow(hours):
+    # Regression (long fuzz run): a 400-digit fundingIntervalHour reached float() -> OverflowError.
+    frame = orjson.dumps({"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": 1, "cs": 1,
+                          "data": {"symbol": "BTCUSDT", "fundingIntervalHour": hours, "fundingRate": "0.0001"}})
+    with pytest.raises(ParseError):
+        feed_adapter("bybit", FeedSettings()).parse(frame, 1.0)
+
+
+@pytest.mark.parametrize("venue,frame", [
+    ("okx", {"arg": {"channel": "funding-rate", "instId": "X"}, "data": [
+        {"instId": "X", "fundingRate": "0.0001", "fundingTime": "1", "nextFundingTime": "9" * 400, "ts": "1"}]}),
+    ("binance", {"e": "depthUpdate", "s": "X", "b": [], "a": [], "u": "9" * 30, "pu": 1, "U": 1, "E": 1}),
+], ids=["okx-next-funding-time", "binance-update-id"])
+def test_integer_fields_beyond_64_bits_are_parse_errors(venue, frame):
+    with pytest.raises(ParseError):
+        feed_adapter(venue, FeedSettings()).parse(orjson.dumps(frame), 1.0)
+
+
 @pytest.mark.parametrize("size", ["-5", "+5", " 5", "1_0", "\u0661", "5e0"])
 def test_bybit_snapshot_with_a_non_plain_size_never_makes_a_valid_book(size):
     # Regression: to_scaled went through int(), which accepts signs, spaces, "_" and

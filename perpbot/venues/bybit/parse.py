@@ -19,6 +19,7 @@ from perpbot.venues._wire import check_levels, decode, field, int_field, to_deci
 
 VENUE = "bybit"
 DEFAULT_FUNDING_HOURS = 8.0
+_MAX_FUNDING_HOURS = 168  # Bybit uses 1, 2, 4 or 8; anything beyond a week is a corrupt frame
 
 
 @dataclass(slots=True)
@@ -156,6 +157,8 @@ def _ticker(message: dict, recv_ts: float, tickers: dict[str, TickerState]) -> l
         state = tickers[symbol] = TickerState()
     if "fundingIntervalHour" in data:
         hours = int_field(VENUE, data, "fundingIntervalHour", symbol)
+        if hours > _MAX_FUNDING_HOURS:
+            raise ParseError(VENUE, f"fundingIntervalHour {hours} is beyond a week", symbol)
         if hours > 0:
             state.interval_hours = float(hours)
     if data.get("nextFundingTime") not in (None, ""):
