@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
+from typing import Any
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from perpbot.reliability.ports import free_port  # noqa: F401 - below the ephemeral range, never twice
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> None:
@@ -21,3 +16,18 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: 
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(step)
+
+
+async def wait_started(app: Any, task: asyncio.Task, timeout: float = 30.0) -> None:
+    """Wait for `app.started`; if the app's run task ends first, raise what ended it (a bind error,
+    a config error) at once instead of a bare timeout."""
+    started = asyncio.ensure_future(app.started.wait())
+    try:
+        done, _ = await asyncio.wait({started, task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        started.cancel()
+    if task in done:
+        task.result()  # raises the run's own error
+        raise AssertionError("the app's run() returned before it started")
+    if started not in done:
+        raise TimeoutError(f"app did not start within {timeout} s")

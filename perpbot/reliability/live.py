@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -17,15 +16,10 @@ import aiohttp
 from perpbot.app import App
 from perpbot.book.l2 import set_cache_bounds
 from perpbot.reliability import invariants as inv
+from perpbot.reliability.ports import free_port
 from perpbot.settings import Settings
 
 VENUES = ("okx", "hyperliquid", "binance", "bybit")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
@@ -128,7 +122,16 @@ class LiveBot:
     async def __aenter__(self) -> "LiveBot":
         await self.admin.__aenter__()
         self._task = asyncio.get_running_loop().create_task(self.app.run(), name="bot-under-test")
-        await asyncio.wait_for(self.app.started.wait(), 20)
+        started = asyncio.ensure_future(self.app.started.wait())
+        try:
+            done, _ = await asyncio.wait({started, self._task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        if self._task in done:  # run() ended before it started: surface why (e.g. a port taken)
+            self._task.result()
+            raise RuntimeError("bot's run() returned before it started")
+        if started not in done:
+            raise RuntimeError("bot did not start within 30 s")
         if not await wait_for(lambda: self.app.engine is not None and self.engine.state == "ACTIVE", 30):
             raise RuntimeError(f"bot did not become ACTIVE: {self.app.engine and self.engine.trading_state()}")
         self._observe_reconciliations()

@@ -15,7 +15,7 @@ import yaml
 from perpbot.app import App
 from perpbot.settings import Settings
 
-from testkit import free_port, wait_until
+from testkit import free_port, wait_started, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ async def test_app_with_the_in_process_simulator_fills_every_book_and_stops_clea
     )
     app = App(settings)
     task = asyncio.get_running_loop().create_task(app.run())
-    await asyncio.wait_for(app.started.wait(), 10)
+    await wait_started(app, task)
     store = app.store
     await wait_until(lambda: all(book.valid for book in store.books.values()), timeout=15)
     assert {venue for venue, _ in store.books} == {"okx", "hyperliquid", "binance", "bybit"}

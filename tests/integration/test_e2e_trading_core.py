@@ -9,7 +9,7 @@ from decimal import Decimal as D
 from perpbot.app import App
 from perpbot.settings import Settings
 
-from testkit import free_port, wait_until
+from testkit import free_port, wait_started, wait_until
 
 VENUES = {"hyperliquid": "BTC", "binance": "BTCUSDT"}
 
@@ -37,7 +37,7 @@ def e2e_settings(tmp_path, **strategy) -> Settings:
 async def start_app(settings: Settings) -> tuple[App, asyncio.Task]:
     app = App(settings)
     task = asyncio.get_running_loop().create_task(app.run())
-    await asyncio.wait_for(app.started.wait(), 10)
+    await wait_started(app, task)
     await wait_until(lambda: app.engine is not None and app.engine.engine.state == "ACTIVE", timeout=30)
     return app, task
 

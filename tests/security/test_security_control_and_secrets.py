@@ -16,7 +16,7 @@ from perpbot.control.server import ControlContext, ControlServer, build_app
 from perpbot.settings import ConfigError, Settings
 from perpbot.telemetry.metrics import Metrics
 
-from testkit import free_port, wait_until
+from testkit import free_port, wait_started, wait_until
 
 TOKEN = "tok-7f3a9c1e5b2d4f6a8c0e"
 SECRETS = {
@@ -120,7 +120,7 @@ async def test_secrets_from_env_never_reach_logs_stdout_config_metrics_or_error_
     task = asyncio.get_running_loop().create_task(app.run())
     bodies: list[str] = []
     try:
-        await asyncio.wait_for(app.started.wait(), 20)
+        await wait_started(app, task)
         # The engine is built with the (env) credentials: wait until it is wired or has given up.
         await wait_until(lambda: app.control.ctx.engine is not None, timeout=30)
         base = f"http://127.0.0.1:{app.control.port}"
