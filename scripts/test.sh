@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian machine and runs it:
-# the real servers the tests talk to (redis-server, prometheus, alertmanager's amtool, shellcheck)
+# the real servers the tests talk to (redis-server, prometheus, alertmanager's amtool, shellcheck),
+# a C compiler for the book's accelerator (perpbot/book/_accel.c),
 # from Debian's packages, a virtualenv with perpbot and its test extras, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in redis-server:redis-server prometheus:prometheus promtool:prometheus amtool:prometheus-alertmanager shellcheck:shellcheck; do
+for pair in redis-server:redis-server prometheus:prometheus promtool:prometheus amtool:prometheus-alertmanager shellcheck:shellcheck cc:gcc; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

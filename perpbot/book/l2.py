@@ -8,10 +8,23 @@ computed over the exact strings it sent.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left, insort
 from decimal import Decimal
 
 from perpbot.core.numbers import ONE, SCALE, to_scaled
+
+# The per-level loops in C (perpbot/book/_accel.c, built at install when a compiler is there):
+# the same objects, the same order of operations, the same errors as the Python loops below,
+# which run when it is absent or PERPBOT_PURE_PYTHON=1 (tests/unit/book/test_accel.py compares them).
+if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
+    _accel = None
+else:
+    try:
+        from perpbot.book import _accel
+    except ImportError:  # no compiler at install: pure Python
+        _accel = None
+ACCELERATED = _accel is not None
 
 
 # Wire string -> scaled int caches (to_scaled only on a miss; a dict hit is ~4x cheaper than
@@ -53,6 +66,41 @@ def _size_cache(contract: int | None) -> dict[str, int]:
     return cache
 
 
+def _price_miss(text: str) -> int:
+    """to_scaled for a price not in the shared cache; remembers it."""
+    value = to_scaled(text)
+    if len(_PRICE_CACHE) >= _PRICE_CACHE_MAX:
+        _PRICE_CACHE.clear()
+    _PRICE_CACHE[text] = value
+    return value
+
+
+_SIZE_MISSES: dict[int | None, object] = {}
+
+
+def _size_miss_for(contract: int | None):
+    """The cache-miss function of one contract size's size cache (one per contract size, shared by
+    its books, so the C loop gets a plain function and a book holds no cycle through a bound method)."""
+    miss = _SIZE_MISSES.get(contract)
+    if miss is None:
+        cache = _size_cache(contract)
+
+        def miss(text: str) -> int:
+            """Base-unit scaled size of a size string not in the cache; remembers it."""
+            value = to_scaled(text)
+            if contract is not None and value:
+                value, rest = divmod(value * contract, ONE)
+                if rest:
+                    raise ValueError(f"size {text} x contract is off the 1e-9 grid")
+            if len(cache) >= _SIZE_CACHE_MAX:
+                cache.clear()
+            cache[text] = value
+            return value
+
+        _SIZE_MISSES[contract] = miss
+    return miss
+
+
 class L2Book:
     __slots__ = (
         "venue",
@@ -67,6 +115,7 @@ class L2Book:
         "_contract",
         "_px",
         "_sz",
+        "_szmiss",
         "valid",
         "invalid_reason",
         "seq",
@@ -94,6 +143,7 @@ class L2Book:
         self._contract = None if contract == ONE else contract
         self._px = _PRICE_CACHE  # price text -> scaled price (shared)
         self._sz = _size_cache(self._contract)  # size text -> scaled base-unit size (shared)
+        self._szmiss = _size_miss_for(self._contract)
         self.valid = False
         self.invalid_reason: str | None = "no snapshot yet"
         self.seq: int | None = None
@@ -119,27 +169,10 @@ class L2Book:
         self.invalidations += 1
 
     def _price_miss(self, text: str) -> int:
-        """to_scaled for a price not in the cache; remembers it."""
-        value = to_scaled(text)
-        cache = self._px
-        if len(cache) >= _PRICE_CACHE_MAX:
-            cache.clear()
-        cache[text] = value
-        return value
+        return _price_miss(text)
 
     def _size_miss(self, text: str) -> int:
-        """Base-unit scaled size of a size string not in the cache; remembers it."""
-        value = to_scaled(text)
-        contract = self._contract
-        if contract is not None and value:
-            value, rest = divmod(value * contract, ONE)
-            if rest:
-                raise ValueError(f"size {text} x contract is off the 1e-9 grid")
-        cache = self._sz
-        if len(cache) >= _SIZE_CACHE_MAX:
-            cache.clear()
-        cache[text] = value
-        return value
+        return self._szmiss(text)
 
     def apply_side(self, levels: list, is_bid: bool) -> None:
         """Apply [price, size, ...] string levels; size 0 deletes (absent levels too)."""
@@ -152,6 +185,18 @@ class L2Book:
         """apply_side for both sides in one call. The hot path of every book update: both
         sides' loops are written out (two calls cost ~15% of a 5-level update). A level
         raising ValueError leaves the levels before it applied (callers invalidate)."""
+        if _accel is not None:
+            if self.keep_raw:
+                _accel.apply_levels(bids, asks, self.bids, self.bid_keys, self.bid_frags, self.asks, self.ask_keys,
+                                    self.ask_frags, self._px, self._sz, _price_miss, self._szmiss)
+            else:
+                _accel.apply_levels(bids, asks, self.bids, self.bid_keys, None, self.asks, self.ask_keys, None,
+                                    self._px, self._sz, _price_miss, self._szmiss)
+            return
+        self.apply_levels_py(bids, asks)
+
+    def apply_levels_py(self, bids: list, asks: list) -> None:
+        """apply_levels' pure-Python loops (what runs without the C accelerator)."""
         prices = self._px
         sizes = self._sz
         if self.keep_raw:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from perpbot.book.l2 import set_cache_bounds
+from perpbot.telemetry.memory import malloc_figures
 from perpbot.reliability.live import LiveBot, wait_for
 
 log = logging.getLogger("perpbot.soak")
@@ -146,6 +147,16 @@ def _short_path(filename: str) -> str:
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * _PAGE
+
+
+def thread_count() -> int:
+    """OS threads of this process (aiosqlite's connection thread, the default executor's resolver
+    threads...): each may own a glibc malloc arena, which shows in RSS and not in the traced heap."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:
@@ -302,6 +313,8 @@ async def _soak(minutes: float, faults: bool, seed: int, workdir: Path | None, s
                         "trades": _counter_sum(metrics.trades_total),
                         "books_valid": sum(b.valid for b in bot.books()),
                         "tasks": len(asyncio.all_tasks()),  # a task leak shows as a rising count
+                        "threads": thread_count(),
+                        **malloc_figures(),
                     })
                     log.info("soak sample %s", samples[-1])
                     if now >= end:

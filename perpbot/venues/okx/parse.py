@@ -11,6 +11,7 @@ from typing import Annotated
 
 import msgspec
 
+from perpbot.book import l2 as _l2
 from perpbot.book.l2 import L2Book
 from perpbot.book.sync import APPLY
 from perpbot.core.events import BookUpdate, Event, FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
@@ -323,6 +324,16 @@ def _verify_checksum(book: L2Book, checksum: int) -> bool:
     if not book.keep_raw:
         # The CRC is over the strings as sent; a book without them cannot match.
         return crc32_signed(checksum_string(book)) == checksum
+    if _okx_crc is not None:  # the same string and CRC, built in C (perpbot/book/_accel.c)
+        return _okx_crc(book.bid_frags, book.ask_frags, CHECKSUM_DEPTH) == checksum
+    return _verify_checksum_py(book, checksum)
+
+
+_okx_crc = _l2._accel.okx_checksum if _l2._accel is not None else None
+
+
+def _verify_checksum_py(book: L2Book, checksum: int) -> bool:
+    """_verify_checksum of a keep_raw book in pure Python (without the C accelerator)."""
     # checksum_string inlined: the book's index-aligned fragments give the top 25 per
     # side as two slices.
     bids = book.bid_frags

@@ -1,0 +1,339 @@
+/* perpbot.book._accel: the book's per-level hot loops in C, over the very Python objects the pure
+ * implementation (perpbot/book/l2.py) uses: the side dict {price: size}, the ascending key list,
+ * the "px:sz" fragment list of keep_raw books, and the shared wire-text caches. Nothing is stored
+ * here; every function does exactly what its Python twin in l2.py / venues/okx/parse.py does, level
+ * by level and in the same order, so a level that raises leaves the levels before it applied, as
+ * the Python loop would. Cache misses call back into Python (L2Book._price_miss / _size_miss), so
+ * parsing, exactness checks and their error messages stay in one place (perpbot.core.numbers).
+ *
+ * Why: the interpreter's dispatch is most of the cost of a 5-level update in pure Python; here a
+ * level costs a few dict operations and a binary search. tests/unit/book/test_accel.py checks the
+ * C and Python paths give identical books, fragments, checksums and exceptions.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *crc32_func = NULL; /* zlib.crc32: the same CRC the Python path uses */
+
+/* level[i] for a level given as a list or tuple (the common case), else the generic subscript. */
+static PyObject *
+level_item(PyObject *level, Py_ssize_t i)
+{
+    if (PyList_CheckExact(level)) {
+        if (i < PyList_GET_SIZE(level)) {
+            PyObject *item = PyList_GET_ITEM(level, i);
+            Py_INCREF(item);
+            return item;
+        }
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return NULL;
+    }
+    if (PyTuple_CheckExact(level)) {
+        if (i < PyTuple_GET_SIZE(level)) {
+            PyObject *item = PyTuple_GET_ITEM(level, i);
+            Py_INCREF(item);
+            return item;
+        }
+        PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+        return NULL;
+    }
+    PyObject *index = PyLong_FromSsize_t(i);
+    if (index == NULL)
+        return NULL;
+    PyObject *item = PyObject_GetItem(level, index);
+    Py_DECREF(index);
+    return item;
+}
+
+/* cache[text], or miss(text) when absent (which caches it). New reference or NULL. */
+static PyObject *
+cached(PyObject *cache, PyObject *miss, PyObject *text)
+{
+    PyObject *value = PyDict_GetItemWithError(cache, text);
+    if (value != NULL) {
+        Py_INCREF(value);
+        return value;
+    }
+    if (PyErr_Occurred())
+        return NULL; /* unhashable text: the TypeError the Python subscript raises */
+    return PyObject_CallOneArg(miss, text);
+}
+
+/* bisect_left / bisect_right over an ascending list of ints. -1 on a comparison error. */
+static Py_ssize_t
+bisect(PyObject *keys, PyObject *price, int right)
+{
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    int op = right ? Py_LT : Py_GT;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        PyObject *key = PyList_GET_ITEM(keys, mid);
+        /* right: price < key -> go left; left: key < price -> go right */
+        int below = right ? PyObject_RichCompareBool(price, key, op) : PyObject_RichCompareBool(key, price, Py_LT);
+        if (below < 0)
+            return -1;
+        if (right) {
+            if (below) hi = mid; else lo = mid + 1;
+        } else {
+            if (below) lo = mid + 1; else hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* "px:sz" as f"{px_text}:{sz_text}" builds it. */
+static PyObject *
+fragment(PyObject *px, PyObject *sz)
+{
+    if (PyUnicode_CheckExact(px) && PyUnicode_CheckExact(sz) && PyUnicode_IS_COMPACT_ASCII(px)
+        && PyUnicode_IS_COMPACT_ASCII(sz)) {
+        Py_ssize_t a = PyUnicode_GET_LENGTH(px), b = PyUnicode_GET_LENGTH(sz);
+        PyObject *out = PyUnicode_New(a + b + 1, 127);
+        if (out == NULL)
+            return NULL;
+        char *dst = (char *)PyUnicode_DATA(out);
+        memcpy(dst, PyUnicode_DATA(px), a);
+        dst[a] = ':';
+        memcpy(dst + a + 1, PyUnicode_DATA(sz), b);
+        return out;
+    }
+    return PyUnicode_FromFormat("%S:%S", px, sz);
+}
+
+/* One side: the loop of L2Book.apply_levels (frags == NULL) or L2Book._apply_raw. 0 or -1. */
+static int
+apply_side(PyObject *levels, PyObject *book, PyObject *keys, PyObject *frags, PyObject *prices,
+           PyObject *sizes, PyObject *price_miss, PyObject *size_miss)
+{
+    if (!PyList_CheckExact(keys) || (frags != NULL && !PyList_CheckExact(frags)) || !PyDict_CheckExact(book)
+        || !PyDict_CheckExact(prices) || !PyDict_CheckExact(sizes)) {
+        PyErr_SetString(PyExc_TypeError, "_accel: book side must be dict + list (+ list)");
+        return -1;
+    }
+    PyObject *seq = PySequence_Fast(levels, "levels must be iterable");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    int rc = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *level = items[i];
+        PyObject *px_text = NULL, *sz_text = NULL, *price = NULL, *size = NULL;
+        /* The price is parsed before the size, so a level bad in both reports the price. */
+        px_text = level_item(level, 0);
+        if (px_text == NULL)
+            goto fail;
+        price = cached(prices, price_miss, px_text);
+        if (price == NULL)
+            goto fail;
+        sz_text = level_item(level, 1);
+        if (sz_text == NULL)
+            goto fail;
+        size = cached(sizes, size_miss, sz_text);
+        if (size == NULL)
+            goto fail;
+        int nonzero = PyObject_IsTrue(size);
+        if (nonzero < 0)
+            goto fail;
+        int present = PyDict_Contains(book, price);
+        if (present < 0)
+            goto fail;
+        if (nonzero) {
+            if (frags == NULL) {
+                if (!present) {
+                    Py_ssize_t at = bisect(keys, price, 1);
+                    if (at < 0 || PyList_Insert(keys, at, price) < 0)
+                        goto fail;
+                }
+            } else {
+                Py_ssize_t at = bisect(keys, price, 0);
+                if (at < 0)
+                    goto fail;
+                PyObject *frag = fragment(px_text, sz_text);
+                if (frag == NULL)
+                    goto fail;
+                if (present) {
+                    if (at >= PyList_GET_SIZE(frags)) { /* keys and frags out of step: never in a sound book */
+                        Py_DECREF(frag);
+                        PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
+                        goto fail;
+                    }
+                    PyList_SetItem(frags, at, frag); /* steals frag */
+                } else {
+                    if (PyList_Insert(keys, at, price) < 0 || PyList_Insert(frags, at, frag) < 0) {
+                        Py_DECREF(frag);
+                        goto fail;
+                    }
+                    Py_DECREF(frag);
+                }
+            }
+            if (PyDict_SetItem(book, price, size) < 0)
+                goto fail;
+        } else if (present) {
+            if (PyDict_DelItem(book, price) < 0)
+                goto fail;
+            Py_ssize_t at = bisect(keys, price, 0);
+            if (at < 0 || PySequence_DelItem(keys, at) < 0)
+                goto fail;
+            if (frags != NULL && PySequence_DelItem(frags, at) < 0)
+                goto fail;
+        }
+        Py_DECREF(px_text);
+        Py_DECREF(sz_text);
+        Py_DECREF(price);
+        Py_DECREF(size);
+        continue;
+    fail:
+        Py_XDECREF(px_text);
+        Py_XDECREF(sz_text);
+        Py_XDECREF(price);
+        Py_XDECREF(size);
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_DECREF(seq);
+    return rc;
+}
+
+/* apply_levels(bids, asks, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags,
+ *              prices, sizes, price_miss, size_miss)
+ * bid_frags / ask_frags are None for books that keep no raw strings. Bids first, then asks. */
+static PyObject *
+accel_apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "apply_levels takes 12 arguments");
+        return NULL;
+    }
+    PyObject *bid_frags = args[4] == Py_None ? NULL : args[4];
+    PyObject *ask_frags = args[7] == Py_None ? NULL : args[7];
+    if (apply_side(args[0], args[2], args[3], bid_frags, args[8], args[9], args[10], args[11]) < 0)
+        return NULL;
+    if (apply_side(args[1], args[5], args[6], ask_frags, args[8], args[9], args[10], args[11]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Appends the UTF-8 of str `s` to buf (growing it), returns 0 or -1. */
+static int
+append_str(char **buf, Py_ssize_t *len, Py_ssize_t *cap, char *stack, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *data;
+    if (PyUnicode_CheckExact(s) && PyUnicode_IS_COMPACT_ASCII(s)) {
+        n = PyUnicode_GET_LENGTH(s);
+        data = (const char *)PyUnicode_DATA(s);
+    } else {
+        if (!PyUnicode_Check(s)) {
+            PyErr_SetString(PyExc_TypeError, "sequence item: expected str instance");
+            return -1;
+        }
+        data = PyUnicode_AsUTF8AndSize(s, &n);
+        if (data == NULL)
+            return -1;
+    }
+    if (*len + n + 1 > *cap) {
+        Py_ssize_t want = (*len + n + 1) * 2;
+        char *grown = PyMem_Malloc(want);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(grown, *buf, *len);
+        if (*buf != stack)
+            PyMem_Free(*buf);
+        *buf = grown;
+        *cap = want;
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    return 0;
+}
+
+/* okx_checksum(bid_frags, ask_frags, depth) -> signed CRC32 of
+ * "bid1:ask1:bid2:ask2:..." over the best `depth` fragments of each side (bids are ascending, best
+ * last), the longer side's rest following when one runs out: venues/okx/parse.py's checksum string. */
+static PyObject *
+accel_okx_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "okx_checksum(bid_frags: list, ask_frags: list, depth: int)");
+        return NULL;
+    }
+    Py_ssize_t depth = PyLong_AsSsize_t(args[2]);
+    if (depth == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *bids = args[0], *asks = args[1];
+    Py_ssize_t nb = PyList_GET_SIZE(bids), na = PyList_GET_SIZE(asks);
+    if (depth < 0)
+        depth = 0;
+    if (nb > depth) nb = depth;
+    if (na > depth) na = depth;
+    Py_ssize_t top_bid = PyList_GET_SIZE(bids) - 1; /* best bid index */
+    char stack[2048];
+    char *buf = stack;
+    Py_ssize_t len = 0, cap = sizeof(stack);
+    Py_ssize_t most = nb > na ? nb : na;
+    for (Py_ssize_t i = 0; i < most; i++) {
+        for (int side = 0; side < 2; side++) {
+            PyObject *frag;
+            if (side == 0) {
+                if (i >= nb) continue;
+                frag = PyList_GET_ITEM(bids, top_bid - i);
+            } else {
+                if (i >= na) continue;
+                frag = PyList_GET_ITEM(asks, i);
+            }
+            /* append_str leaves room for one more byte: the separator after each fragment. */
+            if (append_str(&buf, &len, &cap, stack, frag) < 0) {
+                if (buf != stack) PyMem_Free(buf);
+                return NULL;
+            }
+            buf[len++] = ':';
+        }
+    }
+    if (len > 0)
+        len--; /* no separator after the last fragment */
+    PyObject *bytes = PyBytes_FromStringAndSize(buf, len);
+    if (buf != stack)
+        PyMem_Free(buf);
+    if (bytes == NULL)
+        return NULL;
+    PyObject *crc = PyObject_CallOneArg(crc32_func, bytes);
+    Py_DECREF(bytes);
+    if (crc == NULL)
+        return NULL;
+    unsigned long value = PyLong_AsUnsignedLong(crc);
+    Py_DECREF(crc);
+    if (value == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    long long signed_value = (value & 0x80000000UL) ? (long long)value - 0x100000000LL : (long long)value;
+    return PyLong_FromLongLong(signed_value);
+}
+
+static PyMethodDef accel_methods[] = {
+    {"apply_levels", (PyCFunction)(void (*)(void))accel_apply_levels, METH_FASTCALL,
+     "apply_levels(bids, asks, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags, prices, sizes, "
+     "price_miss, size_miss): L2Book.apply_levels in C."},
+    {"okx_checksum", (PyCFunction)(void (*)(void))accel_okx_checksum, METH_FASTCALL,
+     "okx_checksum(bid_frags, ask_frags, depth) -> signed CRC32 of the OKX checksum string."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef accel_module = {
+    PyModuleDef_HEAD_INIT, "_accel", "C loops for perpbot.book (see _accel.c).", -1, accel_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__accel(void)
+{
+    PyObject *zlib = PyImport_ImportModule("zlib");
+    if (zlib == NULL)
+        return NULL;
+    crc32_func = PyObject_GetAttrString(zlib, "crc32");
+    Py_DECREF(zlib);
+    if (crc32_func == NULL)
+        return NULL;
+    return PyModule_Create(&accel_module);
+}

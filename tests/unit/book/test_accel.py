@@ -1,0 +1,93 @@
+"""The C accelerator (perpbot/book/_accel.c) against the pure-Python loops it replaces: for any
+stream of levels, good or corrupt, both leave identical books (dicts, sorted keys, raw fragments)
+and raise the same exception with the same message, and the OKX checksum is the same integer."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perpbot.book import l2
+from perpbot.book.l2 import L2Book
+from perpbot.venues.okx import parse as okx
+
+
+
+def test_the_accelerator_is_built_and_in_use():
+    # The test install (scripts/test.sh) has a C compiler: a failed build must fail here, not
+    # silently leave the suite testing only the pure-Python loops.
+    assert l2.ACCELERATED and okx._okx_crc is not None
+
+GOOD_PRICE = st.integers(min_value=1, max_value=300).map(lambda t: f"{t / 10:.1f}")
+GOOD_SIZE = st.one_of(st.just("0"), st.integers(min_value=1, max_value=5_000).map(lambda n: f"{n / 1000:.3f}"))
+# Text the wire could carry after corruption: signs, exponents, too many places, non-ASCII digits.
+BAD_TEXT = st.sampled_from(["-1", "1e5", "abc", "", "1.0000000001", "\u0661", "0x10", " 5", "1_0"])
+ODD_ITEM = st.one_of(st.integers(), st.none(), st.lists(st.just("1"), max_size=1))
+TEXT = st.one_of(GOOD_PRICE, GOOD_PRICE, GOOD_PRICE, BAD_TEXT, ODD_ITEM)
+SIZE_TEXT = st.one_of(GOOD_SIZE, GOOD_SIZE, GOOD_SIZE, BAD_TEXT, ODD_ITEM)
+LEVEL = st.one_of(
+    st.tuples(GOOD_PRICE, GOOD_SIZE).map(list),
+    st.tuples(GOOD_PRICE, GOOD_SIZE).map(list),
+    st.tuples(TEXT, SIZE_TEXT).map(list),
+    st.tuples(GOOD_PRICE, GOOD_SIZE),  # a tuple level
+    st.tuples(GOOD_PRICE, GOOD_SIZE, st.just("0"), st.just("4")).map(list),  # OKX's 4-field levels
+    st.lists(GOOD_PRICE, max_size=1),  # too short
+)
+SIDE = st.lists(LEVEL, max_size=10)
+STREAM = st.lists(st.tuples(SIDE, SIDE), min_size=1, max_size=20)
+
+
+def _state(book: L2Book) -> tuple:
+    return dict(book.bids), list(book.bid_keys), list(book.bid_frags), dict(book.asks), list(book.ask_keys), list(book.ask_frags)
+
+
+def _apply(book: L2Book, bids, asks, accelerated: bool):
+    try:
+        if accelerated:
+            book.apply_levels(bids, asks)
+        else:
+            book.apply_levels_py(bids, asks)
+    except Exception as exc:  # noqa: BLE001 - the exception itself is compared
+        return type(exc), str(exc)
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(STREAM, st.booleans(), st.sampled_from(["1", "0.01", "10"]))
+def test_c_and_python_loops_leave_identical_books_and_errors(stream, keep_raw, contract):
+    fast = L2Book("t", "X", Decimal(contract), keep_raw=keep_raw)
+    slow = L2Book("t", "X", Decimal(contract), keep_raw=keep_raw)
+    for bids, asks in stream:
+        assert _apply(fast, bids, asks, True) == _apply(slow, bids, asks, False)
+        assert _state(fast) == _state(slow)
+    assert fast.bid_keys == sorted(fast.bids) and fast.ask_keys == sorted(fast.asks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(GOOD_PRICE, GOOD_SIZE).map(list), max_size=40),
+       st.lists(st.tuples(GOOD_PRICE, GOOD_SIZE).map(list), max_size=40))
+def test_c_checksum_equals_the_python_checksum_string_crc(bids, asks):
+    book = L2Book("okx", "X", keep_raw=True)
+    book.apply_levels_py(bids, asks)
+    expected = okx.crc32_signed(okx.checksum_string(book))
+    assert l2._accel.okx_checksum(book.bid_frags, book.ask_frags, okx.CHECKSUM_DEPTH) == expected
+    assert okx._verify_checksum(book, expected) is okx._verify_checksum_py(book, expected) is True
+    assert okx._verify_checksum(book, expected + 1) is okx._verify_checksum_py(book, expected + 1) is False
+
+
+def test_c_checksum_of_a_long_side_grows_past_its_stack_buffer():
+    # 25 levels of 200-character fragments each side: ~10 KB, five times the C stack buffer.
+    book = L2Book("okx", "X", keep_raw=True)
+    bids = [[f"{100 + i}." + "1" * 8, "1" + "0" * 180] for i in range(30)]
+    asks = [[f"{200 + i}." + "1" * 8, "2" + "0" * 180] for i in range(30)]
+    book.apply_levels_py(bids, asks)
+    assert l2._accel.okx_checksum(book.bid_frags, book.ask_frags, 25) == okx.crc32_signed(okx.checksum_string(book))
+
+
+def test_the_c_loop_refuses_foreign_containers_before_touching_the_book():
+    book = L2Book("t", "X")
+    with pytest.raises(TypeError, match="dict \\+ list"):
+        l2._accel.apply_levels([["1", "1"]], [], {}, (), None, {}, [], None, {}, {}, l2._price_miss, book._szmiss)
