@@ -20,4 +20,7 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test,ops]'
+# The venv's console scripts (docker-compose, hadolint, lint-imports) are what the ops tests run:
+# on PATH as in an activated venv, so nothing installed outside the repo is needed or used.
+export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest -q "$@"
