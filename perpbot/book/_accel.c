@@ -59,6 +59,92 @@ cached(PyObject *cache, PyObject *miss, PyObject *text)
     return PyObject_CallOneArg(miss, text);
 }
 
+/* to_scaled (perpbot.core.numbers) for the plain case, in C: ASCII digits with at most one dot,
+ * at most 9 decimals once trailing zeros past the 9th are dropped, times 10**9, when the result
+ * fits in 62 bits. Returns 1 and sets *out, or 0 when the text is anything else (not a str, a sign,
+ * an exponent, too many digits...): the caller then asks the Python function, which alone raises
+ * the errors (and handles exact values of any size). */
+#define SCALE 9
+static const long long POW10[SCALE + 1] = {1LL, 10LL, 100LL, 1000LL, 10000LL, 100000LL, 1000000LL, 10000000LL,
+                                           100000000LL, 1000000000LL};
+#define SCALED_LIMIT (1LL << 62)
+
+static int
+parse_scaled(PyObject *text, long long *out)
+{
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_COMPACT_ASCII(text))
+        return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const char *s = (const char *)PyUnicode_DATA(text);
+    if (n == 0 || n > 40)
+        return 0;
+    Py_ssize_t dot = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] == '.') {
+            if (dot >= 0)
+                return 0; /* a second dot */
+            dot = i;
+        } else if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+    }
+    if (dot >= 0 && n == 1)
+        return 0; /* "." alone: no digits */
+    Py_ssize_t end = n; /* digits after the dot beyond SCALE must be zeros: drop them */
+    if (dot >= 0) {
+        while (end - dot - 1 > SCALE && s[end - 1] == '0')
+            end--;
+        if (end - dot - 1 > SCALE)
+            return 0;
+    }
+    long long value = 0;
+    int frac = 0;
+    for (Py_ssize_t i = 0; i < end; i++) {
+        if (i == dot)
+            continue;
+        if (value > (SCALED_LIMIT / 10))
+            return 0;
+        value = value * 10 + (s[i] - '0');
+        if (dot >= 0 && i > dot)
+            frac++;
+    }
+    long long mul = POW10[SCALE - frac];
+    if (value > SCALED_LIMIT / mul)
+        return 0;
+    *out = value * mul;
+    return 1;
+}
+
+/* The scaled price of `text` (new reference or NULL): parsed in C, else the shared cache, else
+ * the Python miss function. */
+static PyObject *
+price_of(PyObject *text, PyObject *cache, PyObject *miss)
+{
+    long long value;
+    if (parse_scaled(text, &value))
+        return PyLong_FromLongLong(value);
+    return cached(cache, miss, text);
+}
+
+/* The base-unit scaled size of `text`: size x contract / 10**9 when exact (contract 0: none). */
+static PyObject *
+size_of(PyObject *text, long long contract, PyObject *cache, PyObject *miss)
+{
+    long long value;
+    if (parse_scaled(text, &value)) {
+        if (contract == 0 || value == 0)
+            return PyLong_FromLongLong(value);
+        __int128 product = (__int128)value * contract;
+        if (product % POW10[SCALE] == 0) {
+            __int128 base = product / POW10[SCALE];
+            if (base < SCALED_LIMIT)
+                return PyLong_FromLongLong((long long)base);
+        }
+        /* off the grid or huge: the Python function raises or computes it */
+    }
+    return cached(cache, miss, text);
+}
+
 /* bisect_left / bisect_right over an ascending list of ints. -1 on a comparison error. */
 static Py_ssize_t
 bisect(PyObject *keys, PyObject *price, int right)
@@ -103,7 +189,7 @@ fragment(PyObject *px, PyObject *sz)
 /* One side: the loop of L2Book.apply_levels (frags == NULL) or L2Book._apply_raw. 0 or -1. */
 static int
 apply_side(PyObject *levels, PyObject *book, PyObject *keys, PyObject *frags, PyObject *prices,
-           PyObject *sizes, PyObject *price_miss, PyObject *size_miss)
+           PyObject *sizes, PyObject *price_miss, PyObject *size_miss, long long contract)
 {
     if (!PyList_CheckExact(keys) || (frags != NULL && !PyList_CheckExact(frags)) || !PyDict_CheckExact(book)
         || !PyDict_CheckExact(prices) || !PyDict_CheckExact(sizes)) {
@@ -123,13 +209,13 @@ apply_side(PyObject *levels, PyObject *book, PyObject *keys, PyObject *frags, Py
         px_text = level_item(level, 0);
         if (px_text == NULL)
             goto fail;
-        price = cached(prices, price_miss, px_text);
+        price = price_of(px_text, prices, price_miss);
         if (price == NULL)
             goto fail;
         sz_text = level_item(level, 1);
         if (sz_text == NULL)
             goto fail;
-        size = cached(sizes, size_miss, sz_text);
+        size = size_of(sz_text, contract, sizes, size_miss);
         if (size == NULL)
             goto fail;
         int nonzero = PyObject_IsTrue(size);
@@ -197,20 +283,32 @@ done:
 }
 
 /* apply_levels(bids, asks, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags,
- *              prices, sizes, price_miss, size_miss)
- * bid_frags / ask_frags are None for books that keep no raw strings. Bids first, then asks. */
+ *              prices, sizes, price_miss, size_miss, contract)
+ * bid_frags / ask_frags are None for books that keep no raw strings; contract is the scaled contract
+ * size or None (1). Bids first, then asks. */
 static PyObject *
 accel_apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "apply_levels takes 12 arguments");
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "apply_levels takes 13 arguments");
         return NULL;
+    }
+    long long contract = 0;
+    if (args[12] != Py_None) {
+        int overflow = 0;
+        contract = PyLong_AsLongLongAndOverflow(args[12], &overflow);
+        if (contract == -1 && PyErr_Occurred())
+            return NULL;
+        if (overflow || contract <= 0 || contract >= SCALED_LIMIT) {
+            PyErr_SetString(PyExc_ValueError, "_accel: contract size out of range");
+            return NULL;
+        }
     }
     PyObject *bid_frags = args[4] == Py_None ? NULL : args[4];
     PyObject *ask_frags = args[7] == Py_None ? NULL : args[7];
-    if (apply_side(args[0], args[2], args[3], bid_frags, args[8], args[9], args[10], args[11]) < 0)
+    if (apply_side(args[0], args[2], args[3], bid_frags, args[8], args[9], args[10], args[11], contract) < 0)
         return NULL;
-    if (apply_side(args[1], args[5], args[6], ask_frags, args[8], args[9], args[10], args[11]) < 0)
+    if (apply_side(args[1], args[5], args[6], ask_frags, args[8], args[9], args[10], args[11], contract) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -312,10 +410,21 @@ accel_okx_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(signed_value);
 }
 
+/* scaled(text) -> the scaled int the C parser gives, or None where it defers to Python (tests). */
+static PyObject *
+accel_scaled(PyObject *module, PyObject *text)
+{
+    long long value;
+    if (parse_scaled(text, &value))
+        return PyLong_FromLongLong(value);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef accel_methods[] = {
+    {"scaled", (PyCFunction)accel_scaled, METH_O, "scaled(text) -> int, or None where C defers to to_scaled."},
     {"apply_levels", (PyCFunction)(void (*)(void))accel_apply_levels, METH_FASTCALL,
      "apply_levels(bids, asks, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags, prices, sizes, "
-     "price_miss, size_miss): L2Book.apply_levels in C."},
+     "price_miss, size_miss, contract): L2Book.apply_levels in C."},
     {"okx_checksum", (PyCFunction)(void (*)(void))accel_okx_checksum, METH_FASTCALL,
      "okx_checksum(bid_frags, ask_frags, depth) -> signed CRC32 of the OKX checksum string."},
     {NULL, NULL, 0, NULL},

@@ -188,10 +188,10 @@ class L2Book:
         if _accel is not None:
             if self.keep_raw:
                 _accel.apply_levels(bids, asks, self.bids, self.bid_keys, self.bid_frags, self.asks, self.ask_keys,
-                                    self.ask_frags, self._px, self._sz, _price_miss, self._szmiss)
+                                    self.ask_frags, self._px, self._sz, _price_miss, self._szmiss, self._contract)
             else:
                 _accel.apply_levels(bids, asks, self.bids, self.bid_keys, None, self.asks, self.ask_keys, None,
-                                    self._px, self._sz, _price_miss, self._szmiss)
+                                    self._px, self._sz, _price_miss, self._szmiss, self._contract)
             return
         self.apply_levels_py(bids, asks)
 

@@ -12,8 +12,31 @@ from hypothesis import strategies as st
 
 from perpbot.book import l2
 from perpbot.book.l2 import L2Book
+from perpbot.core.numbers import to_scaled
 from perpbot.venues.okx import parse as okx
 
+
+
+NUMBERISH = st.text(alphabet="0123456789.-+e_ \u0661", max_size=24)
+DECIMALS = st.builds(
+    lambda whole, frac, zeros: f"{whole}.{frac}{'0' * zeros}" if frac is not None else str(whole),
+    st.integers(min_value=0, max_value=10**12), st.one_of(st.none(), st.text(alphabet="0123456789", max_size=12)),
+    st.integers(min_value=0, max_value=12),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(NUMBERISH, DECIMALS, st.integers(min_value=0, max_value=10**25).map(str)))
+def test_the_c_number_parser_agrees_with_to_scaled_or_defers_to_it(text):
+    parsed = l2._accel.scaled(text)
+    try:
+        expected = to_scaled(text)
+    except ValueError:
+        assert parsed is None  # C never accepts what to_scaled refuses; Python raises the error
+        return
+    assert parsed is None or parsed == expected
+    if parsed is None:  # C defers only on values beyond 62 bits
+        assert expected >= 1 << 62
 
 
 def test_the_accelerator_is_built_and_in_use():
@@ -21,7 +44,10 @@ def test_the_accelerator_is_built_and_in_use():
     # silently leave the suite testing only the pure-Python loops.
     assert l2.ACCELERATED and okx._okx_crc is not None
 
-GOOD_PRICE = st.integers(min_value=1, max_value=300).map(lambda t: f"{t / 10:.1f}")
+GOOD_PRICE = st.one_of(
+    st.integers(min_value=1, max_value=300).map(lambda t: f"{t / 10:.1f}"),
+    st.sampled_from(["0.0000000010", "12.3400000000", "9223372036.854775807", "99999999999", "007.50", ".5", "5."]),
+)
 GOOD_SIZE = st.one_of(st.just("0"), st.integers(min_value=1, max_value=5_000).map(lambda n: f"{n / 1000:.3f}"))
 # Text the wire could carry after corruption: signs, exponents, too many places, non-ASCII digits.
 BAD_TEXT = st.sampled_from(["-1", "1e5", "abc", "", "1.0000000001", "\u0661", "0x10", " 5", "1_0"])
@@ -90,4 +116,4 @@ def test_c_checksum_of_a_long_side_grows_past_its_stack_buffer():
 def test_the_c_loop_refuses_foreign_containers_before_touching_the_book():
     book = L2Book("t", "X")
     with pytest.raises(TypeError, match="dict \\+ list"):
-        l2._accel.apply_levels([["1", "1"]], [], {}, (), None, {}, [], None, {}, {}, l2._price_miss, book._szmiss)
+        l2._accel.apply_levels([["1", "1"]], [], {}, (), None, {}, [], None, {}, {}, l2._price_miss, book._szmiss, None)
