@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 
 static PyObject *crc32_func = NULL; /* zlib.crc32: the same CRC the Python path uses */
 
@@ -70,16 +71,12 @@ static const long long POW10[SCALE + 1] = {1LL, 10LL, 100LL, 1000LL, 10000LL, 10
 #define SCALED_LIMIT (1LL << 62)
 
 static int
-parse_scaled(PyObject *text, long long *out)
+parse_digits(const char *s, Py_ssize_t len, long long *out)
 {
-    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_COMPACT_ASCII(text))
-        return 0;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    const char *s = (const char *)PyUnicode_DATA(text);
-    if (n == 0 || n > 40)
+    if (len == 0 || len > 40)
         return 0;
     Py_ssize_t dot = -1;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < len; i++) {
         if (s[i] == '.') {
             if (dot >= 0)
                 return 0; /* a second dot */
@@ -88,9 +85,9 @@ parse_scaled(PyObject *text, long long *out)
             return 0;
         }
     }
-    if (dot >= 0 && n == 1)
+    if (dot >= 0 && len == 1)
         return 0; /* "." alone: no digits */
-    Py_ssize_t end = n; /* digits after the dot beyond SCALE must be zeros: drop them */
+    Py_ssize_t end = len; /* digits after the dot beyond SCALE must be zeros: drop them */
     if (dot >= 0) {
         while (end - dot - 1 > SCALE && s[end - 1] == '0')
             end--;
@@ -113,6 +110,14 @@ parse_scaled(PyObject *text, long long *out)
         return 0;
     *out = value * mul;
     return 1;
+}
+
+static int
+parse_scaled(PyObject *text, long long *out)
+{
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_COMPACT_ASCII(text))
+        return 0;
+    return parse_digits((const char *)PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), out);
 }
 
 /* The scaled price of `text` (new reference or NULL): parsed in C, else the shared cache, else
@@ -410,6 +415,436 @@ accel_okx_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(signed_value);
 }
 
+
+/* ---------------------------------------------------------------------------------------------
+ * OKX `books` update frames parsed straight from the wire text, for the fast path
+ * (venues/okx/parse.apply_books_frame). A strict subset of JSON: exactly the frame shape
+ * {"arg":{"channel":"books","instId":S},"action":"update","data":[{"asks":L,"bids":L,"ts":S,
+ * "checksum":I,"seqId":I,"prevSeqId":I}]} in any key order, with whitespace, each key at most
+ * once; levels are arrays of two or more strings. Anything else (another key, a null, an escape,
+ * a non-ASCII byte, a fraction or exponent, an integer beyond 64 bits, trailing text...) makes
+ * okx_peek return None before anything is touched, and the typed msgspec path, then the generic
+ * one, decide as before. The level strings are not turned into Python objects: their spans in
+ * the frame are kept (one frame at a time, the one okx_peek saw) and okx_apply turns them into
+ * scaled ints directly.
+ * ------------------------------------------------------------------------------------------- */
+#define MAX_SIDE_LEVELS 512
+
+typedef struct {
+    Py_ssize_t px, px_len, sz, sz_len;
+} Span;
+
+static struct {
+    PyObject *frame; /* strong reference: the frame the spans point into */
+    const char *base;
+    Py_ssize_t n_bids, n_asks;
+    Span bids[MAX_SIDE_LEVELS];
+    Span asks[MAX_SIDE_LEVELS];
+} peeked = {NULL, NULL, 0, 0};
+
+typedef struct {
+    const char *s;
+    Py_ssize_t i, n;
+} Cursor;
+
+static void
+ws(Cursor *c)
+{
+    while (c->i < c->n && (c->s[c->i] == ' ' || c->s[c->i] == '\n' || c->s[c->i] == '\r' || c->s[c->i] == '\t'))
+        c->i++;
+}
+
+static int
+expect(Cursor *c, char ch)
+{
+    ws(c);
+    if (c->i < c->n && c->s[c->i] == ch) {
+        c->i++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A string with no escape: sets its span (without quotes). 1 or 0. */
+static int
+string(Cursor *c, Py_ssize_t *start, Py_ssize_t *len)
+{
+    ws(c);
+    if (c->i >= c->n || c->s[c->i] != '"')
+        return 0;
+    Py_ssize_t j = ++c->i;
+    while (j < c->n) {
+        unsigned char ch = (unsigned char)c->s[j];
+        if (ch == '"')
+            break;
+        if (ch == '\\' || ch < 0x20 || ch >= 0x80)
+            return 0;
+        j++;
+    }
+    if (j >= c->n)
+        return 0;
+    *start = c->i;
+    *len = j - c->i;
+    c->i = j + 1;
+    return 1;
+}
+
+static int
+is_key(Cursor *c, Py_ssize_t start, Py_ssize_t len, const char *name)
+{
+    return (Py_ssize_t)strlen(name) == len && memcmp(c->s + start, name, len) == 0;
+}
+
+/* A JSON integer that fits in a signed 64-bit value (msgspec's int). 1 or 0. */
+static int
+integer(Cursor *c, long long *out)
+{
+    ws(c);
+    Py_ssize_t j = c->i;
+    int negative = 0;
+    if (j < c->n && c->s[j] == '-') {
+        negative = 1;
+        j++;
+    }
+    Py_ssize_t first = j;
+    unsigned long long value = 0;
+    while (j < c->n && c->s[j] >= '0' && c->s[j] <= '9') {
+        if (j - first >= 19)
+            return 0; /* 20+ digits: beyond 64 bits (or a leading-zero run) */
+        value = value * 10 + (unsigned long long)(c->s[j] - '0');
+        j++;
+    }
+    if (j == first || (c->s[first] == '0' && j - first > 1))
+        return 0; /* no digits, or a leading zero */
+    if (j < c->n && (c->s[j] == '.' || c->s[j] == 'e' || c->s[j] == 'E'))
+        return 0;
+    if (value > (unsigned long long)LLONG_MAX + (negative ? 1ULL : 0ULL))
+        return 0;
+    *out = negative ? (long long)(0 - value) : (long long)value;
+    c->i = j;
+    return 1;
+}
+
+/* [[s, s, ...], ...] into spans (first two strings of each level). 1 or 0. */
+static int
+levels(Cursor *c, Span *out, Py_ssize_t *count)
+{
+    if (!expect(c, '['))
+        return 0;
+    *count = 0;
+    if (expect(c, ']'))
+        return 1;
+    do {
+        if (*count >= MAX_SIDE_LEVELS || !expect(c, '['))
+            return 0;
+        Span *level = &out[*count];
+        if (!string(c, &level->px, &level->px_len) || !expect(c, ',') || !string(c, &level->sz, &level->sz_len))
+            return 0;
+        while (expect(c, ',')) {
+            Py_ssize_t a, b;
+            if (!string(c, &a, &b))
+                return 0;
+        }
+        if (!expect(c, ']'))
+            return 0;
+        (*count)++;
+    } while (expect(c, ','));
+    return expect(c, ']');
+}
+
+/* okx_peek(frame) -> (instId, ts_ms, seqId|None, prevSeqId|None, checksum|None) or None. */
+static PyObject *
+accel_okx_peek(PyObject *module, PyObject *frame)
+{
+    Cursor c;
+    if (PyBytes_CheckExact(frame)) {
+        c.s = PyBytes_AS_STRING(frame);
+        c.n = PyBytes_GET_SIZE(frame);
+    } else if (PyUnicode_CheckExact(frame) && PyUnicode_IS_COMPACT_ASCII(frame)) {
+        c.s = (const char *)PyUnicode_DATA(frame);
+        c.n = PyUnicode_GET_LENGTH(frame);
+    } else {
+        Py_RETURN_NONE;
+    }
+    c.i = 0;
+    Py_ssize_t inst = -1, inst_len = 0, ts = -1, ts_len = 0, nb = 0, na = 0;
+    long long seq = 0, prev = 0, checksum = 0;
+    int have_seq = 0, have_prev = 0, have_checksum = 0, have_bids = 0, have_asks = 0;
+    int have_arg = 0, have_action = 0, have_data = 0, have_channel = 0;
+    Py_ssize_t k, klen, v, vlen;
+    /* The spans go straight into the shared buffer: it is only trusted once peeked.frame is set. */
+    Py_CLEAR(peeked.frame);
+    if (!expect(&c, '{'))
+        Py_RETURN_NONE;
+    do {
+        if (!string(&c, &k, &klen) || !expect(&c, ':'))
+            Py_RETURN_NONE;
+        if (is_key(&c, k, klen, "arg") && !have_arg) {
+            have_arg = 1;
+            if (!expect(&c, '{'))
+                Py_RETURN_NONE;
+            do {
+                if (!string(&c, &k, &klen) || !expect(&c, ':') || !string(&c, &v, &vlen))
+                    Py_RETURN_NONE;
+                if (is_key(&c, k, klen, "channel") && !have_channel) {
+                    if (!is_key(&c, v, vlen, "books"))
+                        Py_RETURN_NONE;
+                    have_channel = 1;
+                } else if (is_key(&c, k, klen, "instId") && inst < 0) {
+                    inst = v;
+                    inst_len = vlen;
+                } else {
+                    Py_RETURN_NONE;
+                }
+            } while (expect(&c, ','));
+            if (!expect(&c, '}'))
+                Py_RETURN_NONE;
+        } else if (is_key(&c, k, klen, "action") && !have_action) {
+            if (!string(&c, &v, &vlen) || !is_key(&c, v, vlen, "update"))
+                Py_RETURN_NONE;
+            have_action = 1;
+        } else if (is_key(&c, k, klen, "data") && !have_data) {
+            have_data = 1;
+            if (!expect(&c, '[') || !expect(&c, '{'))
+                Py_RETURN_NONE;
+            do {
+                if (!string(&c, &k, &klen) || !expect(&c, ':'))
+                    Py_RETURN_NONE;
+                if (is_key(&c, k, klen, "bids") && !have_bids) {
+                    if (!levels(&c, peeked.bids, &nb))
+                        Py_RETURN_NONE;
+                    have_bids = 1;
+                } else if (is_key(&c, k, klen, "asks") && !have_asks) {
+                    if (!levels(&c, peeked.asks, &na))
+                        Py_RETURN_NONE;
+                    have_asks = 1;
+                } else if (is_key(&c, k, klen, "ts") && ts < 0) {
+                    if (!string(&c, &ts, &ts_len))
+                        Py_RETURN_NONE;
+                } else if (is_key(&c, k, klen, "seqId") && !have_seq) {
+                    if (!integer(&c, &seq))
+                        Py_RETURN_NONE;
+                    have_seq = 1;
+                } else if (is_key(&c, k, klen, "prevSeqId") && !have_prev) {
+                    if (!integer(&c, &prev))
+                        Py_RETURN_NONE;
+                    have_prev = 1;
+                } else if (is_key(&c, k, klen, "checksum") && !have_checksum) {
+                    if (!integer(&c, &checksum))
+                        Py_RETURN_NONE;
+                    have_checksum = 1;
+                } else {
+                    Py_RETURN_NONE;
+                }
+            } while (expect(&c, ','));
+            if (!expect(&c, '}') || !expect(&c, ']'))
+                Py_RETURN_NONE; /* exactly one item */
+        } else {
+            Py_RETURN_NONE;
+        }
+    } while (expect(&c, ','));
+    if (!expect(&c, '}'))
+        Py_RETURN_NONE;
+    ws(&c);
+    if (c.i != c.n || !have_arg || !have_channel || inst < 0 || !have_action || !have_data || !have_bids
+        || !have_asks || ts < 0)
+        Py_RETURN_NONE;
+    /* ts: 1 to 18 ASCII digits (a longer one is the generic path's to refuse). */
+    if (ts_len < 1 || ts_len > 18)
+        Py_RETURN_NONE;
+    long long ts_ms = 0;
+    for (Py_ssize_t j = 0; j < ts_len; j++) {
+        char ch = c.s[ts + j];
+        if (ch < '0' || ch > '9')
+            Py_RETURN_NONE;
+        ts_ms = ts_ms * 10 + (ch - '0');
+    }
+    PyObject *inst_id = PyUnicode_FromStringAndSize(c.s + inst, inst_len);
+    if (inst_id == NULL)
+        return NULL;
+    PyObject *out = PyTuple_New(5);
+    if (out == NULL) {
+        Py_DECREF(inst_id);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, inst_id);
+    PyObject *items[4] = {PyLong_FromLongLong(ts_ms), NULL, NULL, NULL};
+    items[1] = have_seq ? PyLong_FromLongLong(seq) : Py_NewRef(Py_None);
+    items[2] = have_prev ? PyLong_FromLongLong(prev) : Py_NewRef(Py_None);
+    items[3] = have_checksum ? PyLong_FromLongLong(checksum) : Py_NewRef(Py_None);
+    for (int j = 0; j < 4; j++) {
+        if (items[j] == NULL) {
+            for (int m = j + 1; m < 4; m++)
+                Py_XDECREF(items[m]);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, j + 1, items[j]);
+    }
+    peeked.frame = Py_NewRef(frame);
+    peeked.base = c.s;
+    peeked.n_bids = nb;
+    peeked.n_asks = na;
+    return out;
+}
+
+/* A span as a str (for the Python miss functions and their error messages). */
+static PyObject *
+span_text(Py_ssize_t start, Py_ssize_t len)
+{
+    return PyUnicode_FromStringAndSize(peeked.base + start, len);
+}
+
+static int
+parse_span(Py_ssize_t start, Py_ssize_t len, long long *out)
+{
+    return parse_digits(peeked.base + start, len, out);
+}
+
+/* The value the cache / miss function gives for a span C could not parse (raises like to_scaled). */
+static PyObject *
+span_fallback(Py_ssize_t start, Py_ssize_t len, PyObject *cache, PyObject *miss)
+{
+    PyObject *text = span_text(start, len);
+    if (text == NULL)
+        return NULL;
+    PyObject *value = cached(cache, miss, text);
+    Py_DECREF(text);
+    return value;
+}
+
+static int
+apply_spans(const Span *spans, Py_ssize_t count, PyObject *book, PyObject *keys, PyObject *frags,
+            PyObject *prices, PyObject *sizes, PyObject *price_miss, PyObject *size_miss, long long contract)
+{
+    if (!PyList_CheckExact(keys) || (frags != NULL && !PyList_CheckExact(frags)) || !PyDict_CheckExact(book)
+        || !PyDict_CheckExact(prices) || !PyDict_CheckExact(sizes)) {
+        PyErr_SetString(PyExc_TypeError, "_accel: book side must be dict + list (+ list)");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const Span *level = &spans[i];
+        PyObject *price = NULL, *size = NULL;
+        long long value;
+        if (parse_span(level->px, level->px_len, &value))
+            price = PyLong_FromLongLong(value);
+        else
+            price = span_fallback(level->px, level->px_len, prices, price_miss);
+        if (price == NULL)
+            return -1;
+        size = NULL;
+        if (parse_span(level->sz, level->sz_len, &value)) {
+            if (contract == 0 || value == 0) {
+                size = PyLong_FromLongLong(value);
+            } else {
+                __int128 product = (__int128)value * contract;
+                if (product % POW10[SCALE] == 0 && product / POW10[SCALE] < SCALED_LIMIT)
+                    size = PyLong_FromLongLong((long long)(product / POW10[SCALE]));
+                else
+                    size = span_fallback(level->sz, level->sz_len, sizes, size_miss);
+            }
+        } else {
+            size = span_fallback(level->sz, level->sz_len, sizes, size_miss);
+        }
+        if (size == NULL)
+            goto fail;
+        int nonzero = PyObject_IsTrue(size);
+        int present = nonzero < 0 ? -1 : PyDict_Contains(book, price);
+        if (present < 0)
+            goto fail;
+        if (nonzero) {
+            if (frags == NULL) {
+                if (!present) {
+                    Py_ssize_t at = bisect(keys, price, 1);
+                    if (at < 0 || PyList_Insert(keys, at, price) < 0)
+                        goto fail;
+                }
+            } else {
+                Py_ssize_t at = bisect(keys, price, 0);
+                if (at < 0)
+                    goto fail;
+                PyObject *frag = PyUnicode_New(level->px_len + level->sz_len + 1, 127);
+                if (frag == NULL)
+                    goto fail;
+                char *dst = (char *)PyUnicode_DATA(frag);
+                memcpy(dst, peeked.base + level->px, level->px_len);
+                dst[level->px_len] = ':';
+                memcpy(dst + level->px_len + 1, peeked.base + level->sz, level->sz_len);
+                if (present) {
+                    if (at >= PyList_GET_SIZE(frags)) {
+                        Py_DECREF(frag);
+                        PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
+                        goto fail;
+                    }
+                    PyList_SetItem(frags, at, frag);
+                } else {
+                    if (PyList_Insert(keys, at, price) < 0 || PyList_Insert(frags, at, frag) < 0) {
+                        Py_DECREF(frag);
+                        goto fail;
+                    }
+                    Py_DECREF(frag);
+                }
+            }
+            if (PyDict_SetItem(book, price, size) < 0)
+                goto fail;
+        } else if (present) {
+            if (PyDict_DelItem(book, price) < 0)
+                goto fail;
+            Py_ssize_t at = bisect(keys, price, 0);
+            if (at < 0 || PySequence_DelItem(keys, at) < 0)
+                goto fail;
+            if (frags != NULL && PySequence_DelItem(frags, at) < 0)
+                goto fail;
+        }
+        Py_DECREF(price);
+        Py_DECREF(size);
+        continue;
+    fail:
+        Py_XDECREF(price);
+        Py_XDECREF(size);
+        return -1;
+    }
+    return 0;
+}
+
+/* okx_apply(frame, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags, prices, sizes,
+ *           price_miss, size_miss, contract): the levels of the frame okx_peek accepted last,
+ * applied as L2Book.apply_levels(item.bids, item.asks) would. */
+static PyObject *
+accel_okx_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "okx_apply takes 12 arguments");
+        return NULL;
+    }
+    if (peeked.frame == NULL || peeked.frame != args[0]) {
+        PyErr_SetString(PyExc_RuntimeError, "okx_apply: not the frame okx_peek accepted last");
+        return NULL;
+    }
+    long long contract = 0;
+    if (args[11] != Py_None) {
+        int overflow = 0;
+        contract = PyLong_AsLongLongAndOverflow(args[11], &overflow);
+        if (contract == -1 && PyErr_Occurred())
+            return NULL;
+        if (overflow || contract <= 0 || contract >= SCALED_LIMIT) {
+            PyErr_SetString(PyExc_ValueError, "_accel: contract size out of range");
+            return NULL;
+        }
+    }
+    PyObject *bid_frags = args[3] == Py_None ? NULL : args[3];
+    PyObject *ask_frags = args[6] == Py_None ? NULL : args[6];
+    int rc = apply_spans(peeked.bids, peeked.n_bids, args[1], args[2], bid_frags, args[7], args[8], args[9], args[10],
+                         contract);
+    if (rc == 0)
+        rc = apply_spans(peeked.asks, peeked.n_asks, args[4], args[5], ask_frags, args[7], args[8], args[9], args[10],
+                         contract);
+    Py_CLEAR(peeked.frame);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* scaled(text) -> the scaled int the C parser gives, or None where it defers to Python (tests). */
 static PyObject *
 accel_scaled(PyObject *module, PyObject *text)
@@ -425,6 +860,11 @@ static PyMethodDef accel_methods[] = {
     {"apply_levels", (PyCFunction)(void (*)(void))accel_apply_levels, METH_FASTCALL,
      "apply_levels(bids, asks, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags, prices, sizes, "
      "price_miss, size_miss, contract): L2Book.apply_levels in C."},
+    {"okx_peek", (PyCFunction)accel_okx_peek, METH_O,
+     "okx_peek(frame) -> (instId, ts_ms, seqId, prevSeqId, checksum) of a plain OKX books update, or None."},
+    {"okx_apply", (PyCFunction)(void (*)(void))accel_okx_apply, METH_FASTCALL,
+     "okx_apply(frame, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags, prices, sizes, price_miss, "
+     "size_miss, contract): apply the levels of the frame okx_peek accepted last."},
     {"okx_checksum", (PyCFunction)(void (*)(void))accel_okx_checksum, METH_FASTCALL,
      "okx_checksum(bid_frags, ask_frags, depth) -> signed CRC32 of the OKX checksum string."},
     {NULL, NULL, 0, NULL},

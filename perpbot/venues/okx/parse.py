@@ -117,6 +117,10 @@ def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book
     a seqId gap... The caller then runs parse() + apply_update on the same frame: nothing was
     touched, so that path alone owns every unusual case and its error.
     """
+    if _okx_peek is not None:
+        done = _apply_peeked(frame, recv_ts, books)
+        if done is not False:
+            return done
     try:
         typed = _decode_books(frame)
     except Exception:  # whatever the typed decode refuses belongs to the generic path
@@ -153,6 +157,55 @@ def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book
     book.recv_ts = recv_ts
     book.updates += 1
     checksum = item.checksum
+    if checksum and not _verify_checksum(book, checksum):  # 0 means "no checksum" (see _book)
+        book.invalidate("checksum")
+        book.seq = None
+        return book, ts_ms, "checksum"
+    bid_keys = book.bid_keys
+    ask_keys = book.ask_keys
+    if bid_keys and ask_keys and bid_keys[-1] >= ask_keys[0]:
+        book.invalidate("crossed")
+        book.seq = None
+        return book, ts_ms, "crossed"
+    book.valid = True
+    book.invalid_reason = None
+    return book, ts_ms, None
+
+
+def _apply_peeked(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, int, str | None] | None | bool:
+    """apply_books_frame over the C parser (perpbot/book/_accel.c, okx_peek/okx_apply): the same checks
+    in the same order and the same results, for the frames it accepts (a plain books update: its
+    level strings never become Python objects). False when it declines the frame (anything unusual:
+    the typed msgspec path then decides, as without the accelerator)."""
+    peek = _okx_peek(frame)
+    if peek is None:
+        return False
+    symbol, ts_ms, seq, prev, checksum = peek
+    book = books.get((VENUE, symbol))
+    if book is None:
+        return None
+    last = book.seq
+    if last is None or book.awaiting_first_delta or (prev != last and prev is not None):
+        return None
+    if seq is None:  # 2022-era frames: no seqId, the exchange ts stands in (see _book)
+        if prev is not None:
+            return None
+        seq = ts_ms
+    try:
+        if book.keep_raw:
+            _okx_apply(frame, book.bids, book.bid_keys, book.bid_frags, book.asks, book.ask_keys, book.ask_frags,
+                       book._px, book._sz, _l2._price_miss, book._szmiss, book._contract)
+        else:
+            _okx_apply(frame, book.bids, book.bid_keys, None, book.asks, book.ask_keys, None,
+                       book._px, book._sz, _l2._price_miss, book._szmiss, book._contract)
+    except (ValueError, IndexError, TypeError) as exc:  # as apply_update: a level that is not exact
+        book.invalidate("malformed")
+        book.seq = None
+        return book, ts_ms, f"malformed: {exc}"
+    book.seq = seq
+    book.exchange_ts_ms = ts_ms
+    book.recv_ts = recv_ts
+    book.updates += 1
     if checksum and not _verify_checksum(book, checksum):  # 0 means "no checksum" (see _book)
         book.invalidate("checksum")
         book.seq = None
@@ -330,6 +383,8 @@ def _verify_checksum(book: L2Book, checksum: int) -> bool:
 
 
 _okx_crc = _l2._accel.okx_checksum if _l2._accel is not None else None
+_okx_peek = _l2._accel.okx_peek if _l2._accel is not None else None
+_okx_apply = _l2._accel.okx_apply if _l2._accel is not None else None
 
 
 def _verify_checksum_py(book: L2Book, checksum: int) -> bool:
