@@ -13,8 +13,13 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <limits.h>
+#include <dlfcn.h>
 
 static PyObject *crc32_func = NULL; /* zlib.crc32: the same CRC the Python path uses */
+/* zlib's crc32() itself, from the libz that Python's zlib module loaded (no zlib headers needed to
+ * build); NULL when it cannot be found, and then zlib.crc32 is called on a bytes object. */
+typedef unsigned long (*crc32_fn)(unsigned long, const unsigned char *, unsigned int);
+static crc32_fn zlib_crc32 = NULL;
 
 /* level[i] for a level given as a list or tuple (the common case), else the generic subscript. */
 static PyObject *
@@ -398,19 +403,26 @@ accel_okx_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (len > 0)
         len--; /* no separator after the last fragment */
-    PyObject *bytes = PyBytes_FromStringAndSize(buf, len);
-    if (buf != stack)
-        PyMem_Free(buf);
-    if (bytes == NULL)
-        return NULL;
-    PyObject *crc = PyObject_CallOneArg(crc32_func, bytes);
-    Py_DECREF(bytes);
-    if (crc == NULL)
-        return NULL;
-    unsigned long value = PyLong_AsUnsignedLong(crc);
-    Py_DECREF(crc);
-    if (value == (unsigned long)-1 && PyErr_Occurred())
-        return NULL;
+    unsigned long value;
+    if (zlib_crc32 != NULL && len < (Py_ssize_t)UINT_MAX) {
+        value = zlib_crc32(0UL, (const unsigned char *)buf, (unsigned int)len) & 0xFFFFFFFFUL;
+        if (buf != stack)
+            PyMem_Free(buf);
+    } else {
+        PyObject *bytes = PyBytes_FromStringAndSize(buf, len);
+        if (buf != stack)
+            PyMem_Free(buf);
+        if (bytes == NULL)
+            return NULL;
+        PyObject *crc = PyObject_CallOneArg(crc32_func, bytes);
+        Py_DECREF(bytes);
+        if (crc == NULL)
+            return NULL;
+        value = PyLong_AsUnsignedLong(crc);
+        Py_DECREF(crc);
+        if (value == (unsigned long)-1 && PyErr_Occurred())
+            return NULL;
+    }
     long long signed_value = (value & 0x80000000UL) ? (long long)value - 0x100000000LL : (long long)value;
     return PyLong_FromLongLong(signed_value);
 }
@@ -855,7 +867,15 @@ accel_scaled(PyObject *module, PyObject *text)
     Py_RETURN_NONE;
 }
 
+/* crc_source() -> "libz" or "zlib.crc32": which CRC32 okx_checksum calls (tests, bench notes). */
+static PyObject *
+accel_crc_source(PyObject *module, PyObject *unused)
+{
+    return PyUnicode_FromString(zlib_crc32 != NULL ? "libz" : "zlib.crc32");
+}
+
 static PyMethodDef accel_methods[] = {
+    {"crc_source", (PyCFunction)accel_crc_source, METH_NOARGS, "crc_source() -> which CRC32 okx_checksum uses."},
     {"scaled", (PyCFunction)accel_scaled, METH_O, "scaled(text) -> int, or None where C defers to to_scaled."},
     {"apply_levels", (PyCFunction)(void (*)(void))accel_apply_levels, METH_FASTCALL,
      "apply_levels(bids, asks, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags, prices, sizes, "
@@ -884,5 +904,9 @@ PyInit__accel(void)
     Py_DECREF(zlib);
     if (crc32_func == NULL)
         return NULL;
+    /* Python's zlib module has loaded libz by now: find its crc32 (RTLD_NOLOAD: never load another). */
+    void *libz = dlopen("libz.so.1", RTLD_NOW | RTLD_NOLOAD);
+    if (libz != NULL)
+        zlib_crc32 = (crc32_fn)dlsym(libz, "crc32");
     return PyModule_Create(&accel_module);
 }
