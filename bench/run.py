@@ -172,6 +172,25 @@ def run_okx(frames: list[bytes], keep_raw: bool, books: dict | None = None) -> f
     return elapsed
 
 
+@contextlib.contextmanager
+def pure_python():
+    """perpbot without its C accelerator (what runs where it did not build, or with
+    PERPBOT_PURE_PYTHON=1): the module-level hooks the hot path reads on every call, unset."""
+    from perpbot.book import l2
+
+    saved = (l2._accel, okx._okx_peek, okx._okx_apply, okx._okx_crc)
+    l2._accel = okx._okx_peek = okx._okx_apply = okx._okx_crc = None
+    try:
+        yield
+    finally:
+        l2._accel, okx._okx_peek, okx._okx_apply, okx._okx_crc = saved
+
+
+def run_okx_pure(frames: list[bytes], keep_raw: bool, books: dict) -> float:
+    with pure_python():
+        return run_okx(frames, keep_raw, books)
+
+
 def _supervisor_step(fast, parse, rules, books: dict, raw: bytes, venue: str) -> L2Book:
     """FeedSupervisor.on_frame's order for one frame: the venue fast path, else parse + apply_update."""
     if fast is not None:
@@ -543,6 +562,8 @@ def section_hot_path(runs: int, n: int) -> None:
     cases = {
         "perpbot OKX generated, sequence": (lambda b={}: run_okx(gen_seq, False, b), gen_seq),
         "perpbot OKX generated, +checksum": (lambda b={}: run_okx(gen_crc, True, b), gen_crc),
+        "perpbot OKX generated, seq, pure Python": (lambda b={}: run_okx_pure(gen_seq, False, b), gen_seq),
+        "perpbot OKX generated, +crc, pure Python": (lambda b={}: run_okx_pure(gen_crc, True, b), gen_crc),
         "perpbot OKX recorded, sequence": (lambda b={}: run_okx(rec_seq, False, b), rec_seq),
         "perpbot OKX recorded, +checksum": (lambda b={}: run_okx(rec_crc, True, b), rec_crc),
         "perpbot Binance diffs (pu chain)": (lambda: run_binance(bn), bn[1:]),
@@ -567,12 +588,16 @@ def section_hot_path(runs: int, n: int) -> None:
         print("order-book not installed (pip install '.[bench]'): its row is missing")
     result = interleaved(cases, runs)
     print(f"## 1-3. hot path: parse + integrity + apply + best bid/ask + vwap({VWAP_QTY // ONE} base), ratio to orjson.loads")
-    print(f"generated OKX stream: {n} updates of ~{size:.0f} bytes, ~5 changed levels, 400-level books; median of {runs} interleaved rounds\n")
+    from perpbot.book.l2 import ACCELERATED
+
+    print(f"generated OKX stream: {n} updates of ~{size:.0f} bytes, ~5 changed levels, 400-level books; median of {runs} interleaved rounds")
+    print(f"C accelerator (perpbot/book/_accel.c): {'built, used by the perpbot rows' if ACCELERATED else 'NOT built: every perpbot row is pure Python'}; "
+          "the 'pure Python' rows unset it in-process\n")
     print(f"| {'case':44s} | {'ratio':>6s} | {'us/msg':>7s} | {'floor us':>8s} | target / quoted |")
     print(f"|{'-' * 46}|{'-' * 8}|{'-' * 9}|{'-' * 10}|-----------------|")
     for name, (ratio, us, floor) in result.items():
         note = ""
-        if name.startswith("perpbot OKX generated"):
+        if name.startswith("perpbot OKX generated") and "pure" not in name:
             note = f"<= {TARGETS['checksum' if 'checksum' in name else 'sequence']}x"
         elif name.startswith("peer ccxt"):
             note = f"{PEERS_QUOTED['ccxt OrderBookSide']}x"
