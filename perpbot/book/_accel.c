@@ -196,9 +196,284 @@ fragment(PyObject *px, PyObject *sz)
     return PyUnicode_FromFormat("%S:%S", px, sz);
 }
 
+
+/* ---------------------------------------------------------------------------------------------
+ * Shadow: a side's sorted price keys as a contiguous int64 array beside the Python key list, so a
+ * binary search touches a few cache lines instead of dereferencing ~9 scattered int objects (the
+ * cost that grows with the number of books). Only this module and L2Book.replace/clear change it
+ * (reset); it stays usable while every key fits in 63 bits and its length equals the list's, and
+ * is otherwise ignored (list bisect) until the next reset. */
+typedef struct {
+    PyObject_HEAD
+    long long *v;
+    Py_ssize_t n, cap;
+    int usable;
+} Shadow;
+
+static PyTypeObject ShadowType;
+
+static int
+shadow_reserve(Shadow *sh, Py_ssize_t want)
+{
+    if (want <= sh->cap)
+        return 0;
+    Py_ssize_t cap = sh->cap ? sh->cap : 64;
+    while (cap < want)
+        cap *= 2;
+    long long *grown = PyMem_Realloc(sh->v, (size_t)cap * sizeof(long long));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    sh->v = grown;
+    sh->cap = cap;
+    return 0;
+}
+
+static PyObject *
+shadow_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Shadow *sh = (Shadow *)type->tp_alloc(type, 0);
+    if (sh != NULL) {
+        sh->v = NULL;
+        sh->n = sh->cap = 0;
+        sh->usable = 1;
+    }
+    return (PyObject *)sh;
+}
+
+static void
+shadow_dealloc(Shadow *sh)
+{
+    PyMem_Free(sh->v);
+    Py_TYPE(sh)->tp_free((PyObject *)sh);
+}
+
+/* reset(keys): the shadow becomes `keys` (an ascending list of ints). */
+static PyObject *
+shadow_reset(Shadow *sh, PyObject *keys)
+{
+    PyObject *seq = PySequence_Fast(keys, "reset() takes a sequence of ints");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    sh->n = 0;
+    sh->usable = 1;
+    if (shadow_reserve(sh, n) < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int overflow = 0;
+        long long value = PyLong_AsLongLongAndOverflow(PySequence_Fast_GET_ITEM(seq, i), &overflow);
+        if (value == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (overflow) {
+            sh->usable = 0; /* a key beyond 64 bits: the list alone, until the next reset */
+            break;
+        }
+        sh->v[i] = value;
+    }
+    sh->n = sh->usable ? n : 0;
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+shadow_tolist(Shadow *sh, PyObject *unused)
+{
+    PyObject *out = PyList_New(sh->n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < sh->n; i++) {
+        PyObject *value = PyLong_FromLongLong(sh->v[i]);
+        if (value == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, value);
+    }
+    return out;
+}
+
+static PyObject *
+shadow_get_usable(Shadow *sh, void *closure)
+{
+    return PyBool_FromLong(sh->usable);
+}
+
+static PyObject *
+shadow_invalidate(Shadow *sh, PyObject *unused)
+{
+    sh->usable = 0;
+    sh->n = 0;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef shadow_methods[] = {
+    {"invalidate", (PyCFunction)shadow_invalidate, METH_NOARGS, "Stop using the shadow until the next reset."},
+    {"reset", (PyCFunction)shadow_reset, METH_O, "reset(keys): the shadow becomes the ascending int list `keys`."},
+    {"tolist", (PyCFunction)shadow_tolist, METH_NOARGS, "The keys as a list (tests)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef shadow_getset[] = {
+    {"usable", (getter)shadow_get_usable, NULL, "False after a key beyond 64 bits (until the next reset).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ShadowType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "perpbot.book._accel.Shadow",
+    .tp_basicsize = sizeof(Shadow),
+    .tp_dealloc = (destructor)shadow_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A side's sorted keys as int64s (see _accel.c).",
+    .tp_methods = shadow_methods,
+    .tp_getset = shadow_getset,
+    .tp_new = shadow_new,
+};
+
+/* The shadow to search for this side, or NULL (none given, unusable, out of step with the list). */
+static Shadow *
+usable_shadow(PyObject *obj, PyObject *keys)
+{
+    if (obj == NULL || obj == Py_None || Py_TYPE(obj) != &ShadowType)
+        return NULL;
+    Shadow *sh = (Shadow *)obj;
+    if (!sh->usable)
+        return NULL;
+    if (sh->n != PyList_GET_SIZE(keys)) {
+        sh->usable = 0; /* never in a sound book: stop trusting it until a reset */
+        return NULL;
+    }
+    return sh;
+}
+
+/* bisect over the shadow; *value is the price as int64 (fits: checked by the caller). */
+static Py_ssize_t
+shadow_bisect(Shadow *sh, long long value, int right)
+{
+    Py_ssize_t lo = 0, hi = sh->n;
+    const long long *v = sh->v;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (right ? (value < v[mid]) : !(v[mid] < value))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static int
+shadow_insert(Shadow *sh, Py_ssize_t at, long long value)
+{
+    if (shadow_reserve(sh, sh->n + 1) < 0)
+        return -1;
+    memmove(sh->v + at + 1, sh->v + at, (size_t)(sh->n - at) * sizeof(long long));
+    sh->v[at] = value;
+    sh->n++;
+    return 0;
+}
+
+static void
+shadow_delete(Shadow *sh, Py_ssize_t at)
+{
+    memmove(sh->v + at, sh->v + at + 1, (size_t)(sh->n - at - 1) * sizeof(long long));
+    sh->n--;
+}
+
+/* One level's effect on a side, shared by the list and span loops: `price`, `size` (borrowed)
+ * applied as the Python loop does; `frag` (borrowed, may be NULL when frags is NULL) the "px:sz"
+ * string for keep_raw sides. 0 or -1. */
+static int
+apply_level(PyObject *book, PyObject *keys, PyObject *frags, PyObject *shadow_obj, PyObject *price,
+            PyObject *size, PyObject *(*make_frag)(void *), void *frag_arg)
+{
+    int nonzero = PyObject_IsTrue(size);
+    if (nonzero < 0)
+        return -1;
+    int present = PyDict_Contains(book, price);
+    if (present < 0)
+        return -1;
+    if (!nonzero && !present)
+        return 0;
+    Shadow *sh = usable_shadow(shadow_obj, keys);
+    long long value = 0;
+    if (sh != NULL) {
+        int overflow = 0;
+        value = PyLong_AsLongLongAndOverflow(price, &overflow);
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+        if (overflow) {
+            sh->usable = 0;
+            sh = NULL;
+        }
+    }
+    if (nonzero) {
+        if (frags == NULL) {
+            if (!present) {
+                Py_ssize_t at = sh ? shadow_bisect(sh, value, 1) : bisect(keys, price, 1);
+                if (at < 0 || PyList_Insert(keys, at, price) < 0)
+                    return -1;
+                if (sh && shadow_insert(sh, at, value) < 0)
+                    return -1;
+            }
+        } else {
+            Py_ssize_t at = sh ? shadow_bisect(sh, value, 0) : bisect(keys, price, 0);
+            if (at < 0)
+                return -1;
+            PyObject *frag = make_frag(frag_arg);
+            if (frag == NULL)
+                return -1;
+            if (present) {
+                if (at >= PyList_GET_SIZE(frags)) { /* keys and frags out of step: never in a sound book */
+                    Py_DECREF(frag);
+                    PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
+                    return -1;
+                }
+                PyList_SetItem(frags, at, frag); /* steals frag */
+            } else {
+                if (PyList_Insert(keys, at, price) < 0 || PyList_Insert(frags, at, frag) < 0) {
+                    Py_DECREF(frag);
+                    return -1;
+                }
+                Py_DECREF(frag);
+                if (sh && shadow_insert(sh, at, value) < 0)
+                    return -1;
+            }
+        }
+        return PyDict_SetItem(book, price, size);
+    }
+    if (PyDict_DelItem(book, price) < 0)
+        return -1;
+    Py_ssize_t at = sh ? shadow_bisect(sh, value, 0) : bisect(keys, price, 0);
+    if (at < 0 || PySequence_DelItem(keys, at) < 0)
+        return -1;
+    if (sh)
+        shadow_delete(sh, at);
+    if (frags != NULL && PySequence_DelItem(frags, at) < 0)
+        return -1;
+    return 0;
+}
+
+typedef struct {
+    PyObject *px, *sz;
+} TextPair;
+
+static PyObject *
+frag_of_texts(void *arg)
+{
+    TextPair *pair = (TextPair *)arg;
+    return fragment(pair->px, pair->sz);
+}
+
 /* One side: the loop of L2Book.apply_levels (frags == NULL) or L2Book._apply_raw. 0 or -1. */
 static int
-apply_side(PyObject *levels, PyObject *book, PyObject *keys, PyObject *frags, PyObject *prices,
+apply_side(PyObject *levels, PyObject *book, PyObject *keys, PyObject *frags, PyObject *shadow, PyObject *prices,
            PyObject *sizes, PyObject *price_miss, PyObject *size_miss, long long contract)
 {
     if (!PyList_CheckExact(keys) || (frags != NULL && !PyList_CheckExact(frags)) || !PyDict_CheckExact(book)
@@ -228,52 +503,9 @@ apply_side(PyObject *levels, PyObject *book, PyObject *keys, PyObject *frags, Py
         size = size_of(sz_text, contract, sizes, size_miss);
         if (size == NULL)
             goto fail;
-        int nonzero = PyObject_IsTrue(size);
-        if (nonzero < 0)
+        TextPair pair = {px_text, sz_text};
+        if (apply_level(book, keys, frags, shadow, price, size, frag_of_texts, &pair) < 0)
             goto fail;
-        int present = PyDict_Contains(book, price);
-        if (present < 0)
-            goto fail;
-        if (nonzero) {
-            if (frags == NULL) {
-                if (!present) {
-                    Py_ssize_t at = bisect(keys, price, 1);
-                    if (at < 0 || PyList_Insert(keys, at, price) < 0)
-                        goto fail;
-                }
-            } else {
-                Py_ssize_t at = bisect(keys, price, 0);
-                if (at < 0)
-                    goto fail;
-                PyObject *frag = fragment(px_text, sz_text);
-                if (frag == NULL)
-                    goto fail;
-                if (present) {
-                    if (at >= PyList_GET_SIZE(frags)) { /* keys and frags out of step: never in a sound book */
-                        Py_DECREF(frag);
-                        PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
-                        goto fail;
-                    }
-                    PyList_SetItem(frags, at, frag); /* steals frag */
-                } else {
-                    if (PyList_Insert(keys, at, price) < 0 || PyList_Insert(frags, at, frag) < 0) {
-                        Py_DECREF(frag);
-                        goto fail;
-                    }
-                    Py_DECREF(frag);
-                }
-            }
-            if (PyDict_SetItem(book, price, size) < 0)
-                goto fail;
-        } else if (present) {
-            if (PyDict_DelItem(book, price) < 0)
-                goto fail;
-            Py_ssize_t at = bisect(keys, price, 0);
-            if (at < 0 || PySequence_DelItem(keys, at) < 0)
-                goto fail;
-            if (frags != NULL && PySequence_DelItem(frags, at) < 0)
-                goto fail;
-        }
         Py_DECREF(px_text);
         Py_DECREF(sz_text);
         Py_DECREF(price);
@@ -292,33 +524,68 @@ done:
     return rc;
 }
 
-/* apply_levels(bids, asks, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags,
- *              prices, sizes, price_miss, size_miss, contract)
- * bid_frags / ask_frags are None for books that keep no raw strings; contract is the scaled contract
- * size or None (1). Bids first, then asks. */
+/* A side as L2Book hands it over: (dict, keys list, frags list or None, Shadow or None). */
+typedef struct {
+    PyObject *book, *keys, *frags, *shadow;
+} Side;
+
+static int
+unpack_side(PyObject *obj, Side *side)
+{
+    if (!PyTuple_CheckExact(obj) || PyTuple_GET_SIZE(obj) != 4) {
+        PyErr_SetString(PyExc_TypeError, "_accel: a side is (dict, keys, frags|None, shadow|None)");
+        return -1;
+    }
+    side->book = PyTuple_GET_ITEM(obj, 0);
+    side->keys = PyTuple_GET_ITEM(obj, 1);
+    side->frags = PyTuple_GET_ITEM(obj, 2) == Py_None ? NULL : PyTuple_GET_ITEM(obj, 2);
+    side->shadow = PyTuple_GET_ITEM(obj, 3);
+    if (!PyList_CheckExact(side->keys) || (side->frags != NULL && !PyList_CheckExact(side->frags))
+        || !PyDict_CheckExact(side->book)) {
+        PyErr_SetString(PyExc_TypeError, "_accel: book side must be dict + list (+ list)");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+contract_of(PyObject *obj, long long *contract)
+{
+    *contract = 0;
+    if (obj == Py_None)
+        return 0;
+    int overflow = 0;
+    *contract = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (*contract == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || *contract <= 0 || *contract >= SCALED_LIMIT) {
+        PyErr_SetString(PyExc_ValueError, "_accel: contract size out of range");
+        return -1;
+    }
+    return 0;
+}
+
+/* apply_levels(bids, asks, bid_side, ask_side, prices, sizes, price_miss, size_miss, contract):
+ * L2Book.apply_levels; a side is (dict, keys, frags or None, shadow or None); contract is the
+ * scaled contract size or None (1). Bids first, then asks. */
 static PyObject *
 accel_apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 13) {
-        PyErr_SetString(PyExc_TypeError, "apply_levels takes 13 arguments");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "apply_levels takes 9 arguments");
         return NULL;
     }
-    long long contract = 0;
-    if (args[12] != Py_None) {
-        int overflow = 0;
-        contract = PyLong_AsLongLongAndOverflow(args[12], &overflow);
-        if (contract == -1 && PyErr_Occurred())
-            return NULL;
-        if (overflow || contract <= 0 || contract >= SCALED_LIMIT) {
-            PyErr_SetString(PyExc_ValueError, "_accel: contract size out of range");
-            return NULL;
-        }
-    }
-    PyObject *bid_frags = args[4] == Py_None ? NULL : args[4];
-    PyObject *ask_frags = args[7] == Py_None ? NULL : args[7];
-    if (apply_side(args[0], args[2], args[3], bid_frags, args[8], args[9], args[10], args[11], contract) < 0)
+    Side bid, ask;
+    long long contract;
+    if (unpack_side(args[2], &bid) < 0 || unpack_side(args[3], &ask) < 0 || contract_of(args[8], &contract) < 0)
         return NULL;
-    if (apply_side(args[1], args[5], args[6], ask_frags, args[8], args[9], args[10], args[11], contract) < 0)
+    if (!PyDict_CheckExact(args[4]) || !PyDict_CheckExact(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "_accel: caches must be dicts");
+        return NULL;
+    }
+    if (apply_side(args[0], bid.book, bid.keys, bid.frags, bid.shadow, args[4], args[5], args[6], args[7], contract) < 0)
+        return NULL;
+    if (apply_side(args[1], ask.book, ask.keys, ask.frags, ask.shadow, args[4], args[5], args[6], args[7], contract) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -725,18 +992,31 @@ span_fallback(Py_ssize_t start, Py_ssize_t len, PyObject *cache, PyObject *miss)
     return value;
 }
 
-static int
-apply_spans(const Span *spans, Py_ssize_t count, PyObject *book, PyObject *keys, PyObject *frags,
-            PyObject *prices, PyObject *sizes, PyObject *price_miss, PyObject *size_miss, long long contract)
+typedef struct {
+    const Span *level;
+} SpanFrag;
+
+static PyObject *
+frag_of_span(void *arg)
 {
-    if (!PyList_CheckExact(keys) || (frags != NULL && !PyList_CheckExact(frags)) || !PyDict_CheckExact(book)
-        || !PyDict_CheckExact(prices) || !PyDict_CheckExact(sizes)) {
-        PyErr_SetString(PyExc_TypeError, "_accel: book side must be dict + list (+ list)");
-        return -1;
-    }
+    const Span *level = ((SpanFrag *)arg)->level;
+    PyObject *frag = PyUnicode_New(level->px_len + level->sz_len + 1, 127);
+    if (frag == NULL)
+        return NULL;
+    char *dst = (char *)PyUnicode_DATA(frag);
+    memcpy(dst, peeked.base + level->px, level->px_len);
+    dst[level->px_len] = ':';
+    memcpy(dst + level->px_len + 1, peeked.base + level->sz, level->sz_len);
+    return frag;
+}
+
+static int
+apply_spans(const Span *spans, Py_ssize_t count, const Side *side, PyObject *prices, PyObject *sizes,
+            PyObject *price_miss, PyObject *size_miss, long long contract)
+{
     for (Py_ssize_t i = 0; i < count; i++) {
         const Span *level = &spans[i];
-        PyObject *price = NULL, *size = NULL;
+        PyObject *price, *size;
         long long value;
         if (parse_span(level->px, level->px_len, &value))
             price = PyLong_FromLongLong(value);
@@ -758,99 +1038,44 @@ apply_spans(const Span *spans, Py_ssize_t count, PyObject *book, PyObject *keys,
         } else {
             size = span_fallback(level->sz, level->sz_len, sizes, size_miss);
         }
-        if (size == NULL)
-            goto fail;
-        int nonzero = PyObject_IsTrue(size);
-        int present = nonzero < 0 ? -1 : PyDict_Contains(book, price);
-        if (present < 0)
-            goto fail;
-        if (nonzero) {
-            if (frags == NULL) {
-                if (!present) {
-                    Py_ssize_t at = bisect(keys, price, 1);
-                    if (at < 0 || PyList_Insert(keys, at, price) < 0)
-                        goto fail;
-                }
-            } else {
-                Py_ssize_t at = bisect(keys, price, 0);
-                if (at < 0)
-                    goto fail;
-                PyObject *frag = PyUnicode_New(level->px_len + level->sz_len + 1, 127);
-                if (frag == NULL)
-                    goto fail;
-                char *dst = (char *)PyUnicode_DATA(frag);
-                memcpy(dst, peeked.base + level->px, level->px_len);
-                dst[level->px_len] = ':';
-                memcpy(dst + level->px_len + 1, peeked.base + level->sz, level->sz_len);
-                if (present) {
-                    if (at >= PyList_GET_SIZE(frags)) {
-                        Py_DECREF(frag);
-                        PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
-                        goto fail;
-                    }
-                    PyList_SetItem(frags, at, frag);
-                } else {
-                    if (PyList_Insert(keys, at, price) < 0 || PyList_Insert(frags, at, frag) < 0) {
-                        Py_DECREF(frag);
-                        goto fail;
-                    }
-                    Py_DECREF(frag);
-                }
-            }
-            if (PyDict_SetItem(book, price, size) < 0)
-                goto fail;
-        } else if (present) {
-            if (PyDict_DelItem(book, price) < 0)
-                goto fail;
-            Py_ssize_t at = bisect(keys, price, 0);
-            if (at < 0 || PySequence_DelItem(keys, at) < 0)
-                goto fail;
-            if (frags != NULL && PySequence_DelItem(frags, at) < 0)
-                goto fail;
+        if (size == NULL) {
+            Py_DECREF(price);
+            return -1;
         }
+        SpanFrag arg = {level};
+        int rc = apply_level(side->book, side->keys, side->frags, side->shadow, price, size, frag_of_span, &arg);
         Py_DECREF(price);
         Py_DECREF(size);
-        continue;
-    fail:
-        Py_XDECREF(price);
-        Py_XDECREF(size);
-        return -1;
+        if (rc < 0)
+            return -1;
     }
     return 0;
 }
 
-/* okx_apply(frame, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags, prices, sizes,
- *           price_miss, size_miss, contract): the levels of the frame okx_peek accepted last,
- * applied as L2Book.apply_levels(item.bids, item.asks) would. */
+/* okx_apply(frame, bid_side, ask_side, prices, sizes, price_miss, size_miss, contract): the levels of
+ * the frame okx_peek accepted last, applied as L2Book.apply_levels(item.bids, item.asks) would. */
 static PyObject *
 accel_okx_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "okx_apply takes 12 arguments");
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "okx_apply takes 8 arguments");
         return NULL;
     }
     if (peeked.frame == NULL || peeked.frame != args[0]) {
         PyErr_SetString(PyExc_RuntimeError, "okx_apply: not the frame okx_peek accepted last");
         return NULL;
     }
-    long long contract = 0;
-    if (args[11] != Py_None) {
-        int overflow = 0;
-        contract = PyLong_AsLongLongAndOverflow(args[11], &overflow);
-        if (contract == -1 && PyErr_Occurred())
-            return NULL;
-        if (overflow || contract <= 0 || contract >= SCALED_LIMIT) {
-            PyErr_SetString(PyExc_ValueError, "_accel: contract size out of range");
-            return NULL;
-        }
+    Side bid, ask;
+    long long contract;
+    if (unpack_side(args[1], &bid) < 0 || unpack_side(args[2], &ask) < 0 || contract_of(args[7], &contract) < 0)
+        return NULL;
+    if (!PyDict_CheckExact(args[3]) || !PyDict_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "_accel: caches must be dicts");
+        return NULL;
     }
-    PyObject *bid_frags = args[3] == Py_None ? NULL : args[3];
-    PyObject *ask_frags = args[6] == Py_None ? NULL : args[6];
-    int rc = apply_spans(peeked.bids, peeked.n_bids, args[1], args[2], bid_frags, args[7], args[8], args[9], args[10],
-                         contract);
+    int rc = apply_spans(peeked.bids, peeked.n_bids, &bid, args[3], args[4], args[5], args[6], contract);
     if (rc == 0)
-        rc = apply_spans(peeked.asks, peeked.n_asks, args[4], args[5], ask_frags, args[7], args[8], args[9], args[10],
-                         contract);
+        rc = apply_spans(peeked.asks, peeked.n_asks, &ask, args[3], args[4], args[5], args[6], contract);
     Py_CLEAR(peeked.frame);
     if (rc < 0)
         return NULL;
@@ -879,12 +1104,13 @@ static PyMethodDef accel_methods[] = {
     {"scaled", (PyCFunction)accel_scaled, METH_O, "scaled(text) -> int, or None where C defers to to_scaled."},
     {"apply_levels", (PyCFunction)(void (*)(void))accel_apply_levels, METH_FASTCALL,
      "apply_levels(bids, asks, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags, prices, sizes, "
-     "price_miss, size_miss, contract): L2Book.apply_levels in C."},
+     "apply_levels(bids, asks, bid_side, ask_side, prices, sizes, price_miss, size_miss, contract): "
+     "L2Book.apply_levels in C."},
     {"okx_peek", (PyCFunction)accel_okx_peek, METH_O,
      "okx_peek(frame) -> (instId, ts_ms, seqId, prevSeqId, checksum) of a plain OKX books update, or None."},
     {"okx_apply", (PyCFunction)(void (*)(void))accel_okx_apply, METH_FASTCALL,
-     "okx_apply(frame, bid_book, bid_keys, bid_frags, ask_book, ask_keys, ask_frags, prices, sizes, price_miss, "
-     "size_miss, contract): apply the levels of the frame okx_peek accepted last."},
+     "okx_apply(frame, bid_side, ask_side, prices, sizes, price_miss, size_miss, contract): apply the levels of "
+     "the frame okx_peek accepted last."},
     {"okx_checksum", (PyCFunction)(void (*)(void))accel_okx_checksum, METH_FASTCALL,
      "okx_checksum(bid_frags, ask_frags, depth) -> signed CRC32 of the OKX checksum string."},
     {NULL, NULL, 0, NULL},
@@ -908,5 +1134,16 @@ PyInit__accel(void)
     void *libz = dlopen("libz.so.1", RTLD_NOW | RTLD_NOLOAD);
     if (libz != NULL)
         zlib_crc32 = (crc32_fn)dlsym(libz, "crc32");
-    return PyModule_Create(&accel_module);
+    if (PyType_Ready(&ShadowType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&accel_module);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&ShadowType);
+    if (PyModule_AddObject(module, "Shadow", (PyObject *)&ShadowType) < 0) {
+        Py_DECREF(&ShadowType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

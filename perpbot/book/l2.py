@@ -116,6 +116,10 @@ class L2Book:
         "_px",
         "_sz",
         "_szmiss",
+        "_bid_shadow",
+        "_ask_shadow",
+        "_sides_raw",
+        "_sides_plain",
         "valid",
         "invalid_reason",
         "seq",
@@ -144,6 +148,14 @@ class L2Book:
         self._px = _PRICE_CACHE  # price text -> scaled price (shared)
         self._sz = _size_cache(self._contract)  # size text -> scaled base-unit size (shared)
         self._szmiss = _size_miss_for(self._contract)
+        # The C loops' view of the two sides, built once (the dicts and lists are only ever changed
+        # in place): (dict, keys, fragments or None, int64 shadow of the keys or None).
+        self._bid_shadow = _accel.Shadow() if _accel is not None else None
+        self._ask_shadow = _accel.Shadow() if _accel is not None else None
+        self._sides_raw = ((self.bids, self.bid_keys, self.bid_frags, self._bid_shadow),
+                           (self.asks, self.ask_keys, self.ask_frags, self._ask_shadow))
+        self._sides_plain = ((self.bids, self.bid_keys, None, self._bid_shadow),
+                             (self.asks, self.ask_keys, None, self._ask_shadow))
         self.valid = False
         self.invalid_reason: str | None = "no snapshot yet"
         self.seq: int | None = None
@@ -161,6 +173,13 @@ class L2Book:
         self.ask_keys.clear()
         self.bid_frags.clear()
         self.ask_frags.clear()
+        self._sync_shadows()
+
+    def _sync_shadows(self) -> None:
+        """The C loops' int64 copies of the key lists rebuilt from them (after a bulk change)."""
+        if self._bid_shadow is not None:
+            self._bid_shadow.reset(self.bid_keys)
+            self._ask_shadow.reset(self.ask_keys)
 
     def invalidate(self, reason: str) -> None:
         """Mark the book untrusted; nothing downstream may read it until a fresh snapshot."""
@@ -186,17 +205,19 @@ class L2Book:
         sides' loops are written out (two calls cost ~15% of a 5-level update). A level
         raising ValueError leaves the levels before it applied (callers invalidate)."""
         if _accel is not None:
-            if self.keep_raw:
-                _accel.apply_levels(bids, asks, self.bids, self.bid_keys, self.bid_frags, self.asks, self.ask_keys,
-                                    self.ask_frags, self._px, self._sz, _price_miss, self._szmiss, self._contract)
-            else:
-                _accel.apply_levels(bids, asks, self.bids, self.bid_keys, None, self.asks, self.ask_keys, None,
-                                    self._px, self._sz, _price_miss, self._szmiss, self._contract)
+            bid_side, ask_side = self._sides_raw if self.keep_raw else self._sides_plain
+            _accel.apply_levels(bids, asks, bid_side, ask_side, self._px, self._sz, _price_miss, self._szmiss,
+                                self._contract)
             return
         self.apply_levels_py(bids, asks)
 
     def apply_levels_py(self, bids: list, asks: list) -> None:
         """apply_levels' pure-Python loops (what runs without the C accelerator)."""
+        if self._bid_shadow is not None:
+            # These loops do not keep the C loops' key copies: they stay unused until the next
+            # snapshot rebuilds them (the C loops then bisect the lists themselves).
+            self._bid_shadow.invalidate()
+            self._ask_shadow.invalidate()
         prices = self._px
         sizes = self._sz
         if self.keep_raw:
@@ -287,6 +308,7 @@ class L2Book:
         except Exception:
             self.clear()  # never half a snapshot
             raise
+        self._sync_shadows()
 
     def _replace_side(self, levels: list, book: dict[int, int], keys: list[int], frags: list[str]) -> None:
         prices = self._px

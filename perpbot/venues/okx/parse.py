@@ -191,13 +191,9 @@ def _apply_peeked(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, in
         if prev is not None:
             return None
         seq = ts_ms
+    bid_side, ask_side = book._sides_raw if book.keep_raw else book._sides_plain
     try:
-        if book.keep_raw:
-            _okx_apply(frame, book.bids, book.bid_keys, book.bid_frags, book.asks, book.ask_keys, book.ask_frags,
-                       book._px, book._sz, _l2._price_miss, book._szmiss, book._contract)
-        else:
-            _okx_apply(frame, book.bids, book.bid_keys, None, book.asks, book.ask_keys, None,
-                       book._px, book._sz, _l2._price_miss, book._szmiss, book._contract)
+        _okx_apply(frame, bid_side, ask_side, book._px, book._sz, _l2._price_miss, book._szmiss, book._contract)
     except (ValueError, IndexError, TypeError) as exc:  # as apply_update: a level that is not exact
         book.invalidate("malformed")
         book.seq = None

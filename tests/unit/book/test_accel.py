@@ -90,6 +90,41 @@ def test_c_and_python_loops_leave_identical_books_and_errors(stream, keep_raw, c
         assert _apply(fast, bids, asks, True) == _apply(slow, bids, asks, False)
         assert _state(fast) == _state(slow)
     assert fast.bid_keys == sorted(fast.bids) and fast.ask_keys == sorted(fast.asks)
+    _assert_shadows_follow_the_keys(fast)
+
+
+def _assert_shadows_follow_the_keys(book: L2Book) -> None:
+    for shadow, keys in ((book._bid_shadow, book.bid_keys), (book._ask_shadow, book.ask_keys)):
+        if shadow.usable:
+            assert shadow.tolist() == keys
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["c", "py", "replace", "clear"]), SIDE, SIDE), min_size=1, max_size=25),
+       st.booleans())
+def test_shadows_stay_in_step_through_any_mix_of_c_python_and_bulk_changes(steps, keep_raw):
+    mixed = L2Book("t", "X", keep_raw=keep_raw)
+    reference = L2Book("t", "X", keep_raw=keep_raw)
+    for how, bids, asks in steps:
+        if how == "replace":
+            outcome = []
+            for book in (mixed, reference):
+                try:
+                    book.replace(bids, asks)
+                    outcome.append(None)
+                except Exception as exc:  # noqa: BLE001 - compared
+                    outcome.append((type(exc), str(exc)))
+            assert outcome[0] == outcome[1]
+        elif how == "clear":
+            mixed.clear()
+            reference.clear()
+        else:
+            assert _apply(mixed, bids, asks, how == "c") == _apply(reference, bids, asks, False)
+        assert _state(mixed) == _state(reference)
+        _assert_shadows_follow_the_keys(mixed)
+    # After a snapshot the shadows are in use again (unless a key is beyond 64 bits).
+    mixed.replace([["1.5", "1"]], [["2.5", "1"]])
+    assert mixed._bid_shadow.usable and mixed._bid_shadow.tolist() == mixed.bid_keys
 
 
 @settings(max_examples=300, deadline=None)
@@ -116,4 +151,5 @@ def test_c_checksum_of_a_long_side_grows_past_its_stack_buffer():
 def test_the_c_loop_refuses_foreign_containers_before_touching_the_book():
     book = L2Book("t", "X")
     with pytest.raises(TypeError, match="dict \\+ list"):
-        l2._accel.apply_levels([["1", "1"]], [], {}, (), None, {}, [], None, {}, {}, l2._price_miss, book._szmiss, None)
+        l2._accel.apply_levels([["1", "1"]], [], ({}, (), None, None), ({}, [], None, None), {}, {}, l2._price_miss,
+                               book._szmiss, None)

@@ -59,9 +59,9 @@ def _apply_both(frame, peek, keep_raw: bool, contract: str):
         error = None
         try:
             if via_c:
-                okx._okx_apply(frame, book.bids, book.bid_keys, book.bid_frags if keep_raw else None, book.asks,
-                               book.ask_keys, book.ask_frags if keep_raw else None, book._px, book._sz,
-                               l2._price_miss, book._szmiss, book._contract)
+                bid_side, ask_side = book._sides_raw if keep_raw else book._sides_plain
+                okx._okx_apply(frame, bid_side, ask_side, book._px, book._sz, l2._price_miss, book._szmiss,
+                               book._contract)
             else:
                 book.apply_levels_py(typed.data[0].bids, typed.data[0].asks)
         except Exception as exc:  # noqa: BLE001 - compared
@@ -153,8 +153,7 @@ def test_apply_refuses_a_frame_it_did_not_peek():
     other = json.dumps(BASE)  # equal text, another object
     book = _book(False, "1")
     with pytest.raises(RuntimeError, match="not the frame"):
-        okx._okx_apply(other, book.bids, book.bid_keys, None, book.asks, book.ask_keys, None, book._px, book._sz,
-                       l2._price_miss, book._szmiss, None)
+        okx._okx_apply(other, *book._sides_plain, book._px, book._sz, l2._price_miss, book._szmiss, None)
 
 
 @settings(max_examples=1500, deadline=None)
