@@ -194,6 +194,10 @@ def _apply_peeked(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, in
     bid_side, ask_side = book._sides_raw if book.keep_raw else book._sides_plain
     try:
         _okx_apply(frame, bid_side, ask_side, book._px, book._sz, _l2._price_miss, book._szmiss, book._contract)
+    except RuntimeError:
+        # The C parser holds one frame at a time: another thread peeked meanwhile. Nothing was
+        # touched (it checks which frame it holds first): the typed path takes this one.
+        return False
     except (ValueError, IndexError, TypeError) as exc:  # as apply_update: a level that is not exact
         book.invalidate("malformed")
         book.seq = None

@@ -218,3 +218,25 @@ def test_random_byte_mutations_of_real_frames_agree_and_both_outcomes_are_exerci
             declined += 1
     # Mutations inside level strings or numbers keep the frame valid JSON: both sides are exercised.
     assert accepted > 200 and declined > 200, (accepted, declined)
+
+
+def test_a_peek_taken_over_by_another_frame_falls_back_to_the_typed_path_untouched(monkeypatch):
+    # One frame is held at a time; if something peeks another frame between okx_peek and okx_apply
+    # (a second thread), okx_apply refuses before touching the book and the typed path applies it.
+    frame = json.dumps(BASE)
+    other = json.dumps({**BASE, "arg": {"channel": "books", "instId": "ETH-USDT-SWAP"}})
+    real_peek = okx._okx_peek
+
+    def peek_then_lose_it(f):
+        result = real_peek(f)
+        real_peek(other)
+        return result
+
+    monkeypatch.setattr(okx, "_okx_peek", peek_then_lose_it)
+    book = _book(True, "1")
+    book.apply_levels_py([], [])  # shadows unused: both books below bisect the lists
+    reference = _book(True, "1")
+    reference.apply_levels_py(okx._decode_books(frame).data[0].bids, okx._decode_books(frame).data[0].asks)
+    done = okx.apply_books_frame(frame, 1.0, {("okx", "BTC-USDT-SWAP"): book})
+    assert done is not None and done[0] is book and done[2] in (None, "checksum")
+    assert _state(book) == _state(reference)
