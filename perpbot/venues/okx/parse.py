@@ -152,11 +152,16 @@ def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book
         book.invalidate("malformed")
         book.seq = None
         return book, ts_ms, f"malformed: {exc}"
+    return _applied(book, seq, ts_ms, recv_ts, item.checksum)
+
+
+def _applied(book: L2Book, seq: int, ts_ms: int, recv_ts: float, checksum: int | None) -> tuple[L2Book, int, str | None]:
+    """The fast paths' end, once the levels are in: the book's position, then the checksum and the
+    crossed check with apply_update's reasons and book state."""
     book.seq = seq
     book.exchange_ts_ms = ts_ms
     book.recv_ts = recv_ts
     book.updates += 1
-    checksum = item.checksum
     if checksum and not _verify_checksum(book, checksum):  # 0 means "no checksum" (see _book)
         book.invalidate("checksum")
         book.seq = None
@@ -202,23 +207,7 @@ def _apply_peeked(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, in
         book.invalidate("malformed")
         book.seq = None
         return book, ts_ms, f"malformed: {exc}"
-    book.seq = seq
-    book.exchange_ts_ms = ts_ms
-    book.recv_ts = recv_ts
-    book.updates += 1
-    if checksum and not _verify_checksum(book, checksum):  # 0 means "no checksum" (see _book)
-        book.invalidate("checksum")
-        book.seq = None
-        return book, ts_ms, "checksum"
-    bid_keys = book.bid_keys
-    ask_keys = book.ask_keys
-    if bid_keys and ask_keys and bid_keys[-1] >= ask_keys[0]:
-        book.invalidate("crossed")
-        book.seq = None
-        return book, ts_ms, "crossed"
-    book.valid = True
-    book.invalid_reason = None
-    return book, ts_ms, None
+    return _applied(book, seq, ts_ms, recv_ts, checksum)
 
 
 def _parse_generic(frame: str | bytes, recv_ts: float) -> list[Event]:
