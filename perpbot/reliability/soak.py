@@ -115,13 +115,16 @@ class HeapTracer:
         ))
 
     def sample(self, index: int, t_s: float, final: bool) -> float:
-        """Traced heap in MB now; snapshots at the warm-up index and at the final sample."""
+        """Traced heap in MB now, measured before this sample's snapshot (at the warm-up index and at
+        the final sample): a snapshot is itself traced memory (~3 MB of traces), which would otherwise
+        read as growth at the last sample."""
         gc.collect()
+        traced = tracemalloc.get_traced_memory()[0] / 2**20
         if index == self.warm_index or (final and self.warm is None):
             self.warm, self.warm_t_s = self._snapshot(), t_s
         elif final:
             self.last, self.last_t_s = self._snapshot(), t_s
-        return tracemalloc.get_traced_memory()[0] / 2**20
+        return traced
 
     def top_growth(self, limit: int = 25) -> list[dict[str, Any]]:
         """The sites whose live allocations grew most between the two snapshots, biggest first."""
@@ -303,9 +306,16 @@ async def _soak(minutes: float, faults: bool, seed: int, workdir: Path | None, s
                     now = time.monotonic()
                     window = lags[-int(sample_s / PROBE_INTERVAL_S) or 1:]
                     t_s = round(now - start, 1)
-                    rss_mb = round(rss_bytes() / 2**20, 2)  # before a snapshot, which itself takes memory
-                    traced = {} if tracer is None else {
-                        "traced_mb": round(tracer.sample(len(samples), t_s, final=now >= end), 3)}
+                    final = now >= end
+                    if tracer is not None and len(samples) == tracer.warm_index and not final:
+                        # The warm-up snapshot first: the memory it holds for the rest of the run then
+                        # shows in this last warm-up sample's RSS, not as a step after the warm-up.
+                        traced = {"traced_mb": round(tracer.sample(len(samples), t_s, final=False), 3)}
+                        rss_mb = round(rss_bytes() / 2**20, 2)
+                    else:
+                        rss_mb = round(rss_bytes() / 2**20, 2)  # before the final snapshot, which takes memory
+                        traced = {} if tracer is None else {
+                            "traced_mb": round(tracer.sample(len(samples), t_s, final=final), 3)}
                     samples.append({
                         "t_s": t_s,
                         **traced,

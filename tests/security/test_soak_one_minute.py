@@ -79,3 +79,20 @@ def test_heap_tracer_names_the_line_that_grew_after_warm_up():
 def _line_of(text):
     with open(__file__) as source:
         return next(n for n, line in enumerate(source, 1) if text in line and "_line_of" not in line)
+
+
+def test_heap_figures_are_taken_before_the_snapshots_they_trigger():
+    # Many small traced blocks make a snapshot of them large (its traces are traced memory too).
+    kept = [bytearray(8) for _ in range(100_000)]
+    tracer = HeapTracer(warm_index=0)
+    tracer.start()
+    try:
+        kept += [bytearray(8) for _ in range(100_000)]
+        at_warm = tracer.sample(0, 0.0, final=False)  # measured, then the warm snapshot taken (and held)
+        middle = tracer.sample(1, 5.0, final=False)
+        at_end = tracer.sample(2, 10.0, final=True)  # measured before the final snapshot
+    finally:
+        tracer.stop()
+    assert middle - at_warm > 0.5  # the held warm snapshot: large, and after the warm-up figure
+    assert abs(at_end - middle) < 0.1  # nothing grew; the final snapshot is not counted
+    assert len(kept) == 200_000
