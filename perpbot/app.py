@@ -24,11 +24,13 @@ from perpbot.settings import ConfigError, Settings
 from perpbot.telemetry.health import HealthMonitor
 from perpbot.telemetry.logging import setup_logging, shutdown_logging
 from perpbot.telemetry.looplag import LoopLagMonitor
+from perpbot.telemetry.memory import trim_forever
 from perpbot.telemetry.metrics import Metrics
 
 log = logging.getLogger("perpbot.app")
 
 HEALTH_INTERVAL_S = 5.0
+MEMORY_TRIM_INTERVAL_S = 60.0  # malloc's free pages back to the kernel (perpbot.telemetry.memory)
 INSTRUMENT_TIMEOUT_S = 8.0
 
 
@@ -167,6 +169,7 @@ class App:
                 background = [
                     tg.create_task(loop_lag.run(), name="loop-lag"),
                     tg.create_task(health.run(HEALTH_INTERVAL_S), name="health"),
+                    tg.create_task(trim_forever(MEMORY_TRIM_INTERVAL_S), name="memory-trim"),
                 ]
                 engine_task = tg.create_task(self._run_engine(ctx), name="engine")
                 self.started.set()
