@@ -144,6 +144,12 @@ class LiveBot:
                 await asyncio.wait_for(self._task, 20)
         await self.admin.__aexit__()
 
+    async def bound_journal_cache(self, kib: int) -> None:
+        """SQLite's page cache of the journal connection, bounded at `kib` KiB for the run. SQLite keeps
+        up to 2 MiB (its default) of the journal's pages in malloc'd memory and fills it as the file
+        grows: a bounded structure that takes longer than a soak's warm-up to fill at the default."""
+        await self.engine.journal.db.execute(f"PRAGMA cache_size=-{int(kib)}")
+
     def bound_histories(self, entries: int) -> tuple[int, int]:
         """Lowers the count bounds of the simulator's order/fill histories (per venue) and of the
         portfolio's fill/funding history to `entries`. The production bounds (thousands) take hours

@@ -82,6 +82,9 @@ MAX_HEAP_GROWTH_MB = 1.0
 # in 12 minutes over 4 venues: a bound of 200 a venue is reached only after ~15 minutes), which read
 # as 1.2 MB of heap growth; at 50 they are full within the first ~3 minutes of trading.
 SOAK_HISTORY_BOUND = 50
+# SQLite's page cache for the journal during a soak (KiB; its default, 2 MiB, fills as the journal
+# grows, which a 30-minute run reads as ~0.05 MB/min of malloc in-use growth).
+SOAK_JOURNAL_CACHE_KIB = 256
 
 
 class HeapTracer:
@@ -148,6 +151,33 @@ def _short_path(filename: str) -> str:
         if at >= 0:
             return filename[at + 1:]
     return filename
+
+
+class _LagBuffer:
+    """The loop-lag probes of a run in a preallocated array: append, len, slices and iteration over
+    the values written so far (what percentile and the sample window read)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._values = array("d", bytes(8 * capacity))
+        self._n = 0
+
+    def append(self, value: float) -> None:
+        if self._n < len(self._values):
+            self._values[self._n] = value
+            self._n += 1
+        else:  # beyond the planned length (a late stop): grow as a plain array would
+            self._values.append(value)
+            self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self):
+        return iter(self._values[: self._n])
+
+    def __getitem__(self, index: slice) -> array:
+        start, stop, step = index.indices(self._n)  # slices of what was written (the sample window)
+        return self._values[start:stop:step]
 
 
 def rss_bytes() -> int:
@@ -289,9 +319,12 @@ async def _soak(minutes: float, faults: bool, seed: int, workdir: Path | None, s
             async with bot:
                 if history_bound:
                     cache_bounds = bot.bound_histories(history_bound)
+                    await bot.bound_journal_cache(SOAK_JOURNAL_CACHE_KIB)
                 metrics = bot.app.metrics
                 stop = asyncio.Event()
-                lags = array("d")  # seconds; 8 bytes a probe (~290 KB for 30 minutes), not a list of floats
+                # Seconds, 8 bytes a probe, allocated up front for the whole run (~290 KB for 30 minutes)
+                # so that the measurement's own buffer does not grow under the RSS it measures.
+                lags = _LagBuffer(int(minutes * 60.0 / PROBE_INTERVAL_S) + 1000)
                 injected: list[dict[str, Any]] = []
                 tasks = [asyncio.create_task(_lag_probe(lags, stop), name="soak-lag")]
                 halts: list[str] = []

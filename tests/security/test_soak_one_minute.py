@@ -96,3 +96,15 @@ def test_heap_figures_are_taken_before_the_snapshots_they_trigger():
     assert middle - at_warm > 0.5  # the held warm snapshot: large, and after the warm-up figure
     assert abs(at_end - middle) < 0.1  # nothing grew; the final snapshot is not counted
     assert len(kept) == 200_000
+
+
+def test_the_lag_buffer_reads_like_the_values_written_and_outgrows_its_plan():
+    from perpbot.reliability.soak import _LagBuffer, percentile
+
+    buffer = _LagBuffer(3)
+    for value in (0.004, 0.001, 0.003, 0.002, 0.005):  # two beyond the planned three
+        buffer.append(value)
+    assert len(buffer) == 5 and list(buffer) == [0.004, 0.001, 0.003, 0.002, 0.005]
+    assert list(buffer[-2:]) == [0.002, 0.005] and list(buffer[-100:]) == list(buffer)
+    assert max(buffer) == 0.005 and percentile(buffer, 50) == 0.003
+    assert len(_LagBuffer(10)) == 0 and list(_LagBuffer(10)[-5:]) == []
