@@ -312,7 +312,39 @@ shadow_invalidate(Shadow *sh, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* Copies and pickles as (Shadow, (), (usable, keys)): L2Books are deep-copied (tests, fuzz oracles). */
+static PyObject *
+shadow_reduce(Shadow *sh, PyObject *unused)
+{
+    PyObject *keys = shadow_tolist(sh, NULL);
+    if (keys == NULL)
+        return NULL;
+    return Py_BuildValue("(O()(NN))", (PyObject *)Py_TYPE(sh), PyBool_FromLong(sh->usable), keys);
+}
+
+static PyObject *
+shadow_setstate(Shadow *sh, PyObject *state)
+{
+    PyObject *usable, *keys;
+    if (!PyArg_ParseTuple(state, "OO", &usable, &keys))
+        return NULL;
+    PyObject *done = shadow_reset(sh, keys);
+    if (done == NULL)
+        return NULL;
+    Py_DECREF(done);
+    int flag = PyObject_IsTrue(usable);
+    if (flag < 0)
+        return NULL;
+    if (!flag) {
+        sh->usable = 0;
+        sh->n = 0;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef shadow_methods[] = {
+    {"__reduce__", (PyCFunction)shadow_reduce, METH_NOARGS, "(Shadow, (), (usable, keys))"},
+    {"__setstate__", (PyCFunction)shadow_setstate, METH_O, "Restore (usable, keys)."},
     {"invalidate", (PyCFunction)shadow_invalidate, METH_NOARGS, "Stop using the shadow until the next reset."},
     {"reset", (PyCFunction)shadow_reset, METH_O, "reset(keys): the shadow becomes the ascending int list `keys`."},
     {"tolist", (PyCFunction)shadow_tolist, METH_NOARGS, "The keys as a list (tests)."},

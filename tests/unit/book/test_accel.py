@@ -153,3 +153,22 @@ def test_the_c_loop_refuses_foreign_containers_before_touching_the_book():
     with pytest.raises(TypeError, match="dict \\+ list"):
         l2._accel.apply_levels([["1", "1"]], [], ({}, (), None, None), ({}, [], None, None), {}, {}, l2._price_miss,
                                book._szmiss, None)
+
+
+def test_a_book_deep_copies_with_its_shadows():
+    import copy
+    import pickle
+
+    book = L2Book("okx", "X", keep_raw=True)
+    book.replace([["1.5", "1"], ["1.4", "2"]], [["1.6", "1"]])
+    book.apply_levels([["1.45", "3"]], [["1.7", "1"]])
+    shadow = pickle.loads(pickle.dumps(book._bid_shadow))
+    assert shadow.usable and shadow.tolist() == book.bid_keys
+    for twin in (copy.deepcopy(book),):
+        assert _state(twin) == _state(book)
+        assert twin._bid_shadow.tolist() == twin.bid_keys and twin._bid_shadow.usable
+        assert twin._sides_raw[0][0] is twin.bids and twin._sides_raw[0][3] is twin._bid_shadow
+        twin.apply_levels([["1.3", "1"]], [])  # the copy's own objects change, not the original's
+        assert twin.bid_keys[0] < book.bid_keys[0] and twin._bid_shadow.tolist() == twin.bid_keys
+    book.apply_levels_py([], [])  # an unused shadow copies as unused
+    assert not copy.deepcopy(book)._bid_shadow.usable
