@@ -597,6 +597,30 @@ contract_of(PyObject *obj, long long *contract)
     return 0;
 }
 
+/* The argument tail both entry points share: (bid_side, ask_side, prices, sizes, price_miss,
+ * size_miss, contract), read from args[0..6]. 0 or -1. */
+typedef struct {
+    Side bid, ask;
+    PyObject *prices, *sizes, *price_miss, *size_miss;
+    long long contract;
+} Target;
+
+static int
+unpack_target(PyObject *const *args, Target *t)
+{
+    if (unpack_side(args[0], &t->bid) < 0 || unpack_side(args[1], &t->ask) < 0 || contract_of(args[6], &t->contract) < 0)
+        return -1;
+    if (!PyDict_CheckExact(args[2]) || !PyDict_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "_accel: caches must be dicts");
+        return -1;
+    }
+    t->prices = args[2];
+    t->sizes = args[3];
+    t->price_miss = args[4];
+    t->size_miss = args[5];
+    return 0;
+}
+
 /* apply_levels(bids, asks, bid_side, ask_side, prices, sizes, price_miss, size_miss, contract):
  * L2Book.apply_levels; a side is (dict, keys, frags or None, shadow or None); contract is the
  * scaled contract size or None (1). Bids first, then asks. */
@@ -607,17 +631,14 @@ accel_apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "apply_levels takes 9 arguments");
         return NULL;
     }
-    Side bid, ask;
-    long long contract;
-    if (unpack_side(args[2], &bid) < 0 || unpack_side(args[3], &ask) < 0 || contract_of(args[8], &contract) < 0)
+    Target t;
+    if (unpack_target(args + 2, &t) < 0)
         return NULL;
-    if (!PyDict_CheckExact(args[4]) || !PyDict_CheckExact(args[5])) {
-        PyErr_SetString(PyExc_TypeError, "_accel: caches must be dicts");
+    if (apply_side(args[0], t.bid.book, t.bid.keys, t.bid.frags, t.bid.shadow, t.prices, t.sizes, t.price_miss,
+                   t.size_miss, t.contract) < 0)
         return NULL;
-    }
-    if (apply_side(args[0], bid.book, bid.keys, bid.frags, bid.shadow, args[4], args[5], args[6], args[7], contract) < 0)
-        return NULL;
-    if (apply_side(args[1], ask.book, ask.keys, ask.frags, ask.shadow, args[4], args[5], args[6], args[7], contract) < 0)
+    if (apply_side(args[1], t.ask.book, t.ask.keys, t.ask.frags, t.ask.shadow, t.prices, t.sizes, t.price_miss,
+                   t.size_miss, t.contract) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1097,17 +1118,12 @@ accel_okx_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "okx_apply: not the frame okx_peek accepted last");
         return NULL;
     }
-    Side bid, ask;
-    long long contract;
-    if (unpack_side(args[1], &bid) < 0 || unpack_side(args[2], &ask) < 0 || contract_of(args[7], &contract) < 0)
+    Target t;
+    if (unpack_target(args + 1, &t) < 0)
         return NULL;
-    if (!PyDict_CheckExact(args[3]) || !PyDict_CheckExact(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "_accel: caches must be dicts");
-        return NULL;
-    }
-    int rc = apply_spans(peeked.bids, peeked.n_bids, &bid, args[3], args[4], args[5], args[6], contract);
+    int rc = apply_spans(peeked.bids, peeked.n_bids, &t.bid, t.prices, t.sizes, t.price_miss, t.size_miss, t.contract);
     if (rc == 0)
-        rc = apply_spans(peeked.asks, peeked.n_asks, &ask, args[3], args[4], args[5], args[6], contract);
+        rc = apply_spans(peeked.asks, peeked.n_asks, &t.ask, t.prices, t.sizes, t.price_miss, t.size_miss, t.contract);
     Py_CLEAR(peeked.frame);
     if (rc < 0)
         return NULL;
