@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+from perpbot.book.l2 import L2Book
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
+from perpbot.core.instruments import Instrument
 from perpbot.scanner.depth import BPS
 from perpbot.scanner.edges import close_decision, long_short, pair_size, quote_pair
 from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
@@ -158,6 +160,20 @@ class FundingSpreadStrategy:
                     )
                 )
         return decisions
+
+    def may_exit(self, trade: OpenTrade, books: Mapping[Key, L2Book], instruments: Mapping[Key, Instrument],
+                 funding: Mapping[Key, FundingUpdate], now: float) -> bool:
+        """ExitScreen: the reasons `_exit` has to close (max hold, a flipped or narrowed funding
+        spread), before any book is read; False only where `_exit` returns None."""
+        if now - trade.opened_at >= self.settings.max_hold_s:
+            return True
+        long_leg, short_leg = long_short(trade.legs)
+        long_rate = funding.get((long_leg.venue, long_leg.symbol))
+        short_rate = funding.get((short_leg.venue, short_leg.symbol))
+        if long_rate is None or short_rate is None:
+            return False
+        spread = self._hourly_of(short_rate) - self._hourly_of(long_rate)
+        return spread < 0 or spread < self.settings.exit_hourly_spread
 
     def _exit(self, view: MarketView, trade: OpenTrade) -> Decision | None:
         long_leg, short_leg = long_short(trade.legs)

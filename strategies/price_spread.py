@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 
+from perpbot.book.l2 import L2Book
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
@@ -39,6 +40,8 @@ class PriceSpreadStrategy:
         self._factors: dict[Key, tuple[int, int]] = {}
         # Per open trade (by id): (trade, a, b) of the exit screen (see _exit_factors).
         self._exits: dict[str, tuple[OpenTrade, int, int] | None] = {}
+        # Per open trade (by id): (trade, long key, short key, factors) of may_exit.
+        self._exit_keys: dict[str, tuple[OpenTrade, Key, Key, tuple[int, int] | None]] = {}
         self.exit_screen = True  # tests turn it off to compare with the unscreened exit
 
     def _factors_of(self, inst: Instrument, key: Key) -> tuple[int, int]:
@@ -172,6 +175,34 @@ class PriceSpreadStrategy:
             self._exits.clear()  # closed trades' entries: the cache only has to hold the open ones
         self._exits[trade.trade_id] = (trade, a, b)
         return a, b
+
+    def may_exit(self, trade: OpenTrade, books: Mapping[Key, L2Book], instruments: Mapping[Key, Instrument],
+                 funding: Mapping[Key, FundingUpdate], now: float) -> bool:
+        """ExitScreen: False only where `_exit` returns None for `trade` at `now`: before max_hold_s,
+        with both legs' instruments known and the exit screen's integer test on the books' best
+        prices holding (the same test `_exit` applies before quoting); a missing book or
+        instrument cannot be priced, so no close either."""
+        if not self.exit_screen or now - trade.opened_at >= self.settings.max_hold_s:
+            return True
+        screen = self._exit_keys.get(trade.trade_id)
+        if screen is None or screen[0] is not trade:
+            long_leg, short_leg = long_short(trade.legs)
+            long_key, short_key = (long_leg.venue, long_leg.symbol), (short_leg.venue, short_leg.symbol)
+            long_inst, short_inst = instruments.get(long_key), instruments.get(short_key)
+            if long_inst is None or short_inst is None:
+                return False
+            if len(self._exit_keys) > 4096:
+                self._exit_keys.clear()  # closed trades' entries: only the open ones are needed
+            screen = self._exit_keys[trade.trade_id] = (
+                trade, long_key, short_key, self._exit_factors(trade, long_inst, short_inst))
+        _, long_key, short_key, factors = screen
+        long_book, short_book = books.get(long_key), books.get(short_key)
+        if long_book is None or short_book is None:
+            return False
+        if factors is None:
+            return True
+        bids, asks = long_book.bid_keys, short_book.ask_keys
+        return not (bids and asks and bids[-1] * factors[0] < asks[0] * factors[1])
 
     def _exit(self, view: MarketView, trade: OpenTrade) -> Decision | None:
         long_leg, short_leg = long_short(trade.legs)

@@ -180,7 +180,8 @@ class TopScreen(Protocol):
     trades whose `strategy` is its name, and with none of those it returns a decision only if
     such a pair exists among its usable books (usable books are a subset of all books, so a
     screen over every book is at least as permissive; other strategies' trades only remove
-    candidates)."""
+    candidates). Entries never use a book of a venue/symbol that an open trade on the base holds
+    (whichever strategy's), so with trades open the screen looks at the other books only."""
 
     def top_factors(self, instrument: Instrument) -> tuple[int, int]: ...
 
@@ -195,3 +196,19 @@ class FundingScreen(Protocol):
 
     def funding_may_enter(self, updates: list[FundingUpdate | None]) -> bool: ...
 
+
+
+class ExitScreen(Protocol):
+    """Optional, for speed (incremental screen, held bases): a strategy that also has `may_exit`
+    lets the scanner skip its `evaluate` on a base that holds its trades when, for every one of
+    them, `may_exit(trade, books, instruments, funding, now)` is False and its entry screens
+    (TopScreen, FundingScreen) say no.
+
+    Contract: `may_exit` must be True whenever `evaluate` could return a close of `trade` at
+    `now` (`books` are every book of the store, usable or not, so a screen over them is at least
+    as permissive as one over the usable books), and the strategy's entries obey its entry
+    screens whether or not its own trades are open. Exact, like the other screens: never a float
+    compare of prices."""
+
+    def may_exit(self, trade: OpenTrade, books: Mapping[Key, L2Book], instruments: Mapping[Key, Instrument],
+                 funding: Mapping[Key, FundingUpdate], now: float) -> bool: ...

@@ -75,6 +75,10 @@ class Scanner:
         # Per strategy: its index among the TopScreens, or None for a FundingScreen.
         self._top_index = [tops.index(s) if s in tops else None for s in self.strategies] if incremental else []
         self._versioned = type(funding_map) is FundingMap
+        # Per strategy name: its ExitScreen (may_exit), or None (its held bases are always evaluated).
+        self._exit_screens = {
+            s.name: (s.may_exit if callable(getattr(s, "may_exit", None)) else None) for s in self.strategies
+        }
         self._slots: dict[Key, tuple[_BaseScreen, int]] = {}
         # With exactly one TopScreen, key -> (state, index, sell, buy, state's sells, state's buys)
         # for the hot path in scan; filled as bases are first seen.
@@ -140,26 +144,27 @@ class Scanner:
                 elif i == state.lo_i:
                     state.lo = min(buys)
                     state.lo_i = buys.index(state.lo)
-                if state.hi < state.lo:
-                    funding = self.funding_map
-                    if not (
-                        state.verdict
-                        if self._versioned and funding.version == state.version
-                        else state.funding_may_enter(funding, self._funds)
-                    ):
-                        base = state.base
-                        held = False
-                        if open_trades:
-                            for trade in open_trades:
-                                if trade.base == base:
-                                    held = True
-                                    break
-                        if not held:
-                            self.scans += 1
-                            self.screened += 1
-                            if base in self._live:
-                                del self._live[base]
-                            return []
+                funding = self.funding_map
+                entering = state.hi >= state.lo or (
+                    state.verdict
+                    if self._versioned and funding.version == state.version
+                    else state.funding_may_enter(funding, self._funds)
+                )
+                base = state.base
+                held = [trade for trade in open_trades if trade.base == base] if open_trades else None
+                if held:
+                    # A held base: skipped when no trade of it can be exited now and no entry is
+                    # possible on the books its trades leave free (entries never reuse a held book).
+                    quiet = not self._exiting(held, self.clock()) and (
+                        not entering or not state.may_enter(funding, self._funds, _busy(held)))
+                else:
+                    quiet = not entering
+                if quiet:
+                    self.scans += 1
+                    self.screened += 1
+                    if base in self._live:
+                        del self._live[base]
+                    return []
                 # Otherwise the general path below (refreshing the same book again is harmless).
         incremental = self._tops is not None
         if type(changed) is tuple and len(changed) == 1:  # one book changed: skip set + sort
@@ -221,8 +226,14 @@ class Scanner:
                 state = self._states.get(base)
                 if state is None:
                     state = self._new_state(base)
-            if state is not None and not trades:
-                if not state.may_enter(self.funding_map, self._funds):
+            exiting = _NOBODY
+            if trades and state is not None:
+                if now is None:
+                    now = self.clock()
+                exiting = self._exiting(trades, now)
+            busy = _busy(trades) if trades and state is not None else None
+            if state is not None and not exiting:
+                if not state.may_enter(self.funding_map, self._funds, busy):
                     # Same outcome as a full evaluation that found nothing (see _BaseScreen).
                     self.screened += 1
                     if base in self._live:
@@ -256,14 +267,11 @@ class Scanner:
                 if state is not None:
                     # A strategy none of whose trades are on this base only looks for entries, so its
                     # own screen may skip it (trades held make entries rarer, never likelier).
-                    name = strategy.name
-                    for trade in trades:
-                        if trade.strategy == name:
-                            break
-                    else:
+                    # Its trades here that cannot be exited now (ExitScreen) count as none.
+                    if strategy.name not in exiting:
                         j = self._top_index[n]
                         if j is not None:
-                            if max(state.sells[j]) < min(state.buys[j]):
+                            if not state.top_may_enter(j, busy):
                                 continue
                         elif not state.funding_may_enter(self.funding_map, self._funds):
                             continue
@@ -286,6 +294,26 @@ class Scanner:
                 decisions.extend(found)
             self._live[base] = live
         return decisions
+
+    def _exiting(self, trades: Sequence[OpenTrade], now: float) -> frozenset[str] | set[str]:
+        """The names of the strategies that may exit one of `trades` (a held base's) now: every
+        owner without an ExitScreen, or whose may_exit says yes (or fails). Trades of a strategy
+        the scanner does not run are nobody's to exit."""
+        screens = self._exit_screens
+        books = self.store.books
+        out: set[str] | frozenset[str] = _NOBODY
+        for trade in trades:
+            name = trade.strategy
+            if name in out or name not in screens:
+                continue
+            screen = screens[name]
+            try:
+                quiet = screen is not None and not screen(trade, books, self.instruments, self.funding_map, now)
+            except Exception:
+                quiet = False  # a failing screen: the full evaluation logs the strategy's error
+            if not quiet:
+                out = {name} if out is _NOBODY else out | {name}
+        return out
 
     def _new_state(self, base: str) -> _BaseScreen:
         """The incremental screen of `base`, built from every book of it as the store holds them now."""
@@ -330,6 +358,13 @@ def _factors(strategy, instrument: Instrument) -> tuple[int, int]:
     except Exception:
         return 0, 0
 
+
+def _busy(trades: Sequence[OpenTrade]) -> frozenset[Key]:
+    """The venue/symbols the trades hold: no strategy's entry uses them (see TopScreen)."""
+    return frozenset((leg.venue, leg.symbol) for trade in trades for leg in trade.legs)
+
+
+_NOBODY: frozenset[str] = frozenset()  # Scanner._exiting: no strategy may exit a trade here
 
 # Larger than any best_ask x buy factor: the buy product of a book without asks (never passes).
 _NO_ASK = 1 << 512
@@ -394,12 +429,22 @@ class _BaseScreen:
             self.lo = min(buys)
             self.lo_i = buys.index(self.lo)
 
-    def may_enter(self, funding: Mapping[Key, FundingUpdate], funds: list) -> bool:
-        """False only when no strategy could enter on this base (then `evaluate` is skipped)."""
-        for sells, buys in zip(self.sells, self.buys):
-            if max(sells) >= min(buys):
+    def may_enter(self, funding: Mapping[Key, FundingUpdate], funds: list, busy: frozenset | None = None) -> bool:
+        """False only when no strategy could enter on this base (then `evaluate` is skipped);
+        with `busy` (the venue/symbols of the base's open trades) over the other books only."""
+        for j in range(len(self.sells)):
+            if self.top_may_enter(j, busy):
                 return True
         return self.funding_may_enter(funding, funds)
+
+    def top_may_enter(self, j: int, busy: frozenset | None = None) -> bool:
+        """TopScreen `j`'s verdict: some book's sell product reaches another's buy product, over
+        the books not in `busy` (a strategy's entries never use a held venue/symbol)."""
+        sells, buys = self.sells[j], self.buys[j]
+        if not busy:
+            return max(sells) >= min(buys)
+        free = [i for i, key in enumerate(self.keys) if key not in busy]
+        return bool(free) and max(sells[i] for i in free) >= min(buys[i] for i in free)
 
     def funding_may_enter(self, funding: Mapping[Key, FundingUpdate], funds: list) -> bool:
         """The FundingScreens' verdict, re-judged only when one of the base's updates was replaced."""

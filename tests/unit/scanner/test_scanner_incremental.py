@@ -215,3 +215,112 @@ def test_held_base_skips_only_strategies_without_a_trade_there_and_decides_as_fu
     trade = OpenTrade("t-1", owner, "BTC", legs, NOW - age, D("12"))
     key = instruments[changed].key
     assert fast.scan((key,), [trade]) == full.scan((key,), [trade])
+
+
+def _held_market():
+    store = BookStore(stale_after_s=5.0)
+    for inst in BASE:
+        size = "500" if inst.venue == "okx" else "5"
+        put_book(store, inst, [("60000.0", size)], [("60000.5", size)], NOW)
+    mapping = {i.key: i for i in BASE}
+    legs = (Leg("okx", "BTC-USDT-SWAP", "buy", D("0.01"), D("60000.5")),
+            Leg("binance", "BTCUSDT", "sell", D("0.01"), D("60000.0")))
+    return store, mapping, legs
+
+
+def test_a_held_base_whose_trades_cannot_be_exited_is_skipped_like_one_with_nothing_to_do():
+    """ExitScreen: an entry edge of -40 bps cannot be made up by closing at a 1-tick spread, so no
+    update of the base can close it before max hold; the scanner skips it (no evaluate), and the
+    full evaluation agrees that nothing is decided. Once max hold is reached it is evaluated again."""
+    store, mapping, legs = _held_market()
+    clock = [NOW]
+    built = build_strategies(StrategiesSettings())
+    fast = Scanner(store, built, Metrics(), mapping, FundingMap(), clock=lambda: clock[0])
+    full = Scanner(store, [Unscreened(s) for s in built], Metrics(), mapping, FundingMap(), clock=lambda: clock[0])
+    fast.prime()
+    trade = OpenTrade("t1", "price_spread", "BTC", legs, NOW - 10, D("-40"))
+    for key in (BYBIT_BTC.key, OKX_BTC.key, (BYBIT_BTC.key, OKX_BTC.key)):
+        changed = key if isinstance(key[0], tuple) else (key,)
+        before = fast.screened
+        assert fast.scan(changed, [trade]) == full.scan(changed, [trade]) == []
+        assert fast.screened == before + 1
+    clock[0] = NOW - 10 + built[0].settings.max_hold_s
+    for inst in BASE:  # the same books, fresh at the new time
+        size = "500" if inst.venue == "okx" else "5"
+        put_book(store, inst, [("60000.0", size)], [("60000.5", size)], clock[0])
+    decisions = fast.scan(tuple(mapping), [trade])
+    assert [(d.action, d.trade_id) for d in decisions] == [("close", "t1")]
+    assert decisions == full.scan(tuple(mapping), [trade])
+
+
+def test_a_held_base_of_a_strategy_without_an_exit_screen_is_always_evaluated():
+    class NoExitScreen(PriceSpreadStrategy):
+        may_exit = None
+
+        def __init__(self, settings):
+            super().__init__(settings)
+            self.calls = 0
+
+        def evaluate(self, view, base, open_trades):
+            self.calls += 1
+            return super().evaluate(view, base, open_trades)
+
+    store, mapping, legs = _held_market()
+    strategy = NoExitScreen(PriceSpreadSettings())
+    scanner = Scanner(store, [strategy], Metrics(), mapping, FundingMap(), clock=lambda: NOW)
+    trade = OpenTrade("t1", "price_spread", "BTC", legs, NOW - 10, D("-40"))
+    assert scanner.scan((BYBIT_BTC.key,), [trade]) == []
+    assert strategy.calls == 1 and scanner.screened == 0
+    # A trade of a strategy the scanner does not run is nobody's to exit: the base is screened.
+    foreign = dataclasses.replace(trade, strategy="elsewhere")
+    assert scanner.scan((BYBIT_BTC.key,), [foreign]) == [] and strategy.calls == 1 and scanner.screened == 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.sampled_from(["price_spread", "funding_spread"]), st.sampled_from([(0, 1), (1, 2), (3, 0), (2, 3)]),
+       st.sampled_from([5.0, 700.0, 30000.0]), st.sampled_from(["-60", "-3", "0", "12"]))
+def test_may_exit_is_true_whenever_the_strategy_closes_the_trade(market, owner, pair, age, entry_bps):
+    """The ExitScreen contract on random books, fees, funding, ages and entry edges: a close implies
+    may_exit (the test above shows it saying no)."""
+    instruments, books, ages, funded, price, fund = market
+    store, rates = _build(instruments, books, ages, funded)
+    mapping = {inst.key: inst for inst in instruments}
+    strategy = PriceSpreadStrategy(price) if owner == "price_spread" else FundingSpreadStrategy(fund)
+    long_inst, short_inst = instruments[pair[0]], instruments[pair[1]]
+    legs = (Leg(long_inst.venue, long_inst.symbol, "buy", D("0.003"), D("60000.0")),
+            Leg(short_inst.venue, short_inst.symbol, "sell", D("0.003"), D("60001.0")))
+    trade = OpenTrade("t-1", owner, "BTC", legs, NOW - age, D(entry_bps))
+    from perpbot.scanner.protocol import MarketView
+    closes = [d for d in strategy.evaluate(MarketView(store, rates, mapping, NOW), "BTC", [trade])
+              if d.action == "close"]
+    if closes:
+        assert strategy.may_exit(trade, store.books, mapping, rates, NOW)
+
+
+def test_a_dislocation_already_traded_does_not_wake_the_base_but_one_on_the_free_books_does():
+    """The entry screen of a held base leaves out the held books (entries never reuse them): the
+    OKX book that was entered stays 40 bps over the others until it moves, and the base is
+    skipped meanwhile; Bybit crossing Hyperliquid, two free books, is evaluated and entered."""
+    store = BookStore(stale_after_s=5.0)
+    put_book(store, OKX_BTC, [("60250.0", "500")], [("60250.5", "500")], NOW)
+    for inst in (BINANCE_BTC, BYBIT_BTC):
+        put_book(store, inst, [("60000.0", "5")], [("60000.5", "5")], NOW)
+    put_book(store, HYPERLIQUID_BTC, [("60000", "5")], [("60001", "5")], NOW)
+    mapping = {i.key: i for i in BASE}
+    # 2,000 USDT: OKX's whole-contract lot (0.01 BTC) takes part.
+    built = build_strategies(StrategiesSettings(price_spread=PriceSpreadSettings(order_size_usdt=D("2000"))))
+    fast = Scanner(store, built, Metrics(), mapping, FundingMap(), clock=lambda: NOW)
+    full = Scanner(store, [Unscreened(s) for s in built], Metrics(), mapping, FundingMap(), clock=lambda: NOW)
+    fast.prime()
+    entries = fast.scan((OKX_BTC.key,), [])
+    assert entries and entries == full.scan((OKX_BTC.key,), []) and fast.screened == 0
+    legs = (Leg("binance", "BTCUSDT", "buy", D("0.03"), D("60000.5")),
+            Leg("okx", "BTC-USDT-SWAP", "sell", D("0.03"), D("60250.0")))
+    trade = OpenTrade("t1", "price_spread", "BTC", legs, NOW - 1, D("40"))
+    put_book(store, BYBIT_BTC, [("60000.1", "5")], [("60000.6", "5")], NOW)
+    assert fast.scan((BYBIT_BTC.key,), [trade]) == full.scan((BYBIT_BTC.key,), [trade]) == []
+    assert fast.screened == 1
+    put_book(store, BYBIT_BTC, [("60300.0", "5")], [("60300.5", "5")], NOW)
+    got = fast.scan((BYBIT_BTC.key,), [trade])
+    assert got == full.scan((BYBIT_BTC.key,), [trade]) and fast.screened == 1
+    assert [(d.action, {leg.venue for leg in d.legs}) for d in got] == [("open", {"bybit", "hyperliquid"})]
