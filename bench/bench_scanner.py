@@ -46,6 +46,7 @@ REPEATS = 3  # whole runs; the figures returned are their medians
 DISLOCATED = 0.02  # stress row: share of updates that move one book 30 bps away from the others
 REAL_DISLOCATED = 0.005  # realistic row: the same, rarer (one dislocation a second at the rate below)
 REAL_TICK = 0.1  # realistic row: 1 bp spread (the stress row keeps its 10 bp one), so converged trades exit
+DENSITIES = (0.0, 0.0005, 0.001, 0.002, 0.005)  # the density sweep's dislocating shares of updates
 UPDATES_PER_S = 200.0  # realistic row: stream rate (1 update/s per book; 20,000 updates = 100 s)
 
 
@@ -114,8 +115,10 @@ def _context(now, store, instruments) -> RiskContext:
                        {v: D(3) for v in VENUES})
 
 
-def realistic(results: dict[str, float]) -> None:
-    """The bot's loop: scan per update, approve entries into open trades, exits out of them."""
+def realistic(results: dict[str, float], density: float = REAL_DISLOCATED, quiet: bool = False) -> None:
+    """The bot's loop: scan per update, approve entries into open trades, exits out of them.
+    `density`: the share of updates that move a book 30 bps (each an opportunity); `quiet`
+    prints nothing (the density sweep)."""
     now, store, instruments, funding, rules = _setup(REAL_TICK)
     clock = [now]
     metrics = Metrics()
@@ -126,8 +129,10 @@ def realistic(results: dict[str, float]) -> None:
     risk = RiskSettings(max_position_size_usdt=D("100000"), max_open_positions=SYMBOLS, max_orders_per_minute=600)
     gate = RiskGate(risk, ExecutionSettings(), metrics)
     context = _context(now, store, instruments)
-    deltas = _stream(instruments, REAL_DISLOCATED, REAL_TICK)
+    deltas = _stream(instruments, density, REAL_TICK)
     trades: list[OpenTrade] = []
+    # What the bot's TradingService.open_trades hands the scanner: a new tuple whenever the trades change.
+    held_trades: tuple[OpenTrade, ...] = ()
     held: set = set()
     screen_ns = eval_ns = gate_ns = 0
     screened_n = dislocations = entries = exits = refused = decisions_n = exit_refusals = exit_attempts = 0
@@ -138,7 +143,7 @@ def realistic(results: dict[str, float]) -> None:
         apply_update(store.books[key], update, rules)
         before = scanner.screened
         t1 = time.perf_counter_ns()
-        decisions = scanner.scan((key,), trades)
+        decisions = scanner.scan((key,), held_trades)
         t2 = time.perf_counter_ns()
         if scanner.screened != before:
             screen_ns += t2 - t1
@@ -164,8 +169,10 @@ def realistic(results: dict[str, float]) -> None:
                     signed = request.qty * instruments[pos_key].contract_size
                     context.positions[pos_key] = context.positions.get(pos_key, D(0)) + (
                         signed if request.side == "buy" else -signed)
+                    context.mark_prices[pos_key] = request.price  # the engine's marks: every held symbol has one
                     held.add(pos_key)
                 trades.append(OpenTrade(f"t{i}", decision.strategy, decision.base, decision.legs, t, decision.edge_bps))
+                held_trades = tuple(trades)
                 context.open_trades = len(trades)
             else:
                 trade = next(tr for tr in trades if tr.trade_id == decision.trade_id)
@@ -188,11 +195,20 @@ def realistic(results: dict[str, float]) -> None:
                 exits += 1
                 for leg in trade.legs:
                     context.positions.pop((leg.venue, leg.symbol), None)
+                    context.mark_prices.pop((leg.venue, leg.symbol), None)
                     held.discard((leg.venue, leg.symbol))
                 trades.remove(trade)
+                held_trades = tuple(trades)
                 context.open_trades = len(trades)
     n = len(deltas)
     total = (screen_ns + eval_ns + gate_ns) / n / 1000
+    # What one opportunity costs on top of the screen: its evaluations (entry, exit, and the held base's
+    # updates that could not be screened) and its gate calls, per trade entered.
+    per_trade = (eval_ns + gate_ns) / max(entries, 1) / 1000
+    if quiet:
+        results[f"density_{density}"] = total
+        results[f"density_{density}_entries"] = entries
+        return
     print(f"REALISTIC stream: {n} updates at {UPDATES_PER_S:.0f}/s; {dislocations / n:.1%} dislocate a book, "
           f"{entries / n:.2%} give an entry ({entries}), {exits / n:.2%} an exit ({exits}); "
           f"{refused} entries refused, {exit_refusals} exit legs refused; {len(trades)} trades still open")
@@ -203,7 +219,10 @@ def realistic(results: dict[str, float]) -> None:
     print(f"  risk gate (entry / close attempts): {gate_ns / max(entries + refused + exit_attempts, 1) / 1000:8.2f} us each, "
           f"{gate_ns / n / 1000:.2f} us/update")
     print(f"  scanner + gate per update:          {total:8.2f} us/update   (target <= 1 us)")
+    print(f"  per trade (its evaluations + gate calls, entry to exit): {per_trade:8.2f} us")
     results["scan_gate_us"] = total
+    results["quiet_update_us"] = screen_ns / max(screened_n, 1) / 1000
+    results["per_trade_us"] = per_trade
     results["entries"] = entries
     results["exits"] = exits
     results["screen_us"] = screen_ns / n / 1000
@@ -312,6 +331,18 @@ def main() -> dict[str, float]:
         runs.append(results)
     results = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     results["timer_us"] = timer_overhead_us()
+    # Opportunity density: the same loop with more or fewer of the updates dislocating a book (one run each).
+    sweep: dict[str, float] = {}
+    for density in DENSITIES:
+        realistic(sweep, density, quiet=True)
+    results.update(sweep)
+    print("opportunity density (share of updates that dislocate a book by 30 bps; 0.5% is the main row):")
+    print("| dislocating updates | trades entered | scanner + gate us/update |")
+    print("|--------------------:|---------------:|-------------------------:|")
+    for density in DENSITIES:
+        print(f"| {density:18.2%} | {sweep[f'density_{density}_entries']:14.0f} | {sweep[f'density_{density}']:24.2f} |")
+    print(f"median of {REPEATS} runs: a quiet update (screened) {results['quiet_update_us']:.2f} us; one trade "
+          f"{results['per_trade_us']:.1f} us of evaluations + gate, entry to exit")
     print(f"median of {REPEATS} runs: scanner + gate {results['scan_gate_us']:.2f} us/update realistic "
           f"(screen {results['screen_us']:.2f} + evaluation {results['eval_us']:.2f} + gate {results['gate_us']:.2f}; "
           f"each timed scan/gate call carries {results['timer_us']:.2f} us of timer), "

@@ -102,14 +102,29 @@ class TradingService:
         self.journal = journal
         self.redis_state = redis_state
         self._stop = asyncio.Event()
+        self._trades: tuple[OpenTrade, ...] = ()
+        self._trades_version: tuple[int, int] | None = None
 
     def __getattr__(self, name: str) -> Any:
         # EngineCommands (pause, resume, close_all, sync_positions, positions, ...) go to the engine.
         return getattr(self.engine, name)
 
-    def open_trades(self) -> list[OpenTrade]:
+    def open_trades(self) -> tuple[OpenTrade, ...]:
+        """The engine's open trades as the scanner sees them: one tuple per version of the engine's
+        dict, so every scan between two changes gets the same objects (the strategies' per-trade
+        caches hold, and nothing is parsed again on the hot path)."""
+        source = self.engine.open_trades
+        counted = getattr(source, "version", None)  # a plain dict (tests may set one): rebuilt every time
+        version = None if counted is None else (id(source), counted)
+        if version is None or version != self._trades_version:
+            self._trades = self._build_open_trades(source)
+            self._trades_version = version
+        return self._trades
+
+    @staticmethod
+    def _build_open_trades(source) -> tuple[OpenTrade, ...]:
         trades = []
-        for trade in self.engine.open_trades.values():
+        for trade in source.values():
             legs = tuple(
                 Leg(leg["venue"], leg["symbol"], leg["side"], Decimal(leg["base_qty"]),
                     Decimal(leg.get("ref_price") or "0"))
@@ -120,7 +135,7 @@ class TradingService:
             trades.append(OpenTrade(trade["trade_id"], trade["strategy"], trade["base"], legs,
                                     float(trade.get("opened_ts") or 0.0),
                                     Decimal(str(trade.get("entry_edge_bps") or trade["legs"][0].get("entry_edge_bps") or "0"))))
-        return trades
+        return tuple(trades)
 
     async def run(self) -> None:
         try:

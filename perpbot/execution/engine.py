@@ -20,6 +20,7 @@ from typing import Any
 from perpbot.book.store import BookStore
 from perpbot.core import errors
 from perpbot.core.decisions import Decision, Leg, Refusal
+from perpbot.core.versioned import VersionedDict
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult
@@ -85,7 +86,8 @@ class Engine:
         self.recent_order_times: deque[float] = deque(maxlen=10_000)
         self.unhedged_usdt_seconds = ZERO
         self.leg_failures = 0
-        self.open_trades: dict[str, dict[str, Any]] = {}
+        # Counts its writes: the scanner's view of the open trades is rebuilt only when it changed.
+        self.open_trades: VersionedDict = VersionedDict()
         self.in_flight: dict[str, dict[str, Any]] = {}  # client id -> order being sent
         self.venue_open_orders: dict[str, list[OrderResult]] = {}
         self._order_fills: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]] = {}  # filled, avg, fee
@@ -491,6 +493,7 @@ class Engine:
             else:
                 for leg in trade["legs"]:
                     leg["base_qty"] = str(remaining)
+                self.open_trades[decision.trade_id] = trade  # written back: a new version for readers
 
     async def _check_breach(self) -> None:
         """HALT when the gate reports a breach (daily loss, unhedged budget)."""

@@ -6,6 +6,7 @@ instrument's contract size before it reasons about positions or notionals (USDT)
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
 from decimal import Decimal
@@ -57,21 +58,25 @@ def _mark(ctx: RiskContext, key: Key, orders: Sequence[OrderRequest]) -> Decimal
 def _all_venue_grosses(ctx: RiskContext, deltas: dict[Key, Decimal], orders) -> dict[str, tuple[Decimal, Decimal]]:
     """(gross notional now, gross notional after the orders) at mark for every venue the deltas
     touch, over every symbol of that venue held or traded, in one pass over the positions."""
-    touched = {key[0] for key in deltas}
-    out = {venue: (_ZERO, _ZERO) for venue in touched}
-    seen = set()
+    before = {key[0]: _ZERO for key in deltas}
+    after = dict(before)
+    marks = ctx.mark_prices
     for key, position in ctx.positions.items():
-        if key[0] in touched:
-            seen.add(key)
-            mark = _mark(ctx, key, orders)
-            before, after = out[key[0]]
-            out[key[0]] = (before + abs(position) * mark, after + abs(position + deltas.get(key, _ZERO)) * mark)
+        venue = key[0]
+        if venue in before:
+            mark = marks.get(key)
+            if mark is None:
+                mark = _mark(ctx, key, orders)
+            delta = deltas.get(key)
+            gross = abs(position) * mark
+            before[venue] += gross
+            # A symbol the orders do not trade keeps its notional: the same product on both sides.
+            after[venue] += gross if delta is None else abs(position + delta) * mark
+    positions = ctx.positions
     for key, delta in deltas.items():
-        if key not in seen:
-            mark = _mark(ctx, key, orders)
-            before, after = out[key[0]]
-            out[key[0]] = (before + _ZERO * mark, after + abs(delta) * mark)
-    return out
+        if key not in positions:
+            after[key[0]] += abs(delta) * _mark(ctx, key, orders)
+    return {venue: (before[venue], after[venue]) for venue in before}
 
 
 # --- state and shape -------------------------------------------------------------------
@@ -271,14 +276,8 @@ def rule_daily_loss(ctx: RiskContext, daily_loss_limit_usdt: Decimal) -> Refusal
 
 
 def recent_orders(times: deque, now: float) -> int:
-    """Orders in the last minute (times are appended in order, so count from the newest)."""
-    horizon = now - _MINUTE
-    count = 0
-    for at in reversed(times):
-        if at <= horizon:
-            break
-        count += 1
-    return count
+    """Orders in the last minute (times are appended in order: a binary search for the horizon)."""
+    return len(times) - bisect_right(times, now - _MINUTE)
 
 
 def rule_order_rate(ctx: RiskContext, max_orders_per_minute: int, new_orders: int) -> Refusal | None:

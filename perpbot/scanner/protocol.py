@@ -12,6 +12,7 @@ from perpbot.book.store import BookStore
 from perpbot.core.decisions import Decision, Leg
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
+from perpbot.core.versioned import VersionedDict
 
 Key = tuple[str, str]  # (venue, native symbol)
 
@@ -40,48 +41,12 @@ def index_by_base(instruments: Mapping[Key, Instrument]) -> dict[str, list[Instr
     return by_base
 
 
-class FundingMap(dict):
+class FundingMap(VersionedDict):
     """The latest FundingUpdate per (venue, symbol): a dict that counts its writes in `version`,
     so the scanner can tell in one compare that no funding rate changed since it last looked
     (funding updates do not wake the scanner; the books do). Reads are plain dict reads."""
 
-    __slots__ = ("version",)
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.version = 0
-
-    def __setitem__(self, key, value) -> None:
-        super().__setitem__(key, value)
-        self.version += 1
-
-    def __delitem__(self, key) -> None:
-        super().__delitem__(key)
-        self.version += 1
-
-    def pop(self, *args):
-        self.version += 1
-        return super().pop(*args)
-
-    def popitem(self):
-        self.version += 1
-        return super().popitem()
-
-    def setdefault(self, key, default=None):
-        self.version += 1
-        return super().setdefault(key, default)
-
-    def update(self, *args, **kwargs) -> None:
-        super().update(*args, **kwargs)
-        self.version += 1
-
-    def clear(self) -> None:
-        super().clear()
-        self.version += 1
-
-    def __ior__(self, other):
-        self.update(other)
-        return self
+    __slots__ = ()
 
 
 class MarketView:

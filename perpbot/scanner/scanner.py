@@ -41,6 +41,7 @@ class Scanner:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self._books = store.books  # the store's dict itself (BookStore never replaces it)
         self.strategies = list(strategies)
         self.metrics = metrics
         self.instruments = instruments
@@ -75,6 +76,9 @@ class Scanner:
         # Per strategy: its index among the TopScreens, or None for a FundingScreen.
         self._top_index = [tops.index(s) if s in tops else None for s in self.strategies] if incremental else []
         self._versioned = type(funding_map) is FundingMap
+        self._trades_seen: tuple | None = None  # the open-trades tuple _held_index was built from
+        self._held_index: dict[str, list[OpenTrade]] = {}
+        self._free: dict[str, list[int]] = {}  # per held base: its books no trade holds (_free_of)
         # Per strategy name: its ExitScreen (may_exit), or None (its held bases are always evaluated).
         self._exit_screens = {
             s.name: (s.may_exit if callable(getattr(s, "may_exit", None)) else None) for s in self.strategies
@@ -120,7 +124,7 @@ class Scanner:
             entry = quick.get(key)
             if entry is not None:
                 state, i, sell, buy, sells, buys = entry
-                book = self.store.books.get(key)
+                book = self._books.get(key)
                 if book is None:
                     bid, ask = 0, _NO_ASK
                 else:
@@ -132,31 +136,37 @@ class Scanner:
                 buys[i] = ask
                 # The base's highest sell and lowest buy product, kept incrementally: a full max/min
                 # only when the book that held the extreme moved away from it.
-                if bid >= state.hi:
-                    state.hi = bid
+                hi = state.hi
+                if bid >= hi:
+                    state.hi = hi = bid
                     state.hi_i = i
                 elif i == state.hi_i:
-                    state.hi = max(sells)
-                    state.hi_i = sells.index(state.hi)
-                if ask <= state.lo:
-                    state.lo = ask
+                    state.hi = hi = max(sells)
+                    state.hi_i = sells.index(hi)
+                lo = state.lo
+                if ask <= lo:
+                    state.lo = lo = ask
                     state.lo_i = i
                 elif i == state.lo_i:
-                    state.lo = min(buys)
-                    state.lo_i = buys.index(state.lo)
+                    state.lo = lo = min(buys)
+                    state.lo_i = buys.index(lo)
                 funding = self.funding_map
-                entering = state.hi >= state.lo or (
+                entering = hi >= lo or (
                     state.verdict
                     if self._versioned and funding.version == state.version
                     else state.funding_may_enter(funding, self._funds)
                 )
                 base = state.base
-                held = [trade for trade in open_trades if trade.base == base] if open_trades else None
+                if open_trades:
+                    index = self._held_index if open_trades is self._trades_seen else self._held_of(open_trades)
+                    held = index.get(base)
+                else:
+                    held = None
                 if held:
                     # A held base: skipped when no trade of it can be exited now and no entry is
                     # possible on the books its trades leave free (entries never reuse a held book).
                     quiet = not self._exiting(held, self.clock()) and (
-                        not entering or not state.may_enter(funding, self._funds, _busy(held)))
+                        not entering or not state.may_enter(funding, self._funds, self._free_of(state, held)))
                 else:
                     quiet = not entering
                 if quiet:
@@ -219,8 +229,9 @@ class Scanner:
         view: MarketView | None = None
         screens = self._screens
         decisions: list[Decision] = []
+        held_by_base = self._held_of(open_trades) if open_trades else {}
         for base in bases:
-            trades = [t for t in open_trades if t.base == base] if open_trades else []
+            trades = held_by_base.get(base, [])
             state = None
             if incremental:
                 state = self._states.get(base)
@@ -231,9 +242,9 @@ class Scanner:
                 if now is None:
                     now = self.clock()
                 exiting = self._exiting(trades, now)
-            busy = _busy(trades) if trades and state is not None else None
+            free = self._free_of(state, trades) if trades and state is not None else None
             if state is not None and not exiting:
-                if not state.may_enter(self.funding_map, self._funds, busy):
+                if not state.may_enter(self.funding_map, self._funds, free):
                     # Same outcome as a full evaluation that found nothing (see _BaseScreen).
                     self.screened += 1
                     if base in self._live:
@@ -271,7 +282,7 @@ class Scanner:
                     if strategy.name not in exiting:
                         j = self._top_index[n]
                         if j is not None:
-                            if not state.top_may_enter(j, busy):
+                            if not state.top_may_enter(j, free):
                                 continue
                         elif not state.funding_may_enter(self.funding_map, self._funds):
                             continue
@@ -294,6 +305,38 @@ class Scanner:
                 decisions.extend(found)
             self._live[base] = live
         return decisions
+
+    def _held_of(self, open_trades: Sequence[OpenTrade]) -> dict[str, list[OpenTrade]]:
+        """The open trades by base. A tuple (what the bot hands over: a new one whenever the trades
+        change) is indexed once and the index kept while the same tuple comes back; any other
+        sequence may be mutated between scans, so it is indexed every time."""
+        if open_trades is self._trades_seen:
+            return self._held_index
+        index: dict[str, list[OpenTrade]] = {}
+        for trade in open_trades:
+            trades = index.get(trade.base)
+            if trades is None:
+                index[trade.base] = [trade]
+            else:
+                trades.append(trade)
+        # A new index: the free books computed for the previous one no longer hold.
+        self._free = {}
+        if type(open_trades) is tuple:
+            self._trades_seen, self._held_index = open_trades, index
+        else:
+            self._trades_seen, self._held_index = None, {}
+        return index
+
+    def _free_of(self, state: _BaseScreen, trades: list[OpenTrade]) -> list[int]:
+        """The indices of `state`'s books that none of `trades` (its base's) holds; kept with the
+        index of the open trades it was computed for."""
+        free = self._free.get(state.base)
+        if free is None:
+            busy = _busy(trades)
+            free = [i for i, key in enumerate(state.keys) if key not in busy]
+            if self._trades_seen is not None:
+                self._free[state.base] = free
+        return free
 
     def _exiting(self, trades: Sequence[OpenTrade], now: float) -> frozenset[str] | set[str]:
         """The names of the strategies that may exit one of `trades` (a held base's) now: every
@@ -345,6 +388,8 @@ class Scanner:
         while True:
             await store.changed.wait()
             changed = store.take_dirty()
+            if len(changed) == 1:
+                changed = tuple(changed)  # one book: scan's single-key fast path
             decisions = self.scan(changed, open_trades_fn())
             if decisions:
                 await on_decisions(decisions)
@@ -429,22 +474,27 @@ class _BaseScreen:
             self.lo = min(buys)
             self.lo_i = buys.index(self.lo)
 
-    def may_enter(self, funding: Mapping[Key, FundingUpdate], funds: list, busy: frozenset | None = None) -> bool:
+    def may_enter(self, funding: Mapping[Key, FundingUpdate], funds: list, free: list[int] | None = None) -> bool:
         """False only when no strategy could enter on this base (then `evaluate` is skipped);
-        with `busy` (the venue/symbols of the base's open trades) over the other books only."""
+        with `free` (the indices of the books no open trade of the base holds) over those only."""
         for j in range(len(self.sells)):
-            if self.top_may_enter(j, busy):
+            if self.top_may_enter(j, free):
                 return True
         return self.funding_may_enter(funding, funds)
 
-    def top_may_enter(self, j: int, busy: frozenset | None = None) -> bool:
+    def top_may_enter(self, j: int, free: list[int] | None = None) -> bool:
         """TopScreen `j`'s verdict: some book's sell product reaches another's buy product, over
-        the books not in `busy` (a strategy's entries never use a held venue/symbol)."""
+        the `free` books when given (a strategy's entries never use a held venue/symbol)."""
         sells, buys = self.sells[j], self.buys[j]
-        if not busy:
+        if free is None:
             return max(sells) >= min(buys)
-        free = [i for i, key in enumerate(self.keys) if key not in busy]
-        return bool(free) and max(sells[i] for i in free) >= min(buys[i] for i in free)
+        hi, lo = -1, _NO_ASK
+        for i in free:
+            if sells[i] > hi:
+                hi = sells[i]
+            if buys[i] < lo:
+                lo = buys[i]
+        return hi >= lo  # never with no free book (hi < 0)
 
     def funding_may_enter(self, funding: Mapping[Key, FundingUpdate], funds: list) -> bool:
         """The FundingScreens' verdict, re-judged only when one of the base's updates was replaced."""

@@ -324,3 +324,32 @@ def test_a_dislocation_already_traded_does_not_wake_the_base_but_one_on_the_free
     got = fast.scan((BYBIT_BTC.key,), [trade])
     assert got == full.scan((BYBIT_BTC.key,), [trade]) and fast.screened == 1
     assert [(d.action, {leg.venue for leg in d.legs}) for d in got] == [("open", {"bybit", "hyperliquid"})]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 3), st.data()), min_size=1, max_size=12), st.data())
+def test_held_trades_handed_as_tuples_are_screened_as_full_evaluation_decides(steps, data):
+    """As the bot runs: the open trades come as a tuple, the same one until they change. Across book
+    updates and trades opened and closed, the incremental scanner (its trade index, free books and
+    exit screens kept between scans) decides exactly what the unscreened one decides."""
+    instruments = list(BASE)
+    store, rates = _build(instruments, [data.draw(book_sides(i.venue == "okx")) for i in instruments],
+                          [0.0] * 4, [data.draw(rate_choices) for _ in instruments])
+    mapping = {inst.key: inst for inst in instruments}
+    built = build_strategies(StrategiesSettings())
+    fast = Scanner(store, built, Metrics(), mapping, rates, clock=lambda: NOW)
+    full = Scanner(store, [Unscreened(s) for s in built], Metrics(), mapping, rates, clock=lambda: NOW)
+    trades: tuple = ()
+    for n, (index, step) in enumerate(steps):
+        if step.draw(st.booleans()):  # the open trades change: a new tuple
+            a, b = step.draw(st.sampled_from([(0, 1), (1, 2), (3, 0), (2, 3)]))
+            legs = (Leg(instruments[a].venue, instruments[a].symbol, "buy", D("0.003"), D("60000.0")),
+                    Leg(instruments[b].venue, instruments[b].symbol, "sell", D("0.003"), D("60001.0")))
+            trade = OpenTrade(f"t{n}", step.draw(st.sampled_from(["price_spread", "funding_spread"])), "BTC", legs,
+                              NOW - step.draw(st.sampled_from([5.0, 700.0, 30000.0])),
+                              D(step.draw(st.sampled_from(["-60", "0", "12"]))))
+            trades = (trade,) if step.draw(st.booleans()) else ()
+        inst = instruments[index]
+        bids, asks = step.draw(book_sides(inst.venue == "okx"))
+        put_book(store, inst, bids or [("59000.0", "1")], asks or [("61000.0", "1")], NOW)
+        assert fast.scan((inst.key,), trades) == full.scan((inst.key,), trades)
