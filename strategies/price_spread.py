@@ -9,8 +9,8 @@ from perpbot.book.l2 import L2Book
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
-from perpbot.scanner.depth import BPS
-from perpbot.scanner.edges import close_decision, long_short, pair_size, quote_pair
+from perpbot.scanner.depth import BPS, mid_price
+from perpbot.scanner.edges import close_decision, long_short, pair_size_at, quote_pair
 from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
 from perpbot.settings import PriceSpreadSettings
 
@@ -116,6 +116,7 @@ class PriceSpreadStrategy:
         settings = self.settings
         if busy:  # books of held venue/symbols take no part in a new entry (the test below, hoisted)
             tops = [top for top in tops if (top[0].venue, top[0].symbol) not in busy]
+        mids: dict[int, object] = {}  # id(book) -> its mid, computed once for all the pairs it is in
         for i, (inst_a, book_a, bid_a, ask_a) in enumerate(tops):
             for inst_b, book_b, bid_b, ask_b in tops[i + 1 :]:
                 if inst_a.venue == inst_b.venue:
@@ -128,7 +129,13 @@ class PriceSpreadStrategy:
                     # best bid exceeds the best ask no size can have a positive edge.
                     if ask is None or bid is None or bid <= ask:
                         continue
-                    qty = pair_size(buy_i, buy_b, sell_i, sell_b, settings.order_size_usdt)
+                    mid_buy = mids.get(id(buy_b))
+                    if mid_buy is None:
+                        mid_buy = mids[id(buy_b)] = mid_price(buy_b)
+                    mid_sell = mids.get(id(sell_b))
+                    if mid_sell is None:
+                        mid_sell = mids[id(sell_b)] = mid_price(sell_b)
+                    qty = pair_size_at(buy_i, mid_buy, sell_i, mid_sell, settings.order_size_usdt)
                     if qty <= 0:
                         continue
                     quote = quote_pair(buy_i, buy_b, sell_i, sell_b, qty)

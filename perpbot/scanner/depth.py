@@ -97,13 +97,23 @@ def floor_to_step(qty: Decimal, step: Decimal) -> Decimal:
     return (qty / step).to_integral_value(rounding=ROUND_DOWN) * step
 
 
+# (a.key, b.key) -> (a, b, common step, larger of the two minimum base quantities), checked by
+# identity like _STEPS.
+_HEDGE: dict[tuple, tuple[Instrument, Instrument, Decimal, Decimal]] = {}
+
+
 def hedge_qty(a: Instrument, b: Instrument, wanted: Decimal) -> Decimal:
     """Common base quantity for a two-leg trade on `a` and `b`: `wanted` rounded down onto both
     lot grids, or 0 when it does not reach either venue's minimum quantity."""
-    qty = floor_to_step(wanted, common_base_step(a, b))
-    if qty <= 0:
-        return Decimal(0)
-    if qty < a.min_qty * a.contract_size or qty < b.min_qty * b.contract_size:
+    pair = (a.key, b.key)
+    cached = _HEDGE.get(pair)
+    if cached is None or cached[0] is not a or cached[1] is not b:
+        if len(_HEDGE) > 65536:
+            _HEDGE.clear()  # bounded, as _STEPS
+        cached = _HEDGE[pair] = (a, b, common_base_step(a, b),
+                                 max(a.min_qty * a.contract_size, b.min_qty * b.contract_size))
+    qty = floor_to_step(wanted, cached[2])
+    if qty <= 0 or qty < cached[3]:
         return Decimal(0)
     return qty
 

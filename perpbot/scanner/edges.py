@@ -8,7 +8,11 @@ from decimal import Decimal
 from perpbot.book.l2 import L2Book
 from perpbot.core.decisions import Decision, Leg
 from perpbot.core.instruments import Instrument
+from perpbot.core.numbers import SCALE, decimal_to_scaled
 from perpbot.scanner.depth import BPS, Fill, hedge_qty, mid_price, sweep
+
+_COST_EXP = -2 * SCALE  # a sweep's cost is price_scaled x size_scaled
+_PRICE_EXP = -SCALE
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +53,18 @@ def quote_pair(
 ) -> PairQuote | None:
     """Depth-weighted quote of buying `qty` on the first book and selling it on the second;
     None when either book cannot fill the whole size."""
-    buy = sweep(buy_book, True, qty)
-    if buy is None:
+    # sweep(), inlined for both sides: the quantity is converted once, Fills built only for a full fill.
+    wanted = decimal_to_scaled(qty)
+    if wanted <= 0:
         return None
-    sell = sweep(sell_book, False, qty)
-    if sell is None:
+    filled, buy_cost, buy_worst = buy_book.sweep(True, wanted)
+    if filled < wanted:
         return None
+    filled, sell_cost, sell_worst = sell_book.sweep(False, wanted)
+    if filled < wanted:
+        return None
+    buy = Fill(qty, Decimal(buy_cost).scaleb(_COST_EXP), Decimal(buy_worst).scaleb(_PRICE_EXP))
+    sell = Fill(qty, Decimal(sell_cost).scaleb(_COST_EXP), Decimal(sell_worst).scaleb(_PRICE_EXP))
     fees = buy.notional * buy_instrument.taker_fee + sell.notional * sell_instrument.taker_fee
     edge = sell.notional - buy.notional - fees
     return PairQuote(buy_instrument, sell_instrument, buy, sell, fees, edge, edge / buy.notional * BPS)
@@ -65,8 +75,14 @@ def pair_size(
 ) -> Decimal:
     """Base quantity for `order_size_usdt` at the pair's average mid, on both lot grids;
     0 when a side is empty or the size is below either venue's minimum."""
-    mid_a = mid_price(book_a)
-    mid_b = mid_price(book_b)
+    return pair_size_at(a, mid_price(book_a), b, mid_price(book_b), order_size_usdt)
+
+
+def pair_size_at(
+    a: Instrument, mid_a: Decimal | None, b: Instrument, mid_b: Decimal | None, order_size_usdt: Decimal
+) -> Decimal:
+    """pair_size with the books' mids already computed (a strategy pricing many pairs of the same
+    books computes each mid once)."""
     if mid_a is None or mid_b is None:
         return Decimal(0)
     mid = (mid_a + mid_b) / 2
