@@ -688,11 +688,26 @@ def section_memory() -> None:
           f"process RSS {after:.0f} MB, target <= 250 MB")
 
 
+def _floor_us() -> float:
+    """This run's decode floor right now: orjson.loads of the generated OKX updates, us per frame (best of 5).
+    The scanner's figures are absolute, and this VM's speed drifts by up to 2x between minutes; the
+    floor taken beside them gives a machine-independent ratio."""
+    frames = [raw for _, raw in generated_frames(False, updates=2000)[1:]]
+    return min(run_floor(frames) for _ in range(5)) / len(frames) * 1e6
+
+
 def section_scanner() -> None:
     print("\n## 4. scanner + risk gate per book update, 4 venues x 50 symbols (bench/bench_scanner.py)\n")
+    floor_before = _floor_us()
     with contextlib.redirect_stdout(io.StringIO()) as out:
         figures = bench_scanner.main()
+    floor = (floor_before + _floor_us()) / 2
     print("```\n" + out.getvalue().rstrip() + "\n```")
+    print(f"in this run's decode floor (orjson.loads of an OKX update, {floor:.2f} us, taken before and after): "
+          f"a quiet update {figures['quiet_update_us'] / floor:.2f}x, scanner + gate per update (realistic) "
+          f"{figures['scan_gate_us'] / floor:.2f}x, one trade {figures['per_trade_us'] / floor:.0f}x")
+    print(f"a quiet update (no opportunity, the book screened): {figures['quiet_update_us']:.2f} us (target <= 1 us); "
+          f"one trade, entry to exit: {figures['per_trade_us']:.0f} us of evaluations + gate calls")
     print(f"scanner + gate, realistic stream: {figures['scan_gate_us']:.2f} us/update (target <= 1 us): screen "
           f"{figures.get('screen_us', float('nan')):.2f} + full evaluation {figures.get('eval_us', float('nan')):.2f} + gate "
           f"{figures.get('gate_us', float('nan')):.2f}; stress mix {figures.get('stress_scan_gate_us', float('nan')):.2f} "

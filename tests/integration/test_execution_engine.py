@@ -355,3 +355,30 @@ async def test_trades_past_the_portfolio_bound_are_read_from_the_journal_and_agr
     assert trades[-1] == engine.portfolio.fills[-1].as_dict()
     memory_since_last = [f.as_dict() for f in engine.portfolio.trades_since(trades[-1]["ts"])]
     assert await engine.trades_since(trades[-1]["ts"]) == memory_since_last  # memory path, same answer
+
+
+async def test_the_scanner_sees_one_tuple_of_open_trades_per_change_including_a_partial_close(tmp_path):
+    """TradingService.open_trades parses the engine's trades once per change (the scanner indexes the
+    tuple it gets once, the strategies cache per trade object): the same tuple until a trade opens,
+    shrinks or closes, then a new one that says so."""
+    from perpbot.wiring import TradingService
+
+    engine, venues = await started(tmp_path)
+    service = TradingService(engine, None, venues, engine.journal, None)
+    assert service.open_trades() == ()
+    [report] = await engine.on_decisions([open_decision()])
+    assert report["outcome"] == "hedged"
+    first = service.open_trades()
+    assert service.open_trades() is first
+    [trade] = first
+    assert [leg.base_qty for leg in trade.legs] == [D("0.02"), D("0.02")]
+    half = Decision(strategy="price_spread", action="close", base="BTC", trade_id=trade.trade_id,
+                    legs=(Leg("okx", "BTC-USDT-SWAP", "sell", D("0.01"), D("29000")),
+                          Leg("hyperliquid", "BTC", "buy", D("0.01"), D("31000"))),
+                    edge_bps=D("0"), edge_usdt=D("0"), reason="test")
+    [report] = await engine.on_decisions([half])
+    shrunk = service.open_trades()
+    assert shrunk is not first and [leg.base_qty for leg in shrunk[0].legs] == [D("0.01"), D("0.01")]
+    assert service.open_trades() is shrunk
+    await engine.on_decisions([half])  # the other half
+    assert service.open_trades() == () and engine.open_trades == {}
