@@ -10,7 +10,7 @@ from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
 from perpbot.scanner.depth import BPS
-from perpbot.scanner.edges import close_decision, long_short, pair_size, quote_pair
+from perpbot.scanner.edges import best_first, close_decision, long_short, pair_size, quote_pair
 from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
 from perpbot.settings import FundingSpreadSettings
 
@@ -99,6 +99,7 @@ class FundingSpreadStrategy:
             exit_decision = self._exit(view, trade)
             if exit_decision is not None:
                 decisions.append(exit_decision)
+        exits = len(decisions)  # entries follow the exits, best edge first (see best_first)
         settings = self.settings
         # Cheaper still, before any book is read: the spread over every instrument of the base (a
         # superset of the usable ones, so its range is at least theirs) misses the threshold.
@@ -159,7 +160,7 @@ class FundingSpreadStrategy:
                         ),
                     )
                 )
-        return decisions
+        return best_first(decisions, exits)
 
     def may_exit(self, trade: OpenTrade, books: Mapping[Key, L2Book], instruments: Mapping[Key, Instrument],
                  funding: Mapping[Key, FundingUpdate], now: float) -> bool:
@@ -201,3 +202,4 @@ class FundingSpreadStrategy:
         if quote is None:
             return None
         return close_decision(self.name, trade, quote, short_leg, long_leg, short_book, long_book, reason)
+

@@ -10,7 +10,7 @@ from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
 from perpbot.scanner.depth import BPS, mid_price
-from perpbot.scanner.edges import close_decision, long_short, pair_size_at, quote_pair
+from perpbot.scanner.edges import best_first, close_decision, long_short, pair_size_at, quote_pair
 from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
 from perpbot.settings import PriceSpreadSettings
 
@@ -107,6 +107,7 @@ class PriceSpreadStrategy:
             exit_decision = self._exit(view, trade)
             if exit_decision is not None:
                 decisions.append(exit_decision)
+        exits = len(decisions)  # entries follow the exits, best edge first (see best_first)
         # Best prices read once per book: most scans end at the integer pre-check below.
         tops = [(inst, book, book.best_bid(), book.best_ask()) for inst, book in view.books_for(base)]
         bids = [top[2] for top in tops if top[2] is not None]
@@ -155,7 +156,7 @@ class PriceSpreadStrategy:
                             ),
                         )
                     )
-        return decisions
+        return best_first(decisions, exits)
 
     def _exit_factors(self, trade: OpenTrade, long_inst: Instrument, short_inst: Instrument) -> tuple[int, int] | None:
         """(a, b) with: best_bid(long) x a < best_ask(short) x b  =>  the close cannot reach exit_edge_bps.
@@ -239,4 +240,5 @@ class PriceSpreadStrategy:
         else:
             return None
         return close_decision(self.name, trade, quote, short_leg, long_leg, short_book, long_book, reason)
+
 

@@ -147,3 +147,17 @@ def close_decision(
         reason=reason,
         trade_id=trade.trade_id,
     )
+
+
+def best_first(decisions: list[Decision], exits: int) -> list[Decision]:
+    """`decisions` with its first `exits` (the exits) kept first and the entries after them sorted by
+    edge, best first (ties keep their order): the engine carries decisions out in order and skips an
+    entry on a venue/symbol an earlier one has taken, so of entries competing for one book the best
+    is the one made."""
+    if len(decisions) - exits > 1:
+        decisions[exits:] = sorted(decisions[exits:], key=_edge_bps, reverse=True)
+    return decisions
+
+
+def _edge_bps(decision: Decision) -> Decimal:
+    return decision.edge_bps

@@ -3,7 +3,7 @@
 from decimal import Decimal as D
 
 import pytest
-from market_helpers import BINANCE_BTC, NOW, OKX_BTC, instruments_map, put_book
+from market_helpers import BINANCE_BTC, BYBIT_BTC, NOW, OKX_BTC, instruments_map, put_book
 
 from perpbot.book.store import BookStore
 from perpbot.core.decisions import Leg
@@ -162,3 +162,16 @@ def test_price_spread_never_enters_on_a_venue_symbol_held_by_another_strategys_t
     )
     assert PriceSpreadStrategy(settings()).evaluate(view, "BTC", [funding_trade]) == []
     assert [d.action for d in PriceSpreadStrategy(settings()).evaluate(view, "BTC", [])] == ["open"]
+
+
+def test_entries_competing_for_one_book_come_best_edge_first():
+    """OKX is cheap against both Binance and Bybit, Bybit by more: both entries are found (and
+    counted), the Bybit one first, so the engine makes it and skips the Binance one (OKX is then held)."""
+    store = BookStore(stale_after_s=5.0)
+    put_book(store, OKX_BTC, [("59990.0", "100")], [("60000.0", "100")], NOW)
+    put_book(store, BINANCE_BTC, [("60100.0", "1")], [("60110.0", "1")], NOW)
+    put_book(store, BYBIT_BTC, [("60200.0", "1")], [("60210.0", "1")], NOW)
+    view = MarketView(store, {}, instruments_map(OKX_BTC, BINANCE_BTC, BYBIT_BTC), NOW)
+    decisions = PriceSpreadStrategy(settings()).evaluate(view, "BTC", [])
+    assert [{leg.venue for leg in d.legs} for d in decisions] == [{"okx", "bybit"}, {"okx", "binance"}]
+    assert decisions[0].edge_bps > decisions[1].edge_bps
