@@ -102,11 +102,9 @@ def test_screen_no_means_the_full_evaluation_yields_nothing(market, changed):
         assert fast.screened == 0
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 3), st.data()), min_size=1, max_size=12), st.data())
-def test_incremental_scanner_agrees_with_full_evaluation_over_a_stream_of_updates(steps, data):
-    """Products kept across scans: after every reported book or funding change, the incremental
-    scanner decides exactly what the unscreened one decides."""
+def _fast_and_full(data):
+    """A random BTC market on the four venues, and two scanners over it: the incremental one and one
+    whose strategies have no screens (always a full evaluation)."""
     instruments = list(BASE)
     store, rates = _build(instruments, [data.draw(book_sides(i.venue == "okx")) for i in instruments],
                           [0.0] * 4, [data.draw(rate_choices) for _ in instruments])
@@ -114,6 +112,15 @@ def test_incremental_scanner_agrees_with_full_evaluation_over_a_stream_of_update
     built = build_strategies(StrategiesSettings())
     fast = Scanner(store, built, Metrics(), mapping, rates, clock=lambda: NOW)
     full = Scanner(store, [Unscreened(s) for s in built], Metrics(), mapping, rates, clock=lambda: NOW)
+    return instruments, store, rates, mapping, built, fast, full
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 3), st.data()), min_size=1, max_size=12), st.data())
+def test_incremental_scanner_agrees_with_full_evaluation_over_a_stream_of_updates(steps, data):
+    """Products kept across scans: after every reported book or funding change, the incremental
+    scanner decides exactly what the unscreened one decides."""
+    instruments, store, rates, mapping, built, fast, full = _fast_and_full(data)
     assert fast.scan(tuple(mapping), []) == full.scan(tuple(mapping), [])
     for index, step in steps:
         inst = instruments[index]
@@ -332,13 +339,7 @@ def test_held_trades_handed_as_tuples_are_screened_as_full_evaluation_decides(st
     """As the bot runs: the open trades come as a tuple, the same one until they change. Across book
     updates and trades opened and closed, the incremental scanner (its trade index, free books and
     exit screens kept between scans) decides exactly what the unscreened one decides."""
-    instruments = list(BASE)
-    store, rates = _build(instruments, [data.draw(book_sides(i.venue == "okx")) for i in instruments],
-                          [0.0] * 4, [data.draw(rate_choices) for _ in instruments])
-    mapping = {inst.key: inst for inst in instruments}
-    built = build_strategies(StrategiesSettings())
-    fast = Scanner(store, built, Metrics(), mapping, rates, clock=lambda: NOW)
-    full = Scanner(store, [Unscreened(s) for s in built], Metrics(), mapping, rates, clock=lambda: NOW)
+    instruments, store, rates, mapping, built, fast, full = _fast_and_full(data)
     trades: tuple = ()
     for n, (index, step) in enumerate(steps):
         if step.draw(st.booleans()):  # the open trades change: a new tuple
