@@ -15,12 +15,15 @@ class BookStore:
         self.stale_after_s = stale_after_s
         self.dirty: set[tuple[str, str]] = set()
         self.changed = asyncio.Event()
+        # Counts add(): readers holding a book's objects (the scanner's C screen) rebind when it moves.
+        self.generation = 0
 
     def add(
         self, venue: str, symbol: str, contract_size: Decimal = Decimal(1), keep_raw: bool = False
     ) -> L2Book:
         book = L2Book(venue, symbol, contract_size, keep_raw)
         self.books[(venue, symbol)] = book
+        self.generation += 1
         return book
 
     def get(self, venue: str, symbol: str) -> L2Book | None:

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
+from perpbot.book import l2
 from perpbot.book.store import BookStore
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
@@ -14,6 +15,10 @@ from perpbot.scanner.protocol import FundingMap, Key, MarketView, OpenTrade, Str
 from perpbot.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# The single-TopScreen products in C memory (perpbot/book/_accel.c, Tops) when the accelerator is built
+# and not disabled (PERPBOT_PURE_PYTHON=1); the Python lists below do the same work otherwise.
+_Tops = getattr(l2._accel, "Tops", None) if l2._accel is not None else None
 
 
 class Scanner:
@@ -89,6 +94,10 @@ class Scanner:
         self._quick: dict[Key, tuple] | None = (
             {} if incremental and len(tops) == 1 else None
         )
+        # C products (Tops) for the hot path: only over a BookStore, whose `generation` tells when a book
+        # object was replaced (Tops holds the books' key lists, so it must be rebound then).
+        self._use_tops = self._quick is not None and _Tops is not None and type(store) is BookStore
+        self._generation = store.generation if self._use_tops else 0
 
     def _usable(self, base: str, now: float) -> Usable:
         """The base's usable books, as MarketView.books_for sees them, with their keys."""
@@ -117,6 +126,8 @@ class Scanner:
     def scan(self, changed: Iterable[Key], open_trades: Sequence[OpenTrade]) -> list[Decision]:
         """Evaluate every strategy for each base whose books changed; count entry opportunities."""
         quick = self._quick
+        if self._use_tops and self.store.generation != self._generation:
+            self._rebind()
         if quick is not None and type(changed) is tuple and len(changed) == 1:
             # Hot path (one book changed, one TopScreen): refresh that book's two products and
             # judge its base inline, without building a state list or calling the clock.
@@ -124,34 +135,41 @@ class Scanner:
             entry = quick.get(key)
             if entry is not None:
                 state, i, sell, buy, sells, buys = entry
-                book = self._books.get(key)
-                if book is None:
-                    bid, ask = 0, _NO_ASK
+                tops = state.tops
+                if tops is not None:
+                    # In C: the same products and extremes as the Python below, the lists left stale.
+                    crossing = tops.refresh(i)
+                    state.lists_stale = True
                 else:
-                    keys = book.bid_keys
-                    bid = keys[-1] * sell if keys else 0
-                    keys = book.ask_keys
-                    ask = keys[0] * buy if keys else _NO_ASK
-                sells[i] = bid
-                buys[i] = ask
-                # The base's highest sell and lowest buy product, kept incrementally: a full max/min
-                # only when the book that held the extreme moved away from it.
-                hi = state.hi
-                if bid >= hi:
-                    state.hi = hi = bid
-                    state.hi_i = i
-                elif i == state.hi_i:
-                    state.hi = hi = max(sells)
-                    state.hi_i = sells.index(hi)
-                lo = state.lo
-                if ask <= lo:
-                    state.lo = lo = ask
-                    state.lo_i = i
-                elif i == state.lo_i:
-                    state.lo = lo = min(buys)
-                    state.lo_i = buys.index(lo)
+                    book = self._books.get(key)
+                    if book is None:
+                        bid, ask = 0, _NO_ASK
+                    else:
+                        keys = book.bid_keys
+                        bid = keys[-1] * sell if keys else 0
+                        keys = book.ask_keys
+                        ask = keys[0] * buy if keys else _NO_ASK
+                    sells[i] = bid
+                    buys[i] = ask
+                    # The base's highest sell and lowest buy product, kept incrementally: a full max/min
+                    # only when the book that held the extreme moved away from it.
+                    hi = state.hi
+                    if bid >= hi:
+                        state.hi = hi = bid
+                        state.hi_i = i
+                    elif i == state.hi_i:
+                        state.hi = hi = max(sells)
+                        state.hi_i = sells.index(hi)
+                    lo = state.lo
+                    if ask <= lo:
+                        state.lo = lo = ask
+                        state.lo_i = i
+                    elif i == state.lo_i:
+                        state.lo = lo = min(buys)
+                        state.lo_i = buys.index(lo)
+                    crossing = hi >= lo
                 funding = self.funding_map
-                entering = hi >= lo or (
+                entering = crossing or (
                     state.verdict
                     if self._versioned and funding.version == state.version
                     else state.funding_may_enter(funding, self._funds)
@@ -165,8 +183,15 @@ class Scanner:
                 if held:
                     # A held base: skipped when no trade of it can be exited now and no entry is
                     # possible on the books its trades leave free (entries never reuse a held book).
-                    quiet = not self._exiting(held, self.clock()) and (
-                        not entering or not state.may_enter(funding, self._funds, self._free_of(state, held)))
+                    if self._exiting(held, self.clock()):
+                        quiet = False
+                    elif not entering:
+                        quiet = True
+                    elif tops is not None:  # the one TopScreen's verdict over the free books, in C
+                        quiet = not (tops.crossing_among(self._free_of(state, held))
+                                     or state.funding_may_enter(funding, self._funds))
+                    else:
+                        quiet = not state.may_enter(funding, self._funds, self._free_of(state, held))
                 else:
                     quiet = not entering
                 if quiet:
@@ -206,6 +231,8 @@ class Scanner:
                                 keys = book.ask_keys
                                 buys[i] = keys[0] * buy if keys else _NO_ASK
                             state.stale = True  # hi/lo recomputed once per base, below
+                            if state.tops is not None:
+                                state.tops.refresh(i)
                         else:
                             slot = self._slots.get(key)
                             if slot is not None:
@@ -237,6 +264,8 @@ class Scanner:
                 state = self._states.get(base)
                 if state is None:
                     state = self._new_state(base)
+                elif state.lists_stale:
+                    state.resync(self._books)  # the hot path refreshed its C products only
             exiting = _NOBODY
             if trades and state is not None:
                 if now is None:
@@ -368,8 +397,27 @@ class Scanner:
             state.refresh(i, books.get(key))
             if self._quick is not None:
                 self._quick[key] = (state, i, *state.factors[0][i], state.sells[0], state.buys[0])
+        if self._use_tops and keyed:
+            try:
+                tops = _Tops(list(state.factors[0]))
+            except (TypeError, ValueError):
+                tops = None  # factors outside C's exact range: this base keeps the Python lists
+            if tops is not None:
+                for i, (_, key) in enumerate(keyed):
+                    tops.bind(i, books.get(key))
+                state.tops = tops
         self._states[base] = state
         return state
+
+    def _rebind(self) -> None:
+        """A book object was added or replaced in the store: every C screen reads the books as they are now."""
+        books = self._books
+        for state in self._states.values():
+            if state.tops is not None:
+                for i, key in enumerate(state.keys):
+                    state.tops.bind(i, books.get(key))
+                state.lists_stale = True
+        self._generation = self.store.generation
 
     def prime(self) -> None:
         """Build every base's incremental screen now (otherwise built at its first scan)."""
@@ -428,7 +476,7 @@ class _BaseScreen:
     """
 
     __slots__ = ("base", "keys", "factors", "sells", "buys", "seen", "verdict", "version", "hi", "hi_i", "lo",
-                 "lo_i", "stale")
+                 "lo_i", "stale", "tops", "lists_stale")
 
     def __init__(self, base: str, keys: list[Key], factors: list[list[tuple[int, int]]]) -> None:
         self.base = base
@@ -446,7 +494,17 @@ class _BaseScreen:
         self.lo = _NO_ASK
         self.lo_i = 0
         self.stale = False
+        # The first TopScreen's products in C (accel Tops), when the scanner made one; the hot path then
+        # refreshes only those and marks the lists here stale (`resync` reads the books again).
+        self.tops = None
+        self.lists_stale = False
         self.extremes()
+
+    def resync(self, books: Mapping[Key, object]) -> None:
+        """Every book's products from the books as they are now (lists and C products alike)."""
+        for i, key in enumerate(self.keys):
+            self.refresh(i, books.get(key))
+        self.lists_stale = False
 
     def refresh(self, i: int, book) -> None:
         """Book `i` changed: recompute its products from its best bid and ask."""
@@ -462,6 +520,8 @@ class _BaseScreen:
             sell, buy = factors[i]
             sells[i] = 0 if bid is None else bid * sell
             buys[i] = _NO_ASK if ask is None else ask * buy
+        if self.tops is not None:
+            self.tops.bind(i, book)
         self.extremes()
 
     def extremes(self) -> None:
