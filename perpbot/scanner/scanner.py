@@ -33,7 +33,8 @@ class Scanner:
     products between calls and refreshes only the books named in `changed`: every change to a
     book must reach `scan` in `changed` (the store's dirty set does this in `run`), otherwise a
     later scan of its base screens on that book's previous best prices. A book never reported
-    is read when its base is first scanned.
+    is read when its base is first scanned. With the C accelerator built, the one TopScreen's
+    products live in C memory (`_accel.Tops`, one per base) and the hot path refreshes them there.
     """
 
     def __init__(
@@ -137,9 +138,8 @@ class Scanner:
                 state, i, sell, buy, sells, buys = entry
                 tops = state.tops
                 if tops is not None:
-                    # In C: the same products and extremes as the Python below, the lists left stale.
+                    # In C: the same products and extremes as the Python below (see _BaseScreen.tops).
                     crossing = tops.refresh(i)
-                    state.lists_stale = True
                 else:
                     book = self._books.get(key)
                     if book is None:
@@ -183,15 +183,8 @@ class Scanner:
                 if held:
                     # A held base: skipped when no trade of it can be exited now and no entry is
                     # possible on the books its trades leave free (entries never reuse a held book).
-                    if self._exiting(held, self.clock()):
-                        quiet = False
-                    elif not entering:
-                        quiet = True
-                    elif tops is not None:  # the one TopScreen's verdict over the free books, in C
-                        quiet = not (tops.crossing_among(self._free_of(state, held))
-                                     or state.funding_may_enter(funding, self._funds))
-                    else:
-                        quiet = not state.may_enter(funding, self._funds, self._free_of(state, held))
+                    quiet = not self._exiting(held, self.clock()) and (
+                        not entering or not state.may_enter(funding, self._funds, self._free_of(state, held)))
                 else:
                     quiet = not entering
                 if quiet:
@@ -264,8 +257,6 @@ class Scanner:
                 state = self._states.get(base)
                 if state is None:
                     state = self._new_state(base)
-                elif state.lists_stale:
-                    state.resync(self._books)  # the hot path refreshed its C products only
             exiting = _NOBODY
             if trades and state is not None:
                 if now is None:
@@ -416,7 +407,6 @@ class Scanner:
             if state.tops is not None:
                 for i, key in enumerate(state.keys):
                     state.tops.bind(i, books.get(key))
-                state.lists_stale = True
         self._generation = self.store.generation
 
     def prime(self) -> None:
@@ -476,7 +466,7 @@ class _BaseScreen:
     """
 
     __slots__ = ("base", "keys", "factors", "sells", "buys", "seen", "verdict", "version", "hi", "hi_i", "lo",
-                 "lo_i", "stale", "tops", "lists_stale")
+                 "lo_i", "stale", "tops")
 
     def __init__(self, base: str, keys: list[Key], factors: list[list[tuple[int, int]]]) -> None:
         self.base = base
@@ -494,17 +484,10 @@ class _BaseScreen:
         self.lo = _NO_ASK
         self.lo_i = 0
         self.stale = False
-        # The first TopScreen's products in C (accel Tops), when the scanner made one; the hot path then
-        # refreshes only those and marks the lists here stale (`resync` reads the books again).
+        # The first TopScreen's products in C (accel Tops), when the scanner made one: then its verdicts come
+        # from there (top_may_enter), and the hot path refreshes only those (the lists here may lag).
         self.tops = None
-        self.lists_stale = False
         self.extremes()
-
-    def resync(self, books: Mapping[Key, object]) -> None:
-        """Every book's products from the books as they are now (lists and C products alike)."""
-        for i, key in enumerate(self.keys):
-            self.refresh(i, books.get(key))
-        self.lists_stale = False
 
     def refresh(self, i: int, book) -> None:
         """Book `i` changed: recompute its products from its best bid and ask."""
@@ -545,6 +528,8 @@ class _BaseScreen:
     def top_may_enter(self, j: int, free: list[int] | None = None) -> bool:
         """TopScreen `j`'s verdict: some book's sell product reaches another's buy product, over
         the `free` books when given (a strategy's entries never use a held venue/symbol)."""
+        if j == 0 and self.tops is not None:
+            return self.tops.crossing if free is None else self.tops.crossing_among(free)
         sells, buys = self.sells[j], self.buys[j]
         if free is None:
             return max(sells) >= min(buys)
