@@ -43,6 +43,7 @@ class PriceSpreadStrategy:
         # Per open trade (by id): (trade, long key, short key, factors) of may_exit.
         self._exit_keys: dict[str, tuple[OpenTrade, Key, Key, tuple[int, int] | None]] = {}
         self.exit_screen = True  # tests turn it off to compare with the unscreened exit
+        self.pair_screen = True  # likewise for the per-pair entry screen in evaluate
 
     def _factors_of(self, inst: Instrument, key: Key) -> tuple[int, int]:
         """(sell, buy) factors x 2**40: ceil((1 - fee) x 2**40) + 1 and
@@ -129,6 +130,11 @@ class PriceSpreadStrategy:
                     # Exact: depth only worsens both prices and fees are >= 0, so unless the
                     # best bid exceeds the best ask no size can have a positive edge.
                     if ask is None or bid is None or bid <= ask:
+                        continue
+                    # Exact too (may_enter's test for this one pair): a cross inside both taker fees
+                    # and min_edge at the best prices is not quoted at depth.
+                    if self.pair_screen and (
+                            bid * self._factors_of(sell_i, sell_i.key)[0] < ask * self._factors_of(buy_i, buy_i.key)[1]):
                         continue
                     mid_buy = mids.get(id(buy_b))
                     if mid_buy is None:

@@ -354,3 +354,18 @@ def test_held_trades_handed_as_tuples_are_screened_as_full_evaluation_decides(st
         bids, asks = step.draw(book_sides(inst.venue == "okx"))
         put_book(store, inst, bids or [("59000.0", "1")], asks or [("61000.0", "1")], NOW)
         assert fast.scan((inst.key,), trades) == full.scan((inst.key,), trades)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets())
+def test_the_per_pair_screen_in_evaluate_drops_no_entry(market):
+    """evaluate skips quoting a pair whose best prices cannot reach min_edge after both fees: on random
+    books, fees, sizes and thresholds it returns exactly the decisions it returns quoting every cross."""
+    from perpbot.scanner.protocol import MarketView
+
+    instruments, books, ages, funded, price, fund = market
+    store, rates = _build(instruments, books, ages, funded)
+    view = MarketView(store, rates, {inst.key: inst for inst in instruments}, NOW)
+    screened, unscreened = PriceSpreadStrategy(price), PriceSpreadStrategy(price)
+    unscreened.pair_screen = False
+    assert screened.evaluate(view, "BTC", []) == unscreened.evaluate(view, "BTC", [])
