@@ -38,10 +38,8 @@ class PriceSpreadStrategy:
         self.settings = settings
         # Per instrument: integer fee factors for the entry screen (see may_enter).
         self._factors: dict[Key, tuple[int, int]] = {}
-        # Per open trade (by id): (trade, a, b) of the exit screen (see _exit_factors).
-        self._exits: dict[str, tuple[OpenTrade, int, int] | None] = {}
-        # Per open trade (by id): (trade, long key, short key, factors) of may_exit.
-        self._exit_keys: dict[str, tuple[OpenTrade, Key, Key, tuple[int, int] | None]] = {}
+        # Per open trade (by id): (trade, long key, short key, exit factors or None), see _exit_screen.
+        self._exits: dict[str, tuple[OpenTrade, Key, Key, tuple[int, int] | None]] = {}
         self.exit_screen = True  # tests turn it off to compare with the unscreened exit
         self.pair_screen = True  # likewise for the per-pair entry screen in evaluate
 
@@ -172,9 +170,6 @@ class PriceSpreadStrategy:
         The round trip entry_edge_bps + edge_bps stays under exit_edge_bps when
         bid (1 - fs) 1e4 < ask (1e4 (1 + fb) + exit_edge_bps - entry_edge_bps - margin), computed
         exactly (wide context) and scaled to integers. None when a fee >= 1 (no screen)."""
-        cached = self._exits.get(trade.trade_id)
-        if cached is not None and cached[0] is trade:
-            return cached[1], cached[2]
         fs, fb = long_inst.taker_fee, short_inst.taker_fee
         if fs >= 1 or fb >= 1:
             return None
@@ -185,10 +180,24 @@ class PriceSpreadStrategy:
         exponent = min(sell.as_tuple().exponent, limit.as_tuple().exponent)
         a = int(wide.scaleb(sell, -exponent))
         b = int(wide.scaleb(limit, -exponent))
+        return a, b
+
+    def _exit_screen(self, trade: OpenTrade, instruments: Mapping[Key, Instrument]) -> tuple | None:
+        """(trade, long key, short key, _exit_factors) of an open trade, computed once per trade object;
+        None while a leg's instrument is unknown (then no close can be priced either)."""
+        cached = self._exits.get(trade.trade_id)
+        if cached is not None and cached[0] is trade:
+            return cached
+        long_leg, short_leg = long_short(trade.legs)
+        long_key, short_key = (long_leg.venue, long_leg.symbol), (short_leg.venue, short_leg.symbol)
+        long_inst, short_inst = instruments.get(long_key), instruments.get(short_key)
+        if long_inst is None or short_inst is None:
+            return None
         if len(self._exits) > 4096:
             self._exits.clear()  # closed trades' entries: the cache only has to hold the open ones
-        self._exits[trade.trade_id] = (trade, a, b)
-        return a, b
+        cached = self._exits[trade.trade_id] = (
+            trade, long_key, short_key, self._exit_factors(trade, long_inst, short_inst))
+        return cached
 
     def may_exit(self, trade: OpenTrade, books: Mapping[Key, L2Book], instruments: Mapping[Key, Instrument],
                  funding: Mapping[Key, FundingUpdate], now: float) -> bool:
@@ -198,17 +207,9 @@ class PriceSpreadStrategy:
         instrument cannot be priced, so no close either."""
         if not self.exit_screen or now - trade.opened_at >= self.settings.max_hold_s:
             return True
-        screen = self._exit_keys.get(trade.trade_id)
-        if screen is None or screen[0] is not trade:
-            long_leg, short_leg = long_short(trade.legs)
-            long_key, short_key = (long_leg.venue, long_leg.symbol), (short_leg.venue, short_leg.symbol)
-            long_inst, short_inst = instruments.get(long_key), instruments.get(short_key)
-            if long_inst is None or short_inst is None:
-                return False
-            if len(self._exit_keys) > 4096:
-                self._exit_keys.clear()  # closed trades' entries: only the open ones are needed
-            screen = self._exit_keys[trade.trade_id] = (
-                trade, long_key, short_key, self._exit_factors(trade, long_inst, short_inst))
+        screen = self._exit_screen(trade, instruments)
+        if screen is None:
+            return False
         _, long_key, short_key, factors = screen
         long_book, short_book = books.get(long_key), books.get(short_key)
         if long_book is None or short_book is None:
@@ -229,7 +230,8 @@ class PriceSpreadStrategy:
         if self.exit_screen and view.now - trade.opened_at < self.settings.max_hold_s:
             # Most updates of a held base: not converged and not timed out. Exact integer test on
             # the best prices (see _exit_factors) instead of a depth-weighted Decimal quote.
-            factors = self._exit_factors(trade, long_inst, short_inst)
+            screen = self._exit_screen(trade, view.instruments)
+            factors = screen[3] if screen is not None else None
             bids, asks = long_book.bid_keys, short_book.ask_keys
             if factors is not None and bids and asks and bids[-1] * factors[0] < asks[0] * factors[1]:
                 return None

@@ -36,6 +36,11 @@ def sweep(book: L2Book, is_buy: bool, base_qty: Decimal) -> Fill | None:
     wanted = decimal_to_scaled(base_qty)
     if wanted <= 0:
         return None
+    return sweep_scaled(book, is_buy, base_qty, wanted)
+
+
+def sweep_scaled(book: L2Book, is_buy: bool, base_qty: Decimal, wanted: int) -> Fill | None:
+    """sweep() with `base_qty` already scaled (`wanted` > 0): a two-leg quote converts its size once."""
     filled, cost, worst = book.sweep(is_buy, wanted)
     if filled < wanted:
         return None
@@ -57,9 +62,22 @@ def base_step(instrument: Instrument) -> Decimal:
     return instrument.lot_size * instrument.contract_size
 
 
-# (a.key, b.key) -> (a, b, common step): the instruments are immutable, so a pair's step is
-# computed once; the cached objects are checked by identity (a reloaded instrument recomputes).
-_STEPS: dict[tuple, tuple[Instrument, Instrument, Decimal]] = {}
+# (a.key, b.key) -> (a, b, common step, larger of the two minimum base quantities): the instruments are
+# immutable, so a pair's figures are computed once; the cached objects are checked by identity (a
+# reloaded instrument recomputes).
+_STEPS: dict[tuple, tuple[Instrument, Instrument, Decimal, Decimal]] = {}
+
+
+def _pair(a: Instrument, b: Instrument) -> tuple[Instrument, Instrument, Decimal, Decimal]:
+    pair = (a.key, b.key)
+    cached = _STEPS.get(pair)
+    if cached is not None and cached[0] is a and cached[1] is b:
+        return cached
+    if len(_STEPS) > 65536:
+        _STEPS.clear()  # bounded: instruments reloaded many times leave dead entries
+    cached = _STEPS[pair] = (a, b, _common_base_step(a, b),
+                             max(a.min_qty * a.contract_size, b.min_qty * b.contract_size))
+    return cached
 
 
 def common_base_step(a: Instrument, b: Instrument) -> Decimal:
@@ -68,15 +86,7 @@ def common_base_step(a: Instrument, b: Instrument) -> Decimal:
     For steps that divide each other (0.01 BTC per OKX contract vs 0.001 on Binance) this is
     simply the coarser step; for any other pair it is still exact, so both legs hedge exactly.
     """
-    pair = (a.key, b.key)
-    cached = _STEPS.get(pair)
-    if cached is not None and cached[0] is a and cached[1] is b:
-        return cached[2]
-    step = _common_base_step(a, b)
-    if len(_STEPS) > 65536:
-        _STEPS.clear()  # bounded: instruments reloaded many times leave dead entries
-    _STEPS[pair] = (a, b, step)
-    return step
+    return _pair(a, b)[2]
 
 
 def _common_base_step(a: Instrument, b: Instrument) -> Decimal:
@@ -97,25 +107,15 @@ def floor_to_step(qty: Decimal, step: Decimal) -> Decimal:
     return (qty / step).to_integral_value(rounding=ROUND_DOWN) * step
 
 
-# (a.key, b.key) -> (a, b, common step, larger of the two minimum base quantities), checked by
-# identity like _STEPS.
-_HEDGE: dict[tuple, tuple[Instrument, Instrument, Decimal, Decimal]] = {}
-
-
 def hedge_qty(a: Instrument, b: Instrument, wanted: Decimal) -> Decimal:
     """Common base quantity for a two-leg trade on `a` and `b`: `wanted` rounded down onto both
     lot grids, or 0 when it does not reach either venue's minimum quantity."""
-    pair = (a.key, b.key)
-    cached = _HEDGE.get(pair)
-    if cached is None or cached[0] is not a or cached[1] is not b:
-        if len(_HEDGE) > 65536:
-            _HEDGE.clear()  # bounded, as _STEPS
-        cached = _HEDGE[pair] = (a, b, common_base_step(a, b),
-                                 max(a.min_qty * a.contract_size, b.min_qty * b.contract_size))
-    qty = floor_to_step(wanted, cached[2])
-    if qty <= 0 or qty < cached[3]:
+    _, _, step, least = _pair(a, b)
+    qty = floor_to_step(wanted, step)
+    if qty <= 0 or qty < least:
         return Decimal(0)
     return qty
 
 
-__all__ = ["BPS", "Fill", "base_step", "common_base_step", "floor_to_step", "hedge_qty", "mid_price", "sweep"]
+__all__ = ["BPS", "Fill", "base_step", "common_base_step", "floor_to_step", "hedge_qty", "mid_price", "sweep",
+           "sweep_scaled"]

@@ -8,11 +8,8 @@ from decimal import Decimal
 from perpbot.book.l2 import L2Book
 from perpbot.core.decisions import Decision, Leg
 from perpbot.core.instruments import Instrument
-from perpbot.core.numbers import SCALE, decimal_to_scaled
-from perpbot.scanner.depth import BPS, Fill, hedge_qty, mid_price, sweep
-
-_COST_EXP = -2 * SCALE  # a sweep's cost is price_scaled x size_scaled
-_PRICE_EXP = -SCALE
+from perpbot.core.numbers import decimal_to_scaled
+from perpbot.scanner.depth import BPS, Fill, hedge_qty, mid_price, sweep, sweep_scaled
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +50,15 @@ def quote_pair(
 ) -> PairQuote | None:
     """Depth-weighted quote of buying `qty` on the first book and selling it on the second;
     None when either book cannot fill the whole size."""
-    # sweep(), inlined for both sides: the quantity is converted once, Fills built only for a full fill.
-    wanted = decimal_to_scaled(qty)
+    wanted = decimal_to_scaled(qty)  # converted once for both sides
     if wanted <= 0:
         return None
-    filled, buy_cost, buy_worst = buy_book.sweep(True, wanted)
-    if filled < wanted:
+    buy = sweep_scaled(buy_book, True, qty, wanted)
+    if buy is None:
         return None
-    filled, sell_cost, sell_worst = sell_book.sweep(False, wanted)
-    if filled < wanted:
+    sell = sweep_scaled(sell_book, False, qty, wanted)
+    if sell is None:
         return None
-    buy = Fill(qty, Decimal(buy_cost).scaleb(_COST_EXP), Decimal(buy_worst).scaleb(_PRICE_EXP))
-    sell = Fill(qty, Decimal(sell_cost).scaleb(_COST_EXP), Decimal(sell_worst).scaleb(_PRICE_EXP))
     fees = buy.notional * buy_instrument.taker_fee + sell.notional * sell_instrument.taker_fee
     edge = sell.notional - buy.notional - fees
     return PairQuote(buy_instrument, sell_instrument, buy, sell, fees, edge, edge / buy.notional * BPS)

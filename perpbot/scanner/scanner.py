@@ -363,7 +363,7 @@ class Scanner:
         owner without an ExitScreen, or whose may_exit says yes (or fails). Trades of a strategy
         the scanner does not run are nobody's to exit."""
         screens = self._exit_screens
-        books = self.store.books
+        books = self._books
         out: set[str] | frozenset[str] = _NOBODY
         for trade in trades:
             name = trade.strategy
