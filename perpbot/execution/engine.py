@@ -26,9 +26,10 @@ from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult
 from perpbot.core.ports import ExchangeClient
 from perpbot.execution.client_ids import client_order_id, new_intent_id
-from perpbot.execution.legs import Done, Halt, Hedge, LegOutcome, Resolve, decide
+from perpbot.core.shielding import uncancellable
+from perpbot.execution.legs import Done, Halt, Hedge, LegOutcome, Resolve, Unwind, decide, on_other_leg
 from perpbot.execution.reconcile import diff_positions
-from perpbot.journal.sqlite import FINAL_STATUSES, Journal
+from perpbot.journal.sqlite import FINAL_STATUSES, Journal, TradeChange
 from perpbot.portfolio.book import FillRecord, Portfolio, Position, dstr
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ STARTING_REASON = "starting: waiting for reconciliation with every venue"
 RESOLVE_ATTEMPTS = 3
 FUNDING_SYNC_INTERVAL_S = 60.0  # venues settle funding hourly at the most often
 ZERO = Decimal(0)
+# Refusals that mean "this venue cannot trade this quantity" (below its lot, minimum size or
+# minimum notional): the correction is tried on the other leg's venue instead.
+SIZE_RULES = frozenset({"lot_size", "min_qty", "min_notional"})
 
 
 @dataclasses.dataclass(slots=True)
@@ -96,6 +100,8 @@ class Engine:
         self._funding_cursor_ms: dict[str, int] = {}
         self._funding_synced_at = 0.0
         self._stop = asyncio.Event()
+        self._stopping = False  # graceful stop: no new decision is taken, the one in flight finishes
+        self._residue_accrued_at: float | None = None
 
     # ====================================================================== state
     async def _set_state(self, state: str, reason: str, actor: str) -> bool:
@@ -302,6 +308,9 @@ class Engine:
         """Carry out the scanner's decisions one after the other; returns one report per decision."""
         reports = []
         for decision in decisions:
+            if self._stopping:
+                reports.append({"outcome": "skipped", "reason": "shutting down"})
+                continue
             # PAUSED is the operator's emergency stop: no order at all, exits included (positions stay
             # as they are; close-all is the explicit way out). REDUCING and HALTED still let exits run.
             if (self.state != "ACTIVE" and decision.action == "open") or self.state == "PAUSED":
@@ -347,22 +356,28 @@ class Engine:
              "legs": [dataclasses.asdict(leg) for leg in legs]},
             [(a.request, a.purpose) for a in ordered], trade_id=decision.trade_id,
         )
-        sent = await asyncio.gather(*(self._send(a, decision.strategy) for a in ordered))
+        # Both legs leave together or not at all: a cancellation (a stop past its grace) waits for
+        # both sends to be answered and settled instead of cutting one of them off.
+        sent = await uncancellable(asyncio.gather(*(self._send(a, decision.strategy) for a in ordered)))
         outcomes = [
             LegOutcome(self._base(a.request), s.filled_base, s.rejected, s.unknown) for a, s in zip(ordered, sent)
         ]
         requests = [a.request for a in ordered]
-        outcome, attempt, halted = await self._correct(intent_id, decision.strategy, requests, outcomes)
+        target = self._target(decision.action, requests)
+        outcome, attempt, halted = await self._correct(intent_id, decision.strategy, requests, outcomes,
+                                                       target=target)
         hedged = outcome.hedged if isinstance(outcome, Done) else ZERO
-        await self._book_trade(decision, intent_id, requests, hedged)
         if halted:
             label = "halted"
         elif attempt == 0:
             label = "hedged" if hedged > 0 else "nothing_filled"
         else:
             label = "corrected" if hedged > 0 else "unwound"
+        change = self._trade_change(decision, intent_id, requests, outcomes)
+        # The trade's new shape and the intent's end in one transaction (perpbot.journal.sqlite).
+        await self.journal.finish_intent(intent_id, label, change)
+        self._apply_trade_change(change, decision)
         self.metrics.trades_total.labels(decision.strategy, label).inc()
-        await self.journal.set_intent_status(intent_id, label)
         if attempt > 0 or halted:
             self.leg_failures += 1
             if self.leg_failures >= self.settings.risk.max_leg_failures and self.state != "HALTED":
@@ -371,19 +386,27 @@ class Engine:
             self.leg_failures = 0
         return {"intent_id": intent_id, "outcome": label, "hedged_base": _s(hedged), "corrective_orders": attempt}
 
+    def _target(self, action: str, requests: list[OrderRequest]) -> Decimal:
+        """The difference leg0 - leg1 the legs policy aims at: 0 for an entry; for an exit, the
+        difference of the two legs' sizes, so a trade holding a residue ends flat on both venues."""
+        if action != "close":
+            return ZERO
+        return self._base(requests[0]) - self._base(requests[1])
+
     def _approve(self, decision: Decision, intent_id: str, cids: tuple[str, str]):
         """Entries go through approve_entry (both legs or none); closes are two reduce-only exits."""
         ctx = self._risk_context()
         if decision.action == "open":
             return self.gate.approve_entry(decision, ctx, intent_id, cids)
         approved, refusals = [], []
-        for leg, cid in zip(decision.legs, cids):
+        sizes = self._exit_sizes(decision)
+        for leg, cid, size in zip(decision.legs, cids, sizes):
             instrument = self.instruments.get((leg.venue, leg.symbol))
             if instrument is None:
                 refusals.append(Refusal("instrument_known", f"{leg.venue} {leg.symbol} unknown"))
                 continue
             request = OrderRequest(
-                venue=leg.venue, symbol=leg.symbol, side=leg.side, qty=instrument.base_to_venue_qty(leg.base_qty),
+                venue=leg.venue, symbol=leg.symbol, side=leg.side, qty=instrument.base_to_venue_qty(size),
                 price=self.gate.limit_price(instrument, leg.side, leg.ref_price), client_order_id=cid,
                 reduce_only=True,
             )
@@ -391,20 +414,36 @@ class Engine:
             (refusals if isinstance(answer, Refusal) else approved).append(answer)
         return (approved, refusals) if not refusals else ([], refusals)
 
+    def _exit_sizes(self, decision: Decision) -> list[Decimal]:
+        """Base quantity to close on each leg. A strategy closes a whole trade at the smaller leg's
+        size; when the trade's legs hold different sizes (a residue no venue could trade), each
+        leg closes all it holds, so nothing is left naked on the larger one."""
+        asked = [leg.base_qty for leg in decision.legs]
+        trade = self.open_trades.get(decision.trade_id) if decision.trade_id else None
+        if trade is None:
+            return asked
+        held = {(leg["venue"], leg["symbol"]): Decimal(leg["base_qty"]) for leg in trade["legs"]}
+        sizes = [held.get((leg.venue, leg.symbol)) for leg in decision.legs]
+        if any(size is None for size in sizes) or min(asked) < min(sizes):  # type: ignore[type-var]
+            return asked  # a partial exit: as the strategy asked
+        return [size for size in sizes if size is not None]
+
     def _base(self, request: OrderRequest) -> Decimal:
         instrument = self.instruments.get((request.venue, request.symbol))
         return request.qty * (instrument.contract_size if instrument else Decimal(1))
 
     async def _correct(self, intent_id: str, strategy: str, requests: list[OrderRequest],
-                       outcomes: list[LegOutcome], start_attempt: int = 0) -> tuple[Any, int, bool]:
+                       outcomes: list[LegOutcome], start_attempt: int = 0,
+                       target: Decimal = ZERO) -> tuple[Any, int, bool]:
         """Run the legs policy until the legs match or trading halts. `start_attempt` counts
         corrective orders already sent for this intent (after a restart), so their client ids
-        are never reused and the retry cap still holds."""
+        are never reused and the retry cap still holds. `outcomes` is updated in place: on return
+        it holds what each leg finally did."""
         attempt = start_attempt
         max_retries = self.settings.execution.max_hedge_retries
         naked_since: float | None = None
         while True:
-            action = decide(outcomes[0], outcomes[1], attempt, max_retries)
+            action = decide(outcomes[0], outcomes[1], attempt, max_retries, target=target)
             if isinstance(action, Done):
                 self._account_unhedged(naked_since, ZERO)
                 return action, attempt, False
@@ -415,7 +454,7 @@ class Engine:
                     f"{r.venue} {r.symbol} {r.side} filled {o.filled}" for r, o in zip(requests, outcomes)
                 ]
                 reason = f"intent {intent_id}: {action.reason} ({'; '.join(exposure)})"
-                self._account_unhedged(naked_since, abs(outcomes[0].filled - outcomes[1].filled) *
+                self._account_unhedged(naked_since, abs(outcomes[0].filled - outcomes[1].filled - target) *
                                        (requests[0].price))
                 await self._set_state("HALTED", reason, "engine")
                 return action, attempt, True
@@ -425,33 +464,53 @@ class Engine:
                     sent = await self._resolve(requests[i], strategy)
                     outcomes[i] = dataclasses.replace(outcomes[i], unknown=sent.unknown).add(sent.filled_base)
                 continue
-            leg = action.leg
-            original = requests[leg]
-            is_hedge = isinstance(action, Hedge)
-            side = original.side if is_hedge else ("sell" if original.side == "buy" else "buy")
-            instrument = self.instruments.get((original.venue, original.symbol))
-            qty = instrument.base_to_venue_qty(action.qty) if instrument else action.qty
-            if qty <= 0:
-                log.warning("intent %s: residual %s on %s below one lot, left as dust", intent_id, action.qty,
-                            original.venue)
-                return Done(hedged=min(o.filled for o in outcomes), residual=outcomes[0].filled - outcomes[1].filled), attempt, False
-            request = OrderRequest(
-                venue=original.venue, symbol=original.symbol, side=side, qty=qty,
-                price=self._aggressive_price(original.venue, original.symbol, side, original.price, attempt),
-                client_order_id=client_order_id(original.venue, intent_id, ("h" if is_hedge else "u") + "ab"[leg], attempt),
-                reduce_only=not is_hedge and self._reduces(original, qty),
-            )
-            purpose = "hedge" if is_hedge else "unwind"
-            approved = self.gate.approve_order(request, purpose, self._risk_context(), intent_id)
-            if isinstance(approved, Refusal):
-                log.warning("intent %s: %s on %s refused by risk: %s", intent_id, purpose, original.venue, approved.detail)
-                if is_hedge:
-                    outcomes[leg] = dataclasses.replace(outcomes[leg], rejected=True)
+            order = self._corrective(intent_id, requests, action, attempt)
+            if order is None:
+                # The chosen venue cannot trade this quantity (below its lot or minimum): the other
+                # venue may (its lot is finer, its minimum lower).
+                order = self._corrective(intent_id, requests, on_other_leg(action), attempt)
+            if order is None:
+                residual = outcomes[0].filled - outcomes[1].filled - target
+                log.warning("intent %s: residual %s base is below what either venue can trade; kept on the "
+                            "trade and counted as unhedged exposure", intent_id, residual)
+                self._account_unhedged(naked_since, ZERO)
+                return Done(hedged=min(o.filled for o in outcomes), residual=residual), attempt, False
+            if isinstance(order, Refusal):
+                if isinstance(action, Hedge):
+                    outcomes[action.leg] = dataclasses.replace(outcomes[action.leg], rejected=True)
                 continue
-            await self.journal.record_order(approved.request, purpose, intent_id)
+            chosen, approved = order
+            is_hedge = isinstance(chosen, Hedge)
+            await self.journal.record_order(approved.request, approved.purpose, intent_id)
             sent = await self._send(approved, strategy)
             filled = sent.filled_base if is_hedge else -sent.filled_base
-            outcomes[leg] = outcomes[leg].add(filled, rejected=sent.rejected and is_hedge, unknown=sent.unknown)
+            outcomes[chosen.leg] = outcomes[chosen.leg].add(filled, rejected=sent.rejected and is_hedge,
+                                                            unknown=sent.unknown)
+
+    def _corrective(self, intent_id: str, requests: list[OrderRequest], action: Hedge | Unwind,
+                    attempt: int) -> tuple[Hedge | Unwind, Any] | Refusal | None:
+        """The approved order carrying out `action`; None when its venue cannot trade the quantity
+        (zero lots, or refused by a size rule); a Refusal for any other reason."""
+        original = requests[action.leg]
+        is_hedge = isinstance(action, Hedge)
+        side = original.side if is_hedge else ("sell" if original.side == "buy" else "buy")
+        instrument = self.instruments.get((original.venue, original.symbol))
+        qty = instrument.base_to_venue_qty(action.qty) if instrument else action.qty
+        if qty <= 0:
+            return None
+        request = OrderRequest(
+            venue=original.venue, symbol=original.symbol, side=side, qty=qty,
+            price=self._aggressive_price(original.venue, original.symbol, side, original.price, attempt),
+            client_order_id=client_order_id(original.venue, intent_id, ("h" if is_hedge else "u") + "ab"[action.leg],
+                                            attempt),
+            reduce_only=not is_hedge and self._reduces(original, qty),
+        )
+        purpose = "hedge" if is_hedge else "unwind"
+        approved = self.gate.approve_order(request, purpose, self._risk_context(), intent_id)
+        if isinstance(approved, Refusal):
+            log.warning("intent %s: %s on %s refused by risk: %s", intent_id, purpose, original.venue, approved.detail)
+            return None if approved.rule in SIZE_RULES else approved
+        return action, approved
 
     def _reduces(self, filled: OrderRequest, venue_qty: Decimal) -> bool:
         """Whether undoing `filled` shrinks the venue position (so it can be sent reduce-only).
@@ -468,32 +527,96 @@ class Engine:
     def _account_unhedged(self, since: float | None, still_naked_usdt: Decimal) -> None:
         if since is not None:
             self.unhedged_usdt_seconds += still_naked_usdt * Decimal(str(round(self._clock() - since, 3)))
-        self.metrics.unhedged_notional.set(float(still_naked_usdt))
+        self.metrics.unhedged_notional.set(float(still_naked_usdt + self.residue_usdt()))
         self.metrics.unhedged_usdt_seconds.set(float(self.unhedged_usdt_seconds))
 
-    async def _book_trade(self, decision: Decision, intent_id: str, requests: list[OrderRequest], hedged: Decimal) -> None:
-        if hedged <= 0:
-            return
+    # ====================================================================== residues
+    def residues(self) -> dict[tuple[str, str], Decimal]:
+        """Base quantity held on a leg beyond its trade's other leg (a residue no venue could trade),
+        per venue/symbol of the larger leg. Each venue/symbol belongs to one trade at most."""
+        out: dict[tuple[str, str], Decimal] = {}
+        for trade in self.open_trades.values():
+            legs = trade["legs"]
+            if len(legs) != 2:
+                continue
+            sizes = [Decimal(leg["base_qty"]) for leg in legs]
+            if sizes[0] == sizes[1]:
+                continue
+            larger = legs[0] if sizes[0] > sizes[1] else legs[1]
+            out[(larger["venue"], larger["symbol"])] = abs(sizes[0] - sizes[1])
+        return out
+
+    def residue_usdt(self) -> Decimal:
+        total = ZERO
+        for (venue, symbol), qty in self.residues().items():
+            mark = self._mark(venue, symbol)
+            if mark is None:
+                leg = next((leg for t in self.open_trades.values() for leg in t["legs"]
+                            if (leg["venue"], leg["symbol"]) == (venue, symbol)), None)
+                mark = Decimal(leg.get("ref_price") or "0") if leg else ZERO
+            total += qty * mark
+        return total
+
+    def _accrue_residue(self) -> None:
+        """Residues count against the unhedged budget for as long as they are held."""
+        now = self._clock()
+        since, self._residue_accrued_at = self._residue_accrued_at, now
+        notional = self.residue_usdt()
+        if since is not None and notional > 0:
+            self.unhedged_usdt_seconds += notional * Decimal(str(round(now - since, 3)))
+        self.metrics.unhedged_notional.set(float(notional))
+        self.metrics.unhedged_usdt_seconds.set(float(self.unhedged_usdt_seconds))
+
+    def _trade_change(self, decision: Decision, intent_id: str, requests: list[OrderRequest],
+                      outcomes: list[LegOutcome]) -> TradeChange | None:
+        """What the intent did to its trade, from what each leg finally did: an entry opens a trade
+        holding each leg's own fill; an exit shrinks each leg by what it closed (a partial exit
+        is a resize, journalled like the rest), or closes the trade when both legs are flat."""
+        filled = [o.filled for o in outcomes]
+        if all(f == 0 for f in filled):
+            return None
         if decision.action == "open":
             refs = {(leg.venue, leg.symbol): leg.ref_price for leg in decision.legs}
             # Entry prices and edge travel with the legs so exits (and restarts) can judge convergence.
-            legs = [{"venue": r.venue, "symbol": r.symbol, "side": r.side, "base_qty": str(hedged),
-                     "ref_price": str(refs.get((r.venue, r.symbol), "0")), "entry_edge_bps": str(decision.edge_bps)}
-                    for r in requests]
-            await self.journal.open_trade(intent_id, intent_id, decision.strategy, decision.base, legs)
-            self.open_trades[intent_id] = {"trade_id": intent_id, "strategy": decision.strategy,
-                                           "base": decision.base, "legs": legs, "opened_ts": self._clock(),
-                                           "entry_edge_bps": str(decision.edge_bps)}
-        elif decision.trade_id in self.open_trades:
-            trade = self.open_trades[decision.trade_id]
-            remaining = Decimal(trade["legs"][0]["base_qty"]) - hedged
-            if remaining <= 0:
-                await self.journal.close_trade(decision.trade_id)
-                del self.open_trades[decision.trade_id]
-            else:
-                for leg in trade["legs"]:
-                    leg["base_qty"] = str(remaining)
-                self.open_trades[decision.trade_id] = trade  # written back: a new version for readers
+            legs = tuple({"venue": r.venue, "symbol": r.symbol, "side": r.side, "base_qty": dstr(f),
+                          "ref_price": str(refs.get((r.venue, r.symbol), "0")), "entry_edge_bps": str(decision.edge_bps)}
+                         for r, f in zip(requests, filled))
+            return TradeChange("open", intent_id, legs, intent_id=intent_id, strategy=decision.strategy,
+                               base=decision.base)
+        trade = self.open_trades.get(decision.trade_id) if decision.trade_id else None
+        if trade is None:
+            return None
+        closed = {(r.venue, r.symbol): f for r, f in zip(requests, filled)}
+        legs = []
+        for leg in trade["legs"]:
+            remaining = Decimal(leg["base_qty"]) - closed.get((leg["venue"], leg["symbol"]), ZERO)
+            if remaining < 0:
+                log.error("trade %s: %s %s closed %s beyond its size %s", trade["trade_id"], leg["venue"],
+                          leg["symbol"], -remaining, leg["base_qty"])
+                remaining = ZERO
+            legs.append({**leg, "base_qty": dstr(remaining)})
+        if all(Decimal(leg["base_qty"]) == 0 for leg in legs):
+            return TradeChange("close", trade["trade_id"])
+        return TradeChange("resize", trade["trade_id"], tuple(legs))
+
+    def _apply_trade_change(self, change: TradeChange | None, decision: Decision | None = None) -> None:
+        """The in-memory mirror of a journalled change (written back, so readers see a new version)."""
+        if change is None:
+            return
+        if change.kind == "open":
+            edge = str(decision.edge_bps) if decision is not None else change.legs[0].get("entry_edge_bps", "0")
+            self.open_trades[change.trade_id] = {"trade_id": change.trade_id, "strategy": change.strategy,
+                                                 "base": change.base, "legs": [dict(leg) for leg in change.legs],
+                                                 "opened_ts": self._clock(), "entry_edge_bps": edge}
+        elif change.kind == "close":
+            self.open_trades.pop(change.trade_id, None)
+        elif change.trade_id in self.open_trades:
+            trade = dict(self.open_trades[change.trade_id])
+            trade["legs"] = [dict(leg) for leg in change.legs]
+            self.open_trades[change.trade_id] = trade
+        residue = self.residues()
+        if residue:
+            log.warning("unhedged residue held: %s", {f"{v} {s}": dstr(q) for (v, s), q in residue.items()})
 
     async def _check_breach(self) -> None:
         """HALT when the gate reports a breach (daily loss, unhedged budget)."""
@@ -522,9 +645,13 @@ class Engine:
         for change in report["changed"]:
             log.warning("start-up reconciliation changed %s", change)
         report["repaired"] = await self._repair_interrupted()
+        async with self._trade_lock:
+            report["trades_checked"] = await self._check_trades_against_venues()
         enabled = list(self.clients)
         if not enabled:
             await self._set_state("PAUSED", f"{STARTING_REASON} (no tradeable venue)", "recovery")
+        elif self.state == "HALTED":
+            pass  # the start-up check found what nothing explains: the reason is in the audit trail
         elif all(self.reconciled.get(v) for v in enabled):
             if last and last[0]["to"] == "HALTED":
                 await self._set_state("HALTED", f"restored after restart: {last[0]['reason']}", "recovery")
@@ -576,27 +703,113 @@ class Engine:
                 outcomes[leg] = outcomes[leg].add(filled if row.side == requests[leg].side else -filled)
             strategy = intent["strategy"]
             async with self._trade_lock:
-                outcome, attempt, halted = await self._correct(intent_id, strategy, requests, outcomes,
-                                                               start_attempt=len(corrective))
-            hedged = outcome.hedged if isinstance(outcome, Done) else ZERO
-            already_booked = intent_id in self.open_trades if intent["action"] == "open" else (
-                intent["trade_id"] not in self.open_trades)
-            if not already_booked and len(legs_json) == 2:
-                decision = Decision(
-                    strategy=strategy, action=intent["action"], base=intent["base"],
-                    legs=tuple(Leg(leg["venue"], leg["symbol"], leg["side"], Decimal(str(leg["base_qty"])),
-                                   Decimal(str(leg["ref_price"]))) for leg in legs_json),
-                    edge_bps=Decimal(str(intent["decision"].get("edge_bps", "0"))),
-                    edge_usdt=Decimal(str(intent["decision"].get("edge_usdt", "0"))),
-                    reason="restored after restart", trade_id=intent["trade_id"],
-                )
-                await self._book_trade(decision, intent_id, requests, hedged)
-            label = "halted" if halted else ("recovered" if hedged > 0 else "recovered_flat")
-            await self.journal.set_intent_status(intent_id, label)
+                outcome, attempt, halted = await self._correct(
+                    intent_id, strategy, requests, outcomes, start_attempt=len(corrective),
+                    target=self._target(intent["action"], requests))
+                hedged = outcome.hedged if isinstance(outcome, Done) else ZERO
+                change = None
+                # An entry's trade is opened atomically with its intent's end; a journal written
+                # before that was so may hold the trade already: never open it twice.
+                if len(legs_json) == 2 and not (intent["action"] == "open" and intent_id in self.open_trades):
+                    decision = Decision(
+                        strategy=strategy, action=intent["action"], base=intent["base"],
+                        legs=tuple(Leg(leg["venue"], leg["symbol"], leg["side"], Decimal(str(leg["base_qty"])),
+                                       Decimal(str(leg["ref_price"]))) for leg in legs_json),
+                        edge_bps=Decimal(str(intent["decision"].get("edge_bps", "0"))),
+                        edge_usdt=Decimal(str(intent["decision"].get("edge_usdt", "0"))),
+                        reason="restored after restart", trade_id=intent["trade_id"],
+                    )
+                    change = self._trade_change(decision, intent_id, requests, outcomes)
+                else:
+                    decision = None
+                label = "halted" if halted else ("recovered" if hedged > 0 else "recovered_flat")
+                await self.journal.finish_intent(intent_id, label, change)
+                self._apply_trade_change(change, decision)
             log.warning("intent %s interrupted by a restart: %s (hedged %s, corrective orders %d)", intent_id,
                         label, hedged, attempt)
             repaired.append({"intent_id": intent_id, "outcome": label, "hedged_base": _s(hedged)})
         return repaired
+
+    async def _check_trades_against_venues(self) -> list[dict[str, Any]]:
+        """Start-up check, after reconciliation and repair: each open trade's legs against the
+        venue positions of their venue/symbol (each belongs to one trade at most).
+
+        - equal: nothing to do;
+        - the venue holds less, same direction (an exit or repair the journal missed, a
+          liquidation): the trade takes the venue's size, journalled; flat legs close it; legs
+          left unequal are rebalanced by the legs policy like any trade (unwinding the excess);
+        - the venue holds more, or the other way round: nothing explains it, so trading HALTS
+          with the reason instead of trading on a wrong picture."""
+        report: list[dict[str, Any]] = []
+        problems: list[str] = []
+        for trade_id, trade in list(self.open_trades.items()):
+            if not all(self.reconciled.get(leg["venue"]) for leg in trade["legs"]):
+                continue  # the venue could not be read: the next check (sync) decides
+            legs, changed = [], False
+            for leg in trade["legs"]:
+                position = self.portfolio.positions.get((leg["venue"], leg["symbol"]))
+                held = position.size if position is not None else ZERO
+                along = held if leg["side"] == "buy" else -held  # in the leg's own direction
+                recorded = Decimal(leg["base_qty"])
+                if along == recorded:
+                    legs.append(leg)
+                elif ZERO <= along < recorded:
+                    legs.append({**leg, "base_qty": dstr(along)})
+                    changed = True
+                    log.warning("trade %s: %s %s holds %s at the venue, the journal said %s; adopted", trade_id,
+                                leg["venue"], leg["symbol"], dstr(along), leg["base_qty"])
+                else:
+                    problems.append(f"trade {trade_id}: {leg['venue']} {leg['symbol']} holds {dstr(held)}, "
+                                    f"the trade expects {leg['side']} {leg['base_qty']}")
+                    legs.append(leg)
+            if not changed:
+                continue
+            if all(Decimal(leg["base_qty"]) == 0 for leg in legs):
+                change = TradeChange("close", trade_id)
+            else:
+                change = TradeChange("resize", trade_id, tuple(legs))
+            await self.journal.apply_trade_change(change)
+            self._apply_trade_change(change)
+            entry: dict[str, Any] = {"kind": "trade", "trade_id": trade_id, "change": change.kind,
+                                     "legs": [leg["base_qty"] for leg in legs]}
+            if change.kind == "resize":
+                entry["rebalanced"] = await self._rebalance(trade_id)
+            report.append(entry)
+        if problems:
+            await self._set_state("HALTED", "start-up check: " + "; ".join(problems), "recovery")
+        return report
+
+    async def _rebalance(self, trade_id: str) -> str:
+        """Bring a trade whose legs hold different sizes back to equal legs through the legs policy
+        (journalled as a 'repair' intent): the larger leg is unwound reduce-only first; what no
+        venue can trade stays on the trade as a counted residue."""
+        trade = self.open_trades[trade_id]
+        sizes = [Decimal(leg["base_qty"]) for leg in trade["legs"]]
+        if sizes[0] == sizes[1]:
+            return "balanced"
+        requests = []
+        for leg in trade["legs"]:
+            instrument = self.instruments.get((leg["venue"], leg["symbol"]))
+            price = self._mark(leg["venue"], leg["symbol"]) or Decimal(leg.get("ref_price") or "0")
+            qty = instrument.base_to_venue_qty(Decimal(leg["base_qty"])) if instrument else Decimal(leg["base_qty"])
+            requests.append(OrderRequest(leg["venue"], leg["symbol"], leg["side"], qty, price, "", False))
+        # The lagging leg counts as refused, so the policy unwinds the excess rather than adding to the other side.
+        lag = 0 if sizes[0] < sizes[1] else 1
+        outcomes = [LegOutcome(size, size, rejected=(i == lag)) for i, size in enumerate(sizes)]
+        intent_id = new_intent_id()
+        await self.journal.record_intent(intent_id, trade["strategy"], "repair", trade["base"],
+                                         {"legs": trade["legs"], "reason": "start-up check"}, [], trade_id=trade_id)
+        outcome, attempt, halted = await self._correct(intent_id, trade["strategy"], requests, outcomes)
+        legs = tuple({**leg, "base_qty": dstr(o.filled)} for leg, o in zip(trade["legs"], outcomes))
+        if all(o.filled == 0 for o in outcomes):
+            change = TradeChange("close", trade_id)
+        else:
+            change = TradeChange("resize", trade_id, legs)
+        label = "halted" if halted else "rebalanced"
+        await self.journal.finish_intent(intent_id, label, change)
+        self._apply_trade_change(change)
+        log.warning("trade %s rebalanced at start-up: %s after %d corrective order(s)", trade_id, label, attempt)
+        return label
 
     def _base_qty(self, venue: str, symbol: str, venue_qty: Decimal) -> Decimal:
         instrument = self.instruments.get((venue, symbol))
@@ -714,6 +927,7 @@ class Engine:
         if (self.state == "PAUSED" and self.state_reason.startswith(STARTING_REASON) and self.reconciled
                 and all(self.reconciled.values())):
             await self._set_state("ACTIVE", "reconciled with every venue", "recovery")
+        self._accrue_residue()
         await self._check_breach()
         if self.redis_state is not None:
             await self.redis_state.heartbeat()
@@ -722,6 +936,18 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def drain(self, grace_s: float) -> bool:
+        """Graceful stop: take no new decision, let the execution in flight (both legs and their
+        repair) finish. True when nothing is in flight any more (the trade lock is then held, so
+        nothing starts again); False when `grace_s` ran out first."""
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self._trade_lock.acquire(), timeout=grace_s)
+        except asyncio.TimeoutError:
+            log.critical("stop: an execution is still in flight after %.1fs; leaving it to start-up recovery", grace_s)
+            return False
+        return True
 
     # ====================================================================== operator commands
     async def pause(self, reason: str) -> dict[str, Any]:
@@ -835,6 +1061,7 @@ class Engine:
                 "open_trades": len(self.open_trades)}
 
     def positions(self) -> list[dict[str, Any]]:
+        residues = self.residues()
         out = []
         for position in self.portfolio.open_positions():
             key = (position.venue, position.symbol)
@@ -845,6 +1072,8 @@ class Engine:
                 "entry_price": _s(position.entry_price), "mark_price": _s(mark),
                 "unrealized_pnl": _s((mark - position.entry_price) * position.size) if mark is not None else "0",
                 "leverage": _s(self.portfolio.leverage.get(key)),
+                # Base held beyond the trade's other leg: a residue no venue could trade, unhedged.
+                "unhedged_base": _s(residues.get(key, ZERO)),
             })
         return out
 

@@ -60,7 +60,8 @@ Action = Done | Hedge | Unwind | Resolve | Halt
 
 
 def decide(
-    leg0: LegOutcome, leg1: LegOutcome, attempt: int, max_retries: int, dust: Decimal = Decimal(0)
+    leg0: LegOutcome, leg1: LegOutcome, attempt: int, max_retries: int, dust: Decimal = Decimal(0),
+    target: Decimal = Decimal(0),
 ) -> Action:
     """The next step for a two-leg trade after `attempt` corrective orders.
 
@@ -71,6 +72,10 @@ def decide(
     4. the lagging leg was rejected definitively, or hedging already had its chances
        (all attempts but the last) -> unwind the excess of the leading leg;
     5. otherwise hedge the difference on the lagging leg's venue.
+
+    `target` is the difference leg0 - leg1 the legs should end with: 0 for an entry; for an exit
+    of a trade whose legs hold different sizes (a sub-lot residue), the difference of the two
+    sizes, so both legs end flat instead of the policy chasing the residue.
     """
     legs = (leg0, leg1)
     unknown = tuple(i for i, leg in enumerate(legs) if leg.unknown)
@@ -78,7 +83,7 @@ def decide(
         if attempt >= max_retries:
             return Halt(f"outcome of leg(s) {list(unknown)} still unknown after {attempt} attempts")
         return Resolve(unknown)
-    diff = leg0.filled - leg1.filled
+    diff = leg0.filled - leg1.filled - target
     if abs(diff) <= dust:
         return Done(hedged=min(leg0.filled, leg1.filled), residual=diff)
     if attempt >= max_retries:
@@ -90,3 +95,13 @@ def decide(
     if legs[lag].rejected or attempt >= hedge_attempts:
         return Unwind(lead, abs(diff))
     return Hedge(lag, abs(diff))
+
+
+def on_other_leg(action: Hedge | Unwind) -> Hedge | Unwind:
+    """The same correction made on the other venue: hedging the lagging leg and unwinding the
+    leading one both close the gap. Used when the chosen venue cannot trade the quantity (below
+    its lot or minimum) but the other venue's finer lot can: a residue is never left naked
+    while one venue could still take it off."""
+    if isinstance(action, Hedge):
+        return Unwind(1 - action.leg, action.qty)
+    return Hedge(1 - action.leg, action.qty)

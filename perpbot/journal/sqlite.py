@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import aiosqlite
 
 from perpbot.core.orders import OrderRequest
+from perpbot.core.shielding import uncancellable
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,31 @@ class OrderRow:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class TradeChange:
+    """What an intent did to a trade: `open` a new one, `resize` its legs (a partial exit, a
+    repair, a start-up adoption of the venues' sizes) or `close` it. Legs are the trade's leg
+    dicts with each leg's own base_qty (a sub-lot residue makes them differ)."""
+
+    kind: str  # "open" | "resize" | "close"
+    trade_id: str
+    legs: tuple[dict[str, Any], ...] = ()
+    intent_id: str = ""
+    strategy: str = ""
+    base: str = ""
+
+    def statement(self, now: float) -> tuple[str, tuple]:
+        legs = json.dumps(list(self.legs), default=str)
+        if self.kind == "open":
+            return ("INSERT INTO trades VALUES (?,?,?,?,?,'open',?,NULL)",
+                    (self.trade_id, self.intent_id, self.strategy, self.base, legs, now))
+        if self.kind == "resize":
+            return ("UPDATE trades SET legs=? WHERE trade_id=? AND status='open'", (legs, self.trade_id))
+        if self.kind == "close":
+            return ("UPDATE trades SET status='closed', closed_ts=? WHERE trade_id=?", (now, self.trade_id))
+        raise JournalError(f"unknown trade change {self.kind!r}")
+
+
 class Journal:
     """One SQLite file; open() before use, close() at the end."""
 
@@ -190,17 +217,26 @@ class Journal:
         now = self._clock()
         rows = [self._order_params(req, purpose, intent_id, now) for req, purpose in orders]
         payload = json.dumps(decision, default=str, sort_keys=True)
+        await self._transaction(
+            [("INSERT INTO intents VALUES (?,?,?,?,?,?,?,?,?)",
+              (intent_id, strategy, action, base, trade_id, payload, status, now, now))]
+            + [(self._INSERT_ORDER, row) for row in rows]
+        )
+
+    async def _transaction(self, statements: Sequence[tuple[str, tuple]]) -> None:
+        """The statements in one transaction that a cancellation cannot cut: it runs to COMMIT (or
+        ROLLBACK on an error) and only then is the caller's cancellation raised."""
+        await uncancellable(self._run_transaction(statements))
+
+    async def _run_transaction(self, statements: Sequence[tuple[str, tuple]]) -> None:
         await self.db.execute("BEGIN IMMEDIATE")
         try:
-            await self.db.execute(
-                "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?,?)",
-                (intent_id, strategy, action, base, trade_id, payload, status, now, now),
-            )
-            for row in rows:
-                await self.db.execute(self._INSERT_ORDER, row)
+            for sql, params in statements:
+                await self.db.execute(sql, params)
             await self.db.execute("COMMIT")
         except BaseException:
-            await self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                await self.db.execute("ROLLBACK")
             raise
 
     async def intents_with_status(self, *statuses: str) -> list[dict[str, Any]]:
@@ -375,6 +411,21 @@ class Journal:
             "INSERT INTO trades VALUES (?,?,?,?,?,'open',?,NULL)",
             (trade_id, intent_id, strategy, base, json.dumps(legs, default=str), self._clock()),
         )
+
+    async def finish_intent(self, intent_id: str, status: str, change: "TradeChange | None" = None) -> None:
+        """An intent's final status and the change it made to a trade, in ONE transaction: a crash
+        leaves either both (the trade as the venues hold it) or neither (the intent is still
+        'sending' and start-up recovery rebuilds the change from the journalled orders)."""
+        now = self._clock()
+        statements: list[tuple[str, tuple]] = []
+        if change is not None:
+            statements.append(change.statement(now))
+        statements.append(("UPDATE intents SET status=?, updated_ts=? WHERE intent_id=?", (status, now, intent_id)))
+        await self._transaction(statements)
+
+    async def apply_trade_change(self, change: "TradeChange") -> None:
+        """A trade change of its own (start-up adoption of the venues' sizes), committed atomically."""
+        await self._transaction([change.statement(self._clock())])
 
     async def close_trade(self, trade_id: str) -> None:
         await self.db.execute(

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 from perpbot.core.decisions import Decision, Leg
-from test_execution_support import OPEN_JOURNALS, make_engine, make_settings, make_store, make_venues, open_decision
+from test_execution_support import OPEN_JOURNALS, kill_process, make_engine, make_settings, make_store, make_venues, open_decision
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +64,7 @@ async def test_journal_holds_intent_and_both_orders_before_the_send_and_after_a_
     task = asyncio.create_task(engine.on_decisions([open_decision()]))
     while not seen:  # wait for the order to reach the venue, bounded by the test timeout below
         await asyncio.wait_for(asyncio.sleep(0), 1)
-    task.cancel()  # the process dies mid-send
-    await asyncio.gather(task, return_exceptions=True)
+    await kill_process(task)  # the process dies mid-send
     assert {(r[0], r[4]) for r in seen[0]} == {("okx", "pending"), ("hyperliquid", "pending")}
     intents = sqlite3.connect(engine.journal.path).execute("SELECT status FROM intents").fetchall()
     assert intents == [("sending",)]
@@ -164,13 +163,22 @@ async def test_restart_rebuilds_positions_from_the_journal_and_reconciles_with_t
     OPEN_JOURNALS.append(journal)
     engine2 = await make_engine(tmp_path, venues, store, journal=journal)
     report = await engine2.start()
-    assert size(engine2, "hyperliquid", "BTC") == D("-0.02")  # from the journal, confirmed by the venue
     assert size(engine2, "okx", "BTC-USDT-SWAP") == D("0.01")  # corrected to the venue
     assert [c for c in report["changed"] if c["kind"] == "position"] == [
         {"kind": "position", "venue": "okx", "symbol": "BTC-USDT-SWAP", "local_size": "0.02",
          "venue_size": "0.01", "venue_entry": "30000"}]
-    assert len(engine2.open_trades) == 1 and engine2.trading_state()["state"] == "ACTIVE"
-    assert len(await engine2.trades_since(0)) == 2
+    # The start-up check adopts the venue's size for the trade's OKX leg and unwinds the Hyperliquid
+    # excess it would otherwise leave naked: both legs 0.01, at the venues and in the journal.
+    assert report["trades_checked"] == [{"kind": "trade", "trade_id": next(iter(engine2.open_trades)),
+                                         "change": "resize", "legs": ["0.01", "0.02"], "rebalanced": "rebalanced"}]
+    assert venues["hyperliquid"].inner.positions["BTC"].size == D("-0.01")
+    assert size(engine2, "hyperliquid", "BTC") == D("-0.01")
+    [trade] = engine2.open_trades.values()
+    assert [leg["base_qty"] for leg in trade["legs"]] == ["0.01", "0.01"]
+    [journalled] = await journal.open_trades()
+    assert [leg["base_qty"] for leg in journalled["legs"]] == ["0.01", "0.01"]
+    assert engine2.trading_state()["state"] == "ACTIVE"
+    assert len(await engine2.trades_since(0)) == 3  # both entry fills and the unwind
 
 
 async def test_start_stays_paused_until_every_venue_reconciles(tmp_path):
@@ -255,8 +263,7 @@ async def test_crash_between_the_legs_is_repaired_on_restart_not_left_naked(tmp_
     task = asyncio.create_task(engine.on_decisions([open_decision()]))
     while "BTC-USDT-SWAP" not in venues["okx"].inner.positions:
         await asyncio.wait_for(asyncio.sleep(0), 1)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await kill_process(task)  # the process dies between the legs
     assert venues["okx"].inner.positions["BTC-USDT-SWAP"].size == D("0.02")  # naked at the venue
 
     restarted = make_venues(store)

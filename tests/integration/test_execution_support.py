@@ -27,6 +27,19 @@ INSTRUMENTS = {OKX.key: OKX, HL.key: HL}
 OPEN_JOURNALS: list[Journal] = []  # closed by the tests' teardown
 
 
+async def kill_process(task: asyncio.Task) -> None:
+    """Stand-in for SIGKILL in one process: `task` and every other task of the loop but the test's
+    own stop at their next await, shielded work included (a graceful cancel would let the two
+    legs' sends and journal transactions finish; a dead process finishes nothing)."""
+    me = asyncio.current_task()
+    while not task.done() or any(t is not me and not t.done() for t in asyncio.all_tasks()):
+        for other in asyncio.all_tasks():
+            if other is not me:
+                other.cancel()
+        await asyncio.sleep(0)
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def make_store() -> BookStore:
     store = BookStore(stale_after_s=60)
     okx = store.add("okx", OKX.symbol, OKX.contract_size)
