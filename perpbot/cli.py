@@ -8,7 +8,9 @@ import json
 import sys
 from collections.abc import Sequence
 
-from perpbot.settings import ConfigError, Settings, load_settings
+from pydantic import ValidationError
+
+from perpbot.settings import ConfigError, Settings, _format_error, load_settings
 
 EXIT_CONFIG = 2
 SIM_VENUES = ("okx", "hyperliquid", "binance", "bybit")
@@ -51,8 +53,8 @@ def _sim_settings(settings: Settings, args: argparse.Namespace) -> Settings:
     data["sim"] = sim.model_dump()
     try:
         return Settings.model_validate(data)
-    except Exception as exc:
-        raise ConfigError(f"config error: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:  # the same one line as a bad config file: key, value, rule
+        raise ConfigError(_format_error(exc)) from None
 
 
 def _loop_runner(coro) -> int | None:

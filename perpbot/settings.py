@@ -2,7 +2,10 @@
 
 Precedence (highest first): environment variables (`PERPBOT_` prefix, `__` between
 nested keys, e.g. PERPBOT_VENUES__OKX__WS_URL), the `.env` file, then config.yaml
-(path from --config or PERPBOT_CONFIG). Secrets are SecretStr and never printed.
+(path from --config or PERPBOT_CONFIG), then the built-in defaults. The layers are deep-merged
+key by key: a variable or a file key replaces only the key it names, never a whole section, so
+PERPBOT_VENUES__OKX__REST_URL alone keeps OKX's default symbols (a list is one value: replaced
+whole). Secrets are SecretStr and never printed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG = "config.yaml"
+
+# docker-compose's stop_grace_period (deploy/docker-compose.yml): after SIGTERM the container is killed this many
+# seconds later, so execution.shutdown_grace_s must stay below it.
+STOP_GRACE_PERIOD_S = 30.0
 
 # Default public endpoints per venue and environment. Every one is overridable in config/env.
 DEFAULT_URLS: dict[str, dict[str, tuple[str, str]]] = {
@@ -202,6 +209,58 @@ class ExecutionSettings(_Strict):
     max_hedge_retries: int = Field(3, ge=0)
     reconcile_interval_s: float = Field(30.0, gt=0)
     paper_latency_ms: float = Field(20.0, ge=0)
+    # Bound of the graceful stop on SIGTERM; below docker's stop_grace_period, after which the process is killed.
+    shutdown_grace_s: float = Field(20.0, gt=0)
+
+    @field_validator("shutdown_grace_s")
+    @classmethod
+    def _inside_stop_grace_period(cls, value: float) -> float:
+        if not value < STOP_GRACE_PERIOD_S:
+            raise ValueError(
+                f"must be less than {STOP_GRACE_PERIOD_S:g} (seconds; docker-compose stop_grace_period is "
+                f"{STOP_GRACE_PERIOD_S:g}s and kills the bot after it)"
+            )
+        return value
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `override` on top, mapping by mapping: only the keys `override` names change (lists replace)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class _LayeredSource(PydanticBaseSettingsSource):
+    """defaults <- init (config file / keyword arguments) <- .env <- environment, deep-merged key by key.
+
+    pydantic would otherwise build a nested section from the keys a higher layer names and fill the rest
+    from the *field* defaults, dropping the section's own default (e.g. a venue's symbols became []).
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], *layers: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._layers = layers  # lowest precedence first
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def _defaults(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                data[name] = default.model_dump()
+        return data
+
+    def __call__(self) -> dict[str, Any]:
+        merged = self._defaults()
+        for layer in self._layers:
+            merged = _deep_merge(merged, layer())
+        return merged
 
 
 class Settings(BaseSettings):
@@ -235,6 +294,12 @@ class Settings(BaseSettings):
             raise ValueError("mode 'live' needs sim.enabled: false")
         if self.feeds.backoff_max_s < self.feeds.backoff_initial_s:
             raise ValueError("feeds.backoff_max_s must be >= feeds.backoff_initial_s")
+        for name, venue in self.venues.enabled():
+            if not venue.symbols:
+                raise ValueError(
+                    f"venues.{name}.symbols is empty but venues.{name}.enabled is true: "
+                    f"list at least one symbol or set venues.{name}.enabled: false"
+                )
         return self
 
     @classmethod
@@ -246,7 +311,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, dotenv_settings, init_settings)
+        return (_LayeredSource(settings_cls, init_settings, dotenv_settings, env_settings),)
 
     # -- derived ------------------------------------------------------------------
     def ws_url(self, venue: str) -> str:
@@ -276,7 +341,9 @@ class Settings(BaseSettings):
 
 def _format_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "(root)"
+    if not err["loc"]:  # a cross-key rule (Settings._consistent): its message names the keys itself
+        return f"config error: {err['msg'].removeprefix('Value error, ')}"
+    key = ".".join(str(p) for p in err["loc"])
     value = err.get("input")
     if isinstance(value, dict):
         value = "{...}"
