@@ -32,6 +32,7 @@ log = logging.getLogger("perpbot.app")
 HEALTH_INTERVAL_S = 5.0
 MEMORY_TRIM_INTERVAL_S = 60.0  # malloc's free pages back to the kernel (perpbot.telemetry.memory)
 INSTRUMENT_TIMEOUT_S = 8.0
+STOP_MARGIN_S = 2.0  # beyond execution.shutdown_grace_s: the periodic pass and client closes
 
 
 def contract_sizes(adapter: Any, symbols: list[str]) -> dict[str, Decimal]:
@@ -178,10 +179,17 @@ class App:
                 await self.stop_requested.wait()
                 log.info("Shutting down")
                 if self.engine is not None:
-                    self.engine.stop()
+                    self.engine.stop()  # graceful: the trade in flight finishes (execution.shutdown_grace_s)
                 else:
                     engine_task.cancel()  # still building (e.g. venues unreachable): abandon it
-                await asyncio.wait([engine_task])
+                bound = float(settings.execution.shutdown_grace_s) + STOP_MARGIN_S
+                done, _ = await asyncio.wait([engine_task], timeout=bound)
+                if not done:
+                    # Past the grace: stop at the next await. Journal transactions and the two legs'
+                    # sends are protected from this cancel (perpbot.core.shielding).
+                    log.critical("trading side still running %.1fs after the stop request: cancelling it", bound)
+                    engine_task.cancel()
+                    await asyncio.wait([engine_task])
                 await self.supervisor.stop()
                 await feeds
                 for task in background:

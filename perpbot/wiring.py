@@ -148,9 +148,18 @@ class TradingService:
                 if self.paper_funding is not None:
                     tg.create_task(self.paper_funding.run(self._stop), name="paper-funding")
                 await self._stop.wait()
+                # Graceful stop (SIGTERM from `docker stop`, SIGINT): no new decision; the execution
+                # in flight finishes both legs and their repair, bounded by shutdown_grace_s (below
+                # Docker's stop timeout). Only then is the scanner cancelled: it is idle, or waiting
+                # for the trade lock, and never holds a journal transaction or half a pair of sends.
+                grace = float(self.engine.settings.execution.shutdown_grace_s)
+                drained = await self.engine.drain(grace)
                 self.engine.stop()
                 scan_task.cancel()
+                await asyncio.gather(scan_task, return_exceptions=True)
                 await engine_task
+                log.info("Trading stopped %s", "with nothing in flight" if drained
+                         else "past its grace: start-up recovery will finish the execution in flight")
         finally:
             await self.close()
 

@@ -317,6 +317,9 @@ class Engine:
                 reports.append({"outcome": "skipped", "reason": f"trading state {self.state}"})
                 continue
             async with self._trade_lock:
+                if self._stopping:  # the stop came while this decision waited for the trade before it
+                    reports.append({"outcome": "skipped", "reason": "shutting down"})
+                    continue
                 held = self._held_by_open_trade(decision) if decision.action == "open" else None
                 if held:
                     # The scanner's decisions of one batch were all taken against the same open
@@ -939,14 +942,15 @@ class Engine:
 
     async def drain(self, grace_s: float) -> bool:
         """Graceful stop: take no new decision, let the execution in flight (both legs and their
-        repair) finish. True when nothing is in flight any more (the trade lock is then held, so
-        nothing starts again); False when `grace_s` ran out first."""
+        repair) finish. True when nothing is in flight any more (no decision starts after this:
+        on_decisions checks the flag under the trade lock); False when `grace_s` ran out first."""
         self._stopping = True
         try:
             await asyncio.wait_for(self._trade_lock.acquire(), timeout=grace_s)
         except asyncio.TimeoutError:
             log.critical("stop: an execution is still in flight after %.1fs; leaving it to start-up recovery", grace_s)
             return False
+        self._trade_lock.release()
         return True
 
     # ====================================================================== operator commands
