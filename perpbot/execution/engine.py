@@ -618,6 +618,7 @@ class Engine:
             trade["legs"] = [dict(leg) for leg in change.legs]
             self.open_trades[change.trade_id] = trade
         residue = self.residues()
+        self.metrics.unhedged_notional.set(float(self.residue_usdt()))
         if residue:
             log.warning("unhedged residue held: %s", {f"{v} {s}": dstr(q) for (v, s), q in residue.items()})
 
@@ -643,8 +644,9 @@ class Engine:
         for trade in await self.journal.open_trades():
             self.open_trades[trade["trade_id"]] = trade
         last = await self.journal.state_changes(1)
-        report = await self._reconcile(funding=True)
-        self._funding_synced_at = self._clock()
+        # A leg a crash left naked is repaired first: funding history (heavy reads, ~1 s a venue) is
+        # synced after the trading state is set, beside trading (below).
+        report = await self._reconcile()
         for change in report["changed"]:
             log.warning("start-up reconciliation changed %s", change)
         report["repaired"] = await self._repair_interrupted()
@@ -666,6 +668,18 @@ class Engine:
             failed = [v for v in enabled if not self.reconciled.get(v)]
             await self._set_state("PAUSED", f"{STARTING_REASON} (failed: {', '.join(failed)})", "recovery")
         self._publish()
+
+        async def funding_history() -> None:
+            venues = list(self.clients.items())
+            results = await asyncio.gather(*(self._sync_funding(v, c, self._trade_lock) for v, c in venues),
+                                           return_exceptions=True)
+            for (venue, _), result in zip(venues, results):
+                if isinstance(result, BaseException):
+                    log.error("start-up funding history of %s failed: %s", venue,
+                              getattr(result, "message", None) or repr(result))
+
+        self._funding_synced_at = self._clock()
+        self.startup_funding = asyncio.create_task(funding_history(), name="startup-funding-history")
         return report
 
     async def _repair_interrupted(self) -> list[dict[str, Any]]:
@@ -823,40 +837,47 @@ class Engine:
         `funding`, also book new funding payments. The same code runs at start-up, periodically and on
         POST /api/sync/positions. Close-all skips funding: funding-history reads are heavy in venue
         rate-limit weight (Binance income: 30) and a flatten must not wait on them."""
-        changed: list[dict[str, Any]] = []
-        problems: dict[str, str] = {}
+        unresolved: dict[str, list[Any]] = {}
         for row in await self.journal.orders_with_status("unknown", "pending", "open"):
-            client = self.clients.get(row.venue)
-            if client is None:
-                continue
-            request = OrderRequest(row.venue, row.symbol, row.side, row.qty, row.price, row.client_order_id,
-                                   row.reduce_only)
-            try:
-                result = await client.fetch_order(row.symbol, row.client_order_id)
-                if result is not None and result.status == "open":
-                    result = await client.cancel_order(row.symbol, row.client_order_id) or result
-            except errors.VenueErrorBase as exc:
-                problems[row.venue] = f"order {row.client_order_id}: {exc.message}"
-                continue
-            if result is None:
-                await self.journal.update_order(row.venue, row.client_order_id, "not_found",
-                                                reason="not at venue when reconciled")
-                changed.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
-                                "from": row.status, "to": "not_found"})
-                continue
-            await self._settle(request, result, None)
-            changed.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
-                            "from": row.status, "to": result.status, "filled_qty": _s(result.filled_qty)})
-        for venue, client in self.clients.items():
-            try:
-                remote = await client.fetch_positions()
-                balance = await client.fetch_balance()
-                open_orders = await client.fetch_open_orders()
-            except errors.VenueErrorBase as exc:
-                problems[venue] = exc.message
+            unresolved.setdefault(row.venue, []).append(row)
+        venues = list(self.clients.items())  # a copy: a venue left out meanwhile does not break the loop
+
+        async def one_venue(venue: str, client: ExchangeClient) -> tuple[list[dict[str, Any]], str | None]:
+            """One venue's part, in the old order: its unresolved orders, then its positions, balance and
+            open orders (and with `funding`, its funding payments). Venues run concurrently; a venue's
+            orders and positions touch only its own keys of the portfolio and the journal."""
+            found: list[dict[str, Any]] = []
+            problem: str | None = None
+            for row in unresolved.get(venue, ()):
+                request = OrderRequest(row.venue, row.symbol, row.side, row.qty, row.price, row.client_order_id,
+                                       row.reduce_only)
+                try:
+                    result = await client.fetch_order(row.symbol, row.client_order_id)
+                    if result is not None and result.status == "open":
+                        result = await client.cancel_order(row.symbol, row.client_order_id) or result
+                except errors.VenueErrorBase as exc:
+                    problem = f"order {row.client_order_id}: {exc.message}"
+                    continue
+                if result is None:
+                    await self.journal.update_order(row.venue, row.client_order_id, "not_found",
+                                                    reason="not at venue when reconciled")
+                    found.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
+                                  "from": row.status, "to": "not_found"})
+                    continue
+                await self._settle(request, result, None)
+                found.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
+                              "from": row.status, "to": result.status, "filled_qty": _s(result.filled_qty)})
+            reads = await asyncio.gather(client.fetch_positions(), client.fetch_balance(), client.fetch_open_orders(),
+                                         return_exceptions=True)
+            failed = [r for r in reads if isinstance(r, BaseException)]
+            if failed:
+                venue_errors = [e for e in failed if isinstance(e, errors.VenueErrorBase)]
+                if len(venue_errors) < len(failed):
+                    raise next(e for e in failed if not isinstance(e, errors.VenueErrorBase))
                 self.reconciled[venue] = False
                 self.venue_connected[venue] = False
-                continue
+                return found, venue_errors[0].message
+            remote, balance, open_orders = reads
             self.portfolio.set_balance(balance)
             self.venue_open_orders[venue] = open_orders
             local = {s: (p.size, p.entry_price) for (v, s), p in self.portfolio.positions.items() if v == venue}
@@ -865,7 +886,7 @@ class Engine:
                 position = self.portfolio.positions[(venue, change.symbol)]
                 await self.journal.save_position(venue, change.symbol, position.size, position.entry_price,
                                                  position.realized_pnl)
-                changed.append(change.as_dict())
+                found.append(change.as_dict())
             for position in remote:
                 if position.mark_price is not None:
                     self.portfolio.set_mark(venue, position.symbol, position.mark_price)
@@ -873,34 +894,60 @@ class Engine:
                     self.portfolio.leverage[(venue, position.symbol)] = position.leverage
             self.reconciled[venue] = True
             self.venue_connected[venue] = True
-            if not funding:
+            if funding:
+                try:
+                    found += await self._sync_funding(venue, client)
+                except errors.VenueErrorBase as exc:
+                    problem = f"funding history: {exc.message}"
+            return found, problem
+
+        outcomes = await asyncio.gather(*(one_venue(v, c) for v, c in venues), return_exceptions=True)
+        changed: list[dict[str, Any]] = []
+        problems: dict[str, str] = {}
+        unexpected: BaseException | None = None
+        for (venue, _), outcome in zip(venues, outcomes):
+            if isinstance(outcome, BaseException):
+                # Not a venue error (a bug, a cancel): every other venue has finished its part; raised below.
+                log.error("reconciliation with %s raised %r", venue, outcome)
+                unexpected = unexpected or outcome
                 continue
-            try:
-                changed += await self._sync_funding(venue, client)
-            except errors.VenueErrorBase as exc:
-                problems[venue] = f"funding history: {exc.message}"
+            found, problem = outcome
+            changed += found
+            if problem is not None:
+                problems[venue] = problem
+        if unexpected is not None:
+            raise unexpected
         for venue, problem in problems.items():
             log.error("reconciliation with %s failed: %s", venue, problem)
         if self.redis_state is not None:
             await self.redis_state.set_positions(self.positions())
         return {"changed": changed, "venues": dict(self.reconciled), "errors": problems}
 
-    async def _sync_funding(self, venue: str, client: ExchangeClient) -> list[dict[str, Any]]:
+    async def _sync_funding(self, venue: str, client: ExchangeClient,
+                            lock: asyncio.Lock | None = None) -> list[dict[str, Any]]:
         """Fetch the venue's funding payments since the last one journalled; journal each once (unique per
-        venue payment id) and apply only newly journalled ones to the portfolio. First run: the last 24 h."""
+        venue payment id) and apply only newly journalled ones to the portfolio. First run: the last 24 h.
+        With `lock` (start-up's sync, which runs beside trading), the fetch runs outside it and the booking
+        inside it, so no journal write lands inside a trade's transaction."""
+        from contextlib import nullcontext
+
         fetch = getattr(client, "fetch_funding_payments", None)
         if fetch is None:
             return []
         since_ms = self._funding_cursor_ms.get(venue) or int((self._clock() - 86400) * 1000)
         booked = []
-        for payment in await fetch(since_ms):
-            ts = payment.ts_ms / 1000
-            if await self.journal.record_funding(venue, payment.payment_id, payment.symbol, payment.amount, ts):
-                self.portfolio.apply_funding(venue, payment.symbol, payment.amount, ts)
-                booked.append({"kind": "funding", "venue": venue, "symbol": payment.symbol,
-                               "payment_id": payment.payment_id, "amount": _s(payment.amount), "ts_ms": payment.ts_ms})
-                log.info("funding %s %s %s (payment %s)", venue, payment.symbol, payment.amount, payment.payment_id)
-            self._funding_cursor_ms[venue] = max(self._funding_cursor_ms.get(venue, 0), payment.ts_ms)
+        payments = await fetch(since_ms)
+        async with (lock if lock is not None else nullcontext()):
+            for payment in payments:
+                ts = payment.ts_ms / 1000
+                if await self.journal.record_funding(venue, payment.payment_id, payment.symbol, payment.amount, ts):
+                    self.portfolio.apply_funding(venue, payment.symbol, payment.amount, ts)
+                    booked.append({"kind": "funding", "venue": venue, "symbol": payment.symbol,
+                                   "payment_id": payment.payment_id, "amount": _s(payment.amount),
+                                   "ts_ms": payment.ts_ms})
+                    log.info("funding %s %s %s (payment %s)", venue, payment.symbol, payment.amount,
+                             payment.payment_id)
+                self._funding_cursor_ms[venue] = max(self._funding_cursor_ms.get(venue, 0), payment.ts_ms)
         return booked
 
     async def run(self) -> None:
