@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from perpbot.reliability.crash import CrashResult, run_crash
+from perpbot.reliability.crash import KILL_POINTS, CrashResult, run_crash
 from perpbot.reliability.report import write
 from perpbot.reliability.scenarios import ScenarioResult, run_hostile
 
@@ -43,7 +43,8 @@ async def _main(args: argparse.Namespace) -> int:
         kills = args.kills or (20 if args.short else 100)
         per_seed = max(1, -(-kills // len(seeds)))
         for seed in seeds:
-            crashes.append(await run_crash(workdir, per_seed, seed, check_every=args.check_every))
+            crashes.append(await run_crash(workdir, per_seed, seed, check_every=args.check_every,
+                                           points=tuple(args.kill_points.split(","))))
     body = {"command": " + ".join(commands), "hostile": [r.as_dict() for r in hostile],
             "crash": [c.as_dict() for c in crashes]}
     if args.save:
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hostile-seeds", type=int, default=1, help="hostile runs, one bot per market seed")
     parser.add_argument("--only", help="hostile: only scenarios whose name contains this")
     parser.add_argument("--check-every", type=int, default=1, help="full settle-and-check every n kills")
+    parser.add_argument("--kill-points", default=",".join(KILL_POINTS),
+                        help=f"crash: kill points to rotate over (default {','.join(KILL_POINTS)})")
     parser.add_argument("--workdir", help="where journals and logs go (default: a temp dir)")
     parser.add_argument("--save", help="also write the results as JSON here (for `report --load`)")
     parser.add_argument("--load", action="append", help="report: results JSON saved by --save (repeatable)")

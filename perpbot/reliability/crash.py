@@ -1,13 +1,31 @@
-"""Crash recovery: SIGKILL `python -m perpbot.cli run` at random moments while it trades against a
-simulator running as its OWN process (`perpbot sim`), restart it on the same journal, and check that
-nothing was lost or doubled: venue orders all journalled and unique, venue fills == journal fills,
-local positions == venue positions once the restarted bot has reconciled."""
+"""Crash recovery: SIGKILL `python -m perpbot.cli run` while it trades against a simulator running as its
+OWN process (`perpbot sim`), restart it on the same journal, and check that nothing was lost or doubled
+and that the restarted bot repairs what the kill left: venue orders all journalled and unique, venue
+fills == journal fills, local positions == venue positions, every open trade in the journal == what the
+venues hold, no exit refused as "does not reduce position", no naked leg and no unaccounted sub-lot
+residue at the venues.
+
+Kill points (rotated, `KILL_POINTS`):
+- `random`: a random moment of trading;
+- `exit_settled`: partial-fill faults on BOTH legs' venues of an open trade (ratios chosen so both legs
+  fill the same part), killed right after the trade's exit orders settled: a partial exit the journal
+  must keep;
+- `repair_in_flight` / `repair_settled`: partial-fill faults on both legs with different ratios, so the
+  exit (or, failing an open trade, an entry) needs a hedge/unwind; killed as soon as that corrective
+  order is journalled (in flight) or as soon as it settled;
+- `residue`: three partial fills on the finer-lot leg of an open trade, so what the legs policy is left
+  with at the end is below one lot of the coarser venue; killed right after the exit intent finished.
+
+Measured per restart: restart -> ACTIVE (process start to a reconciled, trading state), restart -> repair
+(process start to the first corrective order for exposure a kill left: hedge/unwind/repair orders
+journalled after the restart) and the venue-seen unhedged notional x seconds from the kill to ACTIVE."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import random
@@ -31,10 +49,14 @@ from perpbot.wiring import SIM_CREDENTIALS
 log = logging.getLogger("perpbot.reliability")
 
 FINAL = ("filled", "partially_filled", "canceled", "expired", "rejected", "failed", "not_found")
+NOT_CORRECTIVE = ("entry", "exit")  # every other order purpose (hedge, unwind, flatten, repair) corrects
+KILL_POINTS = ("exit_settled", "repair_in_flight", "random", "repair_settled", "residue")
 API_TOKEN = "reliability-suite-token"
 SYMBOLS = {"okx": ["BTC-USDT-SWAP", "ETH-USDT-SWAP"], "hyperliquid": ["BTC", "ETH"],
            "binance": ["BTCUSDT", "ETHUSDT"], "bybit": ["BTCUSDT", "ETHUSDT"]}
 REPO = Path(__file__).resolve().parents[2]
+AIM_DEADLINE_S = 12.0  # longest wait for an aimed-at moment before killing anyway
+TRADE_WAIT_S = 8.0  # longest wait for an open trade to aim at
 
 
 @dataclasses.dataclass(slots=True)
@@ -47,9 +69,34 @@ class CrashResult:
     violations: list[str] = dataclasses.field(default_factory=list)
     recovery_s: list[float] = dataclasses.field(default_factory=list)  # restart -> ACTIVE again
     residual_exposure_usdt: list[str] = dataclasses.field(default_factory=list)
+    # kill point -> [kills aimed there, kills that hit the aimed-at moment (else killed at the deadline)]
+    kill_points: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    partial_exits: int = 0  # exits the fault filled in part before the kill
+    repair_s: list[float] = dataclasses.field(default_factory=list)  # restart -> first corrective order
+    repairs_needed: int = 0  # restarts facing exposure a kill left mid-trade
+    repairs_without_order: int = 0  # ... that was gone by ACTIVE without any corrective order
+    repairs_missing: int = 0  # ... still there after ACTIVE, no corrective order
+    restart_unhedged_usdt_s: list[str] = dataclasses.field(default_factory=list)  # kill -> ACTIVE
+    reduce_only_refusals: int = 0
+    halts: list[str] = dataclasses.field(default_factory=list)
+    operator: list[str] = dataclasses.field(default_factory=list)
+    faults_fired: dict[str, int] = dataclasses.field(default_factory=dict)
+    kill_log: list[str] = dataclasses.field(default_factory=list)  # per kill: point, hit or not, what
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def venue_lots() -> dict[tuple[str, str], Decimal]:
+    """(venue, symbol) -> lot in base units, as the simulator trades them."""
+    from perpbot.sim.market import make_instrument
+
+    lots = {}
+    for venue, names in SYMBOLS.items():
+        for symbol in names:
+            instrument = make_instrument(venue, symbol)
+            lots[(venue, symbol)] = instrument.lot * instrument.contract_size
+    return lots
 
 
 def _configs(workdir: Path, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -73,7 +120,8 @@ def _configs(workdir: Path, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
         "sim": {"enabled": False, "admin_port": admin}, "venues": venues,
         "feeds": {"backoff_initial_s": 0.05, "backoff_max_s": 0.5},
         "execution": {"reconcile_interval_s": 2.0, "order_timeout_s": 2.0},
-        "strategies": {"price_spread": {"max_hold_s": 2}},
+        # Short holding times: trades exit within seconds, so the exit kill points have exits to hit.
+        "strategies": {"price_spread": {"max_hold_s": 2}, "funding_spread": {"max_hold_s": 3}},
     }
     return sim_config, bot_config
 
@@ -91,6 +139,11 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _query(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        return db.execute(sql, params).fetchall()
+
+
 def read_journal(path: Path) -> tuple[list[inv.JournalOrder], list[inv.JournalFill], dict]:
     """The journal as the dead (or live) bot left it on disk, read with plain sqlite3."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
@@ -103,12 +156,36 @@ def read_journal(path: Path) -> tuple[list[inv.JournalOrder], list[inv.JournalFi
     return orders, fills, positions
 
 
+def read_open_trades(path: Path) -> list[dict[str, Any]]:
+    """The journal's open trades with their legs (per-leg venue, symbol, side, base_qty)."""
+    out = []
+    for trade_id, base, legs, opened_ts in _query(
+            path, "SELECT trade_id, base, legs, opened_ts FROM trades WHERE status='open'"):
+        try:
+            out.append({"trade_id": trade_id, "base": base, "legs": json.loads(legs), "opened_ts": opened_ts})
+        except ValueError:
+            out.append({"trade_id": trade_id, "base": base, "legs": [], "opened_ts": opened_ts})
+    return out
+
+
 def final_fills_only(accounts: dict[str, Any], orders: list[inv.JournalOrder]) -> dict[str, Any]:
     """The venue accounts restricted to fills of orders the journal has settled (a running bot may be
     mid-settlement on the others)."""
     final = {(o.venue, o.client_order_id) for o in orders if o.status in FINAL}
     return {v: {**a, "fills": [f for f in a.get("fills") or [] if (v, f.get("client_id")) in final]}
             for v, a in accounts.items()}
+
+
+@dataclasses.dataclass(slots=True)
+class Restart:
+    """What one restart faced and how fast it recovered (filled in after the next kill)."""
+
+    number: int
+    started_wall: float  # time.time() when the process was started (the journal's clock)
+    exposed: set[str]  # bases a kill left exposed mid-trade: they need a corrective order
+    sending: set[str]  # intents still 'sending' at the kill
+    active_wall: float = 0.0
+    exposure_at_active: dict[str, Decimal] = dataclasses.field(default_factory=dict)
 
 
 class CrashRig:
@@ -123,11 +200,18 @@ class CrashRig:
         (workdir / "bot.yaml").write_text(yaml.safe_dump(self.bot_config))
         self.journal = Path(self.bot_config["journal"]["path"])
         self.budget = 5000  # risk.unhedged_budget_usdt_seconds (the default the bot runs with here)
-        self.api = f"http://127.0.0.1:{self.bot_config['http']['port']}/api"
+        self.root = f"http://127.0.0.1:{self.bot_config['http']['port']}"
+        self.api = f"{self.root}/api"
         self.sim: subprocess.Popen | None = None
         self.bot: subprocess.Popen | None = None
         self.admin = Admin(self.sim_config["sim"]["admin_port"])
         self.http: aiohttp.ClientSession | None = None
+        self.lots = venue_lots()
+        self.metrics: dict[str, float] = {}  # the running bot's last /metrics scrape
+        self._scraper: asyncio.Task | None = None
+        self.targeted: set[str] = set()  # trades a kill point already aimed at
+        self.refusals_reported = 0.0  # reduce-only refusals of the running bot already reported
+        self.refusals_total = 0.0  # ... of every bot process of the run
 
     async def __aenter__(self) -> "CrashRig":
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), trust_env=False)
@@ -140,6 +224,7 @@ class CrashRig:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        self._stop_scraper()
         for proc in (self.bot, self.sim):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -181,27 +266,61 @@ class CrashRig:
         async with self.http.get(f"{self.api}/{path}") as resp:
             return await resp.json()
 
-    async def start_bot(self) -> float:
-        """Start the bot; returns seconds until it reported a reconciled, tradeable (or halted) state."""
+    async def scrape(self) -> dict[str, float]:
+        assert self.http is not None
+        async with self.http.get(f"{self.root}/metrics") as resp:
+            self.metrics = inv.parse_metrics(await resp.text())
+        return self.metrics
+
+    async def _scrape_forever(self) -> None:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                await self.scrape()
+            await asyncio.sleep(0.5)
+
+    def _stop_scraper(self) -> None:
+        if self._scraper is not None:
+            self._scraper.cancel()
+            self._scraper = None
+
+    async def exposure(self) -> tuple[dict[str, Decimal], dict[str, Any]]:
+        accounts = await self.admin.accounts()
+        return inv.net_exposure_usdt(accounts, inv.marks_from(accounts)), accounts
+
+    async def start_bot(self, meter: inv.ExposureMeter | None = None) -> float:
+        """Start the bot; returns seconds until it reported a reconciled, tradeable (or halted) state.
+        With `meter`, the venues' unhedged notional is sampled while it starts."""
         started = time.monotonic()
+        self.metrics = {}
+        self.refusals_reported = 0.0
         self.bot = subprocess.Popen(
             [sys.executable, "-m", "perpbot.cli", "run", "--config", str(self.workdir / "bot.yaml")],
             cwd=self.workdir, env=_env(), stdout=subprocess.DEVNULL, stderr=open(self.workdir / "bot.err", "ab"),
         )
+        last_sample = 0.0
 
         async def ready() -> bool:
+            nonlocal last_sample
             if self.bot is not None and self.bot.poll() is not None:
                 raise RuntimeError(f"bot exited with {self.bot.returncode}; see {self.workdir / 'bot.err'}")
+            if meter is not None and time.monotonic() - last_sample >= 0.5:
+                last_sample = time.monotonic()
+                with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                    exposure, _ = await self.exposure()
+                    meter.sample(last_sample, sum(exposure.values(), Decimal(0)))
             state = await self.state()
             return bool(state) and state["state"] in ("ACTIVE", "HALTED")
 
         await self._wait(ready, 60, "bot did not reconcile and trade after a restart")
-        return time.monotonic() - started
+        elapsed = time.monotonic() - started
+        self._scraper = asyncio.get_running_loop().create_task(self._scrape_forever())
+        return elapsed
 
     def kill_bot(self) -> None:
         assert self.bot is not None
         self.bot.send_signal(signal.SIGKILL)
         self.bot.wait()
+        self._stop_scraper()
 
     async def settle(self) -> None:
         """Pause (no new trades) and wait until no order is working and nothing is unresolved."""
@@ -218,15 +337,30 @@ class CrashRig:
             await self.post("sync/positions")  # settles any order still marked unresolved
 
     async def check(self, full: bool) -> tuple[list[str], dict[str, Any]]:
-        """Invariants against the venue; `full` (after settle) adds positions and every fill."""
+        """Invariants against the venue; `full` (after settle) adds positions, every fill, the journal's
+        open trades against the venues, reduce-only refusals and unhedged residue."""
         accounts = await self.admin.accounts()
         orders, fills, _ = read_journal(self.journal)
         violations = inv.check_orders_approved(accounts, orders)
         if full:
             violations += inv.check_fills(accounts, fills)
             # /api/positions gives the signed size (negative = short) next to the side.
-            local = {(p["venue"], p["symbol"]): Decimal(p["size"]) for p in await self.get("positions")}
+            positions = await self.get("positions")
+            local = {(p["venue"], p["symbol"]): Decimal(p["size"]) for p in positions}
             violations += inv.check_positions(local, accounts)
+            trades = read_open_trades(self.journal)
+            violations += inv.check_trades_match_venue(trades, accounts, self.lots)
+            metrics = await self.scrape()
+            refused = inv.metric_sum(metrics, "perpbot_risk_refusals_total", reason="reduce_only")
+            violations += inv.check_exits_not_refused(refused - self.refusals_reported, "since the restart")
+            self.refusals_total += max(0.0, refused - self.refusals_reported)
+            self.refusals_reported = refused
+            reported = Decimal(str(inv.reported_residue_usdt(metrics)))
+            reported += sum((abs(Decimal(str(v))) for p in positions for k, v in p.items()
+                             if ("residue" in k or "unhedged" in k) and _number(v)), Decimal(0))
+            state = await self.state()
+            violations += inv.check_residue(accounts, trades, self.lots, inv.marks_from(accounts), reported,
+                                            halted=bool(state) and state["state"] == "HALTED")
         else:
             violations += inv.check_fills(final_fills_only(accounts, orders),
                                           [f for f in fills if (f.venue, f.client_order_id) in
@@ -234,26 +368,255 @@ class CrashRig:
         return violations, accounts
 
 
+def _number(value: Any) -> bool:
+    try:
+        return bool(Decimal(str(value)))
+    except ArithmeticError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------- kill points
+@dataclasses.dataclass(slots=True)
+class Aim:
+    point: str
+    hit: bool = False
+    note: str = ""
+    partial_exit: bool = False
+
+
+def _coarse(rig: CrashRig, trade: dict[str, Any]) -> tuple[Decimal, Decimal]:
+    """(finest, coarsest) lot of a trade's two legs, in base units."""
+    lots = [rig.lots.get((leg["venue"], leg["symbol"]), Decimal(0)) for leg in trade["legs"]]
+    return min(lots), max(lots)
+
+
+async def _pick_trade(rig: CrashRig, deadline: float, residue: bool = False) -> dict[str, Any] | None:
+    """The newest open trade not aimed at before and not exiting yet (for `residue`, one whose legs'
+    lots differ tenfold or more, when there is one)."""
+    while time.monotonic() < deadline:
+        trades = [t for t in read_open_trades(rig.journal)
+                  if t["trade_id"] not in rig.targeted and len(t["legs"]) == 2]
+        if trades:
+            exiting = {r[0] for r in _query(rig.journal, "SELECT DISTINCT trade_id FROM intents WHERE "
+                                            "trade_id IS NOT NULL AND status='sending'")}
+            trades = [t for t in trades if t["trade_id"] not in exiting]
+            sized = [t for t in trades if all(Decimal(str(leg["base_qty"])) > 0 for leg in t["legs"])]
+            fresh = [t for t in sized if time.time() - t["opened_ts"] < 1.5]
+            pool = fresh or (sized if time.monotonic() > deadline - TRADE_WAIT_S / 2 else [])
+            if residue:
+                pool = [t for t in pool if _coarse(rig, t)[1] >= 10 * _coarse(rig, t)[0]] or (
+                    pool if time.monotonic() > deadline - 1.0 else [])
+            if pool:
+                trade = max(pool, key=lambda t: t["opened_ts"])
+                rig.targeted.add(trade["trade_id"])
+                return trade
+        await asyncio.sleep(0.05)
+    return None
+
+
+def _equal_ratio(rig: CrashRig, trade: dict[str, Any]) -> str:
+    """A fill ratio that fills both legs' exits to the same base quantity: k coarse lots of q (k about
+    half of q), plus a hair so the venue's floor to its lot cannot drop a lot."""
+    _, coarse = _coarse(rig, trade)
+    q = min(Decimal(str(leg["base_qty"])) for leg in trade["legs"])
+    lots = int(q / coarse) // 2 if coarse else 0
+    if lots < 1:
+        return "0.5"
+    return str(((lots * coarse) + coarse / 1000) / q)
+
+
+async def _inject_partial(rig: CrashRig, venue: str, symbol: str, ratio: str, count: int = 1) -> None:
+    await rig.admin.inject({"kind": "partial_fill", "venue": venue, "symbol": symbol, "count": count,
+                            "params": {"ratio": ratio}})
+
+
+def _trade_orders(rig: CrashRig, trade_id: str | None, since: float) -> list[tuple]:
+    """(purpose, status, qty, filled_qty, intent status, action) of orders journalled since `since`, of the
+    trade's intents (every intent when `trade_id` is None)."""
+    sql = ("SELECT o.purpose, o.status, o.qty, o.filled_qty, i.status, i.action FROM orders o "
+           "JOIN intents i ON o.intent_id = i.intent_id WHERE o.created_ts >= ?")
+    params: tuple = (since,)
+    if trade_id is not None:
+        sql += " AND (i.trade_id = ? OR i.intent_id = ?)"
+        params += (trade_id, trade_id)
+    return _query(rig.journal, sql, params)
+
+
+async def _until(predicate, deadline: float, interval: float = 0.01) -> bool:
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return False
+
+
+async def aim(rig: CrashRig, point: str, rng: random.Random, min_s: float, max_s: float) -> Aim:
+    """Wait for the moment kill point `point` aims at (faults injected as needed); returns at it."""
+    result = Aim(point)
+    if point == "random":
+        await asyncio.sleep(rng.uniform(min_s, max_s))
+        result.hit = True
+        return result
+    deadline = time.monotonic() + TRADE_WAIT_S
+    trade = await _pick_trade(rig, deadline, residue=point == "residue")
+    since = time.time() - 0.05
+    aim_deadline = time.monotonic() + AIM_DEADLINE_S
+    if trade is None:
+        if point == "exit_settled" or point == "residue":
+            result.note = "no open trade to aim at"
+            return result
+        # Repairs of an entry instead: the next order on any venue fills in part.
+        await rig.admin.inject({"kind": "partial_fill", "venue": "*", "count": 1, "params": {"ratio": "0.4"}})
+        trade_id = None
+        result.note = "entry"
+    else:
+        trade_id = trade["trade_id"]
+        legs = trade["legs"]
+        if point == "exit_settled":
+            ratio = _equal_ratio(rig, trade)
+            for leg in legs:
+                await _inject_partial(rig, leg["venue"], leg["symbol"], ratio)
+        elif point == "residue":
+            fine = min(legs, key=lambda leg: rig.lots.get((leg["venue"], leg["symbol"]), Decimal(0)))
+            await _inject_partial(rig, fine["venue"], fine["symbol"], "0.5", count=3)
+        else:
+            await _inject_partial(rig, legs[0]["venue"], legs[0]["symbol"], "0.5")
+            await _inject_partial(rig, legs[1]["venue"], legs[1]["symbol"], "0.2")
+        result.note = f"trade {trade_id} {legs[0]['venue']}/{legs[1]['venue']} {trade['base']}"
+
+    def rows() -> list[tuple]:
+        return _trade_orders(rig, trade_id, since)
+
+    def exits_settled() -> bool:
+        exits = [r for r in rows() if r[0] == "exit"]
+        return len(exits) >= 2 and all(r[1] in FINAL for r in exits)
+
+    def exit_finished() -> bool:
+        closes = [r for r in rows() if r[5] == "close"]
+        return bool(closes) and all(r[4] != "sending" for r in closes) and all(r[1] in FINAL for r in closes)
+
+    def corrective(settled: bool):
+        def seen() -> bool:
+            fixes = [r for r in rows() if r[0] not in NOT_CORRECTIVE]
+            return bool(fixes) and (not settled or fixes[0][1] in FINAL)
+        return seen
+
+    waits = {"exit_settled": exits_settled, "residue": exit_finished,
+             "repair_in_flight": corrective(False), "repair_settled": corrective(True)}
+    result.hit = await _until(waits[point], aim_deadline)
+    if result.hit and point in ("exit_settled", "residue"):
+        await asyncio.sleep(rng.uniform(0.0, 0.15))  # right after: before or after the bot booked it
+    result.partial_exit = any(r[0] == "exit" and r[1] in FINAL and Decimal(r[3]) < Decimal(r[2]) for r in rows())
+    return result
+
+
+def _exposed_bases(accounts: dict[str, Any], lots: dict[tuple[str, str], Decimal], mid_trade: set[str]
+                   ) -> set[str]:
+    """Bases a kill left exposed: net venue exposure of a base traded by an interrupted intent, or of at
+    least one lot of the base's coarsest venue."""
+    coarse = inv.coarse_lots(lots)
+    out = set()
+    for base, (net, _) in inv.base_residue(accounts, []).items():
+        if base in mid_trade or abs(net) >= coarse.get(base, Decimal(0)):
+            out.add(base)
+    return out
+
+
+def _account_repair(rig: CrashRig, restart: Restart, result: CrashResult) -> None:
+    """After the restarted bot ran (it has since been killed, or settled): restart -> first corrective
+    order for the bases the kill before it left exposed."""
+    if not restart.exposed:
+        return
+    result.repairs_needed += 1
+    horizon = (restart.active_wall or time.time()) + 5.0
+    rows = _query(rig.journal, "SELECT symbol, venue, purpose, created_ts FROM orders WHERE created_ts >= ? "
+                  "AND created_ts <= ? ORDER BY created_ts", (restart.started_wall, horizon))
+    for symbol, venue, purpose, created in rows:
+        if purpose not in NOT_CORRECTIVE and inv.base_of(venue, symbol) in restart.exposed:
+            result.repair_s.append(round(created - restart.started_wall, 3))
+            return
+    if any(restart.exposure_at_active.get(b) for b in restart.exposed):
+        result.repairs_missing += 1
+        log.warning("restart %d: %s still exposed at ACTIVE, no corrective order", restart.number,
+                    sorted(restart.exposed))
+    else:
+        result.repairs_without_order += 1
+
+
+async def _operator(rig: CrashRig, result: CrashResult, number: int, when: str) -> None:
+    """An operator's step when the bot is HALTED: close-all if the venues hold naked exposure, then resume."""
+    state = await rig.state()
+    if not state or state["state"] != "HALTED":
+        return
+    result.halts.append(f"kill {number} ({when}): {state['reason']}")
+    log.warning("crash %d: bot HALTED %s: %s", number, when, state["reason"])
+    exposure, _ = await rig.exposure()
+    naked = sum(exposure.values(), Decimal(0))
+    flattened = None
+    if naked:
+        flattened = await rig.post("positions/close-all")
+    resumed = await rig.post("trading/resume")
+    answer = flattened.get("state", "done") if isinstance(flattened, dict) else flattened
+    step = f"close-all ({answer}), " if naked else ""
+    result.operator.append(f"kill {number} ({when}): HALTED ({state['reason']}): {step}resume -> "
+                           f"{resumed.get('state', resumed) if isinstance(resumed, dict) else resumed}; "
+                           f"naked before {naked:.1f} USDT")
+
+
 async def run_crash(workdir: Path, kills: int, seed: int, min_s: float = 0.3, max_s: float = 3.0,
-                    check_every: int = 1) -> CrashResult:
-    """`kills` SIGKILLs at random moments of trading (uniform in [min_s, max_s] after ACTIVE)."""
+                    check_every: int = 1, points: tuple[str, ...] = KILL_POINTS) -> CrashResult:
+    """`kills` SIGKILLs, rotating over the kill points `points` (random moments: uniform in [min_s, max_s]
+    after ACTIVE)."""
     rng = random.Random(seed)
     result = CrashResult(seed)
     async with CrashRig(workdir / f"crash-{seed}", seed) as rig:
         await rig.start_bot()
         naked_since: float | None = None  # when the venues first showed exposure no leg hedged
+        restart: Restart | None = None
         for number in range(1, kills + 1):
-            await asyncio.sleep(rng.uniform(min_s, max_s))
+            point = points[(number - 1) % len(points)]
+            aimed = await aim(rig, point, rng, min_s, max_s)
+            refused = inv.metric_sum(rig.metrics, "perpbot_risk_refusals_total", reason="reduce_only")
+            refusals = max(0.0, refused - rig.refusals_reported)
             rig.kill_bot()
             killed_at = time.monotonic()
+            with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError, RuntimeError):
+                await rig.admin.clear()
+            counts = result.kill_points.setdefault(point, [0, 0])
+            counts[0] += 1
+            counts[1] += int(aimed.hit)
+            result.partial_exits += int(aimed.partial_exit)
+            partial = " partial exit" if aimed.partial_exit else ""
+            note = f": {aimed.note}" if aimed.note else ""
+            result.kill_log.append(f"{number} {point} {'hit' if aimed.hit else 'missed'}{partial}{note}")
+            log.info("kill %s", result.kill_log[-1])
             result.kills += 1
+            violations = inv.check_exits_not_refused(refusals, f"by the bot killed at kill {number}")
+            rig.refusals_total += refusals
+            if restart is not None:
+                _account_repair(rig, restart, result)
             orders, _, _ = read_journal(rig.journal)
             if any(o.status in ("pending", "unknown", "open") for o in orders):
                 result.kills_mid_trade += 1
             # Right after the kill: whatever the venue holds must already be in the journal.
-            violations, _ = await rig.check(full=False)
-            result.recovery_s.append(round(await rig.start_bot(), 3))
+            quick, accounts = await rig.check(full=False)
+            violations += quick
+            sending = {r[0] for r in _query(rig.journal, "SELECT intent_id FROM intents WHERE status='sending'")}
+            mid_bases = {r[0] for r in _query(rig.journal, "SELECT base FROM intents WHERE status='sending'")}
+            restart = Restart(number, time.time(), _exposed_bases(accounts, rig.lots, mid_bases), sending)
+            meter = inv.ExposureMeter()
+            meter.sample(killed_at, sum(inv.net_exposure_usdt(accounts, inv.marks_from(accounts)).values(),
+                                        Decimal(0)))
+            result.recovery_s.append(round(await rig.start_bot(meter), 3))
+            restart.active_wall = time.time()
+            exposure, _ = await rig.exposure()
+            meter.sample(time.monotonic(), sum(exposure.values(), Decimal(0)))
+            restart.exposure_at_active = {b: v for b, v in exposure.items() if v}
+            result.restart_unhedged_usdt_s.append(str(round(meter.usdt_seconds, 1)))
+            violations += inv.check_unhedged(meter.usdt_seconds, Decimal(rig.budget),
+                                             "exposure at the venues from the kill to ACTIVE")
             if number % check_every == 0 or number == kills:
+                await asyncio.sleep(1.5)  # the restarted bot trades (and exits) before the check
                 await rig.settle()
                 full, accounts = await rig.check(full=True)
                 violations += full
@@ -266,12 +629,17 @@ async def run_crash(workdir: Path, kills: int, seed: int, min_s: float = 0.3, ma
                 naked_for = time.monotonic() - naked_since if naked_since is not None else 0.0
                 violations += inv.check_unhedged(naked * Decimal(str(round(naked_for, 3))),
                                                  Decimal(rig.budget), "exposure left at the venues after a restart")
-                state = await rig.state()
-                if state and state["state"] == "HALTED":
-                    log.warning("crash %d: bot HALTED after restart: %s", number, state["reason"])
+                await _operator(rig, result, number, "at the check")
                 await rig.post("trading/resume")
-            result.violations += [f"kill {number}: {v}" for v in violations]
+            else:
+                await _operator(rig, result, number, "after the restart")
+            result.violations += [f"kill {number} ({point}): {v}" for v in violations]
+        if restart is not None:
+            _account_repair(rig, restart, result)
         await rig.settle()
         orders, fills, _ = read_journal(rig.journal)
         result.orders, result.fills = len(orders), len(fills)
+        result.reduce_only_refusals = int(rig.refusals_total)
+        fired = await rig.admin.fired()
+        result.faults_fired = {f"{venue} {kind}": n for (venue, kind), n in sorted(fired.items())}
     return result

@@ -155,3 +155,134 @@ def check_state(state: str, reason: str, recovered: bool) -> list[str]:
     if state == "HALTED" and reason.strip():
         return []
     return [f"trading state {state} ({reason!r}) after the venue recovered: neither ACTIVE nor HALTED with a reason"]
+
+
+# --- trades, exits and residues (the crash suite's exit and repair kill points) -----------------------
+def signed_leg(leg: Mapping[str, Any]) -> Decimal:
+    """A trade leg's signed base size (buy +, sell -) as the journal's trades table records it."""
+    size = Decimal(str(leg.get("base_qty") or "0"))
+    return size if leg.get("side") == "buy" else -size
+
+
+def trade_positions(open_trades: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Decimal]:
+    """(venue, symbol) -> the signed base size the journal's open trades hold there."""
+    out: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for trade in open_trades:
+        for leg in trade.get("legs") or []:
+            out[(leg["venue"], leg["symbol"])] += signed_leg(leg)
+    return dict(out)
+
+
+def coarse_lots(lots: Mapping[tuple[str, str], Decimal]) -> dict[str, Decimal]:
+    """Per base asset: the coarsest lot (in base units) of the venues that list it."""
+    out: dict[str, Decimal] = {}
+    for (venue, symbol), lot in lots.items():
+        base = base_of(venue, symbol)
+        out[base] = max(out.get(base, ZERO), lot)
+    return out
+
+
+def check_trades_match_venue(open_trades: Iterable[Mapping[str, Any]], accounts: Mapping[str, Any],
+                             lots: Mapping[tuple[str, str], Decimal]) -> list[str]:
+    """Every open trade's legs are what the venues hold: per venue/symbol, the sum of the open trades'
+    signed leg sizes equals the venue position within less than one lot of the base's coarsest venue
+    (a smaller difference is a sub-lot residue, judged by `check_residue`). A partial exit the journal
+    missed leaves the trade at its old size here, and every later exit of it is refused."""
+    trades = list(open_trades)
+    held = trade_positions(trades)
+    remote = venue_positions(accounts)
+    coarse = coarse_lots(lots)
+    violations = []
+    for key in sorted(set(held) | set(remote)):
+        mine, theirs = held.get(key, ZERO), remote.get(key, ZERO)
+        tolerance = coarse.get(base_of(*key), ZERO)
+        if abs(mine - theirs) >= tolerance and mine != theirs:
+            owners = [t.get("trade_id") for t in trades
+                      if any((leg["venue"], leg["symbol"]) == key for leg in t.get("legs") or [])]
+            violations.append(f"trades vs venue {key[0]} {key[1]}: open trades {owners or '[]'} hold {mine}, "
+                              f"the venue {theirs} (one lot of the coarsest venue: {tolerance})")
+    return violations
+
+
+def base_residue(accounts: Mapping[str, Any], open_trades: Iterable[Mapping[str, Any]]
+                 ) -> dict[str, tuple[Decimal, Decimal]]:
+    """Per base with exposure at the venues: (net signed base the venues hold across all venues,
+    the part of it the journal's open trades do not account for)."""
+    venue_net: dict[str, Decimal] = defaultdict(Decimal)
+    for (venue, symbol), size in venue_positions(accounts).items():
+        venue_net[base_of(venue, symbol)] += size
+    trade_net: dict[str, Decimal] = defaultdict(Decimal)
+    for (venue, symbol), size in trade_positions(open_trades).items():
+        trade_net[base_of(venue, symbol)] += size
+    return {base: (net, net - trade_net.get(base, ZERO)) for base, net in venue_net.items() if net}
+
+
+def check_residue(accounts: Mapping[str, Any], open_trades: Iterable[Mapping[str, Any]],
+                  lots: Mapping[tuple[str, str], Decimal], marks: Mapping[str, Decimal],
+                  reported_usdt: Decimal = ZERO, halted: bool = False) -> list[str]:
+    """Unhedged residue, from the venues' positions: per base, |long - short| across venues must be
+    below one lot of the coarsest venue (more is a naked leg the bot must hedge or unwind, unless it
+    HALTED saying so); a smaller residue must be accounted for by the bot, either in its journal (open
+    trades whose legs differ by it) or as a reported residue / unhedged notional (`reported_usdt` > 0)."""
+    coarse = coarse_lots(lots)
+    violations = []
+    for base, (net, unexplained) in sorted(base_residue(accounts, open_trades).items()):
+        lot = coarse.get(base, ZERO)
+        usdt = abs(net) * marks.get(base, ZERO)
+        if abs(net) >= lot and not halted:
+            violations.append(f"naked {base}: the venues hold net {net} ({usdt:.2f} USDT), at least one lot "
+                              f"({lot}) of the coarsest venue, and trading is not HALTED")
+        elif abs(net) < lot and unexplained and reported_usdt <= 0:
+            violations.append(f"unhedged residue {base}: the venues hold net {net} ({usdt:.2f} USDT), below one "
+                              f"lot ({lot}); {unexplained} of it is in no open trade and the bot reports no residue")
+    return violations
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value} (comments skipped, unparsable lines too)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def metric_sum(metrics: Mapping[str, float], name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels` (no labels: every sample)."""
+    total = 0.0
+    for key, value in metrics.items():
+        metric, _, rest = key.partition("{")
+        if metric != name:
+            continue
+        if all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            total += value
+    return total
+
+
+def reported_residue_usdt(metrics: Mapping[str, float]) -> float:
+    """What the bot itself reports as unhedged right now: any *residue* gauge, else the unhedged notional."""
+    residue = sum(v for k, v in metrics.items() if "residue" in k.partition("{")[0] and not k.endswith("_created"))
+    return residue or metrics.get("perpbot_unhedged_notional_usdt", 0.0)
+
+
+def check_exits_not_refused(reduce_only_refusals: float, since: str) -> list[str]:
+    """An exit, unwind or flatten the risk gate refuses as 'does not reduce position' means the bot's
+    trades disagree with the venue: refused once, refused forever. Any such refusal is a violation."""
+    if reduce_only_refusals > 0:
+        return [f"{reduce_only_refusals:.0f} reduce-only orders refused ('does not reduce position') {since}"]
+    return []
+
+
+def summary(values: Iterable[float]) -> tuple[float | None, float | None]:
+    """(median, max) of the values, (None, None) when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return None, None
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return round(median, 3), round(ordered[-1], 3)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from perpbot.reliability.crash import CrashResult
+from perpbot.reliability.invariants import summary
 from perpbot.reliability.scenarios import ScenarioResult
 
 HEADER = """# Reliability: hostile venues and crash recovery
@@ -37,14 +38,28 @@ fail on any violation or on a fault that never fired.
   then resume; each such step is listed below with the HALT reason.
 - **Crash recovery** (`perpbot/reliability/crash.py`): the simulator runs as its own process
   (`perpbot sim`), the bot as `python -m perpbot.cli run` (mode live, venue URLs pointing at the
-  simulator), SIGKILLed at random moments of trading and restarted on the same journal.
+  simulator), SIGKILLed and restarted on the same journal. Kill points rotate: `random` (a random
+  moment of trading); `exit_settled` (partial-fill faults on both legs' venues of an open trade, both
+  legs filling the same part, killed right after the exit orders settled); `repair_in_flight` /
+  `repair_settled` (partial fills of different ratios on both legs, killed as soon as the hedge/unwind
+  is journalled, or as soon as it settled; an entry's when no trade is open); `residue` (three partial
+  fills on the finer-lot leg, so the legs policy ends below one lot of the coarser venue; killed after
+  the exit finished). Trades hold 2-3 s at most, so exits come often. Restart -> ACTIVE: process start
+  to a reconciled trading state; restart -> repair: process start to the first corrective order
+  (hedge/unwind/repair) for a base a kill left exposed mid-trade.
 - **Invariants** (`perpbot/reliability/invariants.py`, pure): local positions == the venue's; every
   venue order's client id is in the journal's orders table and used once; venue fills == journal fills
   per order; unhedged notional x seconds (measured from the venues' positions, and as the engine
   accounted it) within `risk.unhedged_budget_usdt_seconds`; after gap / bad_checksum / malformed the
   venue's books were invalidated and a resync counted; after recovery the bot is ACTIVE, or HALTED with
   a reason; in the hostile runs, a periodic reconciliation that had to correct a local position is also
-  a violation (it would otherwise hide drift).
+  a violation (it would otherwise hide drift). Crash runs add, after each checked restart: the journal's
+  open trades hold what the venues hold (per venue/symbol, within one lot of the base's coarsest venue);
+  no order refused as "does not reduce position" (`perpbot_risk_refusals_total{{reason="reduce_only"}}`,
+  scraped from every bot process before its kill); per base, the venues' net position is below one lot
+  of the coarsest venue (else a naked leg, unless HALTED), and a sub-lot residue is carried by the
+  journal's open trades or reported by the bot (a `*residue*` gauge or the unhedged notional); the
+  venue-seen unhedged notional x seconds from each kill to ACTIVE within the unhedged budget.
 - Recovery time: from the moment the faults were cleared to all books valid / state ACTIVE (0 when the
   bot had already recovered before the fault window closed; "-" when it ended HALTED). "fired after"
   is the time from injection until every fault of the scenario had fired.
@@ -56,6 +71,77 @@ FINDINGS_PATH = Path(__file__).with_name("findings.md")
 
 def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+def _mm(values: list[float]) -> str:
+    median, top = summary(values)
+    return "-" if median is None else f"{median:.1f} / {top:.1f}"
+
+
+KINDS = (
+    ("reduce-only orders refused", "exit/unwind refused as 'does not reduce position'"),
+    ("trades vs venue", "open trade in the journal != venue position"),
+    ("unhedged residue", "sub-lot residue in no trade and not reported"),
+    ("naked ", "naked leg (a coarse lot or more) at the venues"),
+    ("over the budget", "unhedged notional x seconds over the budget"),
+    ("position ", "local position != venue"),
+    ("fills ", "venue fills != journal fills"),
+    ("venue order", "venue order not journalled / sent twice"),
+)
+
+
+def violation_kinds(violations: list[str]) -> dict[str, int]:
+    """Violations counted by kind (the text after 'kill N (point): ')."""
+    counts: dict[str, int] = {}
+    for violation in violations:
+        text = violation.split("): ", 1)[-1]
+        kind = next((name for marker, name in KINDS if marker in text), "other")
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _crash_section(crashes: list[CrashResult]) -> list[str]:
+    out = ["## Crash recovery (SIGKILL)\n"]
+    recovery = [x for c in crashes for x in c.recovery_s]
+    repairs = [x for c in crashes for x in c.repair_s]
+    points: dict[str, list[int]] = {}
+    for c in crashes:
+        for point, (aimed, hit) in (c.kill_points or {}).items():
+            total = points.setdefault(point, [0, 0])
+            total[0] += aimed
+            total[1] += hit
+    out.append(f"{sum(c.kills for c in crashes)} kills over {len(crashes)} seed(s); "
+               f"{sum(c.kills_mid_trade for c in crashes)} with an order unresolved in the journal; "
+               f"{sum(c.partial_exits for c in crashes)} with an exit filled in part just before; "
+               f"{sum(len(c.violations) for c in crashes)} violations. "
+               f"Restart -> ACTIVE (median / max): {_mm(recovery)} s over {len(recovery)} restarts; "
+               f"restart -> repair (first corrective order): {_mm(repairs)} s over {len(repairs)} restarts "
+               f"that needed one ({sum(c.repairs_without_order for c in crashes)} more found the exposure gone "
+               f"without an order, {sum(c.repairs_missing for c in crashes)} got no repair by ACTIVE).\n")
+    kinds = violation_kinds([v for c in crashes for v in c.violations])
+    if kinds:
+        out.append("Violations by kind: " + "; ".join(f"{k}: {n}" for k, n in kinds.items()) + ".\n")
+    if points:
+        out.append("Kill points (kills aimed / hit the aimed-at moment): "
+                   + ", ".join(f"{p} {a}/{h}" for p, (a, h) in points.items()) + ".\n")
+    out.append("| seed | kills | kills with an order unresolved | partial exits | orders | fills | violations "
+               "| restart -> ACTIVE median / max (s) | restart -> repair median / max (s) | repairs n | "
+               "kill -> ACTIVE unhedged USDT*s max | reduce-only refusals | HALTs | "
+               "residual naked exposure after restarts (USDT) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for c in crashes:
+        residual = max((float(x) for x in c.residual_exposure_usdt), default=0.0)
+        unhedged = max((float(x) for x in c.restart_unhedged_usdt_s), default=0.0)
+        out.append(f"| {c.seed} | {c.kills} | {c.kills_mid_trade} | {c.partial_exits} | {c.orders} | {c.fills} | "
+                   f"{len(c.violations)} | {_mm(c.recovery_s)} | {_mm(c.repair_s)} | {len(c.repair_s)} | "
+                   f"{unhedged:.0f} | {c.reduce_only_refusals} | {len(c.halts)} | {residual:.1f} |")
+    out.append("")
+    steps = [s for c in crashes for s in c.operator]
+    if steps:
+        out.append("Operator steps after a HALT:\n")
+        out += [f"- seed {c.seed}, {s}" for c in crashes for s in c.operator]
+        out.append("")
+    return out
 
 
 def render(command: str, hostile: list[ScenarioResult], crashes: list[CrashResult]) -> str:
@@ -90,19 +176,7 @@ def render(command: str, hostile: list[ScenarioResult], crashes: list[CrashResul
             out += [f"- {name}: {line}" for name, line in steps]
             out.append("")
     if crashes:
-        out.append("## Crash recovery (SIGKILL)\n")
-        out.append(f"{sum(c.kills for c in crashes)} kills over {len(crashes)} seed(s); "
-                   f"{sum(c.kills_mid_trade for c in crashes)} with an order unresolved in the journal; "
-                   f"{sum(len(c.violations) for c in crashes)} violations; restart -> ACTIVE at most "
-                   f"{max((max(c.recovery_s, default=0) for c in crashes), default=0):.1f} s.\n")
-        out.append("| seed | kills | kills with an order unresolved | orders | fills | violations | restart -> ACTIVE "
-                   "max (s) | residual naked exposure after restarts (USDT) |")
-        out.append("|---|---|---|---|---|---|---|---|")
-        for c in crashes:
-            residual = max((float(x) for x in c.residual_exposure_usdt), default=0.0)
-            out.append(f"| {c.seed} | {c.kills} | {c.kills_mid_trade} | {c.orders} | {c.fills} | "
-                       f"{len(c.violations)} | {max(c.recovery_s, default=0):.1f} | {residual:.1f} |")
-        out.append("")
+        out += _crash_section(crashes)
     out.append(FINDINGS_PATH.read_text(encoding="utf-8"))
     violations = [v for r in hostile for v in r.violations] + [v for c in crashes for v in c.violations]
     out.append(f"## Violations: {len(violations)}\n")

@@ -57,3 +57,87 @@ def test_state_after_recovery_must_be_active_or_halted_with_a_reason():
     assert inv.check_state("HALTED", "3 trades in a row needed leg repair", True) == []
     assert inv.check_state("PAUSED", "starting", True)
     assert inv.check_state("HALTED", " ", True)
+
+
+LOTS = {("hyperliquid", "BTC"): Decimal("0.00001"), ("binance", "BTCUSDT"): Decimal("0.001"),
+        ("okx", "ETH-USDT-SWAP"): Decimal("0.001"), ("bybit", "ETHUSDT"): Decimal("0.01")}
+
+
+def _trade(trade_id, buy, sell):
+    """An open trade: (venue, symbol, base_qty) bought on one venue and sold on the other."""
+    return {"trade_id": trade_id, "legs": [{"venue": buy[0], "symbol": buy[1], "side": "buy", "base_qty": buy[2]},
+                                           {"venue": sell[0], "symbol": sell[1], "side": "sell", "base_qty": sell[2]}]}
+
+
+def _venues(**positions):
+    accounts = {}
+    for key, size in positions.items():
+        venue, symbol = key.split("__")
+        accounts.setdefault(venue, {"positions": {}})["positions"][symbol] = {"size": size, "entry": "60000"}
+    return accounts
+
+
+def test_open_trade_at_its_old_size_after_a_partial_exit_is_a_violation():
+    trade = _trade("t1", ("hyperliquid", "BTC", "0.003"), ("binance", "BTCUSDT", "0.003"))
+    whole = _venues(hyperliquid__BTC="0.003", binance__BTCUSDT="-0.003")
+    assert inv.check_trades_match_venue([trade], whole, LOTS) == []
+    # The exit filled a third on both venues; the journal still says 0.003 (the partial exit was not kept).
+    partial = _venues(hyperliquid__BTC="0.002", binance__BTCUSDT="-0.002")
+    found = inv.check_trades_match_venue([trade], partial, LOTS)
+    assert len(found) == 2 and "t1" in found[0]
+    # The journal kept it: legs resized.
+    kept = _trade("t1", ("hyperliquid", "BTC", "0.002"), ("binance", "BTCUSDT", "0.002"))
+    assert inv.check_trades_match_venue([kept], partial, LOTS) == []
+    # A venue position no open trade explains (a leg left behind) is one too.
+    assert inv.check_trades_match_venue([], _venues(binance__BTCUSDT="0.001"), LOTS)
+
+
+def test_sub_lot_difference_on_the_fine_venue_is_left_to_the_residue_check():
+    trade = _trade("t1", ("hyperliquid", "BTC", "0.002"), ("binance", "BTCUSDT", "0.002"))
+    accounts = _venues(hyperliquid__BTC="0.00238", binance__BTCUSDT="-0.002")
+    assert inv.check_trades_match_venue([trade], accounts, LOTS) == []
+    marks = {"BTC": Decimal(60000)}
+    # 0.00038 BTC net long, below binance's lot, in no trade and not reported: a violation.
+    found = inv.check_residue(accounts, [trade], LOTS, marks)
+    assert len(found) == 1 and "residue BTC" in found[0] and "0.00038" in found[0]
+    # Reported by the bot (a residue gauge / the unhedged notional): fine.
+    assert inv.check_residue(accounts, [trade], LOTS, marks, reported_usdt=Decimal("22.8")) == []
+    # Carried by the journal's trade (legs differ by the residue): fine.
+    carried = _trade("t1", ("hyperliquid", "BTC", "0.00238"), ("binance", "BTCUSDT", "0.002"))
+    assert inv.check_residue(accounts, [carried], LOTS, marks) == []
+
+
+def test_net_exposure_of_a_coarse_lot_or_more_is_a_naked_leg_unless_halted():
+    accounts = {"bybit": {"positions": {"ETHUSDT": {"size": "-0.05", "entry": "3000"}}},
+                "okx": {"positions": {"ETH-USDT-SWAP": {"size": "0.03", "entry": "3000"}}}}
+    marks = inv.marks_from(accounts)
+    found = inv.check_residue(accounts, [], LOTS, marks)
+    assert len(found) == 1 and found[0].startswith("naked ETH") and "60.00 USDT" in found[0]
+    assert inv.check_residue(accounts, [], LOTS, marks, halted=True) == []
+    hedged = {"bybit": {"positions": {"ETHUSDT": {"size": "-0.05", "entry": "3000"}}},
+              "okx": {"positions": {"ETH-USDT-SWAP": {"size": "0.05", "entry": "3000"}}}}
+    assert inv.check_residue(hedged, [], LOTS, inv.marks_from(hedged)) == []
+
+
+def test_reduce_only_refusals_and_reported_residue_are_read_from_the_metrics():
+    text = """# HELP perpbot_risk_refusals_total Orders refused by the risk gate
+# TYPE perpbot_risk_refusals_total counter
+perpbot_risk_refusals_total{reason="reduce_only"} 37.0
+perpbot_risk_refusals_created{reason="reduce_only"} 1.7e+09
+perpbot_risk_refusals_total{reason="min_edge"} 5.0
+perpbot_unhedged_notional_usdt 0.0
+perpbot_unhedged_residue_usdt{base="BTC"} 22.8
+"""
+    metrics = inv.parse_metrics(text)
+    assert inv.metric_sum(metrics, "perpbot_risk_refusals_total", reason="reduce_only") == 37.0
+    assert inv.metric_sum(metrics, "perpbot_risk_refusals_total") == 42.0
+    assert inv.reported_residue_usdt(metrics) == 22.8
+    assert inv.reported_residue_usdt(inv.parse_metrics("perpbot_unhedged_notional_usdt 3.5\n")) == 3.5
+    assert inv.check_exits_not_refused(37.0, "since the restart")
+    assert inv.check_exits_not_refused(0.0, "since the restart") == []
+
+
+def test_summary_is_median_and_max():
+    assert inv.summary([]) == (None, None)
+    assert inv.summary([3.0, 1.0, 2.0]) == (2.0, 3.0)
+    assert inv.summary([4.0, 1.0, 2.0, 3.0]) == (2.5, 4.0)
