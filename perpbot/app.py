@@ -43,12 +43,19 @@ def contract_sizes(adapter: Any, symbols: list[str]) -> dict[str, Decimal]:
     return {symbol: Decimal(str(lookup(symbol))) for symbol in symbols}
 
 
-async def venue_contract_sizes(settings: Settings, venue: str, symbols: list[str]) -> dict[str, Decimal]:
+async def venue_contract_sizes(settings: Settings, venue: str, symbols: list[str],
+                               cache: dict[tuple[str, str], Any] | None = None) -> dict[str, Decimal]:
     """Contract sizes from the venue's instrument list (ccxt markets), so books hold base units.
 
     OKX swaps quote book sizes in contracts (BTC-USDT-SWAP: 0.01 BTC); the others in base
-    units. On failure the books fall back to size 1 with a loud warning.
+    units. When `cache` (the journal's instrument cache, see build_feeds) holds every symbol, its
+    contract sizes are used and the venue is not asked: the trading side refreshes the cache in the
+    background and leaves a venue out of trading if a contract size changed. On failure the books
+    fall back to size 1 with a loud warning.
     """
+    if cache and symbols and all((venue, symbol) in cache for symbol in symbols):
+        log.info("Contract sizes of %s from the journal's instrument cache", venue)
+        return {symbol: cache[(venue, symbol)].contract_size for symbol in symbols}
     try:
         from perpbot.execution.ccxt_client import CcxtClient
     except ImportError as exc:
@@ -73,7 +80,15 @@ async def build_feeds(settings: Settings, store: BookStore, metrics: Metrics, fu
 
     supervisor = FeedSupervisor(store, metrics, settings.feeds, funding=funding)
     enabled = settings.venues.enabled()
-    sizes = await asyncio.gather(*(venue_contract_sizes(settings, v, list(cfg.symbols)) for v, cfg in enabled))
+    try:  # a plain read of the journal file: the books need no venue call when the cache has them
+        from perpbot.journal.sqlite import Journal
+
+        cache = Journal.read_cached_instruments(settings.journal.path)
+    except Exception as exc:  # no cache: each venue's list is loaded as before
+        log.info("Instrument cache not read (%s)", exc)
+        cache = {}
+    sizes = await asyncio.gather(*(venue_contract_sizes(settings, v, list(cfg.symbols), cache)
+                                   for v, cfg in enabled))
     for (venue, cfg), loaded in zip(enabled, sizes):
         adapter = feed_adapter(venue, settings.feeds)
         supervisor.add_venue(

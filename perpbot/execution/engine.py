@@ -644,12 +644,33 @@ class Engine:
         for trade in await self.journal.open_trades():
             self.open_trades[trade["trade_id"]] = trade
         last = await self.journal.state_changes(1)
-        # A leg a crash left naked is repaired first: funding history (heavy reads, ~1 s a venue) is
-        # synced after the trading state is set, beside trading (below).
-        report = await self._reconcile()
-        for change in report["changed"]:
-            log.warning("start-up reconciliation changed %s", change)
-        report["repaired"] = await self._repair_interrupted()
+        # A leg a crash left naked is repaired first: the venues of interrupted trades are reconciled
+        # first (all at once), then repaired while the other venues reconcile; funding history (heavy
+        # reads, ~1 s a venue) is synced only after the trading state is set, beside trading (below).
+        # Under the trade lock, as periodic(): a background instrument refresh waits for it.
+        urgent = {leg.get("venue") for intent in await self.journal.intents_with_status("sending")
+                  for leg in (intent["decision"].get("legs") or []) if isinstance(leg, dict)} & set(self.clients)
+        others = [v for v in self.clients if v not in urgent]
+        repaired = asyncio.Event()  # the other venues' reads run beside the repair, their writes after it
+        later = (asyncio.create_task(self._reconcile(venues_only=others, writes_after=repaired),
+                                     name="start-up-reconcile") if urgent and others else None)
+        try:
+            async with self._trade_lock:
+                report = await self._reconcile(venues_only=urgent if later is not None else None)
+            for change in report["changed"]:
+                log.warning("start-up reconciliation changed %s", change)
+            report["repaired"] = await self._repair_interrupted()
+            repaired.set()
+            if later is not None:
+                rest = await later
+                for change in rest["changed"]:
+                    log.warning("start-up reconciliation changed %s", change)
+                report["changed"] += rest["changed"]
+                report["errors"].update(rest["errors"])
+                report["venues"] = dict(self.reconciled)
+        finally:
+            if later is not None and not later.done():
+                later.cancel()
         async with self._trade_lock:
             report["trades_checked"] = await self._check_trades_against_venues()
         enabled = list(self.clients)
@@ -832,25 +853,31 @@ class Engine:
         instrument = self.instruments.get((venue, symbol))
         return venue_qty * (instrument.contract_size if instrument else Decimal(1))
 
-    async def _reconcile(self, funding: bool = False) -> dict[str, Any]:
+    async def _reconcile(self, funding: bool = False, venues_only: Any = None,
+                         writes_after: asyncio.Event | None = None) -> dict[str, Any]:
         """Settle unresolved orders, then make local positions and balances equal the venues'; with
         `funding`, also book new funding payments. The same code runs at start-up, periodically and on
         POST /api/sync/positions. Close-all skips funding: funding-history reads are heavy in venue
-        rate-limit weight (Binance income: 30) and a flatten must not wait on them."""
+        rate-limit weight (Binance income: 30) and a flatten must not wait on them.
+
+        Every venue at once, each in the old order (its unresolved orders, then its positions, balance
+        and open orders); one venue failing (or slow) does not keep the others from being reconciled.
+        `venues_only`: those venues alone. `writes_after`: each venue reads everything it needs, then
+        waits for the event before it changes the journal or the portfolio (start-up reads the other
+        venues while an interrupted trade is repaired, without writing inside its transactions)."""
         unresolved: dict[str, list[Any]] = {}
         for row in await self.journal.orders_with_status("unknown", "pending", "open"):
             unresolved.setdefault(row.venue, []).append(row)
-        venues = list(self.clients.items())  # a copy: a venue left out meanwhile does not break the loop
+        # A copy: a venue left out meanwhile does not break the loop.
+        venues = [(v, c) for v, c in self.clients.items() if venues_only is None or v in venues_only]
 
         async def one_venue(venue: str, client: ExchangeClient) -> tuple[list[dict[str, Any]], str | None]:
-            """One venue's part, in the old order: its unresolved orders, then its positions, balance and
-            open orders (and with `funding`, its funding payments). Venues run concurrently; a venue's
-            orders and positions touch only its own keys of the portfolio and the journal."""
+            """One venue's part. Venues run concurrently; a venue's orders and positions touch only its
+            own keys of the portfolio and the journal (no explicit transaction)."""
             found: list[dict[str, Any]] = []
             problem: str | None = None
+            answers = []
             for row in unresolved.get(venue, ()):
-                request = OrderRequest(row.venue, row.symbol, row.side, row.qty, row.price, row.client_order_id,
-                                       row.reduce_only)
                 try:
                     result = await client.fetch_order(row.symbol, row.client_order_id)
                     if result is not None and result.status == "open":
@@ -858,25 +885,31 @@ class Engine:
                 except errors.VenueErrorBase as exc:
                     problem = f"order {row.client_order_id}: {exc.message}"
                     continue
+                answers.append((row, result))
+            # Read after the orders' answers: the positions include what those orders filled.
+            reads = await asyncio.gather(client.fetch_positions(), client.fetch_balance(), client.fetch_open_orders(),
+                                         return_exceptions=True)
+            failed = [r for r in reads if isinstance(r, BaseException)]
+            if any(not isinstance(e, errors.VenueErrorBase) for e in failed):
+                raise next(e for e in failed if not isinstance(e, errors.VenueErrorBase))
+            if writes_after is not None:
+                await writes_after.wait()
+            for row, result in answers:
                 if result is None:
                     await self.journal.update_order(row.venue, row.client_order_id, "not_found",
                                                     reason="not at venue when reconciled")
                     found.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
                                   "from": row.status, "to": "not_found"})
                     continue
+                request = OrderRequest(row.venue, row.symbol, row.side, row.qty, row.price, row.client_order_id,
+                                       row.reduce_only)
                 await self._settle(request, result, None)
                 found.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
                               "from": row.status, "to": result.status, "filled_qty": _s(result.filled_qty)})
-            reads = await asyncio.gather(client.fetch_positions(), client.fetch_balance(), client.fetch_open_orders(),
-                                         return_exceptions=True)
-            failed = [r for r in reads if isinstance(r, BaseException)]
             if failed:
-                venue_errors = [e for e in failed if isinstance(e, errors.VenueErrorBase)]
-                if len(venue_errors) < len(failed):
-                    raise next(e for e in failed if not isinstance(e, errors.VenueErrorBase))
                 self.reconciled[venue] = False
                 self.venue_connected[venue] = False
-                return found, venue_errors[0].message
+                return found, failed[0].message
             remote, balance, open_orders = reads
             self.portfolio.set_balance(balance)
             self.venue_open_orders[venue] = open_orders

@@ -71,6 +71,19 @@ MIGRATIONS: list[str] = [
         legs TEXT NOT NULL, status TEXT NOT NULL, opened_ts REAL NOT NULL, closed_ts REAL
     );
     """,
+    # 2: the instrument cache (start-up reads it instead of the venues' instrument lists; refreshed
+    # from the venues in the background). `instrument` is perpbot.core.instruments.Instrument as JSON,
+    # Decimals as their exact strings; `venue_markets` the venue client's market list (ccxt markets
+    # and currencies as JSON), so the client needs no market load before its first order.
+    """
+    CREATE TABLE instruments (
+        venue TEXT NOT NULL, symbol TEXT NOT NULL, instrument TEXT NOT NULL, updated_ts REAL NOT NULL,
+        PRIMARY KEY (venue, symbol)
+    );
+    CREATE TABLE venue_markets (
+        venue TEXT PRIMARY KEY, markets TEXT NOT NULL, currencies TEXT, updated_ts REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -463,3 +476,115 @@ class Journal:
     async def last_state(self) -> str | None:
         changes = await self.state_changes(1)
         return changes[0]["to"] if changes else None
+
+    # -- instrument cache ----------------------------------------------------------------------
+    @staticmethod
+    def instrument_text(instrument: Any) -> str:
+        """An Instrument as JSON: every field, Decimals as their exact strings (str(Decimal) keeps the
+        exponent, so the value read back is the same Decimal, digit for digit)."""
+        import dataclasses
+
+        return json.dumps({f.name: (str(v) if isinstance(v, Decimal) else v)
+                           for f in dataclasses.fields(instrument) for v in (getattr(instrument, f.name),)},
+                          sort_keys=True)
+
+    @staticmethod
+    def instrument_of(text: str) -> Any:
+        """The Instrument of `instrument_text`, or None when the row does not hold exactly the fields
+        this build's Instrument has (a row written by another version is a cache miss, not a guess)."""
+        import dataclasses
+
+        from perpbot.core.instruments import Instrument
+
+        try:
+            data = json.loads(text)
+            fields = dataclasses.fields(Instrument)
+            if not isinstance(data, dict) or set(data) != {f.name for f in fields}:
+                return None
+            values = {}
+            for f in fields:
+                value = data[f.name]
+                if f.type in ("Decimal", Decimal):
+                    if not isinstance(value, str):
+                        return None
+                    value = _dec(value)
+                elif f.type in ("int", int):
+                    if not isinstance(value, int) or isinstance(value, bool):
+                        return None
+                elif not isinstance(value, str):
+                    return None
+                values[f.name] = value
+            return Instrument(**values)
+        except (ValueError, TypeError, InvalidOperation):
+            return None
+
+    async def save_instruments(self, instruments: Any) -> None:
+        """Insert or replace cached instruments (one statement, no explicit transaction)."""
+        now = self._clock()
+        rows = [(i.venue, i.symbol, self.instrument_text(i), now) for i in instruments]
+        if rows:
+            await self.db.executemany(
+                "INSERT INTO instruments VALUES (?,?,?,?) ON CONFLICT(venue, symbol) DO UPDATE SET"
+                " instrument=excluded.instrument, updated_ts=excluded.updated_ts", rows,
+            )
+
+    async def cached_instruments(self) -> dict[tuple[str, str], Any]:
+        """Every readable cached instrument by (venue, symbol); unreadable rows are skipped (logged)."""
+        async with self.db.execute("SELECT venue, symbol, instrument FROM instruments") as cur:
+            rows = await cur.fetchall()
+        return self._instruments_of_rows(rows)
+
+    @classmethod
+    def read_cached_instruments(cls, path: str | Path) -> dict[tuple[str, str], Any]:
+        """The cache read synchronously with plain sqlite3, read-only (for callers without an open
+        Journal, e.g. the feeds' contract sizes). {} when the file, or the table, is not there."""
+        import contextlib
+        import sqlite3
+
+        if str(path) == ":memory:" or not Path(path).exists():
+            return {}
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)) as db:
+                rows = db.execute("SELECT venue, symbol, instrument FROM instruments").fetchall()
+        except sqlite3.Error as exc:
+            log.info("journal %s: no instrument cache read (%s)", path, exc)
+            return {}
+        return cls._instruments_of_rows(rows)
+
+    @classmethod
+    def _instruments_of_rows(cls, rows: Any) -> dict[tuple[str, str], Any]:
+        out = {}
+        for venue, symbol, text in rows:
+            instrument = cls.instrument_of(text)
+            if instrument is None or (instrument.venue, instrument.symbol) != (venue, symbol):
+                log.warning("journal: cached instrument %s %s unreadable by this build; ignored", venue, symbol)
+                continue
+            out[(venue, symbol)] = instrument
+        return out
+
+    async def save_venue_markets(self, venue: str, markets: Any, currencies: Any) -> bool:
+        """Cache a venue client's market list (JSON); False (nothing cached) when it is not JSON."""
+        try:
+            text = json.dumps(markets, allow_nan=False)
+            extra = None if currencies is None else json.dumps(currencies, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            log.warning("journal: market list of %s not cacheable (%s)", venue, exc)
+            return False
+        await self.db.execute(
+            "INSERT INTO venue_markets VALUES (?,?,?,?) ON CONFLICT(venue) DO UPDATE SET"
+            " markets=excluded.markets, currencies=excluded.currencies, updated_ts=excluded.updated_ts",
+            (venue, text, extra, self._clock()),
+        )
+        return True
+
+    async def cached_venue_markets(self) -> dict[str, tuple[Any, Any]]:
+        """venue -> (markets, currencies) as cached; unreadable rows are skipped (logged)."""
+        async with self.db.execute("SELECT venue, markets, currencies FROM venue_markets") as cur:
+            rows = await cur.fetchall()
+        out = {}
+        for venue, markets, currencies in rows:
+            try:
+                out[venue] = (json.loads(markets), None if currencies is None else json.loads(currencies))
+            except ValueError:
+                log.warning("journal: cached market list of %s unreadable; ignored", venue)
+        return out
