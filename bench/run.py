@@ -174,16 +174,16 @@ def run_okx(frames: list[bytes], keep_raw: bool, books: dict | None = None) -> f
 
 @contextlib.contextmanager
 def pure_python():
-    """perpbot without its C accelerator (what runs where it did not build, or with
-    PERPBOT_PURE_PYTHON=1): the module-level hooks the hot path reads on every call, unset."""
+    """perpbot without its C accelerators (what runs where they did not build, or with
+    PERPBOT_PURE_PYTHON=1): the book's level loops and the OKX parser switched off in-process."""
     from perpbot.book import l2
 
-    saved = (l2._accel, okx._okx_peek, okx._okx_apply, okx._okx_crc)
-    l2._accel = okx._okx_peek = okx._okx_apply = okx._okx_crc = None
+    saved = (l2.set_accelerated(False), okx.set_accelerated(False))
     try:
         yield
     finally:
-        l2._accel, okx._okx_peek, okx._okx_apply, okx._okx_crc = saved
+        l2.set_accelerated(saved[0])
+        okx.set_accelerated(saved[1])
 
 
 def run_okx_pure(frames: list[bytes], keep_raw: bool, books: dict) -> float:
@@ -591,7 +591,7 @@ def section_hot_path(runs: int, n: int) -> None:
     from perpbot.book.l2 import ACCELERATED
 
     print(f"generated OKX stream: {n} updates of ~{size:.0f} bytes, ~5 changed levels, 400-level books; median of {runs} interleaved rounds")
-    print(f"C accelerator (perpbot/book/_accel.c): {'built, used by the perpbot rows' if ACCELERATED else 'NOT built: every perpbot row is pure Python'}; "
+    print(f"C accelerators (perpbot/book/_levels.c, perpbot/venues/okx/_books.c): {'built, used by the perpbot rows' if ACCELERATED and okx.ACCELERATED else 'NOT built: the perpbot rows run pure Python'}; "
           "the 'pure Python' rows unset it in-process\n")
     print(f"| {'case':44s} | {'ratio':>6s} | {'us/msg':>7s} | {'floor us':>8s} | target / quoted |")
     print(f"|{'-' * 46}|{'-' * 8}|{'-' * 9}|{'-' * 10}|-----------------|")

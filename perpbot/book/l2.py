@@ -14,17 +14,55 @@ from decimal import Decimal
 
 from perpbot.core.numbers import ONE, SCALE, to_scaled
 
-# The per-level loops in C (perpbot/book/_accel.c, built at install when a compiler is there):
+# The per-level loops in C (perpbot/book/_levels.c, built at install when a compiler is there):
 # the same objects, the same order of operations, the same errors as the Python loops below,
 # which run when it is absent or PERPBOT_PURE_PYTHON=1 (tests/unit/book/test_accel.py compares them).
 if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
-    _accel = None
+    _levels = None
 else:
     try:
-        from perpbot.book import _accel
+        from perpbot.book import _levels
     except ImportError:  # no compiler at install: pure Python
-        _accel = None
-ACCELERATED = _accel is not None
+        _levels = None
+ACCELERATED = _levels is not None
+_BUILT = _levels
+
+
+def set_accelerated(enabled: bool) -> bool:
+    """Turns this process's C level loops off (or back on, where built and not disabled by
+    PERPBOT_PURE_PYTHON) and returns the previous setting: the bench's pure-Python rows. Books keep
+    their shadows; the Python loops leave them unused until the next snapshot."""
+    global _levels
+    previous = _levels is not None
+    _levels = _BUILT if enabled else None
+    return previous
+
+
+def levels_of_spans(text: str | bytes, spans: bytes) -> tuple[list[list[str]], list[list[str]]]:
+    """A span table (perpbot/book/_spans.h: native uint32 n_bids, n_asks, then px offset, px length,
+    sz offset, sz length per level, bids first) over `text` as the [px, sz] string levels it stands
+    for: what L2Book.apply_spans applies without the C loops. ValueError on a table that does not fit."""
+    if type(text) is not bytes and not (type(text) is str and text.isascii()):
+        raise TypeError("spans index a bytes object or an ASCII str")
+    if type(spans) is not bytes:
+        raise TypeError("a span table is bytes (see _spans.h)")
+    if len(spans) < 8 or len(spans) % 4:
+        raise ValueError("span table length does not match its counts")
+    table = memoryview(spans).cast("I")
+    n_bids, n_asks = table[0], table[1]
+    if len(table) != 2 + 4 * (n_bids + n_asks):
+        raise ValueError("span table length does not match its counts")
+    size = len(text)
+    levels: list[list[str]] = []
+    for at in range(2, len(table), 4):
+        px, px_len, sz, sz_len = table[at : at + 4]
+        if px + px_len > size or sz + sz_len > size:
+            raise ValueError("a span lies outside the text")
+        px_text, sz_text = text[px : px + px_len], text[sz : sz + sz_len]
+        if type(px_text) is bytes:
+            px_text, sz_text = px_text.decode(), sz_text.decode()
+        levels.append([px_text, sz_text])
+    return levels[:n_bids], levels[n_bids:]
 
 
 # Wire string -> scaled int caches (to_scaled only on a miss; a dict hit is ~4x cheaper than
@@ -150,8 +188,8 @@ class L2Book:
         self._szmiss = _size_miss_for(self._contract)
         # The C loops' view of the two sides, built once (the dicts and lists are only ever changed
         # in place): (dict, keys, fragments or None, int64 shadow of the keys or None).
-        self._bid_shadow = _accel.Shadow() if _accel is not None else None
-        self._ask_shadow = _accel.Shadow() if _accel is not None else None
+        self._bid_shadow = _levels.Shadow() if _levels is not None else None
+        self._ask_shadow = _levels.Shadow() if _levels is not None else None
         self._sides_raw = ((self.bids, self.bid_keys, self.bid_frags, self._bid_shadow),
                            (self.asks, self.ask_keys, self.ask_frags, self._ask_shadow))
         self._sides_plain = ((self.bids, self.bid_keys, None, self._bid_shadow),
@@ -204,12 +242,23 @@ class L2Book:
         """apply_side for both sides in one call. The hot path of every book update: both
         sides' loops are written out (two calls cost ~15% of a 5-level update). A level
         raising ValueError leaves the levels before it applied (callers invalidate)."""
-        if _accel is not None:
+        if _levels is not None:
             bid_side, ask_side = self._sides_raw if self.keep_raw else self._sides_plain
-            _accel.apply_levels(bids, asks, bid_side, ask_side, self._px, self._sz, _price_miss, self._szmiss,
-                                self._contract)
+            _levels.apply_levels(bids, asks, bid_side, ask_side, self._px, self._sz, _price_miss, self._szmiss,
+                                 self._contract)
             return
         self.apply_levels_py(bids, asks)
+
+    def apply_spans(self, text: str | bytes, spans: bytes) -> None:
+        """apply_levels for levels given as a span table over the wire text they came from (what a C
+        wire parser hands over, e.g. the OKX one: perpbot/book/_spans.h): the same book, the same
+        errors, and the level strings never become Python objects unless a cache miss needs one."""
+        if _levels is not None:
+            bid_side, ask_side = self._sides_raw if self.keep_raw else self._sides_plain
+            _levels.apply_spans(text, spans, bid_side, ask_side, self._px, self._sz, _price_miss, self._szmiss,
+                                self._contract)
+            return
+        self.apply_levels_py(*levels_of_spans(text, spans))
 
     def apply_levels_py(self, bids: list, asks: list) -> None:
         """apply_levels' pure-Python loops (what runs without the C accelerator)."""

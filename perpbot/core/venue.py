@@ -7,9 +7,11 @@ frames into events. Parsing is pure: frame + receive time in, events out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from perpbot.book.l2 import L2Book
 from perpbot.book.sync import BookRules
 from perpbot.core.events import BookUpdate, Event
 
@@ -42,6 +44,18 @@ class FeedAdapter(Protocol):
     def parse(self, frame: str | bytes, recv_ts: float) -> list[Event]:
         """Pure. Raises perpbot.core.events.ParseError on a frame it cannot trust."""
         ...
+
+    def apply_books_frame(
+        self, frame: str | bytes, recv_ts: float, books: Mapping[tuple[str, str], L2Book]
+    ) -> tuple[L2Book, int, str | None] | None:
+        """The book hot path, tried on every frame before `parse` (the supervisor's order): the venue's
+        common book frame (an OKX `books` update, a Binance `depthUpdate`... of a synced book) decoded
+        straight into its book in `books` (keyed (venue, symbol) like BookStore.books), with the very
+        checks and results of parse + apply_update. Returns (book, exchange ts ms, None) when applied,
+        (book, exchange ts ms, reason) when the book was invalidated (apply_update's reasons), or None
+        when the adapter declines the frame: nothing was touched, and parse + apply_update take it.
+        This default declines every frame (an adapter without a fast path subclasses FeedAdapter)."""
+        return None
 
     def resync_frames(self, symbol: str) -> list[str]:
         """Frames that make the venue send a fresh snapshot of `symbol` (unsub + sub)."""

@@ -199,12 +199,13 @@ class FeedSupervisor:
         latency_hist = self.metrics.websocket_latency.labels(venue) if self.metrics else None
         buffers = feed.buffers
         rest_snapshot = adapter.rest_snapshot
-        # Optional venue fast path (OKX `books` updates): decodes straight into a synced book and
-        # answers (book, reason); None hands the frame, untouched, to parse + apply_update below.
-        fast = getattr(adapter, "apply_books_frame", None)
+        # The venue's book hot path (FeedAdapter.apply_books_frame: OKX `books` updates...): decodes
+        # straight into a synced book and answers (book, ts, reason); None hands the frame, untouched,
+        # to parse + apply_update below.
+        fast = adapter.apply_books_frame
 
         def on_frame(conn: Connection, frame: str | bytes, recv_ts: float) -> None:
-            if fast is not None and not buffers:
+            if not buffers:
                 done = fast(frame, recv_ts, books)
                 if done is not None:
                     book, ts_ms, reason = done

@@ -6,19 +6,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
-from perpbot.book import l2
 from perpbot.book.store import BookStore
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
 from perpbot.scanner.protocol import FundingMap, Key, MarketView, OpenTrade, Strategy, Usable, index_by_base
+from perpbot.scanner.tops import Tops
 from perpbot.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# The single-TopScreen products in C memory (perpbot/book/_accel.c, Tops) when the accelerator is built
+# The single-TopScreen products in C memory (perpbot/scanner/_tops.c, Tops) when the accelerator is built
 # and not disabled (PERPBOT_PURE_PYTHON=1); the Python lists below do the same work otherwise.
-_Tops = getattr(l2._accel, "Tops", None) if l2._accel is not None else None
+_Tops = Tops
 
 
 class Scanner:
@@ -34,7 +34,7 @@ class Scanner:
     book must reach `scan` in `changed` (the store's dirty set does this in `run`), otherwise a
     later scan of its base screens on that book's previous best prices. A book never reported
     is read when its base is first scanned. With the C accelerator built, the one TopScreen's
-    products live in C memory (`_accel.Tops`, one per base) and the hot path refreshes them there.
+    products live in C memory (`tops.Tops`, one per base) and the hot path refreshes them there.
     """
 
     def __init__(

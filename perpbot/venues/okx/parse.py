@@ -6,12 +6,12 @@ and the funding-rate channel (#public-data-websocket-funding-rate-channel); note
 
 from __future__ import annotations
 
+import os
 import zlib
 from typing import Annotated
 
 import msgspec
 
-from perpbot.book import l2 as _l2
 from perpbot.book.l2 import L2Book
 from perpbot.book.sync import APPLY
 from perpbot.core.events import BookUpdate, Event, FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
@@ -63,6 +63,32 @@ class _BooksFrame(msgspec.Struct, gc=False):
 
 _decode_books = msgspec.json.Decoder(_BooksFrame).decode
 _TYPED_MISS = (msgspec.ValidationError, msgspec.DecodeError)
+
+# The C parser of plain `books` updates and the C checksum (perpbot/venues/okx/_books.c, built at
+# install when a compiler is there): the same results as the msgspec path and _verify_checksum_py,
+# which run when it is absent or PERPBOT_PURE_PYTHON=1 (tests/unit/venues/test_okx_c_parser.py and
+# tests/unit/book/test_accel.py compare them). It keeps nothing between calls.
+if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
+    _books = None
+else:
+    try:
+        from perpbot.venues.okx import _books
+    except ImportError:  # no compiler at install: pure Python
+        _books = None
+ACCELERATED = _books is not None
+_peek = _books.peek if _books is not None else None
+_crc = _books.checksum if _books is not None else None
+
+
+def set_accelerated(enabled: bool) -> bool:
+    """Turns this process's C frame parser and checksum off (or back on, where built and not
+    disabled by PERPBOT_PURE_PYTHON); returns the previous setting: the bench's pure-Python rows."""
+    global _peek, _crc
+    previous = _peek is not None
+    on = enabled and _books is not None
+    _peek = _books.peek if on else None
+    _crc = _books.checksum if on else None
+    return previous
 
 
 def parse(frame: str | bytes, recv_ts: float) -> list[Event]:
@@ -117,7 +143,7 @@ def apply_books_frame(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book
     a seqId gap... The caller then runs parse() + apply_update on the same frame: nothing was
     touched, so that path alone owns every unusual case and its error.
     """
-    if _okx_peek is not None:
+    if _peek is not None:
         done = _apply_peeked(frame, recv_ts, books)
         if done is not False:
             return done
@@ -178,14 +204,15 @@ def _applied(book: L2Book, seq: int, ts_ms: int, recv_ts: float, checksum: int |
 
 
 def _apply_peeked(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, int, str | None] | None | bool:
-    """apply_books_frame over the C parser (perpbot/book/_accel.c, okx_peek/okx_apply): the same checks
-    in the same order and the same results, for the frames it accepts (a plain books update: its
-    level strings never become Python objects). False when it declines the frame (anything unusual:
-    the typed msgspec path then decides, as without the accelerator)."""
-    peek = _okx_peek(frame)
+    """apply_books_frame over the C parser (perpbot/venues/okx/_books.c, peek): the same checks in the
+    same order and the same results, for the frames it accepts (a plain books update: its level
+    strings never become Python objects, the book applies them from the frame through the span
+    table peek returns). False when it declines the frame (anything unusual: the typed msgspec path
+    then decides, as without the accelerator)."""
+    peek = _peek(frame)
     if peek is None:
         return False
-    symbol, ts_ms, seq, prev, checksum = peek
+    symbol, ts_ms, seq, prev, checksum, spans = peek
     book = books.get((VENUE, symbol))
     if book is None:
         return None
@@ -196,13 +223,8 @@ def _apply_peeked(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, in
         if prev is not None:
             return None
         seq = ts_ms
-    bid_side, ask_side = book._sides_raw if book.keep_raw else book._sides_plain
     try:
-        _okx_apply(frame, bid_side, ask_side, book._px, book._sz, _l2._price_miss, book._szmiss, book._contract)
-    except RuntimeError:
-        # The C parser holds one frame at a time: another thread peeked meanwhile. Nothing was
-        # touched (it checks which frame it holds first): the typed path takes this one.
-        return False
+        book.apply_spans(frame, spans)
     except (ValueError, IndexError, TypeError) as exc:  # as apply_update: a level that is not exact
         book.invalidate("malformed")
         book.seq = None
@@ -366,14 +388,9 @@ def _verify_checksum(book: L2Book, checksum: int) -> bool:
     if not book.keep_raw:
         # The CRC is over the strings as sent; a book without them cannot match.
         return crc32_signed(checksum_string(book)) == checksum
-    if _okx_crc is not None:  # the same string and CRC, built in C (perpbot/book/_accel.c)
-        return _okx_crc(book.bid_frags, book.ask_frags, CHECKSUM_DEPTH) == checksum
+    if _crc is not None:  # the same string and CRC, built in C (perpbot/venues/okx/_books.c)
+        return _crc(book.bid_frags, book.ask_frags, CHECKSUM_DEPTH) == checksum
     return _verify_checksum_py(book, checksum)
-
-
-_okx_crc = _l2._accel.okx_checksum if _l2._accel is not None else None
-_okx_peek = _l2._accel.okx_peek if _l2._accel is not None else None
-_okx_apply = _l2._accel.okx_apply if _l2._accel is not None else None
 
 
 def _verify_checksum_py(book: L2Book, checksum: int) -> bool:

@@ -1,4 +1,4 @@
-"""The scanner's C screen products (perpbot/book/_accel.c, Tops) against the Python lists they stand in
+"""The scanner's C screen products (perpbot/scanner/_tops.c, Tops) against the Python lists they stand in
 for: the same products, the same extremes and the same verdict after any sequence of book changes, and
 a scanner with them decides exactly what one without them decides."""
 
@@ -13,12 +13,11 @@ from market_helpers import NOW, put_book
 from test_scanner_incremental import _fast_and_full, book_sides
 
 import perpbot.scanner.scanner as scanner_module
-from perpbot.book import l2
 from perpbot.book.l2 import L2Book
 from perpbot.scanner.scanner import _NO_ASK
 
 # Built wherever the suite runs (scripts/test.sh installs a compiler): the first test fails without it.
-Tops = getattr(l2._accel, "Tops", None)
+from perpbot.scanner.tops import Tops  # noqa: E402
 
 
 def test_the_c_products_are_built_and_used_by_the_scanner():

@@ -1,24 +1,30 @@
-"""The C parser of OKX books updates (perpbot/book/_accel.c: okx_peek / okx_apply) against msgspec's
-typed decode, which the fast path used alone before: on real frames and on frames mutated at
-random (whitespace, key order, types, extra keys, escapes, bytes flipped), whatever the C parser
-accepts msgspec accepts too, with the same fields, and applying its levels leaves the very book
-(and error) that applying msgspec's level lists leaves. Whatever it declines goes to msgspec, as
-without the accelerator."""
+"""The C parser of OKX books updates (perpbot/venues/okx/_books.c: peek, whose span table the book
+applies: L2Book.apply_spans) against msgspec's typed decode, which the fast path used alone before:
+on real frames and on frames mutated at random (whitespace, key order, types, extra keys, escapes,
+bytes flipped), whatever the C parser accepts msgspec accepts too, with the same fields, and applying
+its levels leaves the very book (and error) that applying msgspec's level lists leaves. Whatever it
+declines goes to msgspec, as without the accelerator. The parser keeps nothing between calls: peeks of
+several frames applied in any order give what each frame alone gives."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import random
+import sys
+import threading
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perpbot.book import l2
-from perpbot.book.l2 import L2Book
+from perpbot.book.l2 import L2Book, levels_of_spans
 from perpbot.venues.okx import parse as okx
+
+pytestmark = pytest.mark.skipif(os.environ.get("PERPBOT_PURE_PYTHON") == "1", reason="C accelerators disabled")
+peek = okx._peek  # the C parser (None only where the guard above skips)
 
 BASE = {
     "arg": {"channel": "books", "instId": "BTC-USDT-SWAP"},
@@ -50,8 +56,9 @@ def _state(book: L2Book) -> tuple:
             list(book.ask_frags))
 
 
-def _apply_both(frame, peek, keep_raw: bool, contract: str):
-    """(state, error) after okx_apply of the peeked frame and after apply_levels of msgspec's lists."""
+def _apply_both(frame, spans: bytes, keep_raw: bool, contract: str):
+    """(state, error) after apply_spans of the peeked frame's span table and after apply_levels of
+    msgspec's lists."""
     results = []
     typed = okx._decode_books(frame)
     for via_c in (True, False):
@@ -59,33 +66,32 @@ def _apply_both(frame, peek, keep_raw: bool, contract: str):
         error = None
         try:
             if via_c:
-                bid_side, ask_side = book._sides_raw if keep_raw else book._sides_plain
-                okx._okx_apply(frame, bid_side, ask_side, book._px, book._sz, l2._price_miss, book._szmiss,
-                               book._contract)
+                book.apply_spans(frame, spans)
             else:
                 book.apply_levels_py(typed.data[0].bids, typed.data[0].asks)
         except Exception as exc:  # noqa: BLE001 - compared
             error = (type(exc), str(exc))
         results.append((_state(book), error))
-        if via_c:
-            okx._okx_peek(frame)  # okx_apply consumes the peek: peek again for the second run's check
     return results
 
 
 def _check(frame) -> bool:
     """The differential oracle; returns whether the C parser accepted the frame."""
-    peek = okx._okx_peek(frame)
-    if peek is None:
+    peeked = peek(frame)
+    if peeked is None:
         return False
+    *fields, spans = peeked
     typed = okx._decode_books(frame)  # must not raise: C accepts only what msgspec accepts
     assert typed.event is None and typed.action == "update" and typed.arg.channel == "books"
     assert len(typed.data) == 1
     item = typed.data[0]
     assert item.ts.isascii() and item.ts.isdigit() and len(item.ts) <= 18
-    assert peek == (typed.arg.instId, int(item.ts), item.seqId, item.prevSeqId, item.checksum)
+    assert tuple(fields) == (typed.arg.instId, int(item.ts), item.seqId, item.prevSeqId, item.checksum)
+    # The span table stands for the first two strings of each level, as msgspec decoded them.
+    assert levels_of_spans(frame, spans) == ([lvl[:2] for lvl in item.bids], [lvl[:2] for lvl in item.asks])
     for keep_raw in (True, False):
         for contract in ("1", "0.01"):
-            via_c, via_py = _apply_both(frame, peek, keep_raw, contract)
+            via_c, via_py = _apply_both(frame, spans, keep_raw, contract)
             assert via_c == via_py
     return True
 
@@ -134,26 +140,17 @@ def test_bench_stream_frames_are_all_taken_by_the_c_parser_and_agree():
     {**BASE, "arg": {"channel": "books", "instId": "BTC\u00e9"}},
 ])
 def test_unusual_frames_are_declined_before_anything_is_touched(declined):
-    assert okx._okx_peek(json.dumps(declined)) is None
-    assert okx._okx_peek(json.dumps(declined).encode() + b" x") is None
+    assert peek(json.dumps(declined)) is None
+    assert peek(json.dumps(declined).encode() + b" x") is None
 
 
 def test_trailing_text_escapes_and_duplicates_are_declined():
     text = json.dumps(BASE)
-    assert okx._okx_peek(text + "}") is None
-    assert okx._okx_peek(text.replace('"30100.5"', '"30100\\u002e5"')) is None
-    assert okx._okx_peek(text.replace('"action": "update"', '"action": "update", "action": "update"')) is None
-    assert okx._okx_peek(text.replace('124', '0124')) is None
-    assert okx._okx_peek(text.replace('124', '124.0')) is None
-
-
-def test_apply_refuses_a_frame_it_did_not_peek():
-    frame = json.dumps(BASE)
-    assert okx._okx_peek(frame) is not None
-    other = json.dumps(BASE)  # equal text, another object
-    book = _book(False, "1")
-    with pytest.raises(RuntimeError, match="not the frame"):
-        okx._okx_apply(other, *book._sides_plain, book._px, book._sz, l2._price_miss, book._szmiss, None)
+    assert peek(text + "}") is None
+    assert peek(text.replace('"30100.5"', '"30100\\u002e5"')) is None
+    assert peek(text.replace('"action": "update"', '"action": "update", "action": "update"')) is None
+    assert peek(text.replace('124', '0124')) is None
+    assert peek(text.replace('124', '124.0')) is None
 
 
 @settings(max_examples=1500, deadline=None)
@@ -220,23 +217,93 @@ def test_random_byte_mutations_of_real_frames_agree_and_both_outcomes_are_exerci
     assert accepted > 200 and declined > 200, (accepted, declined)
 
 
-def test_a_peek_taken_over_by_another_frame_falls_back_to_the_typed_path_untouched(monkeypatch):
-    # One frame is held at a time; if something peeks another frame between okx_peek and okx_apply
-    # (a second thread), okx_apply refuses before touching the book and the typed path applies it.
-    frame = json.dumps(BASE)
-    other = json.dumps({**BASE, "arg": {"channel": "books", "instId": "ETH-USDT-SWAP"}})
-    real_peek = okx._okx_peek
 
-    def peek_then_lose_it(f):
-        result = real_peek(f)
-        real_peek(other)
-        return result
+# ------------------------------------------------------------------ reentrancy: nothing kept between calls
+def _updates(rng: random.Random, symbol: str, n: int) -> list[bytes]:
+    """A seqId chain of plain updates on the _book snapshot (bids below 30100, asks above: never crossed)."""
+    frames = []
+    for k in range(n):
+        def side(low: float) -> list[list[str]]:
+            return [[f"{low + rng.randint(0, 20) / 2:.1f}", rng.choice(["0", "1", "2.5", "7", "0.03"]), "0", "1"]
+                    for _ in range(rng.randint(0, 4))]
+        item = {"asks": side(30100.5), "bids": side(30089.5), "ts": str(1700000000000 + k), "checksum": 0,
+                "seqId": 124 + k, "prevSeqId": 123 + k}
+        frames.append(json.dumps({"arg": {"channel": "books", "instId": symbol}, "action": "update",
+                                  "data": [item]}).encode())
+    return frames
 
-    monkeypatch.setattr(okx, "_okx_peek", peek_then_lose_it)
-    book = _book(True, "1")
-    book.apply_levels_py([], [])  # shadows unused: both books below bisect the lists
-    reference = _book(True, "1")
-    reference.apply_levels_py(okx._decode_books(frame).data[0].bids, okx._decode_books(frame).data[0].asks)
-    done = okx.apply_books_frame(frame, 1.0, {("okx", "BTC-USDT-SWAP"): book})
-    assert done is not None and done[0] is book and done[2] in (None, "checksum")
-    assert _state(book) == _state(reference)
+
+def test_peeks_of_several_frames_apply_in_any_order_as_each_frame_alone():
+    # Two books' streams: sequentially (peek, apply, next frame) and with every frame of both streams
+    # peeked before any is applied, the second stream's first; the same fields and the same books.
+    rng = random.Random(3)
+    streams = {"BTC-USDT-SWAP": _updates(rng, "BTC-USDT-SWAP", 60), "ETH-USDT-SWAP": _updates(rng, "ETH-USDT-SWAP", 60)}
+    setups = {"BTC-USDT-SWAP": (True, "1"), "ETH-USDT-SWAP": (False, "0.01")}
+    sequential = {symbol: _book(*setup) for symbol, setup in setups.items()}
+    fields_sequential = {symbol: [] for symbol in streams}
+    for k in range(60):
+        for symbol, frames in streams.items():
+            *fields, spans = peek(frames[k])
+            fields_sequential[symbol].append(fields)
+            sequential[symbol].apply_spans(frames[k], spans)
+    peeked = {symbol: [peek(frame) for frame in frames] for symbol, frames in reversed(streams.items())}
+    interleaved = {symbol: _book(*setup) for symbol, setup in setups.items()}
+    for symbol in streams:
+        for frame, (*fields, spans) in zip(streams[symbol], peeked[symbol]):
+            interleaved[symbol].apply_spans(frame, spans)
+        assert [fields for *fields, _ in peeked[symbol]] == fields_sequential[symbol]
+        assert _state(interleaved[symbol]) == _state(sequential[symbol])
+        assert interleaved[symbol].bid_keys != _book(*setups[symbol]).bid_keys  # the streams changed them
+
+
+def test_peek_keeps_no_reference_to_the_frame_it_read():
+    frame = json.dumps(BASE).encode() + b" "  # an object of this test's own
+    before = sys.getrefcount(frame)
+    assert peek(frame) is not None
+    assert sys.getrefcount(frame) == before
+
+
+def test_threads_on_the_fast_path_at_once_never_fall_back_and_end_as_one_thread(monkeypatch):
+    # Four threads feed four books through apply_books_frame with the interpreter switching threads as
+    # often as it can: every frame the C parser accepts is applied by it (a parser holding one frame
+    # at a time would lose some to another thread's peek and fall back), and each book ends as the
+    # same stream fed alone leaves it.
+    rng = random.Random(5)
+    symbols = [f"S{i}-USDT-SWAP" for i in range(4)]
+    streams = {symbol: _updates(rng, symbol, 150) for symbol in symbols}
+    declined = []
+    real = okx._apply_peeked
+
+    def counting(frame, recv_ts, books):
+        done = real(frame, recv_ts, books)
+        if done is False:
+            declined.append(frame)
+        return done
+
+    def feed(symbol: str, book: L2Book, results: list) -> None:
+        books = {("okx", symbol): book}
+        for frame in streams[symbol]:
+            results.append(okx.apply_books_frame(frame, 1.0, books))
+
+    alone = {symbol: _book(True, "1") for symbol in symbols}
+    alone_results = {symbol: [] for symbol in symbols}
+    for symbol in symbols:
+        feed(symbol, alone[symbol], alone_results[symbol])
+    monkeypatch.setattr(okx, "_apply_peeked", counting)
+    together = {symbol: _book(True, "1") for symbol in symbols}
+    together_results = {symbol: [] for symbol in symbols}
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=feed, args=(s, together[s], together_results[s])) for s in symbols]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert declined == []
+    for symbol in symbols:
+        assert _state(together[symbol]) == _state(alone[symbol])
+        assert [(r[1], r[2]) for r in together_results[symbol]] == [(r[1], r[2]) for r in alone_results[symbol]]
+        assert all(r is not None and r[2] is None for r in together_results[symbol])

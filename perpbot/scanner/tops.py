@@ -1,0 +1,17 @@
+"""The scanner's TopScreen products in C memory: `Tops`, the type from perpbot/scanner/_tops.c (one
+object per base: the books' sell and buy products and their extremes), or None where it is not
+built (no compiler at install) or PERPBOT_PURE_PYTHON=1; the scanner's Python lists do the same work
+then (tests/unit/scanner/test_scanner_c_tops.py compares them)."""
+
+from __future__ import annotations
+
+import os
+
+Tops: type | None
+if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
+    Tops = None
+else:
+    try:
+        from perpbot.scanner._tops import Tops
+    except ImportError:  # no compiler at install: the Python lists
+        Tops = None
