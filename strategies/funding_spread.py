@@ -10,9 +10,13 @@ from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
 from perpbot.scanner.depth import BPS
-from perpbot.scanner.edges import best_first, close_decision, long_short, pair_size, quote_pair
-from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
+from perpbot.scanner.edges import best_first, close_decision, long_short, own_exits, pair_size, quote_pair
+from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Screens, Usable, held_keys
 from perpbot.settings import FundingSpreadSettings
+
+
+# One usable book with a funding rate: (hourly rate, instrument, book).
+_Rated = tuple[Decimal, Instrument, L2Book]
 
 
 def hourly(update: FundingUpdate) -> Decimal:
@@ -47,60 +51,47 @@ class FundingSpreadStrategy:
         self._hourly[key] = (update, rate)
         return rate
 
+    def screens(self) -> Screens:
+        """An EntryScreen, a FundingScreen (judged by the scanner only when a rate was replaced) and an ExitScreen."""
+        return Screens(may_enter=self.may_enter, funding_may_enter=self.funding_may_enter, may_exit=self.may_exit)
+
+    def _apart(self, rates: list[Decimal]) -> bool:
+        """Two of `rates` (hourly) differ by at least entry_hourly_spread, and by more than 0."""
+        if not rates:
+            return False
+        low, high = min(rates), max(rates)
+        return high > low and high - low >= self.settings.entry_hourly_spread
+
     def funding_may_enter(self, updates: list[FundingUpdate | None]) -> bool:
         """FundingScreen: False unless two of the base's funding updates differ by at least
         entry_hourly_spread per hour (and by more than 0). Over every instrument of the base, so
         at least as permissive as the same test over the usable ones (may_enter, evaluate)."""
-        low = high = None
-        for update in updates:
-            if update is None:
-                continue
-            rate = self._hourly_of(update)
-            if low is None:
-                low = high = rate
-            elif rate < low:
-                low = rate
-            elif rate > high:
-                high = rate
-        if low is None or high <= low:
-            return False
-        return high - low >= self.settings.entry_hourly_spread
+        return self._apart([self._hourly_of(update) for update in updates if update is not None])
 
     def may_enter(self, base: str, usable: Usable, funding: Mapping[Key, FundingUpdate]) -> bool:
         """Entry screen (EntryScreen): False unless two usable books' hourly funding differ by at
         least entry_hourly_spread (and by more than 0), the first test `evaluate` applies."""
-        low = high = None
-        cache = self._hourly
-        for _, key, _ in usable:
-            update = funding.get(key)
-            if update is None:
-                continue
-            cached = cache.get(key)
-            rate = cached[1] if cached is not None and cached[0] is update else self._hourly_of(update)
-            if low is None:
-                low = high = rate
-            elif rate < low:
-                low = rate
-            elif rate > high:
-                high = rate
-        if low is None or high <= low:
-            return False
-        return high - low >= self.settings.entry_hourly_spread
+        return self._apart([self._hourly_of(update) for _, key, _ in usable
+                            if (update := funding.get(key)) is not None])
 
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
-        decisions: list[Decision] = []
-        # A venue/symbol already in any open trade is not used again: positions are netted per
-        # venue and symbol, so a second trade there would cancel the first one's leg and make
-        # both trades' reduce-only exits impossible.
-        busy = {(leg.venue, leg.symbol) for trade in open_trades for leg in trade.legs}
-        for trade in open_trades:
-            if trade.strategy != self.name or trade.base != base:
-                continue
-            exit_decision = self._exit(view, trade)
-            if exit_decision is not None:
-                decisions.append(exit_decision)
+        decisions = own_exits(self.name, base, open_trades, view, self._exit)
         exits = len(decisions)  # entries follow the exits, best edge first (see best_first)
-        settings = self.settings
+        rated = self._rated(view, base)
+        busy = held_keys(open_trades) if rated else set()
+        for i, a in enumerate(rated):
+            for b in rated[i + 1 :]:
+                if a[1].venue == b[1].venue or a[1].key in busy or b[1].key in busy:
+                    continue
+                decision = self._entry(base, a, b) if a[0] <= b[0] else self._entry(base, b, a)
+                if decision is not None:
+                    decisions.append(decision)
+        return best_first(decisions, exits)
+
+    def _rated(self, view: MarketView, base: str) -> list[_Rated]:
+        """The usable books of `base` that have a funding rate, as (hourly rate, instrument, book); none
+        when no two of them are far enough apart to enter."""
+        threshold = self.settings.entry_hourly_spread
         # Cheaper still, before any book is read: the spread over every instrument of the base (a
         # superset of the usable ones, so its range is at least theirs) misses the threshold.
         funding = view.funding
@@ -109,58 +100,53 @@ class FundingSpreadStrategy:
             for inst in view.instruments_of(base)
             if (update := funding(inst.venue, inst.symbol)) is not None
         ]
-        if len(rates) < 2 or max(rates) - min(rates) < settings.entry_hourly_spread:
-            return decisions
+        if len(rates) < 2 or max(rates) - min(rates) < threshold:
+            return []
         rated = []
         for instrument, book in view.books_for(base):
-            update = view.funding(instrument.venue, instrument.symbol)
+            update = funding(instrument.venue, instrument.symbol)
             if update is not None:
                 rated.append((self._hourly_of(update), instrument, book))
         if len(rated) < 2:
-            return decisions
+            return []
         # Cheap exit for the common case: no pair's spread can reach the entry threshold.
         rates = [entry[0] for entry in rated]
-        if max(rates) - min(rates) < settings.entry_hourly_spread:
-            return decisions
-        for i, (rate_a, inst_a, book_a) in enumerate(rated):
-            for rate_b, inst_b, book_b in rated[i + 1 :]:
-                if inst_a.venue == inst_b.venue or inst_a.key in busy or inst_b.key in busy:
-                    continue
-                if rate_a <= rate_b:
-                    low, high = (rate_a, inst_a, book_a), (rate_b, inst_b, book_b)
-                else:
-                    low, high = (rate_b, inst_b, book_b), (rate_a, inst_a, book_a)
-                spread = high[0] - low[0]
-                if spread < settings.entry_hourly_spread or spread <= 0:
-                    continue
-                qty = pair_size(low[1], low[2], high[1], high[2], settings.order_size_usdt)
-                if qty <= 0:
-                    continue
-                quote = quote_pair(low[1], low[2], high[1], high[2], qty)
-                if quote is None:
-                    continue
-                notional = (quote.buy.notional + quote.sell.notional) / 2
-                expected_funding = spread * settings.horizon_hours * notional
-                # quote.edge_usdt already holds -(price spread paid) - entry fees; exit fees are
-                # estimated at the same notionals (same taker rates).
-                edge_usdt = expected_funding + quote.edge_usdt - quote.fees_usdt
-                if edge_usdt <= 0:
-                    continue
-                decisions.append(
-                    Decision(
-                        strategy=self.name,
-                        action="open",
-                        base=base,
-                        legs=quote.legs(),
-                        edge_bps=edge_usdt / quote.buy.notional * BPS,
-                        edge_usdt=edge_usdt,
-                        reason=(
-                            f"funding spread {spread * BPS:.3f}bps/h long {low[1].venue} "
-                            f"short {high[1].venue} over {settings.horizon_hours}h"
-                        ),
-                    )
-                )
-        return best_first(decisions, exits)
+        if max(rates) - min(rates) < threshold:
+            return []
+        return rated
+
+    def _entry(self, base: str, low: _Rated, high: _Rated) -> Decision | None:
+        """The entry long `low` (the lower hourly rate) and short `high`, if the funding it expects over the
+        horizon beats the price spread paid and both legs' fees, in and out."""
+        settings = self.settings
+        spread = high[0] - low[0]
+        if spread < settings.entry_hourly_spread or spread <= 0:
+            return None
+        qty = pair_size(low[1], low[2], high[1], high[2], settings.order_size_usdt)
+        if qty <= 0:
+            return None
+        quote = quote_pair(low[1], low[2], high[1], high[2], qty)
+        if quote is None:
+            return None
+        notional = (quote.buy.notional + quote.sell.notional) / 2
+        expected_funding = spread * settings.horizon_hours * notional
+        # quote.edge_usdt already holds -(price spread paid) - entry fees; exit fees are
+        # estimated at the same notionals (same taker rates).
+        edge_usdt = expected_funding + quote.edge_usdt - quote.fees_usdt
+        if edge_usdt <= 0:
+            return None
+        return Decision(
+            strategy=self.name,
+            action="open",
+            base=base,
+            legs=quote.legs(),
+            edge_bps=edge_usdt / quote.buy.notional * BPS,
+            edge_usdt=edge_usdt,
+            reason=(
+                f"funding spread {spread * BPS:.3f}bps/h long {low[1].venue} "
+                f"short {high[1].venue} over {settings.horizon_hours}h"
+            ),
+        )
 
     def may_exit(self, trade: OpenTrade, books: Mapping[Key, L2Book], instruments: Mapping[Key, Instrument],
                  funding: Mapping[Key, FundingUpdate], now: float) -> bool:

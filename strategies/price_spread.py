@@ -9,9 +9,9 @@ from perpbot.book.l2 import L2Book
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
-from perpbot.scanner.depth import BPS, mid_price
-from perpbot.scanner.edges import best_first, close_decision, long_short, pair_size_at, quote_pair
-from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Usable
+from perpbot.scanner.depth import BPS, exponent_of, mid_price
+from perpbot.scanner.edges import best_first, close_decision, long_short, own_exits, pair_size_at, quote_pair
+from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Screens, Usable, held_keys
 from perpbot.settings import PriceSpreadSettings
 
 
@@ -19,6 +19,11 @@ from perpbot.settings import PriceSpreadSettings
 _WIDE = Context(prec=200)
 # The exit screen's margin (bps): far above Decimal's 28-digit rounding in a quote, far below any edge.
 _EXIT_MARGIN_BPS = Decimal("0.000001")
+
+# One usable book as evaluate reads it: (instrument, book, best bid, best ask) (scaled ints, None: empty side).
+_Top = tuple[Instrument, L2Book, int | None, int | None]
+# An open trade's exit screen: (trade, long key, short key, exit factors or None), see _exit_screen.
+_ExitScreen = tuple[OpenTrade, Key, Key, tuple[int, int] | None]
 
 
 class PriceSpreadStrategy:
@@ -39,7 +44,7 @@ class PriceSpreadStrategy:
         # Per instrument: integer fee factors for the entry screen (see may_enter).
         self._factors: dict[Key, tuple[int, int]] = {}
         # Per open trade (by id): (trade, long key, short key, exit factors or None), see _exit_screen.
-        self._exits: dict[str, tuple[OpenTrade, Key, Key, tuple[int, int] | None]] = {}
+        self._exits: dict[str, _ExitScreen] = {}
         self.exit_screen = True  # tests turn it off to compare with the unscreened exit
         self.pair_screen = True  # likewise for the per-pair entry screen in evaluate
 
@@ -94,73 +99,64 @@ class PriceSpreadStrategy:
                     best_buy = value
         return best_buy is not None and best_sell >= best_buy
 
+    def screens(self) -> Screens:
+        """An EntryScreen, a TopScreen (the same integer test, kept per book by the scanner) and an ExitScreen."""
+        return Screens(may_enter=self.may_enter, top_factors=self.top_factors, may_exit=self.may_exit)
+
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
-        decisions: list[Decision] = []
-        # A venue/symbol already in any open trade is not used again: positions are netted per
-        # venue and symbol, so a second trade there would cancel the first one's leg and make
-        # both trades' reduce-only exits impossible.
-        busy = {(leg.venue, leg.symbol) for trade in open_trades for leg in trade.legs}
-        for trade in open_trades:
-            if trade.strategy != self.name or trade.base != base:
-                continue
-            exit_decision = self._exit(view, trade)
-            if exit_decision is not None:
-                decisions.append(exit_decision)
+        decisions = own_exits(self.name, base, open_trades, view, self._exit)
         exits = len(decisions)  # entries follow the exits, best edge first (see best_first)
-        # Best prices read once per book: most scans end at the integer pre-check below.
-        tops = [(inst, book, book.best_bid(), book.best_ask()) for inst, book in view.books_for(base)]
-        bids = [top[2] for top in tops if top[2] is not None]
-        asks = [top[3] for top in tops if top[3] is not None]
-        if not bids or not asks or max(bids) <= min(asks):
-            return decisions  # no venue's bid exceeds another's ask: nothing can be entered
-        settings = self.settings
-        if busy:  # books of held venue/symbols take no part in a new entry (the test below, hoisted)
-            tops = [top for top in tops if (top[0].venue, top[0].symbol) not in busy]
-        mids: dict[int, object] = {}  # id(book) -> its mid, computed once for all the pairs it is in
-        for i, (inst_a, book_a, bid_a, ask_a) in enumerate(tops):
-            for inst_b, book_b, bid_b, ask_b in tops[i + 1 :]:
-                if inst_a.venue == inst_b.venue:
+        tops = _crossed_tops(view, base, open_trades)
+        mids: dict[int, Decimal | None] = {}  # id(book) -> its mid, computed once for all the pairs it is in
+        for i, a in enumerate(tops):
+            for b in tops[i + 1 :]:
+                if a[0].venue == b[0].venue:
                     continue
-                for buy_i, buy_b, sell_i, sell_b, ask, bid in (
-                    (inst_a, book_a, inst_b, book_b, ask_a, bid_b),
-                    (inst_b, book_b, inst_a, book_a, ask_b, bid_a),
-                ):
+                for buy, sell in ((a, b), (b, a)):
+                    ask, bid = buy[3], sell[2]
                     # Exact: depth only worsens both prices and fees are >= 0, so unless the
                     # best bid exceeds the best ask no size can have a positive edge.
-                    if ask is None or bid is None or bid <= ask:
-                        continue
-                    # Exact too (may_enter's test for this one pair): a cross inside both taker fees
-                    # and min_edge at the best prices is not quoted at depth.
-                    if self.pair_screen and (
-                            bid * self._factors_of(sell_i, sell_i.key)[0] < ask * self._factors_of(buy_i, buy_i.key)[1]):
-                        continue
-                    mid_buy = mids.get(id(buy_b))
-                    if mid_buy is None:
-                        mid_buy = mids[id(buy_b)] = mid_price(buy_b)
-                    mid_sell = mids.get(id(sell_b))
-                    if mid_sell is None:
-                        mid_sell = mids[id(sell_b)] = mid_price(sell_b)
-                    qty = pair_size_at(buy_i, mid_buy, sell_i, mid_sell, settings.order_size_usdt)
-                    if qty <= 0:
-                        continue
-                    quote = quote_pair(buy_i, buy_b, sell_i, sell_b, qty)
-                    if quote is None or quote.edge_bps < settings.min_edge_bps:
-                        continue
-                    decisions.append(
-                        Decision(
-                            strategy=self.name,
-                            action="open",
-                            base=base,
-                            legs=quote.legs(),
-                            edge_bps=quote.edge_bps,
-                            edge_usdt=quote.edge_usdt,
-                            reason=(
-                                f"spread {quote.edge_bps:.2f}bps buy {buy_i.venue} "
-                                f"{quote.buy.vwap:.8g} sell {sell_i.venue} {quote.sell.vwap:.8g}"
-                            ),
-                        )
-                    )
+                    if ask is not None and bid is not None and bid > ask:
+                        decision = self._entry(base, buy, sell, ask, bid, mids)
+                        if decision is not None:
+                            decisions.append(decision)
         return best_first(decisions, exits)
+
+    def _entry(self, base: str, buy: _Top, sell: _Top, ask: int, bid: int,
+               mids: dict[int, Decimal | None]) -> Decision | None:
+        """The entry buying on `buy`'s book (best ask `ask`) and selling on `sell`'s (best bid `bid` > `ask`),
+        if its edge at depth for the order size reaches min_edge_bps."""
+        buy_i, buy_b = buy[0], buy[1]
+        sell_i, sell_b = sell[0], sell[1]
+        # Exact too (may_enter's test for this one pair): a cross inside both taker fees and min_edge at the
+        # best prices is not quoted at depth.
+        if self.pair_screen and (
+                bid * self._factors_of(sell_i, sell_i.key)[0] < ask * self._factors_of(buy_i, buy_i.key)[1]):
+            return None
+        mid_buy = mids.get(id(buy_b))
+        if mid_buy is None:
+            mid_buy = mids[id(buy_b)] = mid_price(buy_b)
+        mid_sell = mids.get(id(sell_b))
+        if mid_sell is None:
+            mid_sell = mids[id(sell_b)] = mid_price(sell_b)
+        qty = pair_size_at(buy_i, mid_buy, sell_i, mid_sell, self.settings.order_size_usdt)
+        if qty <= 0:
+            return None
+        quote = quote_pair(buy_i, buy_b, sell_i, sell_b, qty)
+        if quote is None or quote.edge_bps < self.settings.min_edge_bps:
+            return None
+        return Decision(
+            strategy=self.name,
+            action="open",
+            base=base,
+            legs=quote.legs(),
+            edge_bps=quote.edge_bps,
+            edge_usdt=quote.edge_usdt,
+            reason=(
+                f"spread {quote.edge_bps:.2f}bps buy {buy_i.venue} "
+                f"{quote.buy.vwap:.8g} sell {sell_i.venue} {quote.sell.vwap:.8g}"
+            ),
+        )
 
     def _exit_factors(self, trade: OpenTrade, long_inst: Instrument, short_inst: Instrument) -> tuple[int, int] | None:
         """(a, b) with: best_bid(long) x a < best_ask(short) x b  =>  the close cannot reach exit_edge_bps.
@@ -177,12 +173,12 @@ class PriceSpreadStrategy:
         sell = wide.multiply(wide.subtract(1, fs), BPS)
         limit = wide.add(wide.multiply(wide.add(1, fb), BPS), wide.subtract(self.settings.exit_edge_bps, trade.entry_edge_bps))
         limit = wide.subtract(limit, _EXIT_MARGIN_BPS)
-        exponent = min(sell.as_tuple().exponent, limit.as_tuple().exponent)
+        exponent = min(exponent_of(sell), exponent_of(limit))
         a = int(wide.scaleb(sell, -exponent))
         b = int(wide.scaleb(limit, -exponent))
         return a, b
 
-    def _exit_screen(self, trade: OpenTrade, instruments: Mapping[Key, Instrument]) -> tuple | None:
+    def _exit_screen(self, trade: OpenTrade, instruments: Mapping[Key, Instrument]) -> _ExitScreen | None:
         """(trade, long key, short key, _exit_factors) of an open trade, computed once per trade object;
         None while a leg's instrument is unknown (then no close can be priced either)."""
         cached = self._exits.get(trade.trade_id)
@@ -250,3 +246,17 @@ class PriceSpreadStrategy:
         return close_decision(self.name, trade, quote, short_leg, long_leg, short_book, long_book, reason)
 
 
+
+def _crossed_tops(view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[_Top]:
+    """The usable books of `base` an entry may use, with their best prices; none when no venue's bid
+    exceeds another's ask (then nothing can be entered). Best prices are read once per book: most
+    scans end at this integer pre-check."""
+    tops = [(inst, book, book.best_bid(), book.best_ask()) for inst, book in view.books_for(base)]
+    bids = [top[2] for top in tops if top[2] is not None]
+    asks = [top[3] for top in tops if top[3] is not None]
+    if not bids or not asks or max(bids) <= min(asks):
+        return []
+    busy = held_keys(open_trades)
+    if busy:  # books of held venue/symbols take no part in a new entry (the test below, hoisted)
+        tops = [top for top in tops if (top[0].venue, top[0].symbol) not in busy]
+    return tops

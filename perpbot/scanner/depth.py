@@ -65,7 +65,7 @@ def base_step(instrument: Instrument) -> Decimal:
 # (a.key, b.key) -> (a, b, common step, larger of the two minimum base quantities): the instruments are
 # immutable, so a pair's figures are computed once; the cached objects are checked by identity (a
 # reloaded instrument recomputes).
-_STEPS: dict[tuple, tuple[Instrument, Instrument, Decimal, Decimal]] = {}
+_STEPS: dict[tuple[tuple[str, str], tuple[str, str]], tuple[Instrument, Instrument, Decimal, Decimal]] = {}
 
 
 def _pair(a: Instrument, b: Instrument) -> tuple[Instrument, Instrument, Decimal, Decimal]:
@@ -94,10 +94,18 @@ def _common_base_step(a: Instrument, b: Instrument) -> Decimal:
     step_b = base_step(b)
     if step_a == step_b:
         return step_a
-    digits = max(-step_a.as_tuple().exponent, -step_b.as_tuple().exponent, 0)
+    digits = max(-exponent_of(step_a), -exponent_of(step_b), 0)
     int_a = int(step_a.scaleb(digits))
     int_b = int(step_b.scaleb(digits))
     return Decimal(lcm(int_a, int_b)).scaleb(-digits)
+
+
+def exponent_of(value: Decimal) -> int:
+    """The exponent of a finite Decimal (TypeError for NaN or infinity, which have none)."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, str):
+        raise TypeError(f"{value} has no exponent")
+    return exponent
 
 
 def floor_to_step(qty: Decimal, step: Decimal) -> Decimal:
@@ -117,5 +125,5 @@ def hedge_qty(a: Instrument, b: Instrument, wanted: Decimal) -> Decimal:
     return qty
 
 
-__all__ = ["BPS", "Fill", "base_step", "common_base_step", "floor_to_step", "hedge_qty", "mid_price", "sweep",
-           "sweep_scaled"]
+__all__ = ["BPS", "Fill", "base_step", "common_base_step", "exponent_of", "floor_to_step", "hedge_qty", "mid_price",
+           "sweep", "sweep_scaled"]

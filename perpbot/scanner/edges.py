@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ from perpbot.core.decisions import Decision, Leg
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import decimal_to_scaled
 from perpbot.scanner.depth import BPS, Fill, hedge_qty, mid_price, sweep, sweep_scaled
+from perpbot.scanner.protocol import MarketView, OpenTrade
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +125,8 @@ def long_short(legs: tuple[Leg, Leg]) -> tuple[Leg, Leg]:
 
 
 def close_decision(
-    strategy: str, trade, quote: PairQuote, buy_back: Leg, sell_out: Leg, buy_book: L2Book, sell_book: L2Book,
-    reason: str,
+    strategy: str, trade: OpenTrade, quote: PairQuote, buy_back: Leg, sell_out: Leg, buy_book: L2Book,
+    sell_book: L2Book, reason: str,
 ) -> Decision | None:
     """The close Decision of `trade` at `quote`, or None when its legs cannot be built (shared by
     every strategy's exit, so a close always has the same shape)."""
@@ -141,6 +143,18 @@ def close_decision(
         reason=reason,
         trade_id=trade.trade_id,
     )
+
+
+def own_exits(strategy: str, base: str, trades: Iterable[OpenTrade], view: MarketView,
+              exit_of: Callable[[MarketView, OpenTrade], Decision | None]) -> list[Decision]:
+    """The closes `exit_of` decides for the trades of `strategy` on `base` (no strategy exits another's)."""
+    decisions: list[Decision] = []
+    for trade in trades:
+        if trade.strategy == strategy and trade.base == base:
+            decision = exit_of(view, trade)
+            if decision is not None:
+                decisions.append(decision)
+    return decisions
 
 
 def best_first(decisions: list[Decision], exits: int) -> list[Decision]:

@@ -1,8 +1,9 @@
-"""The Strategy protocol, the trades it may exit, and the read-only market view it evaluates."""
+"""The Strategy protocol and the screens it declares, the trades it may exit, and the read-only market view it
+evaluates."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -15,6 +16,8 @@ from perpbot.core.instruments import Instrument
 from perpbot.core.versioned import VersionedDict
 
 Key = tuple[str, str]  # (venue, native symbol)
+# What the scanner hands an entry screen: every usable book of one base, with its key.
+Usable = list[tuple[Instrument, Key, L2Book]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,13 @@ class OpenTrade:
 
     def venues(self) -> frozenset[str]:
         return frozenset((self.legs[0].venue, self.legs[1].venue))
+
+
+def held_keys(trades: Iterable[OpenTrade]) -> set[Key]:
+    """The venue/symbols the trades hold, which no entry uses (whichever strategy's trade holds them):
+    positions are netted per venue and symbol, so a second trade there would cancel the first one's
+    leg and make both trades' reduce-only exits impossible."""
+    return {(leg.venue, leg.symbol) for trade in trades for leg in trade.legs}
 
 
 def index_by_base(instruments: Mapping[Key, Instrument]) -> dict[str, list[Instrument]]:
@@ -74,23 +84,20 @@ class MarketView:
 
     def books_for(self, base: str) -> list[tuple[Instrument, L2Book]]:
         """Every venue's book of `base` that is valid and fresh now; others are left out."""
-        store = self.store
-        books = store.books
+        books = self.store.books
+        now = self.now
+        stale = self.store.stale_after_s
         out = []
-        if type(store) is BookStore:
-            now = self.now
-            stale = store.stale_after_s
-            for instrument in self._by_base.get(base, ()):
-                book = books.get((instrument.venue, instrument.symbol))
-                # BookStore.is_usable, inlined (valid and fresh): this runs on every evaluation.
-                if book is not None and book.valid and now - book.recv_ts <= stale:
-                    out.append((instrument, book))
-            return out
         for instrument in self._by_base.get(base, ()):
             book = books.get((instrument.venue, instrument.symbol))
-            if book is not None and store.is_usable(book, self.now):
+            # BookStore.is_usable, inlined (valid and fresh): this runs on every evaluation.
+            if book is not None and book.valid and now - book.recv_ts <= stale:
                 out.append((instrument, book))
         return out
+
+    def usable(self, base: str) -> Usable:
+        """books_for with each book's key: what an entry screen (Screens.may_enter) is handed."""
+        return [(instrument, (instrument.venue, instrument.symbol), book) for instrument, book in self.books_for(base)]
 
     def instruments_of(self, base: str) -> list[Instrument]:
         """Every instrument of `base`, usable book or not (in the stable (venue, symbol) order)."""
@@ -113,67 +120,64 @@ class MarketView:
         return list(self._by_base)
 
 
+# The screens a strategy may declare (see Screens): each a cheap, exact necessary condition for its `evaluate`.
+EntryScreen = Callable[[str, Usable, Mapping[Key, FundingUpdate]], bool]
+TopScreen = Callable[[Instrument], tuple[int, int]]
+FundingScreen = Callable[[list[FundingUpdate | None]], bool]
+ExitScreen = Callable[[OpenTrade, Mapping[Key, L2Book], Mapping[Key, Instrument], Mapping[Key, FundingUpdate], float],
+                      bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Screens:
+    """What a strategy declares it can screen (`Strategy.screens()`), all optional and for speed only:
+    where a declared screen says no, the scanner skips `evaluate`, so each one must say yes whenever
+    `evaluate` could decide something. Exact: integers or Decimals, never a float compare of prices.
+
+    may_enter (EntryScreen), `may_enter(base, usable, funding)`: with no open trade on `base`, True
+    whenever `evaluate` could return any decision (used when the strategies do not all declare one of
+    the two incremental screens below).
+
+    top_factors (TopScreen, incremental), `top_factors(instrument) -> (sell, buy)`: the strategy's
+    entries need, for some pair of the base's books, best_bid x sell >= best_ask x buy (exact integers
+    applied to the books' scaled prices). The scanner keeps these products per book, refreshes only
+    the books reported changed, and skips `evaluate` on bases where no pair passes and none of the open
+    trades is the strategy's own. Contract: `evaluate` exits only trades whose `strategy` is its name,
+    and with none of those it returns a decision only if such a pair exists among its usable books
+    (usable books are a subset of all books, so a screen over every book is at least as permissive;
+    other strategies' trades only remove candidates). Entries never use a book of a venue/symbol that
+    an open trade on the base holds (whichever strategy's), so with trades open the screen looks at the
+    other books only.
+
+    funding_may_enter (FundingScreen, incremental), `funding_may_enter(updates)`: the strategy's entries
+    depend first on the funding updates of the base's instruments (one entry per instrument of the
+    base, None where there is no rate); True whenever `evaluate` could return any decision with none of
+    its own trades (strategy == its name) open on the base, for any subset of those instruments' books
+    being usable. The scanner re-runs it only when one of those updates was replaced.
+
+    may_exit (ExitScreen, held bases), `may_exit(trade, books, instruments, funding, now)`: True whenever
+    `evaluate` could return a close of `trade` at `now` (`books` are every book of the store, usable or
+    not, so a screen over them is at least as permissive as one over the usable books); the scanner
+    skips the strategy's `evaluate` on a base holding its trades when this is False for every one of
+    them and its entry screens say no, so its entries must obey its entry screens whether or not its own
+    trades are open.
+    """
+
+    may_enter: EntryScreen | None = None
+    top_factors: TopScreen | None = None
+    funding_may_enter: FundingScreen | None = None
+    may_exit: ExitScreen | None = None
+
+
+NO_SCREENS = Screens()  # a strategy that declares none: always evaluated
+
+
 class Strategy(Protocol):
-    """A pluggable strategy: pure, synchronous, no I/O. Returns entries and exits for one base."""
+    """A pluggable strategy: pure, synchronous, no I/O. Returns entries and exits for one base, and
+    declares once (`screens`, read when the scanner is built) which screens let the scanner skip it."""
 
     name: str
 
+    def screens(self) -> Screens: ...
+
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]: ...
-
-
-# What the scanner hands an entry screen: every usable book of one base, with its key.
-Usable = list[tuple[Instrument, Key, L2Book]]
-
-
-class EntryScreen(Protocol):
-    """Optional, for speed: a strategy that also has `may_enter` lets the scanner skip its
-    `evaluate` on bases with no open trade when `may_enter` is False.
-
-    Contract: with no open trade on `base`, `may_enter(base, usable, funding)` must be True
-    whenever `evaluate` could return any decision (a cheap necessary condition, exact on the
-    integers/Decimals it compares: never a float)."""
-
-    def may_enter(self, base: str, usable: Usable, funding: Mapping[Key, FundingUpdate]) -> bool: ...
-
-
-class TopScreen(Protocol):
-    """Optional, for speed (incremental screen): a strategy whose entries need, for some pair of
-    the base's books, best_bid x sell >= best_ask x buy with `(sell, buy) = top_factors(instrument)`
-    (exact integers applied to the books' scaled prices). The scanner keeps these products per
-    book, refreshes only the books reported changed, and skips `evaluate` on bases where no pair
-    passes and none of the open trades is the strategy's own. Contract: `evaluate` exits only
-    trades whose `strategy` is its name, and with none of those it returns a decision only if
-    such a pair exists among its usable books (usable books are a subset of all books, so a
-    screen over every book is at least as permissive; other strategies' trades only remove
-    candidates). Entries never use a book of a venue/symbol that an open trade on the base holds
-    (whichever strategy's), so with trades open the screen looks at the other books only."""
-
-    def top_factors(self, instrument: Instrument) -> tuple[int, int]: ...
-
-
-class FundingScreen(Protocol):
-    """Optional, for speed (incremental screen): a strategy whose entries depend first on the
-    funding updates of the base's instruments. `funding_may_enter(updates)` (one entry per
-    instrument of the base, None where there is no rate) must be True whenever `evaluate` could
-    return any decision with none of its own trades (strategy == its name) open on the base, for
-    any subset of those instruments' books being usable. The scanner re-runs it only when one of
-    those updates was replaced."""
-
-    def funding_may_enter(self, updates: list[FundingUpdate | None]) -> bool: ...
-
-
-
-class ExitScreen(Protocol):
-    """Optional, for speed (incremental screen, held bases): a strategy that also has `may_exit`
-    lets the scanner skip its `evaluate` on a base that holds its trades when, for every one of
-    them, `may_exit(trade, books, instruments, funding, now)` is False and its entry screens
-    (TopScreen, FundingScreen) say no.
-
-    Contract: `may_exit` must be True whenever `evaluate` could return a close of `trade` at
-    `now` (`books` are every book of the store, usable or not, so a screen over them is at least
-    as permissive as one over the usable books), and the strategy's entries obey its entry
-    screens whether or not its own trades are open. Exact, like the other screens: never a float
-    compare of prices."""
-
-    def may_exit(self, trade: OpenTrade, books: Mapping[Key, L2Book], instruments: Mapping[Key, Instrument],
-                 funding: Mapping[Key, FundingUpdate], now: float) -> bool: ...

@@ -7,7 +7,7 @@ from market_helpers import BINANCE_BTC, BINANCE_ETH, NOW, OKX_BTC, OKX_ETH, inst
 
 from perpbot.book.store import BookStore
 from perpbot.core.decisions import Decision, Leg
-from perpbot.scanner.protocol import MarketView, OpenTrade
+from perpbot.scanner.protocol import NO_SCREENS, MarketView, OpenTrade, Screens
 from perpbot.scanner.scanner import Scanner
 from perpbot.settings import PriceSpreadSettings
 from perpbot.telemetry.metrics import Metrics
@@ -24,6 +24,9 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str], int]] = []
         self.called = asyncio.Event()
+
+    def screens(self) -> Screens:
+        return NO_SCREENS
 
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
         self.calls.append((base, [i.venue for i, _ in view.books_for(base)], len(open_trades)))
@@ -100,6 +103,9 @@ def test_scanner_counts_every_entry_opportunity_by_strategy():
 def test_scanner_keeps_running_other_strategies_when_one_raises():
     class Broken:
         name = "broken"
+
+        def screens(self):
+            return NO_SCREENS
 
         def evaluate(self, view, base, open_trades):
             raise ZeroDivisionError("bug")

@@ -11,7 +11,7 @@ from market_helpers import BINANCE_BTC, BYBIT_BTC, HYPERLIQUID_BTC, NOW, OKX_BTC
 
 from perpbot.book.store import BookStore
 from perpbot.core.decisions import Leg
-from perpbot.scanner.protocol import FundingMap, OpenTrade
+from perpbot.scanner.protocol import NO_SCREENS, FundingMap, OpenTrade, Screens
 from perpbot.scanner.scanner import Scanner
 from perpbot.settings import FundingSpreadSettings, PriceSpreadSettings, StrategiesSettings
 from perpbot.telemetry.metrics import Metrics
@@ -28,6 +28,9 @@ class Unscreened:
     def __init__(self, strategy) -> None:
         self.name = strategy.name
         self.evaluate = strategy.evaluate
+
+    def screens(self) -> Screens:
+        return NO_SCREENS
 
 
 fees = st.sampled_from(["0", "0.0001", "0.0002", "0.00045", "0.0005", "0.00055", "0.001"])
@@ -134,7 +137,7 @@ def test_incremental_scanner_agrees_with_full_evaluation_over_a_stream_of_update
         fresh = Scanner(store, built, Metrics(), mapping, rates, clock=lambda: NOW)
         fresh.scan((inst.key,), [])
         assert fast.screened - before == fresh.screened
-    assert fast._tops is not None  # the incremental path was the one under test
+    assert fast.index is not None  # the incremental path was the one under test
 
 
 rates_present = st.sampled_from(["0.0001", "0.0004", "-0.0003", "0.002", "0"])
@@ -262,7 +265,8 @@ def test_a_held_base_whose_trades_cannot_be_exited_is_skipped_like_one_with_noth
 
 def test_a_held_base_of_a_strategy_without_an_exit_screen_is_always_evaluated():
     class NoExitScreen(PriceSpreadStrategy):
-        may_exit = None
+        def screens(self) -> Screens:
+            return dataclasses.replace(super().screens(), may_exit=None)
 
         def __init__(self, settings):
             super().__init__(settings)

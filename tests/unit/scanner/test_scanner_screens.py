@@ -5,6 +5,7 @@ import random
 from market_helpers import BINANCE_BTC, BYBIT_BTC, HYPERLIQUID_BTC, NOW, OKX_BTC, funding, instruments_map, put_book
 
 from perpbot.book.store import BookStore
+from perpbot.scanner.protocol import NO_SCREENS, Screens
 from perpbot.scanner.scanner import Scanner
 from perpbot.settings import StrategiesSettings
 from perpbot.telemetry.metrics import Metrics
@@ -15,11 +16,14 @@ INSTRUMENTS = instruments_map(*BTC)
 
 
 class Unscreened:
-    """Wraps a strategy without exposing may_enter, so the scanner always runs evaluate."""
+    """Wraps a strategy without declaring its screens, so the scanner always runs evaluate."""
 
     def __init__(self, strategy) -> None:
         self.name = strategy.name
         self.evaluate = strategy.evaluate
+
+    def screens(self) -> Screens:
+        return NO_SCREENS
 
 
 def _random_market(rng: random.Random, store: BookStore) -> dict:
@@ -73,6 +77,9 @@ def test_scanner_still_evaluates_every_strategy_on_a_base_with_an_open_trade():
 
     class Screened:
         name = "screened"
+
+        def screens(self):
+            return Screens(may_enter=self.may_enter)
 
         def may_enter(self, base, usable, funding):
             return False
