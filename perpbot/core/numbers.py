@@ -1,8 +1,10 @@
-"""Exact decimal-string <-> scaled-integer conversion used at the wire boundary.
+"""Exact decimal numbers at the boundaries: wire text <-> scaled integers, Decimal <-> text.
 
 Books hold prices and sizes as integers scaled by 10**SCALE so that they are exact
 and cheap to compare and sum; nothing is rounded on the way in. A wire value with more
 fractional digits than SCALE is refused (ValueError) rather than silently rounded.
+The one set of decimal formatters (`plain`, `plain_or_none`, `scaled_to_str`) and readers
+(`decimal_or_none`, `venue_decimal`) lives here too.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 SCALE = 9
-ONE = 10**SCALE
-_POW10 = tuple(10**i for i in range(SCALE + 1))
+ONE: int = 10**SCALE
+_POW10: tuple[int, ...] = tuple(10**i for i in range(SCALE + 1))
 
 
 def to_scaled(text: str) -> int:
@@ -57,3 +59,45 @@ def scaled_to_str(value: int) -> str:
     if not frac:
         return f"{sign}{whole}"
     return f"{sign}{whole}.{frac:0{SCALE}d}".rstrip("0")
+
+
+# -- Decimal text: the one set of formatters and readers ------------------------------------------
+# Every place that turns a Decimal into text (JSON, journal rows, venue wire values) or a venue/ccxt
+# number into a Decimal uses these, so "30000", "0.02" and "0" are spelled one way everywhere.
+
+
+def plain(value: Decimal, min_places: int = 0) -> str:
+    """Canonical text of a Decimal: no exponent, no trailing zeros, "0" for any zero (also -0),
+    padded to at least `min_places` decimals ("59936.0" with min_places=1). Non-finite values
+    keep their names ("NaN", "Infinity"): callers that must refuse them check first."""
+    if not value.is_finite():
+        return format(value, "f")
+    text = format(value.normalize(), "f") if value else "0"
+    if min_places > 0:
+        whole, _, frac = text.partition(".")
+        if len(frac) < min_places:
+            text = f"{whole}.{frac.ljust(min_places, '0')}"
+    return text
+
+
+def plain_or_none(value: Decimal | None) -> str | None:
+    """`plain` for JSON fields that may be absent: None stays None."""
+    return None if value is None else plain(value)
+
+
+def decimal_or_none(value: object) -> Decimal | None:
+    """A ccxt number (a float parsed from the venue's string), an int, a decimal string or a
+    Decimal -> the exact Decimal of its shortest repr; None or "" -> None. Only for numbers that
+    exist nowhere else: a value the venue sent as a string is read from that string (venue_decimal)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(str(value))
+
+
+def venue_decimal(text: object, number: object) -> Decimal | None:
+    """The venue's own decimal string when it sent one (exact), else ccxt's parsed number."""
+    if isinstance(text, str) and text:
+        return Decimal(text)
+    return decimal_or_none(number)

@@ -1,9 +1,11 @@
 """The live/simulator trading client: perpbot's ExchangeClient port over ccxt's async classes.
 
 Live, testnet and the simulator differ only by `rest_url`: every API URL of the ccxt class is
-re-pointed at it. Venue specifics (ccxt class, options, params, client-id format) come from
-perpbot.venues.<venue>.orders. ccxt exceptions become perpbot.core.errors; placement is never
-retried, reads and cancels are retried a few times.
+re-pointed at it. Venue specifics (ccxt class, options, params, client-id format, where the venue's
+answers keep fills and fees) come from the venue's trading spec (`VenueTrading`). Filled size,
+average price and fees are read from the venue's own decimal strings; ccxt's parsed floats stand in
+only where the venue's answer lacks them. ccxt exceptions become perpbot.core.errors; placement is
+never retried, reads and cancels are retried a few times.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import dataclasses
 import importlib
 import logging
 import re
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-import ccxt.async_support as ccxt_async
-from ccxt.base import errors as cx
+import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
+from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
 from perpbot.core import errors
 from perpbot.core.instruments import Instrument
+from perpbot.core.numbers import decimal_or_none, plain
 from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
 from perpbot.settings import VenueSettings
 
@@ -30,6 +34,43 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 READ_ATTEMPTS = 3
 _QUERY = re.compile(r"\?\S*")
+ZERO = Decimal(0)
+OrderStatus = Literal["filled", "partially_filled", "canceled", "rejected", "open", "expired"]
+_FINAL: dict[object, OrderStatus] = {"canceled": "canceled", "expired": "expired", "rejected": "rejected"}
+
+
+class FillReading(Protocol):
+    """An order's (a trade's) filled size (its size), average (its price), fee and order size:
+    the venue's strings, ccxt's numbers where the venue's answer lacks them, None where both do."""
+
+    @property
+    def filled(self) -> Decimal | None: ...
+    @property
+    def average(self) -> Decimal | None: ...
+    @property
+    def fee(self) -> Decimal | None: ...
+    @property
+    def amount(self) -> Decimal | None: ...
+
+
+class VenueTrading(Protocol):
+    """A venue's trading specifics (perpbot.venues._trading.TradingSpec satisfies it)."""
+
+    @property
+    def ccxt_class(self) -> str: ...
+    @property
+    def insufficient_funds_markers(self) -> tuple[str, ...]: ...
+    @property
+    def funding_amount_sign(self) -> int: ...
+    @property
+    def fetch_order_raw(self) -> Callable[[Any, str, str], Awaitable[dict[str, Any] | None]] | None: ...
+    def ccxt_config(self, settings: VenueSettings) -> dict[str, Any]: ...
+    def prepare(self, exchange: Any) -> None: ...
+    def order_params(self, request: OrderRequest) -> dict[str, Any]: ...
+    def fetch_params(self, client_order_id: str) -> dict[str, Any]: ...
+    def cancel_params(self, client_order_id: str) -> dict[str, Any]: ...
+    def order_fill(self, order: Mapping[str, Any], lot: Decimal | None) -> FillReading: ...
+    def trade_fill(self, trade: Mapping[str, Any]) -> FillReading: ...
 
 
 def point_urls(api_urls: Any, rest_url: str) -> Any:
@@ -40,13 +81,6 @@ def point_urls(api_urls: Any, rest_url: str) -> Any:
         path = urlsplit(api_urls.replace("{hostname}", "placeholder.invalid")).path
         return rest_url.rstrip("/") + path
     return api_urls
-
-
-def to_decimal(value: Any) -> Decimal | None:
-    """ccxt numbers (floats parsed from the venue's strings) back to exact Decimals via repr."""
-    if value is None or value == "":
-        return None
-    return Decimal(str(value))
 
 
 def translate(
@@ -78,16 +112,12 @@ def translate(
     return errors.UnknownOutcome(venue, message) if placing else errors.TemporaryError(venue, message)
 
 
-def _status(order: dict[str, Any], filled: Decimal) -> str:
-    status = order.get("status")
+def _status(status: object, filled: Decimal, amount: Decimal | None) -> OrderStatus:
     if status == "closed":
-        amount = to_decimal(order.get("amount"))
         return "filled" if amount is None or filled >= amount else "partially_filled"
-    if status in ("canceled", "expired"):
-        return "partially_filled" if filled > 0 else status
-    if status == "rejected":
-        return "rejected"
-    return "open"
+    if status in ("canceled", "expired") and filled > 0:
+        return "partially_filled"
+    return _FINAL.get(status, "open")
 
 
 class CcxtClient:
@@ -96,20 +126,24 @@ class CcxtClient:
     def __init__(
         self, venue: str, venue_settings: VenueSettings, rest_url: str,
         instruments: dict[str, Instrument] | None = None, timeout_s: float = 10.0,
+        spec: VenueTrading | None = None,
     ) -> None:
         self.venue = venue
-        self.spec = importlib.import_module(f"perpbot.venues.{venue}.orders")
+        # Execution and the venue packages are sibling layers that do not import each other: the
+        # composition root should pass the registry's spec in; until it does, it is looked up by name.
+        self.spec: VenueTrading = spec or importlib.import_module("perpbot.venues.registry").trading_spec(venue)
         config = self.spec.ccxt_config(venue_settings)
         config.update({"timeout": int(timeout_s * 1000), "enableRateLimit": True})
         self._secrets = tuple(
             s.get_secret_value() for s in (venue_settings.api_key, venue_settings.api_secret,
                                           venue_settings.passphrase, venue_settings.private_key) if s
         )
-        self.exchange = getattr(ccxt_async, self.spec.CCXT_CLASS)(config)
+        self.exchange: Any = getattr(ccxt_async, self.spec.ccxt_class)(config)
         # ccxt deep-merges constructor options into its defaults (broker-id tables survive a {});
         # assigning them again replaces the defaults outright.
         for key, value in config["options"].items():
             self.exchange.options[key] = value
+        self.spec.prepare(self.exchange)
         self.exchange.urls["api"] = point_urls(self.exchange.urls["api"], rest_url)
         self.rest_url = rest_url
         self.instruments: dict[str, Instrument] = dict(instruments or {})
@@ -127,7 +161,7 @@ class CcxtClient:
         if instrument is not None:
             return instrument.ccxt_symbol
         market = self.exchange.safe_market(symbol, None, None, "swap")
-        return market["symbol"]
+        return str(market["symbol"])
 
     async def _read(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Reads and cancels: retried on temporary failures and rate limits, with capped backoff."""
@@ -145,25 +179,21 @@ class CcxtClient:
                 raise error from None
         raise AssertionError("unreachable")
 
-    def _to_result(self, order: dict[str, Any], request_symbol: str, client_order_id: str) -> OrderResult:
-        instrument = self.instruments.get(request_symbol)
-        filled = to_decimal(order.get("filled")) or Decimal(0)
-        amount = to_decimal(order.get("amount")) or Decimal(0)
-        if instrument is not None:
-            # ccxt parsed the venue's decimal strings into floats; snap back onto the lot grid.
-            filled = (filled / instrument.lot_size).quantize(Decimal(1), ROUND_HALF_EVEN) * instrument.lot_size
-            amount = (amount / instrument.lot_size).quantize(Decimal(1), ROUND_HALF_EVEN) * instrument.lot_size
-        fee = Decimal(0)
-        for item in order.get("fees") or ([order["fee"]] if order.get("fee") else []):
-            cost = to_decimal((item or {}).get("cost"))
-            if cost is not None:
-                fee += cost
+    def _numbers(self, order: Mapping[str, Any], symbol: str) -> FillReading:
+        instrument = self.instruments.get(symbol)
+        return self.spec.order_fill(order, instrument.lot_size if instrument is not None else None)
+
+    def _to_result(self, order: Mapping[str, Any], request_symbol: str, client_order_id: str) -> OrderResult:
+        numbers = self._numbers(order, request_symbol)
+        filled = numbers.filled or ZERO
+        info = order.get("info")
         return OrderResult(
             venue=self.venue, symbol=request_symbol, client_order_id=client_order_id,
             venue_order_id=None if order.get("id") is None else str(order.get("id")),
-            status=_status(order, filled), side=order.get("side") or "buy", qty=amount,
-            filled_qty=filled, avg_price=to_decimal(order.get("average")), fee=fee,
-            reason=(order.get("info") or {}).get("sMsg") or None if isinstance(order.get("info"), dict) else None,
+            status=_status(order.get("status"), filled, numbers.amount),
+            side=order.get("side") or "buy", qty=numbers.amount or ZERO,
+            filled_qty=filled, avg_price=numbers.average, fee=numbers.fee or ZERO,
+            reason=(info.get("sMsg") or None) if isinstance(info, dict) else None,
         )
 
     def _market_of(self, native: str) -> dict[str, Any]:
@@ -171,7 +201,8 @@ class CcxtClient:
         (Hyperliquid market ids are asset indexes; the coin name is in info.name)."""
         found = self.exchange.markets_by_id.get(native)
         if found:
-            return found[0] if isinstance(found, list) else found
+            market: dict[str, Any] = found[0] if isinstance(found, list) else found
+            return market
         for market in self.exchange.markets.values():
             if market.get("swap") and (market.get("info") or {}).get("name") == native:
                 return market
@@ -182,7 +213,7 @@ class CcxtClient:
             if instrument.ccxt_symbol == ccxt_symbol:
                 return native
         market = self.exchange.markets.get(ccxt_symbol) or {}
-        return (market.get("info") or {}).get("name") or market.get("id") or ccxt_symbol
+        return str((market.get("info") or {}).get("name") or market.get("id") or ccxt_symbol)
 
     # -- the port --------------------------------------------------------------------------
     async def load_instruments(self, symbols: list[str]) -> dict[str, Instrument]:
@@ -194,13 +225,13 @@ class CcxtClient:
             found[symbol] = Instrument(
                 venue=self.venue, symbol=symbol, base=market["base"], quote=market["quote"],
                 ccxt_symbol=market["symbol"],
-                tick_size=to_decimal(market["precision"]["price"]) or Decimal(0),
-                lot_size=to_decimal(market["precision"]["amount"]) or Decimal(0),
-                min_qty=to_decimal((limits.get("amount") or {}).get("min")) or Decimal(0),
-                min_notional=to_decimal((limits.get("cost") or {}).get("min")) or Decimal(0),
-                contract_size=to_decimal(market.get("contractSize")) or Decimal(1),
-                taker_fee=to_decimal(market.get("taker")) or Decimal("0.0005"),
-                maker_fee=to_decimal(market.get("maker")) or Decimal("0.0002"),
+                tick_size=decimal_or_none(market["precision"]["price"]) or ZERO,
+                lot_size=decimal_or_none(market["precision"]["amount"]) or ZERO,
+                min_qty=decimal_or_none((limits.get("amount") or {}).get("min")) or ZERO,
+                min_notional=decimal_or_none((limits.get("cost") or {}).get("min")) or ZERO,
+                contract_size=decimal_or_none(market.get("contractSize")) or Decimal(1),
+                taker_fee=decimal_or_none(market.get("taker")) or Decimal("0.0005"),
+                maker_fee=decimal_or_none(market.get("maker")) or Decimal("0.0002"),
             )
         self.instruments.update(found)
         return found
@@ -212,11 +243,11 @@ class CcxtClient:
         params = self.spec.order_params(request)
         try:
             order = await self.exchange.create_order(
-                symbol, "limit", request.side, str(request.qty), str(request.price), params
+                symbol, "limit", request.side, plain(request.qty), plain(request.price), params
             )
         except Exception as exc:
             error = translate(self.venue, exc, placing=True, secrets=self._secrets,
-                              funds_markers=self.spec.INSUFFICIENT_FUNDS_MARKERS)
+                              funds_markers=self.spec.insufficient_funds_markers)
             if isinstance(error, errors.OrderRejected):
                 log.warning(
                     "Order rejected: %s %s %s %s @ %s id=%s reason=%s", self.venue, request.symbol,
@@ -224,7 +255,8 @@ class CcxtClient:
                 )
             raise error from None
         result = self._to_result(order, request.symbol, request.client_order_id)
-        if order.get("status") is None or order.get("filled") is None or result.status == "open":
+        if order.get("status") is None or self._numbers(order, request.symbol).filled is None \
+                or result.status == "open":
             # Some venues (OKX) acknowledge with ids only: the fill is learnt by query.
             try:
                 queried = await self.fetch_order(request.symbol, request.client_order_id)
@@ -247,7 +279,7 @@ class CcxtClient:
     async def fetch_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
         await self._markets()
         ccxt_symbol = self._ccxt_symbol(symbol)
-        custom = getattr(self.spec, "fetch_order_raw", None)
+        custom = self.spec.fetch_order_raw
         try:
             if custom is not None:
                 order = await self._read(custom, self.exchange, ccxt_symbol, client_order_id)
@@ -261,26 +293,27 @@ class CcxtClient:
             return None
         return await self._fill_details(order, self._to_result(order, symbol, client_order_id), ccxt_symbol)
 
-    async def _fill_details(self, order: dict[str, Any], result: OrderResult, ccxt_symbol: str) -> OrderResult:
+    async def _fill_details(self, order: Mapping[str, Any], result: OrderResult, ccxt_symbol: str) -> OrderResult:
         """Average price and fee from the venue's own trade list when the order answer lacks them
         (Hyperliquid's order status has neither, Binance's order has no commission). Booking the limit
         price or a zero fee instead would make positions and PnL differ from the venue's."""
-        fee_known = any((item or {}).get("cost") is not None
-                        for item in (order.get("fees") or []) + ([order["fee"]] if order.get("fee") else []))
+        fee_known = self._numbers(order, result.symbol).fee is not None
         if result.filled_qty <= 0 or (result.avg_price is not None and fee_known) or not result.venue_order_id:
             return result
         trades = await self._read(self.exchange.fetch_my_trades, ccxt_symbol)
-        mine = [t for t in trades if str(t.get("order")) == result.venue_order_id]
-        instrument = self.instruments.get(result.symbol)
-        contract = instrument.contract_size if instrument is not None else Decimal(1)
-        amount = sum((to_decimal(t.get("amount")) or Decimal(0) for t in mine), Decimal(0))
-        if not mine or amount * contract != result.filled_qty * contract:
+        return self._from_trades(result, [t for t in trades if str(t.get("order")) == result.venue_order_id])
+
+    def _from_trades(self, result: OrderResult, trades: list[Mapping[str, Any]]) -> OrderResult:
+        """Average price and total fee of an order from its own trades (the venue's strings, ccxt's
+        numbers where a trade lacks them); the result as it was unless they add up to its filled size."""
+        fills = [self.spec.trade_fill(trade) for trade in trades]
+        amount = sum((fill.filled or ZERO for fill in fills), ZERO)
+        if not fills or amount != result.filled_qty:
             log.warning("%s order %s: trades (%s) do not add up to the filled %s; fill details as reported",
                         self.venue, result.client_order_id, amount, result.filled_qty)
             return result
-        notional = sum(((to_decimal(t.get("price")) or Decimal(0)) * (to_decimal(t.get("amount")) or Decimal(0))
-                        for t in mine), Decimal(0))
-        fee = sum((to_decimal((t.get("fee") or {}).get("cost")) or Decimal(0) for t in mine), Decimal(0))
+        notional = sum(((fill.filled or ZERO) * (fill.average or ZERO) for fill in fills), ZERO)
+        fee = sum((fill.fee or ZERO for fill in fills), ZERO)
         return dataclasses.replace(result, avg_price=notional / amount, fee=fee)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
@@ -309,8 +342,8 @@ class CcxtClient:
         for row in rows:
             market = self.exchange.markets.get(row.get("symbol")) or {}
             native = self._native_of(row.get("symbol"))
-            contracts = to_decimal(row.get("contracts")) or Decimal(0)
-            contract_size = to_decimal(row.get("contractSize")) or to_decimal(market.get("contractSize")) or Decimal(1)
+            contracts = decimal_or_none(row.get("contracts")) or ZERO
+            contract_size = decimal_or_none(row.get("contractSize") or market.get("contractSize")) or Decimal(1)
             size = contracts * contract_size
             if row.get("side") == "short":
                 size = -abs(size)
@@ -318,10 +351,10 @@ class CcxtClient:
                 continue
             positions.append(VenuePosition(
                 venue=self.venue, symbol=native, size=size,
-                entry_price=to_decimal(row.get("entryPrice")) or Decimal(0),
-                mark_price=to_decimal(row.get("markPrice")),
-                unrealized_pnl=to_decimal(row.get("unrealizedPnl")) or Decimal(0),
-                leverage=to_decimal(row.get("leverage")),
+                entry_price=decimal_or_none(row.get("entryPrice")) or ZERO,
+                mark_price=decimal_or_none(row.get("markPrice")),
+                unrealized_pnl=decimal_or_none(row.get("unrealizedPnl")) or ZERO,
+                leverage=decimal_or_none(row.get("leverage")),
             ))
         return positions
 
@@ -330,9 +363,9 @@ class CcxtClient:
         balance = await self._read(self.exchange.fetch_balance)
         quote = "USDC" if "USDC" in balance and "USDT" not in balance else "USDT"
         entry = balance.get(quote) or {}
-        total = to_decimal(entry.get("total")) or Decimal(0)
-        free = to_decimal(entry.get("free")) or Decimal(0)
-        used = to_decimal(entry.get("used"))
+        total = decimal_or_none(entry.get("total")) or ZERO
+        free = decimal_or_none(entry.get("free")) or ZERO
+        used = decimal_or_none(entry.get("used"))
         return VenueBalance(self.venue, equity=total, available=free,
                             used_margin=used if used is not None else total - free, extra={"currency": quote})
 
@@ -340,11 +373,11 @@ class CcxtClient:
         """Funding booked on this account since `since_ms`, per traded symbol (ccxt fetch_funding_history).
 
         Amounts are + received / - paid; a venue whose wire reports funding as a fee (paid
-        positive, Bybit's execFee) declares FUNDING_AMOUNT_SIGN = -1 in its orders module. The
+        positive, Bybit's execFee) declares funding_amount_sign = -1 in its trading spec. The
         payment id joins the venue's id (when it has one) with symbol and time, so it is unique
         per venue even where the venue repeats an id (Hyperliquid's zero hash)."""
         await self._markets()
-        sign = Decimal(getattr(self.spec, "FUNDING_AMOUNT_SIGN", 1))
+        sign = Decimal(self.spec.funding_amount_sign)
         payments: dict[str, FundingPayment] = {}
         for symbol, instrument in self.instruments.items():
             rows = await self._read(self.exchange.fetch_funding_history, instrument.ccxt_symbol, int(since_ms))
@@ -354,7 +387,7 @@ class CcxtClient:
                 info = row.get("info") if isinstance(row.get("info"), dict) else {}
                 if info.get("execType", "Funding") != "Funding":
                     continue  # an execution list that also holds trades (Bybit) is not all funding
-                amount = to_decimal(row.get("amount"))
+                amount = decimal_or_none(row.get("amount"))
                 stamp = row.get("timestamp")
                 if amount is None or stamp is None or int(stamp) < since_ms:
                     continue

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from perpbot.core.numbers import plain_or_none
 from perpbot.core.orders import VenueBalance
 
 ZERO = Decimal(0)
@@ -29,15 +30,9 @@ DAY_S = 86400.0
 # At ~0.5 KB a FillRecord, 5,000 fills are ~2.5 MB; older fills stay in the journal.
 MAX_RECENT_FILLS = 5_000
 MAX_RECENT_FUNDING = 5_000
-
-
-def dstr(value: Decimal | None) -> str | None:
-    """Canonical decimal text for JSON: no exponent, no trailing zeros ("30000", "0.02")."""
-    if value is None:
-        return None
-    if value == 0:
-        return "0"
-    return format(value.normalize(), "f")
+# Canonical decimal text for JSON ("30000", "0.02", None stays None): perpbot.core.numbers' formatter,
+# under the name the portfolio's readers import from here.
+dstr = plain_or_none
 
 
 @dataclass(slots=True)

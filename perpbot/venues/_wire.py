@@ -1,7 +1,8 @@
 """Shared wire helpers for the venue parsers: strict JSON decoding and typed field access.
 
 Every helper raises perpbot.core.events.ParseError, so a parser never lets a KeyError,
-TypeError or float sneak out of a malformed frame. Venue packages share only this module.
+TypeError or float sneak out of a malformed frame. What the venue packages share besides the
+parsers' helpers: _trading (orders), _markets (symbols, instruments), _streams (feed adapters).
 """
 
 from __future__ import annotations
@@ -84,19 +85,3 @@ def check_levels(venue: str, levels: Any, symbol: str | None) -> list:
         if type(level) is not list or len(level) < 2 or type(level[0]) is not str or type(level[1]) is not str:
             raise ParseError(venue, f"bad book level {level!r}", symbol)
     return levels
-
-
-def exact_decimal(value: Any) -> Decimal | None:
-    """ccxt market numbers (floats in TICK_SIZE mode) or strings -> exact Decimal via str()."""
-    if value is None:
-        return None
-    if isinstance(value, Decimal):
-        return value
-    return Decimal(str(value))
-
-
-def venue_decimal(text: object, number: object) -> Decimal | None:
-    """The venue's own decimal string when it sent one (exact), else ccxt's parsed number."""
-    if isinstance(text, str) and text:
-        return Decimal(text)
-    return exact_decimal(number)

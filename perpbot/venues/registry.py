@@ -1,60 +1,75 @@
-"""The only list of venues: venue name -> feed adapter class, symbol mapping and instrument builder."""
+"""The only list of venues: venue name -> feed adapter class, symbol mapping, instrument builder and
+trading spec (what perpbot.execution.ccxt_client needs to trade the venue)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from perpbot.core.instruments import Instrument
 from perpbot.core.venue import FeedAdapter
 from perpbot.settings import FeedSettings
+from perpbot.venues import _trading
+from perpbot.venues.binance import orders as binance_orders
 from perpbot.venues.binance import symbols as binance_symbols
 from perpbot.venues.binance.feed import BinanceFeedAdapter
+from perpbot.venues.bybit import orders as bybit_orders
 from perpbot.venues.bybit import symbols as bybit_symbols
 from perpbot.venues.bybit.feed import BybitFeedAdapter
+from perpbot.venues.hyperliquid import orders as hyperliquid_orders
 from perpbot.venues.hyperliquid import symbols as hyperliquid_symbols
 from perpbot.venues.hyperliquid.feed import HyperliquidFeedAdapter
+from perpbot.venues.okx import orders as okx_orders
 from perpbot.venues.okx import symbols as okx_symbols
 from perpbot.venues.okx.feed import OkxFeedAdapter
 
-FEED_ADAPTERS: dict[str, type] = {
-    "okx": OkxFeedAdapter,
-    "hyperliquid": HyperliquidFeedAdapter,
-    "binance": BinanceFeedAdapter,
-    "bybit": BybitFeedAdapter,
+
+@dataclass(frozen=True)
+class Venue:
+    feed: Callable[[FeedSettings], Any]  # the feed adapter class (a FeedAdapter)
+    symbols: ModuleType  # to_ccxt_symbol, from_ccxt_symbol, instrument_from_ccxt_market
+    trading: _trading.TradingSpec
+
+
+VENUES: dict[str, Venue] = {
+    "okx": Venue(OkxFeedAdapter, okx_symbols, okx_orders.SPEC),
+    "hyperliquid": Venue(HyperliquidFeedAdapter, hyperliquid_symbols, hyperliquid_orders.SPEC),
+    "binance": Venue(BinanceFeedAdapter, binance_symbols, binance_orders.SPEC),
+    "bybit": Venue(BybitFeedAdapter, bybit_symbols, bybit_orders.SPEC),
 }
-
-_SYMBOLS: dict[str, ModuleType] = {
-    "okx": okx_symbols,
-    "hyperliquid": hyperliquid_symbols,
-    "binance": binance_symbols,
-    "bybit": bybit_symbols,
-}
+FEED_ADAPTERS: dict[str, Callable[[FeedSettings], Any]] = {name: venue.feed for name, venue in VENUES.items()}
 
 
-def _symbols(venue: str) -> ModuleType:
+def _venue(name: str) -> Venue:
     try:
-        return _SYMBOLS[venue]
+        return VENUES[name]
     except KeyError:
-        raise ValueError(f"unknown venue {venue!r}; known: {', '.join(_SYMBOLS)}") from None
+        raise ValueError(f"unknown venue {name!r}; known: {', '.join(VENUES)}") from None
 
 
 def feed_adapter(venue: str, feed_settings: FeedSettings) -> FeedAdapter:
     """A fresh adapter (adapters hold per-connection state such as Bybit ticker fields)."""
-    try:
-        cls: Callable[[FeedSettings], FeedAdapter] = FEED_ADAPTERS[venue]
-    except KeyError:
-        raise ValueError(f"unknown venue {venue!r}; known: {', '.join(FEED_ADAPTERS)}") from None
-    return cls(feed_settings)
+    adapter: FeedAdapter = _venue(venue).feed(feed_settings)
+    return adapter
+
+
+def trading_spec(venue: str) -> _trading.TradingSpec:
+    """The venue's trading specifics for the ccxt client (perpbot.venues._trading.TradingSpec)."""
+    return _venue(venue).trading
 
 
 def to_ccxt_symbol(venue: str, native: str) -> str:
-    return _symbols(venue).to_ccxt_symbol(native)
+    text: str = _venue(venue).symbols.to_ccxt_symbol(native)
+    return text
 
 
 def from_ccxt_symbol(venue: str, ccxt_symbol: str) -> str:
-    return _symbols(venue).from_ccxt_symbol(ccxt_symbol)
+    text: str = _venue(venue).symbols.from_ccxt_symbol(ccxt_symbol)
+    return text
 
 
-def instrument_from_ccxt_market(venue: str, market: dict) -> Instrument:
-    return _symbols(venue).instrument_from_ccxt_market(market)
+def instrument_from_ccxt_market(venue: str, market: dict[str, Any]) -> Instrument:
+    instrument: Instrument = _venue(venue).symbols.instrument_from_ccxt_market(market)
+    return instrument

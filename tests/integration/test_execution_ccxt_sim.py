@@ -131,3 +131,29 @@ async def test_ccxt_client_lost_response_is_unknown_and_found_by_query_once(venu
     fills = [f for f in sim.snapshot()["fills"] if f["client_id"] == request.client_order_id]
     assert len({f["order_id"] for f in fills}) == 1  # one order at the venue, never a second
     assert sum(Decimal(f["qty"]) for f in fills) == request.qty
+
+
+async def test_ccxt_client_sends_nothing_the_user_did_not_choose(venue):
+    """No broker, builder or referrer attribution on the wire: our client id as sent, no ccxt broker
+    tag, no Referer: CCXT (Bybit), no builder on orders and no approveBuilderFee/setReferrer action
+    (Hyperliquid). Recorded at ccxt's HTTP call, as the requests leave for the venue."""
+    name, client, _, market, _ = venue
+    wire = []
+    send = client.exchange.fetch
+
+    async def recording_fetch(url, method="GET", headers=None, body=None):
+        wire.append((method, url, dict(headers or {}), body or ""))
+        return await send(url, method, headers, body)
+
+    client.exchange.fetch = recording_fetch
+    request = marketable_buy(name, client, market, "c0ffee06")
+    await client.place_order(request)
+    await client.fetch_order(request.symbol, request.client_order_id)
+    sent = " ".join(f"{url} {body}" for _, url, _, body in wire)
+    assert request.client_order_id in sent
+    for marker in ("CCXT", "x-cvBPrNm9", "x-xcKtGhcu", "6b9ad766b55dBCDE", "builder", "approveBuilderFee",
+                   "setReferrer", "tag="):
+        assert marker not in sent, marker
+    assert '"tag"' not in sent
+    assert not any("Referer" in headers for _, _, headers, _ in wire)
+    assert any(method == "POST" for method, _, _, _ in wire)

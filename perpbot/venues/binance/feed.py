@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from perpbot.core.events import BookUpdate, Event
 from perpbot.core.venue import ConnectionSpec
 from perpbot.settings import FeedSettings
+from perpbot.venues._streams import VenueFeed, connection_groups
 from perpbot.venues.binance import parse as binance_parse
 
 # Binance allows 1024 streams per connection; stay well under it.
@@ -14,10 +15,10 @@ STREAMS_PER_CONNECTION = 200
 SNAPSHOT_LIMIT = 1000
 
 
-class BinanceFeedAdapter:
+class BinanceFeedAdapter(VenueFeed):
     venue = "binance"
     keep_raw = False
-    ping_interval_s = 60.0  # the server pings every 3 minutes; websockets answers protocol pings
+    ping_interval_s = 60.0  # the server pings every 3 minutes; websockets answers protocol pings (ping_text None)
     rest_snapshot = True
 
     def __init__(self, settings: FeedSettings, funding_hours: Mapping[str, float] | None = None) -> None:
@@ -28,18 +29,13 @@ class BinanceFeedAdapter:
     def connections(self, ws_url: str, symbols: list[str]) -> list[ConnectionSpec]:
         base = ws_url.rstrip("/")
         specs = []
-        for start in range(0, len(symbols), STREAMS_PER_CONNECTION):
-            group = symbols[start : start + STREAMS_PER_CONNECTION]
-            suffix = "" if start == 0 else f"-{start // STREAMS_PER_CONNECTION + 1}"
+        for suffix, group in connection_groups(symbols, STREAMS_PER_CONNECTION):
             depth = "/".join(f"{s.lower()}@depth@100ms" for s in group)
             mark = "/".join(f"{s.lower()}@markPrice@1s" for s in group)
             specs.append(ConnectionSpec(f"binance-public{suffix}", f"{base}/public/stream?streams={depth}", [], list(group)))
             # The market connection feeds no book, only funding.
             specs.append(ConnectionSpec(f"binance-market{suffix}", f"{base}/market/stream?streams={mark}", [], []))
         return specs
-
-    def ping_frame(self) -> str | None:
-        return None
 
     def parse(self, frame: str | bytes, recv_ts: float) -> list[Event]:
         return binance_parse.parse(frame, recv_ts, self.funding_hours)

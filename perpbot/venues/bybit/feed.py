@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import orjson
-
-from perpbot.core.events import BookUpdate, Event, ParseError
+from perpbot.core.events import Event
 from perpbot.core.venue import ConnectionSpec
 from perpbot.settings import FeedSettings
+from perpbot.venues._streams import WebSocketSnapshots, json_frame, resubscribe
 from perpbot.venues.bybit import parse as bybit_parse
 
 # Bybit caps a public connection's args array at 21,000 characters; chunk subscribe requests.
 ARGS_PER_REQUEST = 100
 
 
-class BybitFeedAdapter:
+class BybitFeedAdapter(WebSocketSnapshots):
     venue = "bybit"
     keep_raw = False
     ping_interval_s = 20.0  # Bybit's recommendation
-    rest_snapshot = False
+    ping_text = '{"op":"ping"}'
 
     def __init__(self, settings: FeedSettings) -> None:
         self.depth = settings.bybit_depth
@@ -31,13 +30,10 @@ class BybitFeedAdapter:
     def connections(self, ws_url: str, symbols: list[str]) -> list[ConnectionSpec]:
         args = [topic for s in symbols for topic in (self._book_topic(s), f"tickers.{s}")]
         frames = [
-            orjson.dumps({"op": "subscribe", "args": args[i : i + ARGS_PER_REQUEST]}).decode()
+            json_frame({"op": "subscribe", "args": args[i : i + ARGS_PER_REQUEST]})
             for i in range(0, len(args), ARGS_PER_REQUEST)
         ]
         return [ConnectionSpec("bybit", ws_url, frames, list(symbols))]
-
-    def ping_frame(self) -> str | None:
-        return '{"op":"ping"}'
 
     def parse(self, frame: str | bytes, recv_ts: float) -> list[Event]:
         return bybit_parse.parse(frame, recv_ts, self.tickers)
@@ -46,14 +42,4 @@ class BybitFeedAdapter:
     apply_books_frame = staticmethod(bybit_parse.apply_books_frame)
 
     def resync_frames(self, symbol: str) -> list[str]:
-        args = [self._book_topic(symbol)]
-        return [
-            orjson.dumps({"op": "unsubscribe", "args": args}).decode(),
-            orjson.dumps({"op": "subscribe", "args": args}).decode(),
-        ]
-
-    def snapshot_url(self, rest_url: str, symbol: str) -> str:
-        raise ValueError("bybit books start from the WebSocket snapshot; there is no REST snapshot step")
-
-    def parse_snapshot(self, body: bytes, symbol: str, recv_ts: float) -> BookUpdate:
-        raise ParseError(self.venue, "bybit books start from the WebSocket snapshot", symbol)
+        return resubscribe("op", args=[self._book_topic(symbol)])

@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import orjson
-
-from perpbot.core.events import BookUpdate, Event, ParseError
+from perpbot.core.events import Event
 from perpbot.core.venue import ConnectionSpec
 from perpbot.settings import FeedSettings
+from perpbot.venues._streams import WebSocketSnapshots, json_frame, resubscribe
 from perpbot.venues.hyperliquid import parse as hyperliquid_parse
 
 
-class HyperliquidFeedAdapter:
+class HyperliquidFeedAdapter(WebSocketSnapshots):
     venue = "hyperliquid"
     keep_raw = False
     ping_interval_s = 50.0  # the server closes after 60 s without traffic; the SDK pings every 50 s
-    rest_snapshot = False
+    ping_text = '{"method":"ping"}'
+    snapshot_reason = "pushes full l2Book snapshots"
 
     def __init__(self, settings: FeedSettings) -> None:
         self.rules = hyperliquid_parse.Rules()
 
-    @staticmethod
-    def _frame(method: str, subscription: dict) -> str:
-        return orjson.dumps({"method": method, "subscription": subscription}).decode()
-
     def connections(self, ws_url: str, symbols: list[str]) -> list[ConnectionSpec]:
-        frames = []
-        for coin in symbols:
-            frames.append(self._frame("subscribe", {"type": "l2Book", "coin": coin}))
-            frames.append(self._frame("subscribe", {"type": "activeAssetCtx", "coin": coin}))
+        frames = [
+            json_frame({"method": "subscribe", "subscription": {"type": kind, "coin": coin}})
+            for coin in symbols
+            for kind in ("l2Book", "activeAssetCtx")
+        ]
         return [ConnectionSpec("hyperliquid", ws_url, frames, list(symbols))]
-
-    def ping_frame(self) -> str | None:
-        return '{"method":"ping"}'
 
     def parse(self, frame: str | bytes, recv_ts: float) -> list[Event]:
         return hyperliquid_parse.parse(frame, recv_ts)
@@ -40,11 +34,4 @@ class HyperliquidFeedAdapter:
     apply_books_frame = staticmethod(hyperliquid_parse.apply_books_frame)
 
     def resync_frames(self, symbol: str) -> list[str]:
-        subscription = {"type": "l2Book", "coin": symbol}
-        return [self._frame("unsubscribe", subscription), self._frame("subscribe", subscription)]
-
-    def snapshot_url(self, rest_url: str, symbol: str) -> str:
-        raise ValueError("hyperliquid pushes full l2Book snapshots; there is no REST snapshot step")
-
-    def parse_snapshot(self, body: bytes, symbol: str, recv_ts: float) -> BookUpdate:
-        raise ParseError(self.venue, "hyperliquid pushes full l2Book snapshots", symbol)
+        return resubscribe("method", subscription={"type": "l2Book", "coin": symbol})

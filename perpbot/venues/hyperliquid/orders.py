@@ -1,60 +1,57 @@
-"""Hyperliquid trading specifics for the ccxt client: options, order params, client-id format.
+"""Hyperliquid trading specifics for the ccxt client, as data: options, order params, client-id format.
 
-ccxt's defaults would approve a builder fee and set a referrer on the first private call;
-both are switched off here (approvedBuilderFee/refSet True skip the calls, builderFee False
-makes the attached builder fee 0). Errors arrive as HTTP 200 with `status: "err"` or a
-per-order `error` string, e.g. "Insufficient margin to place order.", "Order must have
-minimum value of $10.", "Reduce only order would increase position.", "Order could not
-immediately match against any resting orders." (an IOC that found nothing: not a fault).
+ccxt's defaults would approve a builder fee and set a referrer on the first private call, and
+attach its builder to every order: refSet True skips the referrer call, and `no_builder` keeps
+both the approval call and the builder field off the wire (see there). Errors arrive as HTTP 200
+with `status: "err"` or a per-order `error` string, e.g. "Insufficient margin to place order.",
+"Order must have minimum value of $10.", "Reduce only order would increase position.", "Order
+could not immediately match against any resting orders." (an IOC that found nothing: not a fault).
+
+Fills: the order answer's status is {"filled": {totalSz, avgPx, oid}} or {"resting": {oid}};
+the order status query gives origSz and sz (what is left), so filled = origSz - sz, without a
+price or fee; a fill of userFills carries sz, px, fee and, where a builder was named, builderFee.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from perpbot.core.orders import OrderRequest
-from perpbot.settings import VenueSettings
-
-# Substrings of a venue error that mean "not enough margin", whatever ccxt class it arrived as.
-INSUFFICIENT_FUNDS_MARKERS = ("Insufficient margin",)
-CCXT_CLASS = "hyperliquid"
+from perpbot.venues._trading import FillFields, HashedHexId, TradingSpec
 
 
-def ccxt_config(settings: VenueSettings) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "options": {
-            "defaultType": "swap",
-            "fetchMarkets": {"types": ["swap"]},
-            "approvedBuilderFee": True,
-            "refSet": True,
-            "builderFee": False,
-            "defaultSlippage": 0.0,  # we always send our own limit price
-        }
-    }
-    if settings.wallet_address:
-        config["walletAddress"] = settings.wallet_address
-    if settings.private_key:
-        config["privateKey"] = settings.private_key.get_secret_value()
-    return config
+def no_builder(exchange: Any) -> None:
+    """ccxt attaches `builder: {b: <ccxt's address>, f: 0}` to every order once its option
+    approvedBuilderFee is True (the live venue rejects a builder the wallet never approved), and
+    signs an approveBuilderFee action on the first private call while it is False. The option
+    stays False and the approval step answers "done" without sending anything, so no order names
+    a builder and no approval is signed."""
+    exchange.options["approvedBuilderFee"] = False
+    exchange.options["builderFee"] = False
+
+    async def approval_skipped() -> bool:
+        return True
+
+    exchange.handle_builder_fee_approval = approval_skipped
 
 
-def format_client_id(canonical: str) -> str:
-    """cloid: '0x' + 32 hex, derived deterministically (the same canonical id -> the same cloid)."""
-    return "0x" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-def order_params(request: OrderRequest) -> dict[str, Any]:
-    params: dict[str, Any] = {"clientOrderId": request.client_order_id}
-    params["timeInForce"] = "Ioc" if request.time_in_force == "IOC" else "Gtc"
-    if request.reduce_only:
-        params["reduceOnly"] = True
-    return params
-
-
-def fetch_params(client_order_id: str) -> dict[str, Any]:
-    return {"clientOrderId": client_order_id}
-
-
-def cancel_params(client_order_id: str) -> dict[str, Any]:
-    return {"clientOrderId": client_order_id}
+SPEC = TradingSpec(
+    venue="hyperliquid",
+    ccxt_class="hyperliquid",
+    market_types=("swap",),
+    options={
+        "approvedBuilderFee": False,  # with no_builder: no builder on orders, no approval call
+        "refSet": True,  # no setReferrer call
+        "builderFee": False,
+        "defaultSlippage": 0.0,  # we always send our own limit price
+    },
+    credentials=("wallet_address", "private_key"),
+    client_id_param="clientOrderId",
+    client_id=HashedHexId(32),  # cloid: '0x' + 32 hex
+    insufficient_funds_markers=("Insufficient margin",),
+    time_in_force={"IOC": "Ioc", "GTC": "Gtc"},
+    wire_hygiene=no_builder,
+    order_fields=FillFields(filled="filled.totalSz", average="filled.avgPx",
+                            amount="order.origSz", remaining="order.sz"),
+    trade_fields=FillFields(filled="sz", average="px", fee=("fee", "builderFee")),
+)
+format_client_id = SPEC.format_client_id  # perpbot.execution.client_ids looks it up here

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from perpbot.core.instruments import Instrument
+from perpbot.venues._markets import Fees, make_instrument, split_ccxt_symbol
 
 VENUE = "hyperliquid"
 # Perps base tier (14-day volume <= $5M), VENUES.md §4.
-TAKER_FEE = Decimal("0.00045")
-MAKER_FEE = Decimal("0.00015")
-FUNDING_INTERVAL_HOURS = 1
+FEES = Fees(taker=Decimal("0.00045"), maker=Decimal("0.00015"), funding_interval_hours=1)
 MIN_NOTIONAL = Decimal(10)  # "Order must have minimum value of $10."
 MAX_PERP_DECIMALS = 6
 MAX_SIGNIFICANT_FIGURES = 5
@@ -25,11 +25,10 @@ def to_ccxt_symbol(native: str) -> str:
 
 def from_ccxt_symbol(ccxt_symbol: str) -> str:
     """BTC/USDC:USDC -> BTC."""
-    pair, sep, settle = ccxt_symbol.partition(":")
-    base, slash, quote = pair.partition("/")
-    if not sep or not slash or not base or quote != "USDC" or settle != "USDC":
+    parts = split_ccxt_symbol(ccxt_symbol)
+    if parts is None or parts[1:] != ("USDC", "USDC"):
         raise ValueError(f"not a ccxt Hyperliquid perp symbol: {ccxt_symbol!r}")
-    return base
+    return parts[0]
 
 
 def tick_for(sz_decimals: int) -> Decimal:
@@ -57,7 +56,7 @@ def hyperliquid_price_ok(price: Decimal, sz_decimals: int) -> bool:
     return significant <= MAX_SIGNIFICANT_FIGURES
 
 
-def instrument_from_ccxt_market(market: dict) -> Instrument:
+def instrument_from_ccxt_market(market: dict[str, Any]) -> Instrument:
     """Exact Instrument from a ccxt hyperliquid swap market; tick from szDecimals (see tick_for)."""
     info = market.get("info") or {}
     sz_text = info.get("szDecimals")
@@ -66,18 +65,5 @@ def instrument_from_ccxt_market(market: dict) -> Instrument:
     sz_decimals = int(sz_text)
     lot = Decimal(1).scaleb(-sz_decimals)
     coin = market.get("baseName") or info.get("name") or from_ccxt_symbol(market["symbol"])
-    return Instrument(
-        venue=VENUE,
-        symbol=coin,
-        base=market["base"],
-        quote=market["quote"],
-        ccxt_symbol=market["symbol"],
-        tick_size=tick_for(sz_decimals),
-        lot_size=lot,
-        min_qty=lot,
-        min_notional=MIN_NOTIONAL,
-        contract_size=Decimal(1),
-        taker_fee=TAKER_FEE,
-        maker_fee=MAKER_FEE,
-        funding_interval_hours=FUNDING_INTERVAL_HOURS,
-    )
+    return make_instrument(VENUE, market, FEES, symbol=coin, tick=tick_for(sz_decimals), lot=lot, min_qty=lot,
+                           min_notional=MIN_NOTIONAL)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import orjson
+from typing import Any
 
-from perpbot.core.events import BookUpdate, Event, ParseError
+from perpbot.core.events import Event
 from perpbot.core.venue import ConnectionSpec
 from perpbot.settings import FeedSettings
+from perpbot.venues._streams import WebSocketSnapshots, connection_groups, json_frame, resubscribe
 from perpbot.venues.okx import parse as okx_parse
 
 # OKX asks for fewer than 30 channels per connection on 400-level books: each symbol
@@ -14,10 +15,10 @@ from perpbot.venues.okx import parse as okx_parse
 SYMBOLS_PER_CONNECTION = 15
 
 
-class OkxFeedAdapter:
+class OkxFeedAdapter(WebSocketSnapshots):
     venue = "okx"
     ping_interval_s = 20.0  # OKX drops a connection silent for 30 s
-    rest_snapshot = False
+    ping_text = "ping"
 
     def __init__(self, settings: FeedSettings) -> None:
         self.book_channel = settings.okx_book_channel
@@ -25,7 +26,7 @@ class OkxFeedAdapter:
         self.keep_raw = self.book_channel == "books"
         self.rules = okx_parse.Rules()
 
-    def _args(self, symbol: str) -> list[dict]:
+    def _args(self, symbol: str) -> list[dict[str, Any]]:
         return [
             {"channel": self.book_channel, "instId": symbol},
             {"channel": okx_parse.FUNDING_CHANNEL, "instId": symbol},
@@ -33,16 +34,11 @@ class OkxFeedAdapter:
 
     def connections(self, ws_url: str, symbols: list[str]) -> list[ConnectionSpec]:
         specs = []
-        for start in range(0, len(symbols), SYMBOLS_PER_CONNECTION):
-            group = symbols[start : start + SYMBOLS_PER_CONNECTION]
+        for suffix, group in connection_groups(symbols, SYMBOLS_PER_CONNECTION):
             args = [arg for symbol in group for arg in self._args(symbol)]
-            name = "okx" if start == 0 else f"okx-{start // SYMBOLS_PER_CONNECTION + 1}"
-            frame = orjson.dumps({"op": "subscribe", "args": args}).decode()
-            specs.append(ConnectionSpec(name, ws_url, [frame], list(group)))
+            frame = json_frame({"op": "subscribe", "args": args})
+            specs.append(ConnectionSpec(f"okx{suffix}", ws_url, [frame], list(group)))
         return specs
-
-    def ping_frame(self) -> str | None:
-        return "ping"
 
     def parse(self, frame: str | bytes, recv_ts: float) -> list[Event]:
         return okx_parse.parse(frame, recv_ts)
@@ -51,14 +47,4 @@ class OkxFeedAdapter:
     apply_books_frame = staticmethod(okx_parse.apply_books_frame)
 
     def resync_frames(self, symbol: str) -> list[str]:
-        arg = [{"channel": self.book_channel, "instId": symbol}]
-        return [
-            orjson.dumps({"op": "unsubscribe", "args": arg}).decode(),
-            orjson.dumps({"op": "subscribe", "args": arg}).decode(),
-        ]
-
-    def snapshot_url(self, rest_url: str, symbol: str) -> str:
-        raise ValueError("okx books start from the WebSocket snapshot; there is no REST snapshot step")
-
-    def parse_snapshot(self, body: bytes, symbol: str, recv_ts: float) -> BookUpdate:
-        raise ParseError(self.venue, "okx books start from the WebSocket snapshot", symbol)
+        return resubscribe("op", args=[{"channel": self.book_channel, "instId": symbol}])

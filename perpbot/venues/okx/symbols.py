@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from perpbot.core.instruments import Instrument
-from perpbot.venues._wire import exact_decimal, venue_decimal
+from perpbot.venues._markets import Fees, InstrumentFields, split_ccxt_symbol
 
 VENUE = "okx"
 # Regular-user (Lv1) USDT-margined perpetual fees, VENUES.md §1 (third-party sources only).
-TAKER_FEE = Decimal("0.0005")
-MAKER_FEE = Decimal("0.0002")
-FUNDING_INTERVAL_HOURS = 8
+FEES = Fees(taker=Decimal("0.0005"), maker=Decimal("0.0002"), funding_interval_hours=8)
+# Sizes are in contracts; contract_size = ctVal. OKX lists no minimum notional (ccxt's limit, if any).
+FIELDS = InstrumentFields(VENUE, FEES, tick="tickSz", lot="lotSz", min_qty="minSz", contract="ctVal")
 
 
 def to_ccxt_symbol(native: str) -> str:
@@ -26,43 +27,12 @@ def to_ccxt_symbol(native: str) -> str:
 
 def from_ccxt_symbol(ccxt_symbol: str) -> str:
     """BTC/USDT:USDT -> BTC-USDT-SWAP."""
-    pair, sep, settle = ccxt_symbol.partition(":")
-    base, slash, quote = pair.partition("/")
-    if not sep or not slash or not base or not quote or not settle or "-" in settle:
+    parts = split_ccxt_symbol(ccxt_symbol)
+    if parts is None or not parts[2] or "-" in parts[2]:
         raise ValueError(f"not a ccxt perpetual symbol: {ccxt_symbol!r}")
-    return f"{base}-{quote}-SWAP"
+    return f"{parts[0]}-{parts[1]}-SWAP"
 
 
-def instrument_from_ccxt_market(market: dict) -> Instrument:
-    """Exact Instrument from a ccxt okx market. Sizes are in contracts; contract_size = ctVal.
-
-    The venue's own strings in `info` (tickSz, lotSz, minSz, ctVal) are preferred over
-    ccxt's floats; the floats are converted with Decimal(str(x)) when info lacks them.
-    """
-    info = market.get("info") or {}
-    precision = market.get("precision") or {}
-    limits = market.get("limits") or {}
-    tick = venue_decimal(info.get("tickSz"), precision.get("price"))
-    lot = venue_decimal(info.get("lotSz"), precision.get("amount"))
-    min_qty = venue_decimal(info.get("minSz"), (limits.get("amount") or {}).get("min")) or lot
-    contract = venue_decimal(info.get("ctVal"), market.get("contractSize")) or Decimal(1)
-    min_notional = exact_decimal((limits.get("cost") or {}).get("min")) or Decimal(0)
-    if tick is None or lot is None:
-        raise ValueError(f"okx market {market.get('id')!r} lacks tick or lot size")
-    native = market.get("id") or from_ccxt_symbol(market["symbol"])
-    return Instrument(
-        venue=VENUE,
-        symbol=native,
-        base=market["base"],
-        quote=market["quote"],
-        ccxt_symbol=market["symbol"],
-        tick_size=tick,
-        lot_size=lot,
-        min_qty=min_qty,
-        min_notional=min_notional,
-        contract_size=contract,
-        taker_fee=TAKER_FEE,
-        maker_fee=MAKER_FEE,
-        funding_interval_hours=FUNDING_INTERVAL_HOURS,
-    )
-
+def instrument_from_ccxt_market(market: dict[str, Any]) -> Instrument:
+    """Exact Instrument from a ccxt okx market (tickSz, lotSz, minSz, ctVal preferred over ccxt's floats)."""
+    return FIELDS.build(market, from_ccxt_symbol)

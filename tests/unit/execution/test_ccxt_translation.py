@@ -55,8 +55,20 @@ async def test_clients_carry_no_broker_ids_or_builder_fees_and_hide_secrets():
                 assert options["broker"] == {}
             if venue == "bybit":
                 assert options["brokerId"] == ""
+                # ccxt falls back to 'CCXT' for an empty brokerId and sends it as Referer on every POST.
+                signed = client.exchange.sign("v5/order/create", ["private"], "POST", {"category": "linear"})
+                assert "Referer" not in signed["headers"] and "X-BAPI-SIGN" in signed["headers"]
             if venue == "hyperliquid":
-                assert options["approvedBuilderFee"] and options["refSet"] and options["builderFee"] is False
+                # No builder on orders (ccxt attaches one whenever approvedBuilderFee is True) and no
+                # approval or referrer call signed on the first private request.
+                assert options["approvedBuilderFee"] is False and options["refSet"] and options["builderFee"] is False
+                approvals = []
+
+                async def approve(*args):
+                    approvals.append(args)
+
+                client.exchange.approve_builder_fee = approve
+                assert await client.exchange.handle_builder_fee_approval() is True and approvals == []
         finally:
             await client.close()
 
