@@ -103,7 +103,7 @@ def test_the_scanner_decides_the_same_with_and_without_c_products(on, steps, dat
             assert fast.scan(changed, []) == full.scan(changed, [])
 
 
-def _two_venue_scanner():
+def _two_venue_scanner(in_c: bool = True):
     from decimal import Decimal as D
 
     from market_helpers import BINANCE_BTC, OKX_BTC
@@ -120,27 +120,31 @@ def _two_venue_scanner():
     put_book(store, BINANCE_BTC, [("60000.0", "5")], [("60000.5", "5")], NOW)
     built = build_strategies(StrategiesSettings(price_spread=PriceSpreadSettings(order_size_usdt=D("2000"))))
     mapping = {OKX_BTC.key: OKX_BTC, BINANCE_BTC.key: BINANCE_BTC}
-    scanner = Scanner(store, built, Metrics(), mapping, FundingMap(), clock=lambda: NOW)
-    scanner.prime()
-    assert scanner.index.in_c and scanner.scan((OKX_BTC.key,), []) == []
+    with c_products(in_c):
+        scanner = Scanner(store, built, Metrics(), mapping, FundingMap(), clock=lambda: NOW)
+        scanner.prime()
+    assert scanner.index.in_c == in_c and scanner.scan((OKX_BTC.key,), []) == []
     return store, scanner, OKX_BTC, BINANCE_BTC
 
 
-def test_a_book_object_replaced_in_the_store_is_read_by_the_c_products():
-    """The supervisor re-adds a book (a new L2Book): the C products must read the new book's lists,
-    not the old one's, or a cross on the new book would be screened out."""
-    store, scanner, okx, binance = _two_venue_scanner()
+@pytest.mark.parametrize("in_c", [True, False])
+def test_a_book_object_replaced_in_the_store_is_read_by_the_c_products(in_c):
+    """The supervisor re-adds a book (a new L2Book): the products (C, or the Python twin, both bound to
+    the books' lists) must read the new book's lists, not the old one's, or a cross on the new book
+    would be screened out."""
+    store, scanner, okx, binance = _two_venue_scanner(in_c)
     store.add(okx.venue, okx.symbol, okx.contract_size)
     put_book(store, okx, [("60300.0", "500")], [("60300.5", "500")], NOW)  # 50 bps over Binance's ask
     decisions = scanner.scan((okx.key,), [])
     assert [(d.action, {leg.venue for leg in d.legs}) for d in decisions] == [("open", {"okx", "binance"})]
 
 
-def test_a_burst_after_c_only_refreshes_reads_every_book_as_it_is():
+@pytest.mark.parametrize("in_c", [True, False])
+def test_a_burst_after_c_only_refreshes_reads_every_book_as_it_is(in_c):
     """The hot path refreshed OKX's products in C only (its bid rose 17 bps, still inside Binance's ask
     after fees and min edge); a burst then reports Binance's ask falling 2.5 bps: the cross is between a
     book the burst names and one it does not, and is found only from OKX's current bid."""
-    store, scanner, okx, binance = _two_venue_scanner()
+    store, scanner, okx, binance = _two_venue_scanner(in_c)
     put_book(store, okx, [("60100.0", "500")], [("60100.5", "500")], NOW)
     assert scanner.scan((okx.key,), []) == [] and scanner.screened == 2  # quiet, judged in C
     put_book(store, binance, [("59985.0", "5")], [("59985.5", "5")], NOW)
