@@ -14,7 +14,9 @@ Kill points (rotated, `KILL_POINTS`):
   exit (or, failing an open trade, an entry) needs a hedge/unwind; killed as soon as that corrective
   order is journalled (in flight) or as soon as it settled;
 - `residue`: three partial fills on the finer-lot leg of an open trade, so what the legs policy is left
-  with at the end is below one lot of the coarser venue; killed right after the exit intent finished.
+  with at the end is below one lot of the coarser venue; killed right after the exit intent finished;
+- `startup_repair`: as `repair_in_flight`, then the restarted bot is killed again as soon as its
+  start-up journals a corrective order (a crash during the repair of a crash).
 
 Measured per restart: restart -> ACTIVE (process start to a reconciled, trading state), restart -> repair
 (process start to the first corrective order for exposure a kill left: hedge/unwind/repair orders
@@ -50,7 +52,7 @@ log = logging.getLogger("perpbot.reliability")
 
 FINAL = ("filled", "partially_filled", "canceled", "expired", "rejected", "failed", "not_found")
 NOT_CORRECTIVE = ("entry", "exit")  # every other order purpose (hedge, unwind, flatten, repair) corrects
-KILL_POINTS = ("exit_settled", "repair_in_flight", "random", "repair_settled", "residue")
+KILL_POINTS = ("exit_settled", "repair_in_flight", "random", "repair_settled", "residue", "startup_repair")
 API_TOKEN = "reliability-suite-token"
 SYMBOLS = {"okx": ["BTC-USDT-SWAP", "ETH-USDT-SWAP"], "hyperliquid": ["BTC", "ETH"],
            "binance": ["BTCUSDT", "ETHUSDT"], "bybit": ["BTCUSDT", "ETHUSDT"]}
@@ -82,6 +84,7 @@ class CrashResult:
     operator: list[str] = dataclasses.field(default_factory=list)
     faults_fired: dict[str, int] = dataclasses.field(default_factory=dict)
     kill_log: list[str] = dataclasses.field(default_factory=list)  # per kill: point, hit or not, what
+    startup_repair_kills: int = 0  # second kills that landed on the restarted bot's start-up repair
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,7 +188,7 @@ class Restart:
     exposed: set[str]  # bases a kill left exposed mid-trade: they need a corrective order
     sending: set[str]  # intents still 'sending' at the kill
     active_wall: float = 0.0
-    exposure_at_active: dict[str, Decimal] = dataclasses.field(default_factory=dict)
+    exposure_at_active: dict[str, Decimal] = dataclasses.field(default_factory=dict)  # in no open trade
 
 
 class CrashRig:
@@ -291,12 +294,7 @@ class CrashRig:
         """Start the bot; returns seconds until it reported a reconciled, tradeable (or halted) state.
         With `meter`, the venues' unhedged notional is sampled while it starts."""
         started = time.monotonic()
-        self.metrics = {}
-        self.refusals_reported = 0.0
-        self.bot = subprocess.Popen(
-            [sys.executable, "-m", "perpbot.cli", "run", "--config", str(self.workdir / "bot.yaml")],
-            cwd=self.workdir, env=_env(), stdout=subprocess.DEVNULL, stderr=open(self.workdir / "bot.err", "ab"),
-        )
+        self._spawn()
         last_sample = 0.0
 
         async def ready() -> bool:
@@ -315,6 +313,43 @@ class CrashRig:
         elapsed = time.monotonic() - started
         self._scraper = asyncio.get_running_loop().create_task(self._scrape_forever())
         return elapsed
+
+    def _spawn(self) -> None:
+        self.metrics = {}
+        self.refusals_reported = 0.0
+        self.bot = subprocess.Popen(
+            [sys.executable, "-m", "perpbot.cli", "run", "--config", str(self.workdir / "bot.yaml")],
+            cwd=self.workdir, env=_env(), stdout=subprocess.DEVNULL, stderr=open(self.workdir / "bot.err", "ab"),
+        )
+
+    async def kill_in_startup_repair(self, meter: inv.ExposureMeter) -> str:
+        """Start the bot and SIGKILL it as soon as its start-up journals a corrective order (a repair of
+        what the kill before left), or at ACTIVE when none came; returns what the kill hit."""
+        started_wall = time.time()
+        self._spawn()
+        deadline = time.monotonic() + 60
+        polls = 0
+        hit = "no repair before ACTIVE"
+        while time.monotonic() < deadline:
+            if self.bot is not None and self.bot.poll() is not None:
+                raise RuntimeError(f"bot exited with {self.bot.returncode}; see {self.workdir / 'bot.err'}")
+            with contextlib.suppress(sqlite3.Error):
+                fixes = _query(self.journal, "SELECT status FROM orders WHERE created_ts >= ? AND purpose NOT IN "
+                               "('entry', 'exit') ORDER BY created_ts LIMIT 1", (started_wall,))
+                if fixes:
+                    hit = f"repair order {'settled' if fixes[0][0] in FINAL else 'in flight'}"
+                    break
+            polls += 1
+            if polls % 10 == 0:
+                with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                    exposure, _ = await self.exposure()
+                    meter.sample(time.monotonic(), sum(exposure.values(), Decimal(0)))
+                    state = await self.state()
+                    if state and state["state"] in ("ACTIVE", "HALTED"):
+                        break
+            await asyncio.sleep(0.02)
+        self.kill_bot()
+        return hit
 
     def kill_bot(self) -> None:
         assert self.bot is not None
@@ -501,8 +536,8 @@ async def aim(rig: CrashRig, point: str, rng: random.Random, min_s: float, max_s
             return bool(fixes) and (not settled or fixes[0][1] in FINAL)
         return seen
 
-    waits = {"exit_settled": exits_settled, "residue": exit_finished,
-             "repair_in_flight": corrective(False), "repair_settled": corrective(True)}
+    waits = {"exit_settled": exits_settled, "residue": exit_finished, "repair_in_flight": corrective(False),
+             "repair_settled": corrective(True), "startup_repair": corrective(False)}
     result.hit = await _until(waits[point], aim_deadline)
     if result.hit and point in ("exit_settled", "residue"):
         await asyncio.sleep(rng.uniform(0.0, 0.15))  # right after: before or after the bot booked it
@@ -510,14 +545,15 @@ async def aim(rig: CrashRig, point: str, rng: random.Random, min_s: float, max_s
     return result
 
 
-def _exposed_bases(accounts: dict[str, Any], lots: dict[tuple[str, str], Decimal], mid_trade: set[str]
-                   ) -> set[str]:
-    """Bases a kill left exposed: net venue exposure of a base traded by an interrupted intent, or of at
-    least one lot of the base's coarsest venue."""
+def _exposed_bases(accounts: dict[str, Any], trades: list[dict[str, Any]], lots: dict[tuple[str, str], Decimal],
+                   mid_trade: set[str]) -> set[str]:
+    """Bases a kill left exposed: net venue exposure the journal's open trades do not account for (a
+    residue kept on a trade is accounted for), of a base traded by an interrupted intent or of at least
+    one lot of the base's coarsest venue."""
     coarse = inv.coarse_lots(lots)
     out = set()
-    for base, (net, _) in inv.base_residue(accounts, []).items():
-        if base in mid_trade or abs(net) >= coarse.get(base, Decimal(0)):
+    for base, (_, unexplained) in inv.base_residue(accounts, trades).items():
+        if unexplained and (base in mid_trade or abs(unexplained) >= coarse.get(base, Decimal(0))):
             out.add(base)
     return out
 
@@ -601,17 +637,29 @@ async def run_crash(workdir: Path, kills: int, seed: int, min_s: float = 0.3, ma
             # Right after the kill: whatever the venue holds must already be in the journal.
             quick, accounts = await rig.check(full=False)
             violations += quick
-            sending = {r[0] for r in _query(rig.journal, "SELECT intent_id FROM intents WHERE status='sending'")}
-            mid_bases = {r[0] for r in _query(rig.journal, "SELECT base FROM intents WHERE status='sending'")}
-            restart = Restart(number, time.time(), _exposed_bases(accounts, rig.lots, mid_bases), sending)
             meter = inv.ExposureMeter()
             meter.sample(killed_at, sum(inv.net_exposure_usdt(accounts, inv.marks_from(accounts)).values(),
                                         Decimal(0)))
+            if point == "startup_repair":
+                # A second kill, while the restarted bot repairs what the first one left.
+                second = await rig.kill_in_startup_repair(meter)
+                result.startup_repair_kills += int(second.startswith("repair"))
+                result.kill_log[-1] += f"; second kill at start-up: {second}"
+                with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError, RuntimeError):
+                    await rig.admin.clear()
+                quick, accounts = await rig.check(full=False)
+                violations += quick
+            sending = {r[0] for r in _query(rig.journal, "SELECT intent_id FROM intents WHERE status='sending'")}
+            mid_bases = {r[0] for r in _query(rig.journal, "SELECT base FROM intents WHERE status='sending'")}
+            exposed = _exposed_bases(accounts, read_open_trades(rig.journal), rig.lots, mid_bases)
+            restart = Restart(number, time.time(), exposed, sending)
             result.recovery_s.append(round(await rig.start_bot(meter), 3))
             restart.active_wall = time.time()
-            exposure, _ = await rig.exposure()
+            exposure, accounts = await rig.exposure()
             meter.sample(time.monotonic(), sum(exposure.values(), Decimal(0)))
-            restart.exposure_at_active = {b: v for b, v in exposure.items() if v}
+            restart.exposure_at_active = {b: unexplained for b, (_, unexplained) in
+                                          inv.base_residue(accounts, read_open_trades(rig.journal)).items()
+                                          if unexplained}
             result.restart_unhedged_usdt_s.append(str(round(meter.usdt_seconds, 1)))
             violations += inv.check_unhedged(meter.usdt_seconds, Decimal(rig.budget),
                                              "exposure at the venues from the kill to ACTIVE")

@@ -44,9 +44,10 @@ fail on any violation or on a fault that never fired.
   `repair_settled` (partial fills of different ratios on both legs, killed as soon as the hedge/unwind
   is journalled, or as soon as it settled; an entry's when no trade is open); `residue` (three partial
   fills on the finer-lot leg, so the legs policy ends below one lot of the coarser venue; killed after
-  the exit finished). Trades hold 2-3 s at most, so exits come often. Restart -> ACTIVE: process start
-  to a reconciled trading state; restart -> repair: process start to the first corrective order
-  (hedge/unwind/repair) for a base a kill left exposed mid-trade.
+  the exit finished); `startup_repair` (as `repair_in_flight`, then the restarted bot killed again as
+  soon as its start-up journals a corrective order). Trades hold 2-3 s at most, so exits come often.
+  Restart -> ACTIVE: process start to a reconciled trading state; restart -> repair: process start to
+  the first corrective order (hedge/unwind/repair) for a base a kill left exposed mid-trade.
 - **Invariants** (`perpbot/reliability/invariants.py`, pure): local positions == the venue's; every
   venue order's client id is in the journal's orders table and used once; venue fills == journal fills
   per order; unhedged notional x seconds (measured from the venues' positions, and as the engine
@@ -113,6 +114,7 @@ def _crash_section(crashes: list[CrashResult]) -> list[str]:
     out.append(f"{sum(c.kills for c in crashes)} kills over {len(crashes)} seed(s); "
                f"{sum(c.kills_mid_trade for c in crashes)} with an order unresolved in the journal; "
                f"{sum(c.partial_exits for c in crashes)} with an exit filled in part just before; "
+               f"{sum(c.startup_repair_kills for c in crashes)} second kills during a start-up repair; "
                f"{sum(len(c.violations) for c in crashes)} violations. "
                f"Restart -> ACTIVE (median / max): {_mm(recovery)} s over {len(recovery)} restarts; "
                f"restart -> repair (first corrective order): {_mm(repairs)} s over {len(repairs)} restarts "
