@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian machine and runs it:
 # the real servers the tests talk to (redis-server, prometheus, alertmanager's amtool, shellcheck),
-# a C compiler for the book's accelerator (perpbot/book/_accel.c),
+# a C compiler for the optional C accelerators (perpbot/book/_levels.c, perpbot/venues/okx/_books.c, perpbot/scanner/_tops.c),
 # from Debian's packages, a virtualenv with perpbot and its test extras, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
