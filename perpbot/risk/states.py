@@ -8,15 +8,14 @@ operator resume after reconciliation (reason OPERATOR_RESUME_AFTER_RECONCILIATIO
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from perpbot.core.states import TradingState
 
-class TradingState(str, enum.Enum):
-    ACTIVE = "ACTIVE"  # entries and exits
-    REDUCING = "REDUCING"  # only risk-reducing orders (exits, hedges, unwinds, flatten)
-    PAUSED = "PAUSED"  # operator pause / start-up: same order rights as REDUCING
-    HALTED = "HALTED"  # automatic stop on a breach; only risk-reducing orders
+__all__ = [
+    "ALLOWED", "INITIAL_REASON", "INITIAL_STATE", "OPERATOR_RESUME_AFTER_RECONCILIATION", "StateAudit",
+    "TradingState", "allows_entries", "transition",
+]  # TradingState lives in perpbot.core.states; re-exported here for the risk rules and the engine
 
 
 INITIAL_STATE = TradingState.PAUSED
