@@ -2,7 +2,9 @@
 an order leaves, fills are counted once, positions/funding/state changes survive restarts.
 
 Money is stored as canonical decimal TEXT (exact), never REAL. Migrations are applied at
-open() and recorded in `schema_version`; running them twice changes nothing.
+open() and recorded in `schema_version`; running them twice changes nothing. Reads return the
+typed rows of perpbot.journal.rows (which also answer row["field"] for the former dict callers);
+the schema is in perpbot.journal.schema, the instrument cache in perpbot.journal.instrument_cache.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -20,152 +21,30 @@ import aiosqlite
 
 from perpbot.core.orders import OrderRequest
 from perpbot.core.shielding import uncancellable
+from perpbot.core.states import FINAL_ORDER_STATUSES, OrderStatus
+from perpbot.journal.instrument_cache import InstrumentCache
+from perpbot.journal.rows import (
+    FillRow, FundingRow, IntentRow, OrderRow, PositionRow, StateChangeRow, TradeChange, TradeRow,
+)
+from perpbot.journal.schema import MIGRATIONS, JournalError, amount, dec
+from perpbot.journal.schema import text as _text
+
+__all__ = [
+    "FINAL_STATUSES", "MIGRATIONS", "ORDER_STATUSES", "FillRow", "FundingRow", "IntentRow", "Journal",
+    "JournalError", "OrderRow", "OrderStatus", "PositionRow", "StateChangeRow", "TradeChange", "TradeRow",
+]
 
 log = logging.getLogger(__name__)
 
-ORDER_STATUSES = (
-    "pending", "open", "filled", "partially_filled", "canceled", "expired", "rejected", "failed",
-    "unknown", "not_found",
-)
-FINAL_STATUSES = ("filled", "partially_filled", "canceled", "expired", "rejected", "failed", "not_found")
-
-MIGRATIONS: list[str] = [
-    # 1: the base schema
-    """
-    CREATE TABLE intents (
-        intent_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, action TEXT NOT NULL, base TEXT NOT NULL,
-        trade_id TEXT, decision TEXT NOT NULL, status TEXT NOT NULL,
-        created_ts REAL NOT NULL, updated_ts REAL NOT NULL
-    );
-    CREATE TABLE orders (
-        client_order_id TEXT NOT NULL, venue TEXT NOT NULL, intent_id TEXT, purpose TEXT NOT NULL,
-        symbol TEXT NOT NULL, side TEXT NOT NULL CHECK (side IN ('buy','sell')),
-        qty TEXT NOT NULL, price TEXT NOT NULL, reduce_only INTEGER NOT NULL,
-        status TEXT NOT NULL, venue_order_id TEXT, filled_qty TEXT NOT NULL DEFAULT '0',
-        avg_price TEXT, fee TEXT NOT NULL DEFAULT '0', reason TEXT,
-        created_ts REAL NOT NULL, updated_ts REAL NOT NULL,
-        PRIMARY KEY (venue, client_order_id)
-    );
-    CREATE INDEX orders_status ON orders(status);
-    CREATE TABLE fills (
-        venue TEXT NOT NULL, fill_id TEXT NOT NULL, client_order_id TEXT, symbol TEXT NOT NULL,
-        side TEXT NOT NULL, base_qty TEXT NOT NULL, price TEXT NOT NULL, fee TEXT NOT NULL,
-        realized_pnl TEXT NOT NULL DEFAULT '0', strategy TEXT, ts REAL NOT NULL,
-        UNIQUE (venue, fill_id)
-    );
-    CREATE INDEX fills_ts ON fills(ts);
-    CREATE TABLE positions (
-        venue TEXT NOT NULL, symbol TEXT NOT NULL, size TEXT NOT NULL, entry_price TEXT NOT NULL,
-        realized_pnl TEXT NOT NULL DEFAULT '0', updated_ts REAL NOT NULL, PRIMARY KEY (venue, symbol)
-    );
-    CREATE TABLE funding_payments (
-        venue TEXT NOT NULL, payment_id TEXT NOT NULL, symbol TEXT NOT NULL, amount TEXT NOT NULL,
-        ts REAL NOT NULL, UNIQUE (venue, payment_id)
-    );
-    CREATE TABLE state_changes (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, from_state TEXT, to_state TEXT NOT NULL,
-        reason TEXT NOT NULL, actor TEXT NOT NULL
-    );
-    CREATE TABLE trades (
-        trade_id TEXT PRIMARY KEY, intent_id TEXT NOT NULL, strategy TEXT NOT NULL, base TEXT NOT NULL,
-        legs TEXT NOT NULL, status TEXT NOT NULL, opened_ts REAL NOT NULL, closed_ts REAL
-    );
-    """,
-    # 2: the instrument cache (start-up reads it instead of the venues' instrument lists; refreshed
-    # from the venues in the background). `instrument` is perpbot.core.instruments.Instrument as JSON,
-    # Decimals as their exact strings; `venue_markets` the venue client's market list (ccxt markets
-    # and currencies as JSON), so the client needs no market load before its first order.
-    """
-    CREATE TABLE instruments (
-        venue TEXT NOT NULL, symbol TEXT NOT NULL, instrument TEXT NOT NULL, updated_ts REAL NOT NULL,
-        PRIMARY KEY (venue, symbol)
-    );
-    CREATE TABLE venue_markets (
-        venue TEXT PRIMARY KEY, markets TEXT NOT NULL, currencies TEXT, updated_ts REAL NOT NULL
-    );
-    """,
-]
+ORDER_STATUSES: tuple[OrderStatus, ...] = tuple(OrderStatus)
+FINAL_STATUSES: tuple[OrderStatus, ...] = tuple(s for s in OrderStatus if s in FINAL_ORDER_STATUSES)
+UNREADABLE = (InvalidOperation, TypeError, ValueError)
 
 
-class JournalError(Exception):
-    """The journal cannot be used (newer schema, unreadable file) or a value is not storable."""
-
-
-def _text(value: Decimal) -> str:
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise JournalError(f"refusing to journal non-finite or non-Decimal amount {value!r}")
-    return format(value.normalize(), "f") if value else "0"
-
-
-def _dec(value: str | None) -> Decimal | None:
-    if value is None:
-        return None
-    result = Decimal(value)
-    if not result.is_finite():
-        raise InvalidOperation(value)
-    return result
-
-
-@dataclass(slots=True)
-class OrderRow:
-    venue: str
-    client_order_id: str
-    intent_id: str | None
-    purpose: str
-    symbol: str
-    side: str
-    qty: Decimal
-    price: Decimal
-    reduce_only: bool
-    status: str
-    venue_order_id: str | None
-    filled_qty: Decimal
-    avg_price: Decimal | None
-    fee: Decimal
-    reason: str | None
-    created_ts: float
-    updated_ts: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "venue": self.venue, "client_order_id": self.client_order_id, "intent_id": self.intent_id,
-            "purpose": self.purpose, "symbol": self.symbol, "side": self.side, "qty": str(self.qty),
-            "price": str(self.price), "reduce_only": self.reduce_only, "status": self.status,
-            "venue_order_id": self.venue_order_id, "filled_qty": str(self.filled_qty),
-            "avg_price": None if self.avg_price is None else str(self.avg_price), "fee": str(self.fee),
-            "reason": self.reason, "created_ts": self.created_ts, "updated_ts": self.updated_ts,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class TradeChange:
-    """What an intent did to a trade: `open` a new one, `resize` its legs (a partial exit, a
-    repair, a start-up adoption of the venues' sizes) or `close` it. Legs are the trade's leg
-    dicts with each leg's own base_qty (a sub-lot residue makes them differ)."""
-
-    kind: str  # "open" | "resize" | "close"
-    trade_id: str
-    legs: tuple[dict[str, Any], ...] = ()
-    intent_id: str = ""
-    strategy: str = ""
-    base: str = ""
-
-    def statement(self, now: float) -> tuple[str, tuple]:
-        legs = json.dumps(list(self.legs), default=str)
-        if self.kind == "open":
-            return ("INSERT INTO trades VALUES (?,?,?,?,?,'open',?,NULL)",
-                    (self.trade_id, self.intent_id, self.strategy, self.base, legs, now))
-        if self.kind == "resize":
-            return ("UPDATE trades SET legs=? WHERE trade_id=? AND status='open'", (legs, self.trade_id))
-        if self.kind == "close":
-            return ("UPDATE trades SET status='closed', closed_ts=? WHERE trade_id=?", (now, self.trade_id))
-        raise JournalError(f"unknown trade change {self.kind!r}")
-
-
-class Journal:
+class Journal(InstrumentCache):
     """One SQLite file; open() before use, close() at the end."""
 
-    def __init__(self, path: str | Path, clock=time.time) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
         self._clock = clock
         self._db: aiosqlite.Connection | None = None
@@ -195,7 +74,7 @@ class Journal:
     async def schema_version(self) -> int:
         async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
             row = await cur.fetchone()
-        return int(row[0] or 0)
+        return int(row[0] or 0) if row is not None else 0
 
     async def migrate(self) -> int:
         """Apply missing migrations in order; returns the version now in force."""
@@ -252,7 +131,7 @@ class Journal:
                 await self.db.execute("ROLLBACK")
             raise
 
-    async def intents_with_status(self, *statuses: str) -> list[dict[str, Any]]:
+    async def intents_with_status(self, *statuses: str) -> list[IntentRow]:
         """Intents in the given statuses, oldest first, with their decision payload decoded."""
         marks = ",".join("?" for _ in statuses)
         async with self.db.execute(
@@ -268,8 +147,7 @@ class Journal:
             except ValueError:
                 log.error("journal: intent %s has an unreadable decision; left for the operator", intent_id)
                 continue
-            out.append({"intent_id": intent_id, "strategy": strategy, "action": action, "base": base,
-                        "trade_id": trade_id, "decision": payload, "status": status, "created_ts": created_ts})
+            out.append(IntentRow(intent_id, strategy, action, base, trade_id, payload, status, created_ts))
         return out
 
     async def set_intent_status(self, intent_id: str, status: str) -> None:
@@ -295,14 +173,16 @@ class Journal:
         await self.db.execute(self._INSERT_ORDER, self._order_params(request, purpose, intent_id, self._clock()))
 
     async def update_order(
-        self, venue: str, client_order_id: str, status: str, *, venue_order_id: str | None = None,
+        self, venue: str, client_order_id: str, status: OrderStatus | str, *, venue_order_id: str | None = None,
         filled_qty: Decimal | None = None, avg_price: Decimal | None = None, fee: Decimal | None = None,
         reason: str | None = None,
     ) -> None:
-        if status not in ORDER_STATUSES:
-            raise JournalError(f"unknown order status {status!r}")
+        try:
+            known = OrderStatus(status)
+        except ValueError:
+            raise JournalError(f"unknown order status {status!r}") from None
         sets = ["status=?", "updated_ts=?"]
-        params: list[Any] = [status, self._clock()]
+        params: list[Any] = [known.value, self._clock()]
         for column, value in (
             ("venue_order_id", venue_order_id), ("filled_qty", filled_qty), ("avg_price", avg_price),
             ("fee", fee), ("reason", reason),
@@ -338,10 +218,10 @@ class Journal:
             async for r in cur:
                 try:
                     result.append(OrderRow(
-                        r[0], r[1], r[2], r[3], r[4], r[5], _dec(r[6]), _dec(r[7]), bool(r[8]), r[9], r[10],
-                        _dec(r[11]), _dec(r[12]), _dec(r[13]), r[14], r[15], r[16],
+                        r[0], r[1], r[2], r[3], r[4], r[5], amount(r[6]), amount(r[7]), bool(r[8]),
+                        OrderStatus(r[9]), r[10], amount(r[11]), dec(r[12]), amount(r[13]), r[14], r[15], r[16],
                     ))
-                except (InvalidOperation, TypeError, ValueError):
+                except UNREADABLE:
                     # Keep going: one corrupt row must not hide every other order from recovery.
                     log.error("journal: unreadable order row %s/%s skipped", r[0], r[1])
         return result
@@ -360,7 +240,7 @@ class Journal:
         )
         return cursor.rowcount == 1
 
-    async def fills_since(self, since_ts: float) -> list[dict[str, Any]]:
+    async def fills_since(self, since_ts: float) -> list[FillRow]:
         out = []
         async with self.db.execute(
             "SELECT venue, fill_id, client_order_id, symbol, side, base_qty, price, fee, realized_pnl, strategy, ts"
@@ -368,12 +248,9 @@ class Journal:
         ) as cur:
             async for r in cur:
                 try:
-                    out.append({
-                        "venue": r[0], "fill_id": r[1], "client_order_id": r[2], "symbol": r[3], "side": r[4],
-                        "base_qty": _dec(r[5]), "price": _dec(r[6]), "fee": _dec(r[7]),
-                        "realized_pnl": _dec(r[8]), "strategy": r[9], "ts": r[10],
-                    })
-                except (InvalidOperation, TypeError, ValueError):
+                    out.append(FillRow(r[0], r[1], r[2], r[3], r[4], amount(r[5]), amount(r[6]), amount(r[7]),
+                                       amount(r[8]), r[9], r[10]))
+                except UNREADABLE:
                     log.error("journal: unreadable fill row %s/%s skipped", r[0], r[1])
         return out
 
@@ -387,14 +264,13 @@ class Journal:
             (venue, symbol, _text(size), _text(entry_price), _text(realized_pnl), self._clock()),
         )
 
-    async def positions(self) -> list[dict[str, Any]]:
+    async def positions(self) -> list[PositionRow]:
         out = []
         async with self.db.execute("SELECT venue, symbol, size, entry_price, realized_pnl FROM positions") as cur:
             async for r in cur:
                 try:
-                    out.append({"venue": r[0], "symbol": r[1], "size": _dec(r[2]), "entry_price": _dec(r[3]),
-                                "realized_pnl": _dec(r[4])})
-                except (InvalidOperation, TypeError, ValueError):
+                    out.append(PositionRow(r[0], r[1], amount(r[2]), amount(r[3]), amount(r[4])))
+                except UNREADABLE:
                     log.error("journal: unreadable position row %s/%s skipped", r[0], r[1])
         return out
 
@@ -405,7 +281,7 @@ class Journal:
         )
         return cursor.rowcount == 1
 
-    async def funding_since(self, since_ts: float) -> list[dict[str, Any]]:
+    async def funding_since(self, since_ts: float) -> list[FundingRow]:
         async with self.db.execute(
             "SELECT venue, payment_id, symbol, amount, ts FROM funding_payments WHERE ts >= ?", (since_ts,)
         ) as cur:
@@ -413,8 +289,8 @@ class Journal:
         out = []
         for r in rows:
             try:
-                out.append({"venue": r[0], "payment_id": r[1], "symbol": r[2], "amount": _dec(r[3]), "ts": r[4]})
-            except (InvalidOperation, TypeError, ValueError):
+                out.append(FundingRow(r[0], r[1], r[2], amount(r[3]), r[4]))
+            except UNREADABLE:
                 log.error("journal: unreadable funding row %s/%s skipped", r[0], r[1])
         return out
 
@@ -425,7 +301,7 @@ class Journal:
             (trade_id, intent_id, strategy, base, json.dumps(legs, default=str), self._clock()),
         )
 
-    async def finish_intent(self, intent_id: str, status: str, change: "TradeChange | None" = None) -> None:
+    async def finish_intent(self, intent_id: str, status: str, change: TradeChange | None = None) -> None:
         """An intent's final status and the change it made to a trade, in ONE transaction: a crash
         leaves either both (the trade as the venues hold it) or neither (the intent is still
         'sending' and start-up recovery rebuilds the change from the journalled orders)."""
@@ -436,7 +312,7 @@ class Journal:
         statements.append(("UPDATE intents SET status=?, updated_ts=? WHERE intent_id=?", (status, now, intent_id)))
         await self._transaction(statements)
 
-    async def apply_trade_change(self, change: "TradeChange") -> None:
+    async def apply_trade_change(self, change: TradeChange) -> None:
         """A trade change of its own (start-up adoption of the venues' sizes), committed atomically."""
         await self._transaction([change.statement(self._clock())])
 
@@ -445,7 +321,7 @@ class Journal:
             "UPDATE trades SET status='closed', closed_ts=? WHERE trade_id=?", (self._clock(), trade_id)
         )
 
-    async def open_trades(self) -> list[dict[str, Any]]:
+    async def open_trades(self) -> list[TradeRow]:
         async with self.db.execute(
             "SELECT trade_id, intent_id, strategy, base, legs, opened_ts FROM trades WHERE status='open'"
         ) as cur:
@@ -453,8 +329,7 @@ class Journal:
         out = []
         for r in rows:
             try:
-                out.append({"trade_id": r[0], "intent_id": r[1], "strategy": r[2], "base": r[3],
-                            "legs": json.loads(r[4]), "opened_ts": r[5]})
+                out.append(TradeRow(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]))
             except ValueError:
                 log.error("journal: unreadable trade row %s skipped", r[0])
         return out
@@ -466,125 +341,13 @@ class Journal:
             (self._clock(), from_state, to_state, reason, actor),
         )
 
-    async def state_changes(self, limit: int = 100) -> list[dict[str, Any]]:
+    async def state_changes(self, limit: int = 100) -> list[StateChangeRow]:
         async with self.db.execute(
             "SELECT ts, from_state, to_state, reason, actor FROM state_changes ORDER BY id DESC LIMIT ?", (limit,)
         ) as cur:
             rows = await cur.fetchall()
-        return [{"ts": r[0], "from": r[1], "to": r[2], "reason": r[3], "actor": r[4]} for r in rows]
+        return [StateChangeRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def last_state(self) -> str | None:
         changes = await self.state_changes(1)
-        return changes[0]["to"] if changes else None
-
-    # -- instrument cache ----------------------------------------------------------------------
-    @staticmethod
-    def instrument_text(instrument: Any) -> str:
-        """An Instrument as JSON: every field, Decimals as their exact strings (str(Decimal) keeps the
-        exponent, so the value read back is the same Decimal, digit for digit)."""
-        import dataclasses
-
-        return json.dumps({f.name: (str(v) if isinstance(v, Decimal) else v)
-                           for f in dataclasses.fields(instrument) for v in (getattr(instrument, f.name),)},
-                          sort_keys=True)
-
-    @staticmethod
-    def instrument_of(text: str) -> Any:
-        """The Instrument of `instrument_text`, or None when the row does not hold exactly the fields
-        this build's Instrument has (a row written by another version is a cache miss, not a guess)."""
-        import dataclasses
-
-        from perpbot.core.instruments import Instrument
-
-        try:
-            data = json.loads(text)
-            fields = dataclasses.fields(Instrument)
-            if not isinstance(data, dict) or set(data) != {f.name for f in fields}:
-                return None
-            values = {}
-            for f in fields:
-                value = data[f.name]
-                if f.type in ("Decimal", Decimal):
-                    if not isinstance(value, str):
-                        return None
-                    value = _dec(value)
-                elif f.type in ("int", int):
-                    if not isinstance(value, int) or isinstance(value, bool):
-                        return None
-                elif not isinstance(value, str):
-                    return None
-                values[f.name] = value
-            return Instrument(**values)
-        except (ValueError, TypeError, InvalidOperation):
-            return None
-
-    async def save_instruments(self, instruments: Any) -> None:
-        """Insert or replace cached instruments (one statement, no explicit transaction)."""
-        now = self._clock()
-        rows = [(i.venue, i.symbol, self.instrument_text(i), now) for i in instruments]
-        if rows:
-            await self.db.executemany(
-                "INSERT INTO instruments VALUES (?,?,?,?) ON CONFLICT(venue, symbol) DO UPDATE SET"
-                " instrument=excluded.instrument, updated_ts=excluded.updated_ts", rows,
-            )
-
-    async def cached_instruments(self) -> dict[tuple[str, str], Any]:
-        """Every readable cached instrument by (venue, symbol); unreadable rows are skipped (logged)."""
-        async with self.db.execute("SELECT venue, symbol, instrument FROM instruments") as cur:
-            rows = await cur.fetchall()
-        return self._instruments_of_rows(rows)
-
-    @classmethod
-    def read_cached_instruments(cls, path: str | Path) -> dict[tuple[str, str], Any]:
-        """The cache read synchronously with plain sqlite3, read-only (for callers without an open
-        Journal, e.g. the feeds' contract sizes). {} when the file, or the table, is not there."""
-        import contextlib
-        import sqlite3
-
-        if str(path) == ":memory:" or not Path(path).exists():
-            return {}
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)) as db:
-                rows = db.execute("SELECT venue, symbol, instrument FROM instruments").fetchall()
-        except sqlite3.Error as exc:
-            log.info("journal %s: no instrument cache read (%s)", path, exc)
-            return {}
-        return cls._instruments_of_rows(rows)
-
-    @classmethod
-    def _instruments_of_rows(cls, rows: Any) -> dict[tuple[str, str], Any]:
-        out = {}
-        for venue, symbol, text in rows:
-            instrument = cls.instrument_of(text)
-            if instrument is None or (instrument.venue, instrument.symbol) != (venue, symbol):
-                log.warning("journal: cached instrument %s %s unreadable by this build; ignored", venue, symbol)
-                continue
-            out[(venue, symbol)] = instrument
-        return out
-
-    async def save_venue_markets(self, venue: str, markets: Any, currencies: Any) -> bool:
-        """Cache a venue client's market list (JSON); False (nothing cached) when it is not JSON."""
-        try:
-            text = json.dumps(markets, allow_nan=False)
-            extra = None if currencies is None else json.dumps(currencies, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            log.warning("journal: market list of %s not cacheable (%s)", venue, exc)
-            return False
-        await self.db.execute(
-            "INSERT INTO venue_markets VALUES (?,?,?,?) ON CONFLICT(venue) DO UPDATE SET"
-            " markets=excluded.markets, currencies=excluded.currencies, updated_ts=excluded.updated_ts",
-            (venue, text, extra, self._clock()),
-        )
-        return True
-
-    async def cached_venue_markets(self) -> dict[str, tuple[Any, Any]]:
-        """venue -> (markets, currencies) as cached; unreadable rows are skipped (logged)."""
-        async with self.db.execute("SELECT venue, markets, currencies FROM venue_markets") as cur:
-            rows = await cur.fetchall()
-        out = {}
-        for venue, markets, currencies in rows:
-            try:
-                out[venue] = (json.loads(markets), None if currencies is None else json.loads(currencies))
-            except ValueError:
-                log.warning("journal: cached market list of %s unreadable; ignored", venue)
-        return out
+        return changes[0].to_state if changes else None

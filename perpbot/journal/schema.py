@@ -1,0 +1,92 @@
+"""The journal's schema (its migrations, applied in order at open) and how money is stored:
+canonical decimal TEXT (exact), never REAL."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+MIGRATIONS: list[str] = [
+    # 1: the base schema
+    """
+    CREATE TABLE intents (
+        intent_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, action TEXT NOT NULL, base TEXT NOT NULL,
+        trade_id TEXT, decision TEXT NOT NULL, status TEXT NOT NULL,
+        created_ts REAL NOT NULL, updated_ts REAL NOT NULL
+    );
+    CREATE TABLE orders (
+        client_order_id TEXT NOT NULL, venue TEXT NOT NULL, intent_id TEXT, purpose TEXT NOT NULL,
+        symbol TEXT NOT NULL, side TEXT NOT NULL CHECK (side IN ('buy','sell')),
+        qty TEXT NOT NULL, price TEXT NOT NULL, reduce_only INTEGER NOT NULL,
+        status TEXT NOT NULL, venue_order_id TEXT, filled_qty TEXT NOT NULL DEFAULT '0',
+        avg_price TEXT, fee TEXT NOT NULL DEFAULT '0', reason TEXT,
+        created_ts REAL NOT NULL, updated_ts REAL NOT NULL,
+        PRIMARY KEY (venue, client_order_id)
+    );
+    CREATE INDEX orders_status ON orders(status);
+    CREATE TABLE fills (
+        venue TEXT NOT NULL, fill_id TEXT NOT NULL, client_order_id TEXT, symbol TEXT NOT NULL,
+        side TEXT NOT NULL, base_qty TEXT NOT NULL, price TEXT NOT NULL, fee TEXT NOT NULL,
+        realized_pnl TEXT NOT NULL DEFAULT '0', strategy TEXT, ts REAL NOT NULL,
+        UNIQUE (venue, fill_id)
+    );
+    CREATE INDEX fills_ts ON fills(ts);
+    CREATE TABLE positions (
+        venue TEXT NOT NULL, symbol TEXT NOT NULL, size TEXT NOT NULL, entry_price TEXT NOT NULL,
+        realized_pnl TEXT NOT NULL DEFAULT '0', updated_ts REAL NOT NULL, PRIMARY KEY (venue, symbol)
+    );
+    CREATE TABLE funding_payments (
+        venue TEXT NOT NULL, payment_id TEXT NOT NULL, symbol TEXT NOT NULL, amount TEXT NOT NULL,
+        ts REAL NOT NULL, UNIQUE (venue, payment_id)
+    );
+    CREATE TABLE state_changes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, from_state TEXT, to_state TEXT NOT NULL,
+        reason TEXT NOT NULL, actor TEXT NOT NULL
+    );
+    CREATE TABLE trades (
+        trade_id TEXT PRIMARY KEY, intent_id TEXT NOT NULL, strategy TEXT NOT NULL, base TEXT NOT NULL,
+        legs TEXT NOT NULL, status TEXT NOT NULL, opened_ts REAL NOT NULL, closed_ts REAL
+    );
+    """,
+    # 2: the instrument cache (start-up reads it instead of the venues' instrument lists; refreshed
+    # from the venues in the background). `instrument` is perpbot.core.instruments.Instrument as JSON,
+    # Decimals as their exact strings; `venue_markets` the venue client's market list (ccxt markets
+    # and currencies as JSON), so the client needs no market load before its first order.
+    """
+    CREATE TABLE instruments (
+        venue TEXT NOT NULL, symbol TEXT NOT NULL, instrument TEXT NOT NULL, updated_ts REAL NOT NULL,
+        PRIMARY KEY (venue, symbol)
+    );
+    CREATE TABLE venue_markets (
+        venue TEXT PRIMARY KEY, markets TEXT NOT NULL, currencies TEXT, updated_ts REAL NOT NULL
+    );
+    """,
+]
+
+
+class JournalError(Exception):
+    """The journal cannot be used (newer schema, unreadable file) or a value is not storable."""
+
+
+def text(value: Decimal) -> str:
+    """An amount as the journal stores it; a non-finite or non-Decimal amount is refused."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise JournalError(f"refusing to journal non-finite or non-Decimal amount {value!r}")
+    return format(value.normalize(), "f") if value else "0"
+
+
+def dec(value: str | None) -> Decimal | None:
+    """A stored amount read back; InvalidOperation when it is not a finite decimal."""
+    if value is None:
+        return None
+    result = Decimal(value)
+    if not result.is_finite():
+        raise InvalidOperation(value)
+    return result
+
+
+def amount(value: str | None) -> Decimal:
+    """A stored NOT NULL amount read back (InvalidOperation/TypeError when unreadable or missing)."""
+    result = dec(value)
+    if result is None:
+        raise TypeError("missing amount")
+    return result
