@@ -29,6 +29,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from perpbot.control.models import RESPONSE_MODELS, component_schemas, dump
 from perpbot.core.errors import VenueErrorBase
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.settings import ConfigError
@@ -62,6 +63,11 @@ def _default(value: Any) -> Any:
 def json_response(data: Any, status: int = 200) -> web.Response:
     body = orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS)
     return web.Response(body=body, status=status, content_type="application/json")
+
+
+def answer(handler_name: str, data: Any, status: int = 200) -> web.Response:
+    """A route's answer: validated by its response model (perpbot.control.models), then JSON."""
+    return json_response(dump(RESPONSE_MODELS[handler_name], data), status)
 
 
 def error(status: int, message: str) -> web.Response:
@@ -122,15 +128,26 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def response_schema(handler_name: str) -> dict[str, Any]:
+    """The documented schema of a route's answer: a reference to its model's component."""
+    return {"$ref": f"#/components/schemas/{RESPONSE_MODELS[handler_name].__name__}"}
+
+
 def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
-    """OpenAPI 3 description generated from the same table that builds the router."""
+    """OpenAPI 3.1 description generated from the same table that builds the router, the
+    answers' schemas from their pydantic models (perpbot.control.models)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
+        ok: dict[str, Any] = {"description": "OK"}
+        if route.handler_name in RESPONSE_MODELS:
+            ok["content"] = {"application/json": {"schema": response_schema(route.handler_name)}}
+        else:  # /metrics: Prometheus text exposition
+            ok["content"] = {"text/plain": {"schema": {"type": "string"}}}
         op: dict[str, Any] = {
             "operationId": route.handler_name,
             "summary": route.summary,
             "responses": {
-                "200": {"description": "OK"},
+                "200": ok,
                 "400": {"description": "Bad input", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 "404": {"description": "Not found"},
             },
@@ -139,6 +156,9 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
             op["security"] = [{"bearer": []}]
             op["responses"]["401"] = {"description": "Missing or wrong bearer token"}
             op["responses"]["403"] = {"description": "No token configured and not bound to loopback"}
+        if route.handler_name == "ready":
+            op["responses"]["503"] = {"description": "Not ready (same body as 200)",
+                                      "content": {"application/json": {"schema": response_schema("ready")}}}
         if route.engine:
             op["responses"]["503"] = {"description": "Trading engine not running (market-data-only)"}
         if route.params:
@@ -149,12 +169,12 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
             ]
         paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "perpbot control API", "version": "1"},
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}},
+            "schemas": component_schemas(),
         },
     }
 
@@ -169,7 +189,7 @@ class Routes:
     # -- market data and operations ---------------------------------------------------
     async def websocket_status(self, request: web.Request) -> web.Response:
         sup = self.ctx.supervisor
-        return json_response(sup.status() if sup is not None else {})
+        return answer("websocket_status", sup.status() if sup is not None else {})
 
     async def book(self, request: web.Request) -> web.Response:
         venue = request.match_info["venue"]
@@ -181,7 +201,7 @@ class Routes:
             raise web.HTTPNotFound(reason=f"no book for venue {venue!r} symbol {symbol!r}")
         best_bid, best_ask = book.best_bid(), book.best_ask()
         now = time.time()
-        return json_response({
+        return answer("book", {
             "venue": venue,
             "symbol": symbol,
             "valid": book.valid,
@@ -202,35 +222,35 @@ class Routes:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def live(self, request: web.Request) -> web.Response:
-        return json_response({"status": "alive", "uptime_s": round(time.time() - self.ctx.started_at, 1)})
+        return answer("live", {"status": "alive", "uptime_s": round(time.time() - self.ctx.started_at, 1)})
 
     async def ready(self, request: web.Request) -> web.Response:
         if self.ctx.health is None:
-            return json_response({"ready": True, "reasons": []})
+            return answer("ready", {"ready": True, "reasons": []})
         result = await self.ctx.health.evaluate()
         body = {"ready": result["ready"], "score": result["score"], "reasons": result["reasons"]}
-        return json_response(body, 200 if result["ready"] else 503)
+        return answer("ready", body, 200 if result["ready"] else 503)
 
     async def health_detail(self, request: web.Request) -> web.Response:
         if self.ctx.health is None:
             return error(503, "health monitor not running")
-        return json_response(await self.ctx.health.evaluate())
+        return answer("health_detail", await self.ctx.health.evaluate())
 
     async def config(self, request: web.Request) -> web.Response:
-        return json_response(self.ctx.settings.redacted())
+        return answer("config", self.ctx.settings.redacted())
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return json_response(self._openapi)
+        return answer("openapi", self._openapi)
 
     # -- engine commands ---------------------------------------------------------------
     async def balances(self, request: web.Request) -> web.Response:
-        return json_response(self.ctx.engine.balances())
+        return answer("balances", self.ctx.engine.balances())
 
     async def positions(self, request: web.Request) -> web.Response:
-        return json_response(self.ctx.engine.positions())
+        return answer("positions", self.ctx.engine.positions())
 
     async def sync_positions(self, request: web.Request) -> web.Response:
-        return json_response(await self.ctx.engine.sync_positions())
+        return answer("sync_positions", await self.ctx.engine.sync_positions())
 
     async def pause(self, request: web.Request) -> web.Response:
         reason = "operator request"
@@ -241,29 +261,29 @@ class Routes:
                 raise web.HTTPBadRequest(reason="body must be JSON, e.g. {\"reason\": \"...\"}") from None
             if isinstance(body, dict) and isinstance(body.get("reason"), str) and body["reason"].strip():
                 reason = body["reason"].strip()[:200]
-        return json_response(await self.ctx.engine.pause(reason))
+        return answer("pause", await self.ctx.engine.pause(reason))
 
     async def resume(self, request: web.Request) -> web.Response:
-        return json_response(await self.ctx.engine.resume())
+        return answer("resume", await self.ctx.engine.resume())
 
     async def trading_state(self, request: web.Request) -> web.Response:
-        return json_response(self.ctx.engine.trading_state())
+        return answer("trading_state", self.ctx.engine.trading_state())
 
     async def active_orders(self, request: web.Request) -> web.Response:
-        return json_response(self.ctx.engine.active_orders())
+        return answer("active_orders", self.ctx.engine.active_orders())
 
     async def close_all(self, request: web.Request) -> web.Response:
-        return json_response(await self.ctx.engine.close_all())
+        return answer("close_all", await self.ctx.engine.close_all())
 
     async def pnl_today(self, request: web.Request) -> web.Response:
-        return json_response(self.ctx.engine.pnl_today())
+        return answer("pnl_today", self.ctx.engine.pnl_today())
 
     async def trades(self, request: web.Request) -> web.Response:
         hours = _float_param(request, "hours", 24.0, 0.0, float(MAX_TRADE_HOURS))
         trades = self.ctx.engine.trades_since(time.time() - hours * 3600.0)
         if inspect.isawaitable(trades):  # the engine may read older trades from its journal
             trades = await trades
-        return json_response(trades)
+        return answer("trades", trades)
 
 
 def _price(value: int | None) -> str | None:

@@ -1,0 +1,274 @@
+"""Response models of the control API: one per route, the single source of both the answers'
+shape and the OpenAPI document's response schemas (`openapi_document` takes `model_json_schema`).
+
+The engine, the feed supervisor and the health monitor hand the routes plain dicts; each handler
+validates its answer through its route's model and serialises the result. The models describe
+every field those producers send; a field a producer leaves out stays out of the answer (dumped
+with `exclude_unset`), and extra keys pass through unchanged (`extra="allow"`), so a producer that
+grows a field does not break the API before its model learns it.
+
+Amounts are decimal strings ("1000.5"): a Decimal is turned into its `str`, as the JSON encoder did.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, RootModel
+
+
+def _decimal_text(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+DecimalStr = Annotated[str, BeforeValidator(_decimal_text)]
+"""A decimal amount as a string (a Decimal is accepted and written as str(value))."""
+
+
+class Answer(BaseModel):
+    """Base of the route answers: known fields typed, extra keys kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# -- market data and operations ----------------------------------------------------------------
+class ConnectionStatus(Answer):
+    name: str | None = None
+    url: str | None = None
+    connected: bool | None = None
+    connected_since: float | None = None
+    last_message_ts: float | None = None
+    last_message_age_s: float | None = None
+    reconnects: int | None = None
+    resyncs: int | None = None
+    messages: int | None = None
+    latency_ms: float | None = None
+    ping_rtt_ms: float | None = None
+    last_error: str | None = None
+    next_retry_s: float | None = None
+
+
+class BookValidity(Answer):
+    valid: bool | None = None
+    invalid_reason: str | None = None
+
+
+class VenueFeedStatus(Answer):
+    connected: bool | None = None
+    connected_since: float | None = None
+    last_message_age_s: float | None = None
+    reconnects: int | None = None
+    resyncs: int | None = None
+    latency_ms: float | None = None
+    ping_rtt_ms: float | None = None
+    books: dict[str, BookValidity] | None = None
+    connections: list[ConnectionStatus] | None = None
+
+
+class WebsocketStatus(RootModel[dict[str, VenueFeedStatus]]):
+    """Per venue (the key): its feed's connection state and its books' validity."""
+
+
+class BookAnswer(Answer):
+    venue: str
+    symbol: str
+    valid: bool
+    usable: bool
+    invalid_reason: str | None = None
+    sequence: int | None = None
+    updates: int | None = None
+    last_update_age_s: float | None = None
+    exchange_ts_ms: int | None = None
+    best_bid: str | None = None
+    best_ask: str | None = None
+    bids: list[list[str | None]]
+    asks: list[list[str | None]]
+
+
+class Liveness(Answer):
+    status: str
+    uptime_s: float
+
+
+class Readiness(Answer):
+    ready: bool
+    score: float | None = None
+    reasons: list[str]
+
+
+class HealthDetail(Answer):
+    score: float
+    components: dict[str, float]
+    ready: bool
+    reasons: list[str]
+
+
+class ConfigAnswer(RootModel[dict[str, Any]]):
+    """The configuration in force (see perpbot.settings.Settings), secrets as '**********'."""
+
+
+class OpenApiAnswer(Answer):
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+
+
+# -- engine reads and commands -------------------------------------------------------------------
+class Balance(Answer):
+    venue: str
+    equity: DecimalStr | None = None
+    available: DecimalStr | None = None
+    used_margin: DecimalStr | None = None
+
+
+class Balances(RootModel[list[Balance]]):
+    """One entry per venue."""
+
+
+class Position(Answer):
+    venue: str
+    symbol: str
+    side: str | None = None
+    size: DecimalStr | None = None
+    entry_price: DecimalStr | None = None
+    mark_price: DecimalStr | None = None
+    unrealized_pnl: DecimalStr | None = None
+    leverage: DecimalStr | None = None
+    unhedged_base: DecimalStr | None = None
+
+
+class Positions(RootModel[list[Position]]):
+    """One entry per open position (venue, symbol)."""
+
+
+class SyncReport(Answer):
+    changed: list[dict[str, Any]] | None = None
+    venues: dict[str, bool] | None = None
+    errors: dict[str, str] | None = None
+
+
+class PauseAnswer(Answer):
+    state: str
+    reason: str | None = None
+    canceled_orders: list[dict[str, Any]] | None = None
+
+
+class ResumeAnswer(Answer):
+    state: str
+    resumed: bool | None = None
+    reason: str | None = None
+
+
+class TradingState(Answer):
+    state: str
+    reason: str | None = None
+    since: float | None = None
+    reconciled: dict[str, bool] | None = None
+    leg_failures: int | None = None
+    open_trades: int | None = None
+
+
+class ActiveOrder(Answer):
+    venue: str | None = None
+    symbol: str | None = None
+    side: str | None = None
+    qty: DecimalStr | None = None
+    filled_qty: DecimalStr | None = None
+    price: DecimalStr | None = None
+    client_order_id: str | None = None
+    status: str | None = None
+    purpose: str | None = None
+
+
+class ActiveOrders(RootModel[list[ActiveOrder]]):
+    """Orders in flight from this bot and orders still open at the venues."""
+
+
+class FlattenResult(Answer):
+    venue: str
+    symbol: str | None = None
+    size: DecimalStr | None = None
+    side: str | None = None
+    status: str
+    filled: DecimalStr | None = None
+    remaining: DecimalStr | None = None
+    client_order_id: str | None = None
+    error: str | None = None
+
+
+class CloseAllAnswer(Answer):
+    state: str | None = None
+    results: list[FlattenResult]
+    canceled_orders: list[dict[str, Any]] | None = None
+
+
+class PnlToday(Answer):
+    realized: DecimalStr | None = None
+    unrealized: DecimalStr | None = None
+    fees: DecimalStr | None = None
+    funding: DecimalStr | None = None
+    net: DecimalStr | None = None
+
+
+class Fill(Answer):
+    venue: str | None = None
+    symbol: str | None = None
+    side: str | None = None
+    base_qty: DecimalStr | None = None
+    price: DecimalStr | None = None
+    fee: DecimalStr | None = None
+    realized_pnl: DecimalStr | None = None
+    ts: float | None = None
+    strategy: str | None = None
+    client_order_id: str | None = None
+
+
+class Trades(RootModel[list[Fill]]):
+    """Fills, oldest first."""
+
+
+class ErrorAnswer(BaseModel):
+    """Every error answer (4xx, 5xx)."""
+
+    error: str
+
+
+# Route handler name -> its answer's model (the /metrics route answers Prometheus text: no model).
+RESPONSE_MODELS: dict[str, type[BaseModel]] = {
+    "websocket_status": WebsocketStatus,
+    "book": BookAnswer,
+    "live": Liveness,
+    "ready": Readiness,
+    "health_detail": HealthDetail,
+    "config": ConfigAnswer,
+    "openapi": OpenApiAnswer,
+    "balances": Balances,
+    "positions": Positions,
+    "sync_positions": SyncReport,
+    "pause": PauseAnswer,
+    "resume": ResumeAnswer,
+    "trading_state": TradingState,
+    "active_orders": ActiveOrders,
+    "close_all": CloseAllAnswer,
+    "pnl_today": PnlToday,
+    "trades": Trades,
+}
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def component_schemas() -> dict[str, dict[str, Any]]:
+    """Every model's JSON schema, keyed by model name, nested models included (OpenAPI components)."""
+    out: dict[str, dict[str, Any]] = {"Error": ErrorAnswer.model_json_schema(ref_template=REF_TEMPLATE)}
+    for model in RESPONSE_MODELS.values():
+        schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return out
+
+
+def dump(model: type[BaseModel], data: Any) -> Any:
+    """`data` validated by `model`, back as JSON-ready Python (fields not sent stay out)."""
+    return model.model_validate(data).model_dump(exclude_unset=True)
