@@ -1,0 +1,130 @@
+"""The engine's shared state (one Desk per engine) and the small helpers every part reads it with.
+
+The parts of the engine (perpbot.execution.*) each own one job and hold this one Desk: the
+clients, the journal, the portfolio, the open trades, the trading state and the flags. Nothing
+here does I/O; the helpers are plain functions over the Desk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from perpbot.book.store import BookStore
+from perpbot.core.instruments import Instrument
+from perpbot.core.numbers import scaled_to_decimal
+from perpbot.core.orders import OrderRequest, OrderResult
+from perpbot.core.ports import ExchangeClient
+from perpbot.core.versioned import VersionedDict
+from perpbot.journal.redis_state import RedisState
+from perpbot.journal.sqlite import Journal
+from perpbot.portfolio.book import Portfolio, dstr
+from perpbot.risk.gate import RiskGate
+from perpbot.settings import Settings
+from perpbot.telemetry.metrics import Metrics
+
+STATES = ("ACTIVE", "REDUCING", "PAUSED", "HALTED")
+STARTING_REASON = "starting: waiting for reconciliation with every venue"
+ZERO = Decimal(0)
+
+Key = tuple[str, str]
+
+
+@dataclasses.dataclass(slots=True)
+class Sent:
+    """What one order did: filled base quantity (this order only) and how it ended."""
+
+    filled_base: Decimal = ZERO
+    rejected: bool = False
+    unknown: bool = False
+    result: OrderResult | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass(eq=False)
+class Desk:
+    """Everything the engine's parts share. The collaborators first, then the mutable state."""
+
+    settings: Settings
+    clients: dict[str, ExchangeClient]
+    gate: RiskGate
+    store: BookStore
+    instruments: dict[Key, Instrument]
+    journal: Journal
+    portfolio: Portfolio
+    metrics: Metrics
+    redis_state: RedisState | None = None
+    funding_map: dict[Any, Any] = dataclasses.field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    # Trading state (perpbot.execution.states owns the moves).
+    state: str = "PAUSED"
+    state_reason: str = STARTING_REASON
+    state_since: float = 0.0
+    leg_failures: int = 0
+    reconciled: dict[str, bool] = dataclasses.field(default_factory=dict)
+    venue_connected: dict[str, bool] = dataclasses.field(default_factory=dict)
+    recent_order_times: deque[float] = dataclasses.field(default_factory=lambda: deque(maxlen=10_000))
+    unhedged_usdt_seconds: Decimal = ZERO
+    residue_accrued_at: float | None = None
+    # Counts its writes: the scanner's view of the open trades is rebuilt only when it changed.
+    open_trades: VersionedDict = dataclasses.field(default_factory=VersionedDict)
+    in_flight: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # client id -> order
+    venue_open_orders: dict[str, list[OrderResult]] = dataclasses.field(default_factory=dict)
+    # (venue, client id) -> (filled, avg price, fee) of an order not final yet.
+    order_fills: dict[Key, tuple[Decimal, Decimal, Decimal]] = dataclasses.field(default_factory=dict)
+    trade_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    # Per venue: the newest funding payment journalled (epoch ms); the next fetch starts there.
+    funding_cursor_ms: dict[str, int] = dataclasses.field(default_factory=dict)
+    funding_synced_at: float = 0.0
+    stop_event: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    stopping: bool = False  # graceful stop: no new decision is taken, the one in flight finishes
+    periodic_failures: int = 0
+
+    def __post_init__(self) -> None:
+        self.state_since = self.clock()
+        self.reconciled = {venue: False for venue in self.clients}
+        self.venue_connected = {venue: False for venue in self.clients}
+
+
+def s(value: Any) -> Any:
+    """A Decimal as its plain string (JSON-ready); anything else as it is."""
+    return dstr(value) if isinstance(value, Decimal) else value
+
+
+def mark(desk: Desk, venue: str, symbol: str) -> Decimal | None:
+    """The mid of a usable book, else the last mark the venue reported."""
+    book = desk.store.get(venue, symbol)
+    if book is not None and desk.store.is_usable(book):
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is not None and ask is not None:
+            return scaled_to_decimal(bid + ask) / 2
+    return desk.portfolio.marks.get((venue, symbol))
+
+
+def base_qty(desk: Desk, venue: str, symbol: str, venue_qty: Decimal) -> Decimal:
+    """A venue quantity (contracts on OKX) in base units."""
+    instrument = desk.instruments.get((venue, symbol))
+    return venue_qty * (instrument.contract_size if instrument else Decimal(1))
+
+
+def request_base(desk: Desk, request: OrderRequest) -> Decimal:
+    return base_qty(desk, request.venue, request.symbol, request.qty)
+
+
+def publish(desk: Desk) -> None:
+    """P&L, equity, positions and utilisation as metrics."""
+    pnl = desk.portfolio.pnl_today()
+    m = desk.metrics
+    m.pnl_realized.set(float(pnl["realized"]))
+    m.pnl_unrealized.set(float(pnl["unrealized"]))
+    m.fees_paid.set(float(pnl["fees"]))
+    m.funding_pnl.set(float(pnl["funding"]))
+    for venue, balance in desk.portfolio.balances.items():
+        m.equity.labels(venue).set(float(balance.equity))
+    m.active_positions.set(len(desk.portfolio.open_positions()))
+    m.capital_utilization.set(float(desk.portfolio.capital_utilization_percent()))

@@ -1,0 +1,188 @@
+"""Order lifecycle: send one approved order, resolve a lost answer by its client id (never
+re-sent), settle what the venue answered (journal, fills counted once, portfolio), and the
+aggressive limit price of corrective orders."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from decimal import Decimal
+
+from perpbot.core import errors
+from perpbot.core.numbers import scaled_to_decimal
+from perpbot.core.orders import OrderRequest, OrderResult
+from perpbot.execution.desk import ZERO, Desk, Sent
+from perpbot.journal.sqlite import FINAL_STATUSES
+from perpbot.portfolio.book import Position
+from perpbot.risk.approved import ApprovedOrder
+
+log = logging.getLogger("perpbot.execution.engine")
+
+RESOLVE_ATTEMPTS = 3
+
+
+class OrderLifecycle:
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    async def send(self, approved: ApprovedOrder, strategy: str | None) -> Sent:
+        """Place one approved (and already journalled) order and settle what it did."""
+        desk = self.desk
+        request: OrderRequest = approved.request
+        client = desk.clients[request.venue]
+        desk.metrics.orders_total.labels(request.venue, request.side).inc()
+        desk.in_flight[request.client_order_id] = {
+            "venue": request.venue, "symbol": request.symbol, "side": request.side, "qty": str(request.qty),
+            "price": str(request.price), "client_order_id": request.client_order_id, "purpose": approved.purpose,
+        }
+        started = time.perf_counter()
+        try:
+            try:
+                result = await asyncio.wait_for(
+                    client.place_order(request), timeout=desk.settings.execution.order_timeout_s
+                )
+            except asyncio.TimeoutError:
+                raise errors.UnknownOutcome(request.venue, "no answer within order_timeout_s") from None
+        except errors.OrderRejected as exc:
+            await desk.journal.update_order(request.venue, request.client_order_id, "rejected", reason=exc.message)
+            desk.metrics.orders_rejected_total.labels(request.venue, type(exc).__name__).inc()
+            log.warning("Order rejected: %s %s %s id=%s reason=%s", request.venue, request.symbol, request.side,
+                        request.client_order_id, exc.message)
+            return Sent(rejected=True, error=exc.message)
+        except (errors.RateLimited, errors.TemporaryError) as exc:
+            # Certainly not on the book: nothing to resolve.
+            await desk.journal.update_order(request.venue, request.client_order_id, "failed", reason=exc.message)
+            log.warning("order not placed on %s (%s): %s", request.venue, type(exc).__name__, exc.message)
+            return Sent(error=exc.message)
+        except errors.UnknownOutcome as exc:
+            await desk.journal.update_order(request.venue, request.client_order_id, "unknown", reason=exc.message)
+            log.warning("order %s on %s: outcome unknown (%s); resolving by query",
+                        request.client_order_id, request.venue, exc.message)
+            return await self.resolve(request, strategy)
+        finally:
+            desk.metrics.order_execution_duration.labels(request.venue).observe(time.perf_counter() - started)
+            desk.in_flight.pop(request.client_order_id, None)
+        return await self.settle(request, result, strategy)
+
+    async def _query(self, request: OrderRequest, attempt: int) -> OrderResult | None:
+        """The venue's answer for the client id (an open order is canceled first); None when
+        the venue has none or could not be read."""
+        client = self.desk.clients[request.venue]
+        try:
+            result = await client.fetch_order(request.symbol, request.client_order_id)
+        except errors.VenueErrorBase as exc:
+            log.warning("resolving %s on %s failed (attempt %d): %s", request.client_order_id,
+                        request.venue, attempt, exc.message)
+            return None
+        if result is not None and result.status == "open":
+            try:
+                result = await client.cancel_order(request.symbol, request.client_order_id) or result
+            except errors.VenueErrorBase as exc:
+                log.warning("cancel of %s failed: %s", request.client_order_id, exc.message)
+        return result
+
+    async def resolve(self, request: OrderRequest, strategy: str | None) -> Sent:
+        """Find out what an order with a lost answer did, by its client id. Never re-sends."""
+        client = self.desk.clients[request.venue]
+        delay = 0.1
+        for attempt in range(1, RESOLVE_ATTEMPTS + 1):
+            result = await self._query(request, attempt)
+            if result is not None:
+                return await self.settle(request, result, strategy)
+            if attempt < RESOLVE_ATTEMPTS:
+                await asyncio.sleep(delay)
+                delay *= 2
+        try:
+            final = await client.fetch_order(request.symbol, request.client_order_id)
+        except errors.VenueErrorBase:
+            return Sent(unknown=True, error="outcome still unknown")
+        if final is None:
+            await self.desk.journal.update_order(request.venue, request.client_order_id, "not_found",
+                                                 reason="venue has no order with this client id")
+            return Sent(error="not found at venue")
+        return await self.settle(request, final, strategy)
+
+    async def settle(self, request: OrderRequest, result: OrderResult, strategy: str | None) -> Sent:
+        """Record a venue answer: journal the order, count new fill quantity once, update the portfolio."""
+        desk = self.desk
+        key = (request.venue, request.client_order_id)
+        row = await desk.journal.order(*key)
+        previous = desk.order_fills.get(key) or (
+            (row.filled_qty, row.avg_price or ZERO, row.fee) if row else (ZERO, ZERO, ZERO)
+        )
+        delta = result.filled_qty - previous[0]
+        filled_base = ZERO
+        if delta > 0:
+            filled_base = await self._book_fill(request, result, previous, strategy)
+        status = result.status
+        await desk.journal.update_order(
+            request.venue, request.client_order_id, status, venue_order_id=result.venue_order_id,
+            filled_qty=result.filled_qty, avg_price=result.avg_price, fee=result.fee, reason=result.reason,
+        )
+        if status in FINAL_STATUSES:
+            # The journal row now holds the final cumulative fill: the in-memory cache of a
+            # finished order is dropped so it does not grow with every order of a weeks-long run.
+            desk.order_fills.pop(key, None)
+        if result.filled_qty > 0:
+            desk.metrics.orders_success_total.labels(request.venue, request.side).inc()
+        rejected = result.status == "rejected"
+        if rejected:
+            log.warning("Order rejected: %s %s id=%s reason=%s", request.venue, request.symbol,
+                        request.client_order_id, result.reason)
+            desk.metrics.orders_rejected_total.labels(request.venue, "rejected").inc()
+        return Sent(filled_base=filled_base, rejected=rejected, result=result)
+
+    async def _book_fill(self, request: OrderRequest, result: OrderResult,
+                         previous: tuple[Decimal, Decimal, Decimal], strategy: str | None) -> Decimal:
+        """Journal and apply the fill quantity new since `previous` (filled, avg, fee); its base quantity."""
+        desk = self.desk
+        prev_filled, prev_avg, prev_fee = previous
+        instrument = desk.instruments.get((request.venue, request.symbol))
+        contract = instrument.contract_size if instrument else Decimal(1)
+        delta = result.filled_qty - prev_filled
+        avg = result.avg_price if result.avg_price is not None else request.price
+        price = (avg * result.filled_qty - prev_avg * prev_filled) / delta
+        fee = result.fee - prev_fee
+        filled_base = delta * contract
+        trial = dataclasses.replace(
+            desk.portfolio.positions.get((request.venue, request.symbol)) or Position(request.venue, request.symbol)
+        )
+        realized = trial.apply(filled_base if request.side == "buy" else -filled_base, price)
+        fill_id = f"{request.client_order_id}:{result.filled_qty}"
+        # One timestamp for the journal row and the in-memory record: /api/trades answers the
+        # same whether it reads memory or (past the portfolio's bound) the journal.
+        fill_ts = desk.clock()
+        if await desk.journal.record_fill(request.venue, fill_id, request.client_order_id, request.symbol,
+                                          request.side, filled_base, price, fee, realized, strategy, fill_ts):
+            desk.portfolio.apply_fill(request.venue, request.symbol, request.side, filled_base, price, fee,
+                                      ts=fill_ts, strategy=strategy, client_order_id=request.client_order_id)
+            position = desk.portfolio.positions[(request.venue, request.symbol)]
+            await desk.journal.save_position(request.venue, request.symbol, position.size,
+                                             position.entry_price, position.realized_pnl)
+        desk.order_fills[(request.venue, request.client_order_id)] = (result.filled_qty, avg, result.fee)
+        return filled_base
+
+    def aggressive_price(self, venue: str, symbol: str, side: str, fallback: Decimal, attempt: int = 0) -> Decimal:
+        """Limit price for a corrective IOC (hedge, unwind, flatten).
+
+        Base: the touch of a usable book, else the last known mark, else `fallback` (the leg's own
+        price). Band: execution.repair_slippage_bps doubled per corrective attempt, so a repair
+        that missed because the market moved (a price jump, a stale book) reaches further each
+        time instead of failing three times at a stale price and halting with a naked leg."""
+        desk = self.desk
+        book = desk.store.get(venue, symbol)
+        touch = None
+        if book is not None and desk.store.is_usable(book):
+            best = book.best_ask() if side == "buy" else book.best_bid()
+            touch = scaled_to_decimal(best) if best is not None else None
+        if touch is None:
+            touch = desk.portfolio.marks.get((venue, symbol))
+        base = touch if touch is not None else fallback
+        execution = desk.settings.execution
+        bps = max(execution.slippage_bps, execution.repair_slippage_bps) * (2 ** max(attempt - 1, 0))
+        slip = min(bps, Decimal(1000)) / Decimal(10_000)  # never beyond 10 % from the reference
+        price = base * (1 + slip) if side == "buy" else base * (1 - slip)
+        instrument = desk.instruments.get((venue, symbol))
+        return instrument.round_price(price, side) if instrument else price
