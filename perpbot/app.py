@@ -2,16 +2,21 @@
 
 This is the only module that imports every package. Order of start: logging -> the
 in-process simulator (when settings.sim.enabled, BEFORE the feeds so their first connect
-succeeds) -> control API -> feed supervisor, health, loop-lag -> trading engine when the
-execution package provides one. Everything runs in one asyncio TaskGroup; SIGINT/SIGTERM
+succeeds) -> control API -> feed supervisor, health, loop-lag -> the trading side
+(perpbot.wiring.build_engine). Everything runs in one asyncio TaskGroup; SIGINT/SIGTERM
 set a stop event and everything is shut down in reverse order, returning exit code 0.
+
+Everything it wires is imported here, at the top, in plain sight of the import contracts: a
+module that does not import stops start-up (perpbot.cli exits EXIT_IMPORT with one line) instead
+of a run without its trading side. A trading side that imports but fails to *build* (a venue
+unreachable, a journal unreadable) leaves market data, health and the control API running so
+operators can see why.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 from decimal import Decimal
@@ -19,13 +24,18 @@ from typing import Any
 
 from perpbot.book.store import BookStore
 from perpbot.control.server import ControlContext, ControlServer
+from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.feeds.supervisor import FeedSupervisor, FundingStore
+from perpbot.journal.instrument_cache import read_cached_instruments
 from perpbot.settings import ConfigError, Settings
+from perpbot.sim.server import Simulator
 from perpbot.telemetry.health import HealthMonitor
 from perpbot.telemetry.logging import setup_logging, shutdown_logging
 from perpbot.telemetry.looplag import LoopLagMonitor
 from perpbot.telemetry.memory import trim_forever
 from perpbot.telemetry.metrics import Metrics
+from perpbot.venues.registry import feed_adapter
+from perpbot.wiring import build_engine
 
 log = logging.getLogger("perpbot.app")
 
@@ -56,11 +66,6 @@ async def venue_contract_sizes(settings: Settings, venue: str, symbols: list[str
     if cache and symbols and all((venue, symbol) in cache for symbol in symbols):
         log.info("Contract sizes of %s from the journal's instrument cache", venue)
         return {symbol: cache[(venue, symbol)].contract_size for symbol in symbols}
-    try:
-        from perpbot.execution.ccxt_client import CcxtClient
-    except ImportError as exc:
-        log.warning("Instrument loader unavailable (%s): %s book sizes assume contract size 1", exc, venue)
-        return {}
     client = CcxtClient(venue, getattr(settings.venues, venue), settings.rest_url(venue))
     try:
         instruments = await asyncio.wait_for(client.load_instruments(symbols), INSTRUMENT_TIMEOUT_S)
@@ -76,14 +81,10 @@ async def venue_contract_sizes(settings: Settings, venue: str, symbols: list[str
 
 async def build_feeds(settings: Settings, store: BookStore, metrics: Metrics, funding: FundingStore) -> FeedSupervisor:
     """Adapters from the venue registry for every enabled venue, wired into one supervisor."""
-    from perpbot.venues.registry import feed_adapter
-
     supervisor = FeedSupervisor(store, metrics, settings.feeds, funding=funding)
     enabled = settings.venues.enabled()
     try:  # a plain read of the journal file: the books need no venue call when the cache has them
-        from perpbot.journal.sqlite import Journal
-
-        cache = Journal.read_cached_instruments(settings.journal.path)
+        cache = read_cached_instruments(settings.journal.path)
     except Exception as exc:  # no cache: each venue's list is loaded as before
         log.info("Instrument cache not read (%s)", exc)
         cache = {}
@@ -98,29 +99,6 @@ async def build_feeds(settings: Settings, store: BookStore, metrics: Metrics, fu
         log.info("Feed configured: venue=%s ws=%s rest=%s symbols=%s", venue, settings.ws_url(venue),
                  settings.rest_url(venue), ",".join(cfg.symbols))
     return supervisor
-
-
-ENGINE_MODULES = ("perpbot.wiring", "perpbot.execution.engine")
-
-
-def load_engine_factory() -> Any:
-    """The trading side's builder, or None: then the run is market-data-only.
-
-    Contract: `build_engine(settings, *, metrics, store, funding) -> engine` (sync or async),
-    looked up in perpbot.wiring, then perpbot.execution.engine; the engine implements
-    perpbot.core.ports.EngineCommands and has `async run()` and `stop()`.
-    """
-    for name in ENGINE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            log.warning("Trading engine module %s not available (%s)", name, exc)
-            continue
-        factory = getattr(module, "build_engine", None)
-        if factory is not None:
-            return factory
-    log.warning("No build_engine() found in %s: running market-data-only", ", ".join(ENGINE_MODULES))
-    return None
 
 
 class App:
@@ -144,14 +122,12 @@ class App:
     async def _run_engine(self, ctx: ControlContext) -> None:
         """Build the trading side (it loads instruments and reconciles over the network) while
         feeds and the control API already run; engine routes answer 503 until it is wired."""
-        factory = load_engine_factory()
-        if factory is not None:
-            try:
-                built = factory(self.settings, metrics=self.metrics, store=self.store, funding=self.funding)
-                self.engine = await built if asyncio.iscoroutine(built) else built
-            except Exception:
-                # Market data, health and the control API stay up so operators can see why.
-                log.exception("Trading engine failed to build: running market-data-only")
+        try:
+            self.engine = await build_engine(self.settings, metrics=self.metrics, store=self.store,
+                                             funding=self.funding)
+        except Exception:
+            # Market data, health and the control API stay up so operators can see why.
+            log.exception("Trading engine failed to build: running market-data-only")
         if self.engine is None:
             log.info("Running market-data-only: mode=%s, no trading engine", self.settings.mode)
             return
@@ -164,8 +140,6 @@ class App:
         ControlServer.check_bind(settings)  # refuse a public bind without a token before anything starts
         async with contextlib.AsyncExitStack() as stack:
             if settings.sim.enabled:
-                from perpbot.sim.server import Simulator
-
                 self.simulator = await stack.enter_async_context(Simulator(settings))
                 log.info("Simulator started in-process on loopback ports %s", settings.sim.ports)
             self.supervisor = await build_feeds(settings, self.store, self.metrics, self.funding)

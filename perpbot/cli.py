@@ -1,4 +1,5 @@
-"""Command line: `perpbot run | sim | check-config` on a uvloop event loop; a bad config exits 2 with one line."""
+"""Command line: `perpbot run | sim | check-config` on a uvloop event loop; a bad config exits 2 with one line,
+a module of the service that does not import exits 3 with one line (nothing is started)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from perpbot.settings import ConfigError, Settings, _format_error, load_settings
 
 EXIT_CONFIG = 2
+EXIT_IMPORT = 3
 SIM_VENUES = ("okx", "hyperliquid", "binance", "bybit")
 
 
@@ -100,8 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "sim":
         return _loop_runner(_sim_forever(settings)) or 0
-    from perpbot.app import run
-
+    try:  # the composition root imports everything it wires: a broken import stops start-up here
+        from perpbot.app import run
+    except ImportError as exc:
+        print(f"perpbot: start-up stopped: a module of the service does not import"
+              f" ({exc.__class__.__name__}: {exc})", file=sys.stderr)
+        return EXIT_IMPORT
     return _loop_runner(run(settings)) or 0
 
 

@@ -112,3 +112,41 @@ async def test_sigterm_stops_perpbot_run_with_exit_code_0(tmp_path):
     log_text = (tmp_path / "logs" / "perpbot.log").read_text()
     assert "WebSocket connection failed" in log_text
     assert "perpbot stopped cleanly" in log_text
+
+
+def test_a_broken_import_of_the_trading_side_stops_start_up_with_one_clear_line(tmp_path):
+    """The composition root imports what it wires: when perpbot.wiring does not import, `perpbot run`
+    starts nothing (no market-data-only run without its trading side) and exits non-zero, saying why."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Broken:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'perpbot.wiring':\n"
+        "            raise ModuleNotFoundError(\"No module named 'ccxt_broken'\", name='ccxt_broken')\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _Broken())\n"
+    )
+    http_port = free_port()
+    config = {"mode": "paper", "log_dir": str(tmp_path / "logs"), "http": {"host": "127.0.0.1", "port": http_port},
+              "sim": {"enabled": False}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERPBOT_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(shadow), str(REPO)])
+    proc = subprocess.run([sys.executable, "-m", "perpbot.cli", "run", "--config", str(path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["perpbot: start-up stopped: a module of the service does not import"
+                     " (ModuleNotFoundError: No module named 'ccxt_broken')"], proc.stderr
+    assert not (tmp_path / "logs" / "perpbot.log").exists()  # nothing was started
+
+
+def test_the_composition_root_imports_the_trading_side_it_wires():
+    import perpbot.app as app
+    import perpbot.wiring as wiring
+
+    assert app.build_engine is wiring.build_engine
+    assert not hasattr(app, "load_engine_factory") and "importlib" not in vars(app)
