@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left, insort
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any, cast
 
 from perpbot.core.numbers import ONE, SCALE, to_scaled
 
 # The per-level loops in C (perpbot/book/_levels.c, built at install when a compiler is there):
 # the same objects, the same order of operations, the same errors as the Python loops below,
 # which run when it is absent or PERPBOT_PURE_PYTHON=1 (tests/unit/book/test_accel.py compares them).
-if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
-    _levels = None
-else:
+def _load_levels() -> Any:
+    if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
+        return None
     try:
-        from perpbot.book import _levels
+        import perpbot.book._levels as built
     except ImportError:  # no compiler at install: pure Python
-        _levels = None
+        return None
+    return built
+
+
+_levels = _load_levels()
 ACCELERATED = _levels is not None
 _BUILT = _levels
 
@@ -58,10 +64,10 @@ def levels_of_spans(text: str | bytes, spans: bytes) -> tuple[list[list[str]], l
         px, px_len, sz, sz_len = table[at : at + 4]
         if px + px_len > size or sz + sz_len > size:
             raise ValueError("a span lies outside the text")
-        px_text, sz_text = text[px : px + px_len], text[sz : sz + sz_len]
-        if type(px_text) is bytes:
-            px_text, sz_text = px_text.decode(), sz_text.decode()
-        levels.append([px_text, sz_text])
+        if isinstance(text, bytes):
+            levels.append([text[px : px + px_len].decode(), text[sz : sz + sz_len].decode()])
+        else:
+            levels.append([text[px : px + px_len], text[sz : sz + sz_len]])
     return levels[:n_bids], levels[n_bids:]
 
 
@@ -188,8 +194,8 @@ class L2Book:
         self._szmiss = _size_miss_for(self._contract)
         # The C loops' view of the two sides, built once (the dicts and lists are only ever changed
         # in place): (dict, keys, fragments or None, int64 shadow of the keys or None).
-        self._bid_shadow = _levels.Shadow() if _levels is not None else None
-        self._ask_shadow = _levels.Shadow() if _levels is not None else None
+        self._bid_shadow: Any = _levels.Shadow() if _levels is not None else None
+        self._ask_shadow: Any = _levels.Shadow() if _levels is not None else None
         self._sides_raw = ((self.bids, self.bid_keys, self.bid_frags, self._bid_shadow),
                            (self.asks, self.ask_keys, self.ask_frags, self._ask_shadow))
         self._sides_plain = ((self.bids, self.bid_keys, None, self._bid_shadow),
@@ -238,7 +244,7 @@ class L2Book:
         else:
             self.apply_levels((), levels)
 
-    def apply_levels(self, bids: list, asks: list) -> None:
+    def apply_levels(self, bids: Sequence[Any], asks: Sequence[Any]) -> None:
         """apply_side for both sides in one call. The hot path of every book update: both
         sides' loops are written out (two calls cost ~15% of a 5-level update). A level
         raising ValueError leaves the levels before it applied (callers invalidate)."""
@@ -260,7 +266,7 @@ class L2Book:
             return
         self.apply_levels_py(*levels_of_spans(text, spans))
 
-    def apply_levels_py(self, bids: list, asks: list) -> None:
+    def apply_levels_py(self, bids: Sequence[Any], asks: Sequence[Any]) -> None:
         """apply_levels' pure-Python loops (what runs without the C accelerator)."""
         if self._bid_shadow is not None:
             # These loops do not keep the C loops' key copies: they stay unused until the next
@@ -316,7 +322,7 @@ class L2Book:
                 del book[price]
                 del keys[bisect_left(keys, price)]
 
-    def _apply_raw(self, levels: list, book: dict[int, int], keys: list[int], frags: list[str]) -> None:
+    def _apply_raw(self, levels: Sequence[Any], book: dict[int, int], keys: list[int], frags: list[str]) -> None:
         """apply_levels for books keeping wire strings: `frags` stays index-aligned with `keys`,
         so the checksum's top levels are one slice, not 25 dict lookups per side."""
         prices = self._px
@@ -421,7 +427,7 @@ class L2Book:
         """Best `depth` levels as the strings the venue sent (requires keep_raw)."""
         self._require_raw(is_bid)
         frags = self.bid_frags[-depth:][::-1] if is_bid else self.ask_frags[:depth]
-        return [tuple(frag.split(":", 1)) for frag in frags]
+        return cast(list[tuple[str, str]], [tuple(frag.split(":", 1)) for frag in frags])
 
     def _require_raw(self, is_bid: bool) -> None:
         if not self.keep_raw and (self.bid_keys if is_bid else self.ask_keys):

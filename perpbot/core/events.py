@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 
 class ParseError(ValueError):
@@ -29,8 +30,8 @@ class BookUpdate:
     venue: str
     symbol: str
     snapshot: bool
-    bids: list
-    asks: list
+    bids: list[Any]
+    asks: list[Any]
     seq: int | None
     prev_seq: int | None
     first_seq: int | None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 Side = Literal["buy", "sell"]
 
@@ -59,7 +59,7 @@ class VenueBalance:
     equity: Decimal
     available: Decimal
     used_margin: Decimal
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
 
-class VersionedDict(dict):
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class VersionedDict(dict[K, V]):
     """A plain dict whose every write (set, delete, pop, update, clear...) adds one to `version`.
 
     Reads are plain dict reads. Values mutated in place are not seen: whoever mutates one writes it
@@ -11,31 +16,31 @@ class VersionedDict(dict):
 
     __slots__ = ("version",)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.version = 0
 
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: K, value: V) -> None:
         super().__setitem__(key, value)
         self.version += 1
 
-    def __delitem__(self, key) -> None:
+    def __delitem__(self, key: K) -> None:
         super().__delitem__(key)
         self.version += 1
 
-    def pop(self, *args):
+    def pop(self, *args: Any) -> Any:
         self.version += 1
         return super().pop(*args)
 
-    def popitem(self):
+    def popitem(self) -> tuple[K, V]:
         self.version += 1
         return super().popitem()
 
-    def setdefault(self, key, default=None):
+    def setdefault(self, key: K, default: Any = None) -> Any:
         self.version += 1
         return super().setdefault(key, default)
 
-    def update(self, *args, **kwargs) -> None:
+    def update(self, *args: Any, **kwargs: Any) -> None:
         super().update(*args, **kwargs)
         self.version += 1
 
@@ -43,6 +48,6 @@ class VersionedDict(dict):
         super().clear()
         self.version += 1
 
-    def __ior__(self, other):
+    def __ior__(self, other: Any) -> VersionedDict[K, V]:  # type: ignore[override,misc]
         self.update(other)
         return self

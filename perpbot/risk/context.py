@@ -34,7 +34,7 @@ class RiskContext:
     mark_prices: dict[Key, Decimal]
     open_trades: int
     daily_pnl_usdt: Decimal
-    recent_order_times: deque
+    recent_order_times: deque[float]
     unhedged_usdt_seconds: Decimal
     venue_connected: dict[str, bool]
     store: BookStore

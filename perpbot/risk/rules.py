@@ -55,7 +55,7 @@ def _mark(ctx: RiskContext, key: Key, orders: Sequence[OrderRequest]) -> Decimal
     return _ZERO
 
 
-def _all_venue_grosses(ctx: RiskContext, deltas: dict[Key, Decimal], orders) -> dict[str, tuple[Decimal, Decimal]]:
+def _all_venue_grosses(ctx: RiskContext, deltas: dict[Key, Decimal], orders: Sequence[OrderRequest]) -> dict[str, tuple[Decimal, Decimal]]:
     """(gross notional now, gross notional after the orders) at mark for every venue the deltas
     touch, over every symbol of that venue held or traded, in one pass over the positions."""
     before = {key[0]: _ZERO for key in deltas}
@@ -275,7 +275,7 @@ def rule_daily_loss(ctx: RiskContext, daily_loss_limit_usdt: Decimal) -> Refusal
     return None
 
 
-def recent_orders(times: deque, now: float) -> int:
+def recent_orders(times: deque[float], now: float) -> int:
     """Orders in the last minute (times are appended in order: a binary search for the horizon)."""
     return len(times) - bisect_right(times, now - _MINUTE)
 

@@ -51,7 +51,7 @@ def index_by_base(instruments: Mapping[Key, Instrument]) -> dict[str, list[Instr
     return by_base
 
 
-class FundingMap(VersionedDict):
+class FundingMap(VersionedDict[tuple[str, str], FundingUpdate]):
     """The latest FundingUpdate per (venue, symbol): a dict that counts its writes in `version`,
     so the scanner can tell in one compare that no funding rate changed since it last looked
     (funding updates do not wake the scanner; the books do). Reads are plain dict reads."""

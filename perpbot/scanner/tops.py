@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 
-Tops: type | None
-if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
-    Tops = None
-else:
+
+def _load_tops() -> type | None:
+    if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
+        return None
     try:
-        from perpbot.scanner._tops import Tops
+        from perpbot.scanner._tops import Tops as built
     except ImportError:  # no compiler at install: the Python lists
-        Tops = None
+        return None
+    return built  # type: ignore[no-any-return]
+
+
+Tops: type | None = _load_tops()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -68,13 +68,17 @@ _TYPED_MISS = (msgspec.ValidationError, msgspec.DecodeError)
 # install when a compiler is there): the same results as the msgspec path and _verify_checksum_py,
 # which run when it is absent or PERPBOT_PURE_PYTHON=1 (tests/unit/venues/test_okx_c_parser.py and
 # tests/unit/book/test_accel.py compare them). It keeps nothing between calls.
-if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
-    _books = None
-else:
+def _load_books() -> Any:
+    if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
+        return None
     try:
-        from perpbot.venues.okx import _books
+        import perpbot.venues.okx._books as built
     except ImportError:  # no compiler at install: pure Python
-        _books = None
+        return None
+    return built
+
+
+_books = _load_books()
 ACCELERATED = _books is not None
 _peek = _books.peek if _books is not None else None
 _crc = _books.checksum if _books is not None else None
