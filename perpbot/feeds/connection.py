@@ -308,9 +308,9 @@ class Connection:
                         waiter = await ws.ping()
                     except websockets.ConnectionClosed:
                         return
-                    waiter.add_done_callback(self._protocol_pong)
+                    asyncio.ensure_future(waiter).add_done_callback(self._protocol_pong)
 
-    def _protocol_pong(self, fut: asyncio.Future) -> None:
+    def _protocol_pong(self, fut: asyncio.Future[float]) -> None:
         if not fut.cancelled() and fut.exception() is None:
             self._set_rtt(fut.result())
 

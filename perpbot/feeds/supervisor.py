@@ -225,10 +225,9 @@ class FeedSupervisor:
                 self._parse_failure(feed, conn, exc)
                 return
             for event in events:
-                kind = type(event)
-                if kind is BookUpdate:
-                    book = books.get((venue, event.symbol))
-                    if book is None:
+                if type(event) is BookUpdate:
+                    target = books.get((venue, event.symbol))
+                    if target is None:
                         continue  # a symbol we did not ask for
                     if event.exchange_ts_ms:
                         latency = recv_ts - event.exchange_ts_ms / 1000.0
@@ -240,21 +239,21 @@ class FeedSupervisor:
                         if buffer is not None:
                             buffer.append(event)
                             continue
-                    if book.seq is None and not rest_snapshot:
+                    if target.seq is None and not rest_snapshot:
                         self._note_awaiting(feed, event)
-                    reason = apply_update(book, event, rules)
+                    reason = apply_update(target, event, rules)
                     if reason is not None:
                         self._resync(feed, event.symbol, reason)
-                    elif book.valid:
+                    elif target.valid:
                         mark_dirty(venue, event.symbol)
-                elif kind is FundingUpdate:
+                elif type(event) is FundingUpdate:
                     funding.update(event)
-                elif kind is Pong:
+                elif type(event) is Pong:
                     conn.note_pong()
-                elif kind is VenueError:
+                elif type(event) is VenueError:
                     log.warning("Venue error frame: venue=%s connection=%s code=%s message=%s",
                                 venue, conn.name, event.code, event.message)
-                elif kind is SubscribeAck:
+                elif type(event) is SubscribeAck:
                     log.debug("Subscribed: venue=%s connection=%s %s", venue, conn.name, event.detail)
 
         return on_frame

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger("perpbot.telemetry.health")
@@ -84,7 +84,7 @@ class HealthMonitor:
         self.loop_lag = loop_lag
         self.redis_url = redis_url
         self.checks = dict(checks or {})  # e.g. {"venue_rest": ..., "journal": ...}
-        self._redis = None
+        self._redis: Any = None  # redis.asyncio.Redis once first used
         self.last: dict[str, Any] = {"score": 0.0, "components": {}, "ready": False, "reasons": ["not evaluated yet"]}
 
     async def _redis_ok(self) -> float:

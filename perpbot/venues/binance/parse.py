@@ -7,7 +7,7 @@ and .../How-to-manage-a-local-order-book-correctly; notes in VENUES.md §2.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, cast
 
 import msgspec
 
@@ -176,17 +176,18 @@ class Rules:
     """
 
     def check_sequence(self, book: L2Book, update: BookUpdate) -> str:
-        last = book.seq
+        last = cast(int, book.seq)  # apply_update asks only once a snapshot has set it
+        seq = cast(int, update.seq)  # every Binance depth frame carries U, u and pu
         if book.awaiting_first_delta:
-            if update.seq < last:
+            if seq < last:
                 return DROP  # older than the snapshot
-            if update.first_seq <= last:
+            if cast(int, update.first_seq) <= last:
                 book.awaiting_first_delta = False
                 return APPLY
             return "binance first delta does not bridge snapshot"
         if update.prev_seq == last:
             return APPLY
-        if update.seq <= last:
+        if seq <= last:
             return DROP  # a repeat of something already applied
         return f"binance pu {update.prev_seq} != last u {last}"
 

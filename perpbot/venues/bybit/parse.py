@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, cast
 
 import msgspec
 
@@ -179,12 +179,13 @@ class Rules:
     """Bybit: each delta's u is the previous u + 1; a snapshot (or u == 1) overwrites the book."""
 
     def check_sequence(self, book: L2Book, update: BookUpdate) -> str:
-        last = book.seq
-        if update.seq == last + 1:
+        last = cast(int, book.seq)  # apply_update asks only once a snapshot has set it
+        seq = cast(int, update.seq)  # every Bybit book frame carries u
+        if seq == last + 1:
             return APPLY
-        if update.seq <= last:
+        if seq <= last:
             return DROP  # already applied (level-1 re-pushes the same u)
-        return f"bybit u gap: {update.seq} after {last}"
+        return f"bybit u gap: {seq} after {last}"
 
     def verify_checksum(self, book: L2Book, checksum: int) -> bool:
         return True  # Bybit sends no checksum

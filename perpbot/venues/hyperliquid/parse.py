@@ -38,7 +38,7 @@ def parse(frame: str | bytes, recv_ts: float) -> list[Event]:
         subscription = data.get("subscription") if type(data) is dict else None
         detail = (
             f"{data.get('method')} {subscription.get('type')}:{subscription.get('coin')}"
-            if type(subscription) is dict
+            if type(subscription) is dict and type(data) is dict
             else "subscriptionResponse"
         )
         return [SubscribeAck(VENUE, detail)]

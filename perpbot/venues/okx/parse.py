@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -80,8 +80,8 @@ def _load_books() -> Any:
 
 _books = _load_books()
 ACCELERATED = _books is not None
-_peek = _books.peek if _books is not None else None
-_crc = _books.checksum if _books is not None else None
+_peek: Any = _books.peek if _books is not None else None
+_crc: Any = _books.checksum if _books is not None else None
 
 
 def set_accelerated(enabled: bool) -> bool:
@@ -207,7 +207,7 @@ def _applied(book: L2Book, seq: int, ts_ms: int, recv_ts: float, checksum: int |
     return book, ts_ms, None
 
 
-def _apply_peeked(frame: str | bytes, recv_ts: float, books) -> tuple[L2Book, int, str | None] | None | bool:
+def _apply_peeked(frame: str | bytes, recv_ts: float, books: dict[tuple[str, str], L2Book]) -> tuple[L2Book, int, str | None] | None | Literal[False]:
     """apply_books_frame over the C parser (perpbot/venues/okx/_books.c, peek): the same checks in the
     same order and the same results, for the frames it accepts (a plain books update: its level
     strings never become Python objects, the book applies them from the frame through the span
