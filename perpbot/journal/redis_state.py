@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as redis_async
 
@@ -42,7 +42,8 @@ class RedisState:
     async def get_state(self) -> dict[str, str]:
         """The mirrored trading state; {} when the key holds something else (logged, never raised)."""
         try:
-            return await self.client.hgetall(PREFIX + "trading_state")
+            # decode_responses=True: keys and values are str
+            return cast(dict[str, str], await self.client.hgetall(PREFIX + "trading_state"))
         except redis_async.ResponseError as exc:  # WRONGTYPE: garbage written over the hash
             log.error("redis: unreadable %strading_state ignored: %s", PREFIX, exc)
             return {}
