@@ -9,6 +9,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from perpbot.reliability.crash import KILL_POINTS, CrashResult, run_crash
 from perpbot.reliability.report import write
@@ -45,7 +46,7 @@ async def _main(args: argparse.Namespace) -> int:
         for seed in seeds:
             crashes.append(await run_crash(workdir, per_seed, seed, check_every=args.check_every,
                                            points=tuple(args.kill_points.split(","))))
-    body = {"command": " + ".join(commands), "hostile": [r.as_dict() for r in hostile],
+    body: dict[str, Any] = {"command": " + ".join(commands), "hostile": [r.as_dict() for r in hostile],
             "crash": [c.as_dict() for c in crashes]}
     if args.save:
         Path(args.save).write_text(json.dumps(body, indent=1), encoding="utf-8")

@@ -111,7 +111,7 @@ def _configs(workdir: Path, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
                   "http": {"host": "127.0.0.1", "port": free_port()}, "sim": sim}
     # The bot is a `live` client of the external simulator: its venue URLs point at the simulator's
     # ports, so the simulator (and the venue state in it) outlives every kill of the bot.
-    venues = {v: {"ws_url": f"ws://127.0.0.1:{ports[v]}{SIM_PATHS[v][0]}",
+    venues: dict[str, dict[str, Any]] = {v: {"ws_url": f"ws://127.0.0.1:{ports[v]}{SIM_PATHS[v][0]}",
                   "rest_url": f"http://127.0.0.1:{ports[v]}{SIM_PATHS[v][1]}"} for v in VENUES}
     for venue, names in SYMBOLS.items():
         venues[venue]["symbols"] = names
@@ -307,7 +307,7 @@ class CrashRig:
                     exposure, _ = await self.exposure()
                     meter.sample(last_sample, sum(exposure.values(), Decimal(0)))
             state = await self.state()
-            return bool(state) and state["state"] in ("ACTIVE", "HALTED")
+            return state is not None and bool(state) and state["state"] in ("ACTIVE", "HALTED")
 
         await self._wait(ready, 60, "bot did not reconcile and trade after a restart")
         elapsed = time.monotonic() - started
@@ -395,7 +395,7 @@ class CrashRig:
                              if ("residue" in k or "unhedged" in k) and _number(v)), Decimal(0))
             state = await self.state()
             violations += inv.check_residue(accounts, trades, self.lots, inv.marks_from(accounts), reported,
-                                            halted=bool(state) and state["state"] == "HALTED")
+                                            halted=state is not None and bool(state) and state["state"] == "HALTED")
         else:
             violations += inv.check_fills(final_fills_only(accounts, orders),
                                           [f for f in fills if (f.venue, f.client_order_id) in

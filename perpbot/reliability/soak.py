@@ -42,6 +42,7 @@ import tempfile
 import time
 import tracemalloc
 from array import array
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ class _LagBuffer:
     def __len__(self) -> int:
         return self._n
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[float]:
         return iter(self._values[: self._n])
 
     def __getitem__(self, index: slice) -> array:
@@ -209,7 +210,7 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     return cov / var * 60.0
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Iterable[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
@@ -226,7 +227,7 @@ def _counter_sum(metric: Any) -> float:
     return total
 
 
-async def _lag_probe(lags: array, stop: asyncio.Event) -> None:
+async def _lag_probe(lags: _LagBuffer, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         start = loop.time()

@@ -154,7 +154,7 @@ class Simulator:
         self._runners.append(runner)
         site = web.TCPSite(runner, self.sim.host, port)
         await site.start()
-        server = site._server  # aiohttp exposes the bound sockets only here
+        server: Any = site._server  # aiohttp exposes the bound sockets only here
         return int(server.sockets[0].getsockname()[1]) if server is not None else port
 
     def _install_trading(self, app: web.Application, venue: str) -> None:

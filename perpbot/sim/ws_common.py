@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -41,7 +41,8 @@ class Grid:
     __slots__ = ("mantissa", "decimals")
 
     def __init__(self, step: Decimal) -> None:
-        sign, digits, exponent = step.as_tuple()
+        sign, digits, raw_exponent = step.as_tuple()
+        exponent = cast(int, raw_exponent)  # a grid step is finite
         mantissa = int("".join(map(str, digits)))
         if exponent >= 0:
             self.mantissa, self.decimals = mantissa * 10**exponent, 0

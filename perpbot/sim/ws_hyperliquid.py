@@ -10,7 +10,7 @@ connection with no traffic for 60 s is closed.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -61,6 +61,7 @@ class HyperliquidFeed(VenueFeed):
         if kind not in ("l2Book", "activeAssetCtx") or not self.market.has("hyperliquid", str(coin)):
             self.reply(session, {"channel": "error", "data": f"Invalid subscription {dumps(subscription)}"})
             return
+        coin = cast(str, coin)  # a listed coin (market.has above)
         if kind == "l2Book":
             fast = bool(subscription.get("fast", False))
             echo = {"type": "l2Book", "coin": coin, "nSigFigs": subscription.get("nSigFigs"),

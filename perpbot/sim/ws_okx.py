@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -148,6 +148,7 @@ class OkxFeed(VenueFeed):
                        "Please use the correct URL, channel and parameters referring to API document.")
                 self.reply(session, self._error(req_id, "60018", msg, session))
                 continue
+            symbol = cast(str, symbol)  # a listed instrument id (market.has above)
             key = (channel, symbol)
             ack: dict[str, Any] = {} if req_id is None else {"id": req_id}
             ack.update({"event": op, "arg": {"channel": channel, "instId": symbol}, "connId": session.conn_id})

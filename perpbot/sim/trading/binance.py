@@ -8,7 +8,7 @@ ccxt.binanceusdm maps for fapi URLs (-2019 InsufficientFunds, -2022 InvalidOrder
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -61,7 +61,7 @@ class BinanceApi:
         """Signed Binance requests carry parameters in the query string and/or a urlencoded body."""
         merged = dict(request.query)
         if request.can_read_body:
-            merged.update(dict(await request.post()))
+            merged.update({k: str(v) for k, v in (await request.post()).items()})
         return merged
 
     def symbol_json(self, symbol: str) -> dict[str, Any]:
@@ -71,8 +71,8 @@ class BinanceApi:
             "symbol": symbol, "pair": symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
             "onboardDate": 1569398400000, "status": "TRADING", "maintMarginPercent": "2.5000",
             "requiredMarginPercent": "5.0000", "baseAsset": inst.base, "quoteAsset": inst.quote,
-            "marginAsset": inst.quote, "pricePrecision": max(0, -tick.normalize().as_tuple().exponent),
-            "quantityPrecision": max(0, -lot.normalize().as_tuple().exponent), "baseAssetPrecision": 8,
+            "marginAsset": inst.quote, "pricePrecision": max(0, -cast(int, tick.normalize().as_tuple().exponent)),
+            "quantityPrecision": max(0, -cast(int, lot.normalize().as_tuple().exponent)), "baseAssetPrecision": 8,
             "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [], "settlePlan": 0,
             "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
             "filters": [

@@ -7,7 +7,7 @@ Shapes mirror https://bybit-exchange.github.io/docs/v5/order/create-order ; retC
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -68,7 +68,7 @@ class BybitApi:
         return {
             "symbol": symbol, "contractType": "LinearPerpetual", "status": "Trading", "baseCoin": inst.base,
             "quoteCoin": inst.quote, "settleCoin": inst.quote, "launchTime": "1585526400000", "deliveryTime": "0",
-            "deliveryFeeRate": "", "priceScale": str(max(0, -tick.normalize().as_tuple().exponent)),
+            "deliveryFeeRate": "", "priceScale": str(max(0, -cast(int, tick.normalize().as_tuple().exponent))),
             "leverageFilter": {"minLeverage": "1", "maxLeverage": str(inst.max_leverage), "leverageStep": "0.01"},
             "priceFilter": {"minPrice": dec_str(tick), "maxPrice": "1999999.80", "tickSize": dec_str(tick)},
             "lotSizeFilter": {"maxOrderQty": "1190", "minOrderQty": dec_str(Decimal(inst.min_qty)),

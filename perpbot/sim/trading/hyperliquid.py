@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import orjson
 from aiohttp import web
@@ -59,7 +59,7 @@ def hl_num(value: Decimal | None) -> str:
 
 
 def sz_decimals(lot: Decimal) -> int:
-    return max(0, -Decimal(lot).normalize().as_tuple().exponent)
+    return max(0, -cast(int, Decimal(lot).normalize().as_tuple().exponent))
 
 
 def valid_price(price: Decimal, size_decimals: int) -> bool:
@@ -70,7 +70,7 @@ def valid_price(price: Decimal, size_decimals: int) -> bool:
     if price == price.to_integral_value():
         return True
     normalized = price.normalize()
-    decimals = -normalized.as_tuple().exponent
+    decimals = -cast(int, normalized.as_tuple().exponent)
     significant = len(normalized.as_tuple().digits)
     return significant <= 5 and decimals <= 6 - size_decimals
 
@@ -302,7 +302,7 @@ class HyperliquidApi:
         end = min(int(body.get("endTime") or now), now)
         start = int(body.get("startTime") or end - step * 24)
         first = next_ms - step * ((next_ms - start) // step)
-        out = []
+        out: list[dict[str, Any]] = []
         stamp = first
         while stamp <= end and len(out) < MAX_FUNDING_HISTORY:
             if stamp >= start:
@@ -427,7 +427,7 @@ class HyperliquidApi:
         inst = self.sim.instrument(coin)
         if size == 0:
             return self.order_error("zero_size", asset)
-        if size < 0 or -size.normalize().as_tuple().exponent > sz_decimals(inst.lot):
+        if size < 0 or -cast(int, size.normalize().as_tuple().exponent) > sz_decimals(inst.lot):
             return self.order_error("bad_lot", asset)
         if not valid_price(price, sz_decimals(inst.lot)):
             return self.order_error("bad_price", asset)
