@@ -35,7 +35,8 @@ class DeskView(Protocol):
     portfolio: Portfolio
     in_flight: dict[str, dict[str, Any]]
     venue_open_orders: dict[str, list[OrderResult]]
-    clock: Callable[[], float]
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
     @property
     def journal(self) -> FillsJournal: ...

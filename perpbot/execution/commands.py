@@ -9,7 +9,7 @@ from typing import Any
 
 from perpbot.core import errors
 from perpbot.core.decisions import Refusal
-from perpbot.core.orders import OrderRequest, VenuePosition
+from perpbot.core.orders import OrderRequest, Side, VenuePosition
 from perpbot.core.ports import ExchangeClient
 from perpbot.execution.client_ids import client_order_id, new_intent_id
 from perpbot.execution.desk import Desk, publish, s
@@ -113,7 +113,7 @@ class OperatorCommands:
     async def flatten(self, client: ExchangeClient, position: VenuePosition, intent_id: str, number: int) -> Report:
         desk = self.desk
         venue, symbol = position.venue, position.symbol
-        side = "sell" if position.size > 0 else "buy"
+        side: Side = "sell" if position.size > 0 else "buy"
         entry = {"venue": venue, "symbol": symbol, "size": s(position.size), "side": side}
         instrument = desk.instruments.get((venue, symbol))
         if instrument is None:

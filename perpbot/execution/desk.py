@@ -18,7 +18,7 @@ from typing import Any
 from perpbot.book.store import BookStore
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import scaled_to_decimal
-from perpbot.core.orders import OrderRequest, OrderResult
+from perpbot.core.orders import OrderRequest, OrderResult, Side
 from perpbot.core.ports import ExchangeClient
 from perpbot.core.versioned import VersionedDict
 from perpbot.journal.redis_state import RedisState
@@ -72,7 +72,7 @@ class Desk:
     unhedged_usdt_seconds: Decimal = ZERO
     residue_accrued_at: float | None = None
     # Counts its writes: the scanner's view of the open trades is rebuilt only when it changed.
-    open_trades: VersionedDict = dataclasses.field(default_factory=VersionedDict)
+    open_trades: VersionedDict[str, dict[str, Any]] = dataclasses.field(default_factory=VersionedDict)
     in_flight: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # client id -> order
     venue_open_orders: dict[str, list[OrderResult]] = dataclasses.field(default_factory=dict)
     # (venue, client id) -> (filled, avg price, fee) of an order not final yet.
@@ -89,6 +89,13 @@ class Desk:
         self.state_since = self.clock()
         self.reconciled = {venue: False for venue in self.clients}
         self.venue_connected = {venue: False for venue in self.clients}
+
+
+def side(value: str) -> Side:
+    """A journalled side ("buy"/"sell") as the order vocabulary's Side."""
+    if value not in ("buy", "sell"):
+        raise ValueError(f"not an order side: {value!r}")
+    return "buy" if value == "buy" else "sell"
 
 
 def s(value: Any) -> Any:

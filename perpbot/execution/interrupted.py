@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from perpbot.core.decisions import Decision, Leg
 from perpbot.core.orders import OrderRequest
 from perpbot.execution.client_ids import client_order_id, new_intent_id
-from perpbot.execution.desk import ZERO, Desk, base_qty, mark, request_base, s
+from perpbot.execution.desk import ZERO, Desk, base_qty, mark, request_base, s, side
 from perpbot.execution.legs import Done, LegOutcome
 from perpbot.execution.repair import LegRepair
 from perpbot.execution.states import TradingStates
@@ -39,8 +39,9 @@ def restored_decision(intent: Any) -> Decision:
     payload = intent["decision"]
     return Decision(
         strategy=intent["strategy"], action=intent["action"], base=intent["base"],
-        legs=tuple(Leg(leg["venue"], leg["symbol"], leg["side"], Decimal(str(leg["base_qty"])),
-                       Decimal(str(leg["ref_price"]))) for leg in payload.get("legs") or []),
+        legs=cast("tuple[Leg, Leg]", tuple(
+            Leg(leg["venue"], leg["symbol"], leg["side"], Decimal(str(leg["base_qty"])), Decimal(str(leg["ref_price"])))
+            for leg in payload.get("legs") or [])),
         edge_bps=Decimal(str(payload.get("edge_bps", "0"))),
         edge_usdt=Decimal(str(payload.get("edge_usdt", "0"))),
         reason="restored after restart", trade_id=intent["trade_id"],
@@ -110,7 +111,7 @@ class StartupRepair:
             return None
         if any(r.status not in FINAL_STATUSES for r in found):
             return "a leg is still unresolved after reconciliation; left for the next sync"
-        requests = [OrderRequest(r.venue, r.symbol, r.side, r.qty, r.price, r.client_order_id, r.reduce_only)
+        requests = [OrderRequest(r.venue, r.symbol, side(r.side), r.qty, r.price, r.client_order_id, r.reduce_only)
                     for r in found]
         outcomes = [LegOutcome(request_base(self.desk, req), base_qty(self.desk, r.venue, r.symbol, r.filled_qty),
                                rejected=r.status == "rejected") for req, r in zip(requests, found)]
@@ -212,7 +213,7 @@ class StartupRepair:
             instrument = desk.instruments.get((leg["venue"], leg["symbol"]))
             price = mark(desk, leg["venue"], leg["symbol"]) or Decimal(leg.get("ref_price") or "0")
             qty = instrument.base_to_venue_qty(Decimal(leg["base_qty"])) if instrument else Decimal(leg["base_qty"])
-            requests.append(OrderRequest(leg["venue"], leg["symbol"], leg["side"], qty, price, "", False))
+            requests.append(OrderRequest(leg["venue"], leg["symbol"], side(leg["side"]), qty, price, "", False))
         # The lagging leg counts as refused, so the policy unwinds the excess rather than adding to the other side.
         lag = 0 if sizes[0] < sizes[1] else 1
         outcomes = [LegOutcome(size, size, rejected=(i == lag)) for i, size in enumerate(sizes)]

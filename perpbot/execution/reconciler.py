@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from contextlib import nullcontext
 from typing import Any
 
 from perpbot.core import errors
 from perpbot.core.orders import OrderRequest, OrderResult, VenuePosition
 from perpbot.core.ports import ExchangeClient
-from perpbot.execution.desk import STARTING_REASON, Desk, publish, s
+from perpbot.execution.desk import STARTING_REASON, Desk, publish, s, side
 from perpbot.execution.orders import OrderLifecycle
 from perpbot.execution.reconcile import diff_positions
 from perpbot.execution.states import TradingStates
@@ -26,7 +26,7 @@ log = logging.getLogger("perpbot.execution.engine")
 FUNDING_SYNC_INTERVAL_S = 60.0  # venues settle funding hourly at the most often
 
 Found = list[dict[str, Any]]
-Reconcile = Callable[..., Awaitable[dict[str, Any]]]
+Reconcile = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
 
 
 class _VenueReads:
@@ -37,7 +37,7 @@ class _VenueReads:
         self.answers = answers
         self.problem = problem  # a venue error on one of the orders (that order is left out)
         self.reads = reads
-        self.failed = [r for r in reads if isinstance(r, BaseException)]
+        self.failed = [r for r in reads if isinstance(r, errors.VenueErrorBase)]
 
 
 class Reconciler:
@@ -113,10 +113,10 @@ class Reconciler:
         # Read after the orders' answers: the positions include what those orders filled.
         reads = list(await asyncio.gather(client.fetch_positions(), client.fetch_balance(),
                                           client.fetch_open_orders(), return_exceptions=True))
-        out = _VenueReads(answers, reads, problem)
-        if any(not isinstance(e, errors.VenueErrorBase) for e in out.failed):
-            raise next(e for e in out.failed if not isinstance(e, errors.VenueErrorBase))
-        return out
+        for read in reads:
+            if isinstance(read, BaseException) and not isinstance(read, errors.VenueErrorBase):
+                raise read
+        return _VenueReads(answers, reads, problem)
 
     async def _settle_answers(self, answers: list[tuple[OrderRow, OrderResult | None]]) -> Found:
         found: Found = []
@@ -127,7 +127,7 @@ class Reconciler:
                 found.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,
                               "from": row.status, "to": "not_found"})
                 continue
-            request = OrderRequest(row.venue, row.symbol, row.side, row.qty, row.price, row.client_order_id,
+            request = OrderRequest(row.venue, row.symbol, side(row.side), row.qty, row.price, row.client_order_id,
                                    row.reduce_only)
             await self.orders.settle(request, result, None)
             found.append({"kind": "order", "venue": row.venue, "client_order_id": row.client_order_id,

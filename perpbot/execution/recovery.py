@@ -59,12 +59,12 @@ class Recovery:
             venue_ms = int(payment["ts"] * 1000)
             desk.funding_cursor_ms[payment["venue"]] = max(desk.funding_cursor_ms.get(payment["venue"], 0), venue_ms)
         for trade in await journal.open_trades():
-            desk.open_trades[trade["trade_id"]] = trade
+            desk.open_trades[trade["trade_id"]] = dict(trade)
 
     async def _urgent_venues(self) -> set[str]:
         """Venues of intents a crash cut short: reconciled (and repaired) first."""
         intents = await self.desk.journal.intents_with_status("sending")
-        return {leg.get("venue") for intent in intents
+        return {str(leg.get("venue")) for intent in intents
                 for leg in (intent["decision"].get("legs") or []) if isinstance(leg, dict)} & set(self.desk.clients)
 
     async def _reconcile_and_repair(self) -> dict[str, Any]:
@@ -76,7 +76,7 @@ class Recovery:
         urgent = await self._urgent_venues()
         others = [v for v in desk.clients if v not in urgent]
         repaired = asyncio.Event()  # the other venues' reads run beside the repair, their writes after it
-        later = (asyncio.create_task(self.reconcile(venues_only=others, writes_after=repaired),
+        later: asyncio.Task[dict[str, Any]] | None = (asyncio.create_task(self.reconcile(venues_only=others, writes_after=repaired),
                                      name="start-up-reconcile") if urgent and others else None)
         try:
             async with desk.trade_lock:

@@ -1,0 +1,144 @@
+"""TwoLegTrades, LegRepair and TradeBook on an in-memory desk (no SQLite, no venue)."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal as D
+
+from engine_fakes import HL, OKX, journal, make_desk, open_decision, ready, venue
+
+from perpbot.core.decisions import Decision, Leg
+from perpbot.core.orders import OrderRequest
+from perpbot.execution.legs import Hedge, LegOutcome, Unwind
+from perpbot.execution.orders import OrderLifecycle
+from perpbot.execution.repair import LegRepair
+from perpbot.execution.states import TradingStates
+from perpbot.execution.trade_book import TradeBook, residues_of, resize_or_close, shrunk_legs
+from perpbot.execution.trades import TwoLegTrades, outcome_label, target_of
+
+
+def parts(desk):
+    states, orders, book = TradingStates(desk), OrderLifecycle(desk), TradeBook(desk)
+    repair = LegRepair(desk, orders, states, book)
+    return TwoLegTrades(desk, orders, repair, book, states), repair, book
+
+
+def trade(trade_id="t1", okx="0.02", hl="0.02"):
+    return {"trade_id": trade_id, "strategy": "price_spread", "base": "BTC", "legs": [
+        {"venue": "okx", "symbol": OKX.symbol, "side": "buy", "base_qty": okx, "ref_price": "30000"},
+        {"venue": "hyperliquid", "symbol": "BTC", "side": "sell", "base_qty": hl, "ref_price": "29995"}]}
+
+
+async def test_both_legs_filled_open_a_trade_with_the_intent_ended_atomically():
+    desk = ready(make_desk())
+    trades, _, _ = parts(desk)
+    [report] = await trades.on_decisions([open_decision()])
+    assert report["outcome"] == "hedged" and report["corrective_orders"] == 0
+    [(intent_id, label, change)] = journal(desk).finished
+    assert (label, change.kind, change.trade_id) == ("hedged", "open", intent_id)
+    assert [leg["base_qty"] for leg in desk.open_trades[intent_id]["legs"]] == ["0.02", "0.02"]
+    assert desk.leg_failures == 0
+
+
+async def test_paused_and_stopping_skip_every_decision():
+    desk = ready(make_desk())
+    trades, _, _ = parts(desk)
+    desk.state = "PAUSED"
+    assert (await trades.on_decisions([open_decision()]))[0]["reason"] == "trading state PAUSED"
+    desk.state, desk.stopping = "ACTIVE", True
+    assert (await trades.on_decisions([open_decision()]))[0]["reason"] == "shutting down"
+    assert venue(desk, "okx").placed == []
+
+
+async def test_an_entry_on_a_venue_symbol_of_an_open_trade_is_skipped():
+    desk = ready(make_desk())
+    desk.open_trades["t1"] = trade()
+    trades, _, _ = parts(desk)
+    [report] = await trades.on_decisions([open_decision()])
+    assert report == {"outcome": "skipped", "reason": f"okx {OKX.symbol} already in an open trade"}
+
+
+async def test_a_rejected_leg_is_unwound_and_counted_as_a_leg_failure():
+    desk = ready(make_desk(script_hl=["reject"]))
+    trades, _, _ = parts(desk)
+    [report] = await trades.on_decisions([open_decision()])
+    assert report["outcome"] == "unwound" and report["corrective_orders"] == 1
+    unwind = venue(desk, "okx").placed[-1]
+    assert unwind.side == "sell" and unwind.reduce_only
+    assert desk.open_trades == {} and desk.leg_failures == 1
+    assert desk.portfolio.positions[("okx", OKX.symbol)].size == 0
+
+
+async def test_leg_failures_in_a_row_halt():
+    desk = ready(make_desk(script_hl=["reject"]))
+    desk.settings.risk.max_leg_failures = 1
+    trades, _, _ = parts(desk)
+    await trades.on_decisions([open_decision()])
+    assert desk.state == "HALTED" and "leg repair" in desk.state_reason
+
+
+def test_an_exit_closes_each_leg_in_full_when_the_legs_differ():
+    desk = make_desk()
+    desk.open_trades["t1"] = trade(okx="0.02", hl="0.0203")
+    trades, _, _ = parts(desk)
+    close = Decision(strategy="price_spread", action="close", base="BTC", trade_id="t1", edge_bps=D(0), edge_usdt=D(0),
+                     reason="x", legs=(Leg("okx", OKX.symbol, "sell", D("0.02"), D("30000")),
+                                       Leg("hyperliquid", "BTC", "buy", D("0.02"), D("29995"))))
+    assert trades.exit_sizes(close) == [D("0.02"), D("0.0203")]
+    partial = dataclasses.replace(close, legs=tuple(dataclasses.replace(leg, base_qty=D("0.01")) for leg in close.legs))
+    assert trades.exit_sizes(partial) == [D("0.01"), D("0.01")]  # a partial exit: as the strategy asked
+
+
+def test_labels_and_targets():
+    assert outcome_label(True, 0, D(1)) == "halted"
+    assert outcome_label(False, 0, D(1)) == "hedged" and outcome_label(False, 0, D(0)) == "nothing_filled"
+    assert outcome_label(False, 2, D(1)) == "corrected" and outcome_label(False, 2, D(0)) == "unwound"
+    requests = [OrderRequest("okx", OKX.symbol, "sell", D(2), D(1), "a"), OrderRequest("hyperliquid", "BTC", "buy", D("0.0203"), D(1), "b")]
+    assert target_of("open", requests, [D("0.02"), D("0.0203")]) == 0
+    assert target_of("close", requests, [D("0.02"), D("0.0203")]) == D("-0.0003")
+
+
+def test_residues_and_trade_shapes():
+    trades = {"t1": trade(okx="0.02", hl="0.0203"), "t2": trade("t2")}
+    assert residues_of(trades) == {("hyperliquid", "BTC"): D("0.0003")}
+    legs = shrunk_legs(trades["t1"], {("okx", OKX.symbol): D("0.02"), ("hyperliquid", "BTC"): D("0.03")})
+    assert [leg["base_qty"] for leg in legs] == ["0", "0"]  # never below zero
+    assert resize_or_close("t1", legs).kind == "close"
+    assert resize_or_close("t1", trades["t1"]["legs"]).kind == "resize"
+
+
+async def test_a_residue_accrues_against_the_unhedged_budget():
+    clock = [100.0]
+    desk = make_desk()
+    desk.clock = lambda: clock[0]
+    desk.open_trades["t1"] = trade(okx="0.02", hl="0.0203")
+    book = TradeBook(desk)
+    book.accrue_residue()
+    clock[0] += 10
+    book.accrue_residue()
+    assert desk.unhedged_usdt_seconds == D("0.0003") * D("30000") * 10  # the HL mid is 30000
+
+
+async def test_a_quantity_no_venue_can_trade_is_kept_as_a_residue():
+    desk = ready(make_desk())
+    _, repair, _ = parts(desk)
+    requests = [OrderRequest("okx", OKX.symbol, "buy", D(2), D("30000"), "a"),
+                OrderRequest("hyperliquid", "BTC", "sell", D("0.02"), D("29995"), "b")]
+    outcomes = [LegOutcome(D("0.02"), D("0.02")), LegOutcome(D("0.02"), D("0.02003"))]  # 0.00003 extra on HL
+    desk.instruments[HL.key] = dataclasses.replace(HL, min_qty=D("0.001"))
+    outcome, attempt, halted = await repair.correct("i1", "s", requests, outcomes)
+    assert not halted and outcome.residual == D("-0.00003")
+    assert venue(desk, "okx").placed == []  # below one OKX lot (0.01): nothing sent there
+
+
+def test_corrective_orders_use_fresh_client_ids_and_reduce_only_for_unwinds():
+    desk = ready(make_desk())
+    desk.portfolio.set_position("okx", OKX.symbol, D("0.02"), D("30000"))
+    _, repair, _ = parts(desk)
+    requests = [OrderRequest("okx", OKX.symbol, "buy", D(2), D("30000"), "a"),
+                OrderRequest("hyperliquid", "BTC", "sell", D("0.02"), D("29995"), "b")]
+    chosen, approved = repair.corrective("intent1", requests, Unwind(leg=0, qty=D("0.02")), 1)
+    assert approved.request.side == "sell" and approved.request.reduce_only and approved.request.qty == 2
+    _, hedge = repair.corrective("intent1", requests, Hedge(leg=1, qty=D("0.02")), 2)
+    assert hedge.request.side == "sell" and not hedge.request.reduce_only
+    assert approved.request.client_order_id != hedge.request.client_order_id
