@@ -52,7 +52,7 @@ def ccxt_config(venue: str, base_url: str, template_urls: dict[str, Any]) -> dic
 
 def make_ccxt_client(venue: str, base_url: str, **overrides: Any) -> Any:
     """An async ccxt client of the real class for `venue`, talking only to the simulator at `base_url`."""
-    import ccxt.async_support as ccxt_async
+    import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
 
     cls = getattr(ccxt_async, CCXT_CLASSES[venue])
     config = ccxt_config(venue, base_url, cls().describe()["urls"])
