@@ -209,7 +209,7 @@ class Scanner:
 
     async def run(
         self,
-        on_decisions: Callable[[list[Decision]], Awaitable[None]],
+        on_decisions: Callable[[list[Decision]], Awaitable[object]],  # what it answers is not used
         open_trades_fn: Callable[[], Sequence[OpenTrade]],
     ) -> None:
         """Forever: wait for changed books, take the dirty set (conflated), scan, hand over."""
