@@ -38,4 +38,5 @@ def canonical_client_id(intent_id: str, leg: str, attempt: int) -> str:
 def client_order_id(venue: str, intent_id: str, leg: str, attempt: int = 0) -> str:
     """The id for `venue`, formatted by perpbot.venues.<venue>.orders.format_client_id."""
     orders = importlib.import_module(f"perpbot.venues.{venue}.orders")
-    return orders.format_client_id(canonical_client_id(intent_id, leg, attempt))
+    formatted: str = orders.format_client_id(canonical_client_id(intent_id, leg, attempt))
+    return formatted

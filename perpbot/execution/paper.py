@@ -19,6 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from decimal import ROUND_DOWN, Decimal
+from typing import Literal
 
 from perpbot.book.store import BookStore
 from perpbot.core import errors
@@ -27,6 +28,8 @@ from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import decimal_to_scaled, scaled_to_decimal
 from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
 from perpbot.portfolio.book import Position
+
+ResultStatus = Literal["filled", "partially_filled", "canceled", "rejected", "open", "expired"]
 
 # Orders a paper venue remembers (~0.5 KB each: ~5 MB). The engine settles an order within
 # seconds of placing it, and the journal keeps every order for good.
@@ -90,7 +93,10 @@ class PaperClient:
             if held == 0 or (held > 0) == is_buy:
                 return self._final(request, Decimal(0), None, Decimal(0), "rejected", "reduce-only: no position to reduce")
             wanted_base = min(wanted_base, abs(held))
-        levels = self.store.get(self.venue, request.symbol).top(not is_buy, self.depth)
+        book = self.store.get(self.venue, request.symbol)
+        if book is None:
+            raise errors.OrderRejected(self.venue, f"no book for {request.symbol}")
+        levels = book.top(not is_buy, self.depth)
         filled, cost = walk_book(levels, is_buy, decimal_to_scaled(request.price), decimal_to_scaled(wanted_base))
         filled_base = scaled_to_decimal(filled)
         filled_venue = (instrument.base_to_venue_qty(filled_base))  # whole lots only
@@ -107,11 +113,11 @@ class PaperClient:
         position = self.positions.setdefault(request.symbol, Position(self.venue, request.symbol))
         realized = position.apply(filled_base_lots if is_buy else -filled_base_lots, avg)
         self.cash += realized - fee
-        status = "filled" if filled_venue >= request.qty else "partially_filled"
+        status: ResultStatus = "filled" if filled_venue >= request.qty else "partially_filled"
         return self._final(request, filled_venue, avg, fee, status, None)
 
     def _final(self, request: OrderRequest, filled: Decimal, avg: Decimal | None, fee: Decimal,
-               status: str, reason: str | None) -> OrderResult:
+               status: ResultStatus, reason: str | None) -> OrderResult:
         result = OrderResult(
             venue=self.venue, symbol=request.symbol, client_order_id=request.client_order_id,
             venue_order_id=f"paper-{self._placed + 1}", status=status, side=request.side,
@@ -136,9 +142,12 @@ class PaperClient:
 
     def _mark(self, symbol: str) -> Decimal | None:
         book = self.store.get(self.venue, symbol)
-        if book is None or book.best_bid() is None or book.best_ask() is None:
+        if book is None:
             return None
-        return scaled_to_decimal(book.best_bid() + book.best_ask()) / 2
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is None or ask is None:
+            return None
+        return scaled_to_decimal(bid + ask) / 2
 
     def _available(self) -> Decimal:
         return self.cash + self._unrealized() - self._used_margin()

@@ -17,7 +17,7 @@ class PositionChange:
     venue_size: Decimal
     venue_entry: Decimal
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, str | None]:
         return {
             "kind": "position", "venue": self.venue, "symbol": self.symbol,
             "local_size": dstr(self.local_size), "venue_size": dstr(self.venue_size),
