@@ -2,7 +2,7 @@
 # Sets up everything the test suite needs on a fresh Debian machine and runs it:
 # the real servers the tests talk to (redis-server, prometheus, alertmanager's amtool, shellcheck),
 # a C compiler for the optional C accelerators (perpbot/book/_levels.c, perpbot/venues/okx/_books.c, perpbot/scanner/_tops.c),
-# from Debian's packages, a virtualenv with perpbot and its test extras, then pytest.
+# from Debian's packages, a virtualenv with perpbot and its test extras, then mypy and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +23,6 @@ python3 -m venv .venv
 # The venv's console scripts (docker-compose, hadolint, lint-imports) are what the ops tests run:
 # on PATH as in an activated venv, so nothing installed outside the repo is needed or used.
 export PATH="$PWD/.venv/bin:$PATH"
+# Type check first (configuration: [tool.mypy] in pyproject.toml); any error fails the run.
+.venv/bin/python -m mypy perpbot strategies
 exec .venv/bin/python -m pytest -q "$@"
