@@ -25,15 +25,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from perpbot.book.store import BookStore
 from perpbot.control import views
 from perpbot.core.decisions import Decision
 from perpbot.core.instruments import Instrument
+from perpbot.core.orders import OrderResult
 from perpbot.core.ports import ExchangeClient
+from perpbot.core.versioned import VersionedDict
 from perpbot.execution.commands import OperatorCommands
 from perpbot.execution.desk import STARTING_REASON, STATES, Desk, Key, Sent, mark, publish
 from perpbot.execution.interrupted import StartupRepair
@@ -57,50 +60,60 @@ log = logging.getLogger(__name__)
 __all__ = ["Engine", "FUNDING_SYNC_INTERVAL_S", "SIZE_RULES", "STARTING_REASON", "STATES", "Sent"]
 
 
-class _Shared:
-    """An engine attribute that is a field of its Desk (read and written through)."""
+T = TypeVar("T")
+
+
+class _Shared(Generic[T]):
+    """An engine attribute that is a field of its Desk (read and written through), typed as the field."""
 
     def __init__(self, field: str) -> None:
         self.field = field
 
-    def __get__(self, engine: Engine | None, owner: type) -> Any:
+    @overload
+    def __get__(self, engine: None, owner: type) -> _Shared[T]: ...
+
+    @overload
+    def __get__(self, engine: Engine, owner: type) -> T: ...
+
+    def __get__(self, engine: Engine | None, owner: type) -> T | _Shared[T]:
         if engine is None:
             return self
-        return getattr(engine.desk, self.field)
+        value: T = getattr(engine.desk, self.field)
+        return value
 
-    def __set__(self, engine: Engine, value: Any) -> None:
+    def __set__(self, engine: Engine, value: T) -> None:
         setattr(engine.desk, self.field, value)
 
 
 class Engine:
     # The shared state, as the engine's own attributes (tests, wiring and the reliability suite read them).
-    settings = _Shared("settings")
-    clients = _Shared("clients")
-    gate = _Shared("gate")
-    store = _Shared("store")
-    instruments = _Shared("instruments")
-    funding_map = _Shared("funding_map")
-    journal = _Shared("journal")
-    portfolio = _Shared("portfolio")
-    metrics = _Shared("metrics")
-    redis_state = _Shared("redis_state")
-    state = _Shared("state")
-    state_reason = _Shared("state_reason")
-    state_since = _Shared("state_since")
-    reconciled = _Shared("reconciled")
-    venue_connected = _Shared("venue_connected")
-    recent_order_times = _Shared("recent_order_times")
-    unhedged_usdt_seconds = _Shared("unhedged_usdt_seconds")
-    leg_failures = _Shared("leg_failures")
-    open_trades = _Shared("open_trades")
-    in_flight = _Shared("in_flight")
-    venue_open_orders = _Shared("venue_open_orders")
-    _clock = _Shared("clock")
-    _order_fills = _Shared("order_fills")
-    _trade_lock = _Shared("trade_lock")
-    _stopping = _Shared("stopping")
-    _funding_cursor_ms = _Shared("funding_cursor_ms")
-    _funding_synced_at = _Shared("funding_synced_at")
+    settings = _Shared[Settings]("settings")
+    clients = _Shared[dict[str, ExchangeClient]]("clients")
+    gate = _Shared[RiskGate]("gate")
+    store = _Shared[BookStore]("store")
+    instruments = _Shared[dict[Key, Instrument]]("instruments")
+    funding_map = _Shared[dict[Any, Any]]("funding_map")
+    journal = _Shared[Journal]("journal")
+    portfolio = _Shared[Portfolio]("portfolio")
+    metrics = _Shared[Metrics]("metrics")
+    redis_state = _Shared[RedisState | None]("redis_state")
+    state = _Shared[str]("state")
+    state_reason = _Shared[str]("state_reason")
+    state_since = _Shared[float]("state_since")
+    reconciled = _Shared[dict[str, bool]]("reconciled")
+    venue_connected = _Shared[dict[str, bool]]("venue_connected")
+    recent_order_times = _Shared[deque[float]]("recent_order_times")
+    unhedged_usdt_seconds = _Shared[Decimal]("unhedged_usdt_seconds")
+    leg_failures = _Shared[int]("leg_failures")
+    open_trades = _Shared[VersionedDict[str, dict[str, Any]]]("open_trades")
+    in_flight = _Shared[dict[str, dict[str, Any]]]("in_flight")
+    venue_open_orders = _Shared[dict[str, list[OrderResult]]]("venue_open_orders")
+    _clock = _Shared[Callable[[], float]]("clock")
+    _order_fills = _Shared[dict[Key, tuple[Decimal, Decimal, Decimal]]]("order_fills")
+    _trade_lock = _Shared[asyncio.Lock]("trade_lock")
+    _stopping = _Shared[bool]("stopping")
+    _funding_cursor_ms = _Shared[dict[str, int]]("funding_cursor_ms")
+    _funding_synced_at = _Shared[float]("funding_synced_at")
 
     def __init__(
         self, settings: Settings, clients: dict[str, ExchangeClient], gate: RiskGate, store: BookStore,
