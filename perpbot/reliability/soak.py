@@ -46,6 +46,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from perpbot.book.l2 import set_cache_bounds
 from perpbot.telemetry.memory import malloc_figures
 from perpbot.reliability.live import LiveBot, wait_for
@@ -198,24 +200,22 @@ def thread_count() -> int:
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value) points, in value per minute (0 with < 2 points)."""
-    n = len(points)
-    if n < 2:
+    if len(points) < 2:
         return 0.0
-    mean_t = sum(t for t, _ in points) / n
-    mean_v = sum(v for _, v in points) / n
-    var = sum((t - mean_t) ** 2 for t, _ in points)
+    series = np.asarray(points, dtype=np.float64)
+    t = series[:, 0] - series[:, 0].mean()
+    var = float(np.dot(t, t))
     if var == 0:
         return 0.0
-    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
-    return cov / var * 60.0
+    return float(np.dot(t, series[:, 1] - series[:, 1].mean())) / var * 60.0
 
 
 def percentile(values: Iterable[float], q: float) -> float:
-    if not values:
+    """Nearest-rank percentile (the sample itself, never an interpolation between two)."""
+    data = np.fromiter(values, dtype=np.float64)
+    if data.size == 0:
         return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))
-    return ordered[index]
+    return float(np.percentile(data, q, method="nearest"))
 
 
 def _counter_sum(metric: Any) -> float:
