@@ -53,6 +53,15 @@ class LegRepair:
             if naked_since is None:
                 naked_since = self.desk.clock()
             if isinstance(action, Halt):
+                residual = outcomes[0].filled - outcomes[1].filled - target
+                if not any(o.unknown for o in outcomes) and not self._tradeable_anywhere(requests, residual):
+                    # Out of attempts, but what is left is below what either venue can trade: a
+                    # residue (kept on the trade and counted), not a naked leg worth a HALT.
+                    log.warning("intent %s: residual %s base left after %d attempts is below what either venue "
+                                "can trade; kept on the trade and counted as unhedged exposure",
+                                intent_id, residual, attempt)
+                    self.account_unhedged(naked_since, ZERO)
+                    return Done(hedged=min(o.filled for o in outcomes), residual=residual), attempt, False
                 await self._halt(intent_id, action, requests, outcomes, naked_since, target)
                 return action, attempt, True
             attempt += 1
@@ -130,6 +139,23 @@ class LegRepair:
             log.warning("intent %s: %s on %s refused by risk: %s", intent_id, purpose, original.venue, approved.detail)
             return None if approved.rule in SIZE_RULES else approved
         return action, approved
+
+    def _tradeable_anywhere(self, requests: list[OrderRequest], residual: Decimal) -> bool:
+        """Whether either leg's venue could take `residual` (base) off: at least one lot and the
+        venue's minimum size and minimum notional (a reduce-only exemption is not counted on)."""
+        if residual == 0:
+            return False
+        for request in requests:
+            instrument = self.desk.instruments.get((request.venue, request.symbol))
+            if instrument is None:
+                return True  # nothing known of this venue's grid: assume it could
+            qty = instrument.base_to_venue_qty(abs(residual))
+            if qty <= 0 or qty < instrument.min_qty:
+                continue
+            notional = instrument.venue_to_base_qty(qty) * request.price
+            if notional >= instrument.min_notional:
+                return True
+        return False
 
     def reduces(self, filled: OrderRequest, venue_qty: Decimal) -> bool:
         """Whether undoing `filled` shrinks the venue position (so it can be sent reduce-only).

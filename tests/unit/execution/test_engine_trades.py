@@ -142,3 +142,24 @@ def test_corrective_orders_use_fresh_client_ids_and_reduce_only_for_unwinds():
     _, hedge = repair.corrective("intent1", requests, Hedge(leg=1, qty=D("0.02")), 2)
     assert hedge.request.side == "sell" and not hedge.request.reduce_only
     assert approved.request.client_order_id != hedge.request.client_order_id
+
+
+async def test_out_of_attempts_with_a_remainder_no_venue_can_trade_ends_as_a_residue_not_a_halt():
+    """Seen in the crash suite: three partial fills left 0.00002 BTC between the legs after the last
+    attempt; below one OKX lot and below Hyperliquid's minimum notional, so no order could ever
+    close it. That is a residue (kept and counted), not a naked leg worth a HALT."""
+    desk = ready(make_desk(max_hedge_retries=3))
+    desk.instruments[HL.key] = dataclasses.replace(HL, min_notional=D("10"))
+    _, repair, _ = parts(desk)
+    requests = [OrderRequest("okx", OKX.symbol, "buy", D("2"), D("30000"), "a"),
+                OrderRequest("hyperliquid", "BTC", "sell", D("0.02"), D("29995"), "b")]
+    outcomes = [LegOutcome(D("0.02"), D("0.02")), LegOutcome(D("0.02"), D("0.01998"))]
+    action, attempt, halted = await repair.correct("i1", "price_spread", requests, outcomes, start_attempt=3)
+    assert not halted and desk.state != "HALTED"
+    assert (action.hedged, action.residual) == (D("0.01998"), D("0.00002"))
+    # The same remainder where Hyperliquid could take it (no minimum notional): HALT, as before.
+    desk2 = ready(make_desk(max_hedge_retries=3))
+    _, repair2, _ = parts(desk2)
+    outcomes = [LegOutcome(D("0.02"), D("0.02")), LegOutcome(D("0.02"), D("0.01998"))]
+    _, _, halted = await repair2.correct("i2", "price_spread", requests, outcomes, start_attempt=3)
+    assert halted and desk2.state == "HALTED"
