@@ -89,6 +89,10 @@ class TwoLegTrades:
             # net against that leg (one-way positions) and leave both trades' reduce-only
             # exits refused forever. Found by the hostile-venue suite (docs/RELIABILITY.md).
             return {"outcome": "skipped", "reason": f"{held} already in an open trade"}
+        if decision.action == "close" and decision.trade_id not in self.desk.open_trades:
+            # An exit decided before the trade ended (close-all, a start-up adoption, another exit
+            # of the batch) while it waited for the lock: there is nothing left to reduce.
+            return {"outcome": "skipped", "reason": f"trade {decision.trade_id} is no longer open"}
         return await self.execute(decision)
 
     def held_by_open_trade(self, decision: Decision) -> str | None:

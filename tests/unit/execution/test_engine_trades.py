@@ -163,3 +163,17 @@ async def test_out_of_attempts_with_a_remainder_no_venue_can_trade_ends_as_a_res
     outcomes = [LegOutcome(D("0.02"), D("0.02")), LegOutcome(D("0.02"), D("0.01998"))]
     _, _, halted = await repair2.correct("i2", "price_spread", requests, outcomes, start_attempt=3)
     assert halted and desk2.state == "HALTED"
+
+
+async def test_an_exit_of_a_trade_no_longer_open_is_skipped_not_sent():
+    """Crash suite finding: an exit decided before close-all ended the trade reached the venue
+    after it and was refused ('does not reduce position 0')."""
+    desk = ready(make_desk())
+    trades, _, _ = parts(desk)
+    stale = Decision(strategy="price_spread", action="close", base="BTC", trade_id="gone",
+                     legs=(Leg("okx", OKX.symbol, "sell", D("0.02"), D("29990")),
+                           Leg("hyperliquid", "BTC", "buy", D("0.02"), D("30005"))),
+                     edge_bps=D("0"), edge_usdt=D("0"), reason="converged")
+    [report] = await trades.on_decisions([stale])
+    assert report == {"outcome": "skipped", "reason": "trade gone is no longer open"}
+    assert venue(desk, "okx").placed == [] and venue(desk, "hyperliquid").placed == []
