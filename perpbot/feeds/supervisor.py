@@ -32,7 +32,6 @@ import logging
 import random
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +41,10 @@ from perpbot.book.store import BookStore
 from perpbot.book.sync import apply_update
 from perpbot.core.events import BookUpdate, FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
 from perpbot.core.venue import FeedAdapter
-from perpbot.feeds.connection import Connection, backoff_delay
+from perpbot.feeds.connection import Connection
+from perpbot.feeds.snapshots import apply_snapshot, fetch_snapshot
+from perpbot.feeds.state import VenueFeed
+from perpbot.feeds.status import build_status
 from perpbot.scanner.protocol import FundingMap
 from perpbot.settings import FeedSettings
 
@@ -73,26 +75,6 @@ class FundingStore:
 
     def of_symbol_pairs(self) -> list[FundingUpdate]:
         return list(self.latest.values())
-
-
-@dataclass(slots=True)
-class VenueFeed:
-    """Runtime state of one venue's market data."""
-
-    adapter: FeedAdapter
-    rest_url: str
-    symbols: list[str]
-    connections: list[Connection] = field(default_factory=list)
-    # The connection whose stored subscriptions carry each symbol's book.
-    book_connection: dict[str, Connection] = field(default_factory=dict)
-    # symbol -> buffered deltas while its REST snapshot is in flight (rest_snapshot venues).
-    buffers: dict[str, deque] = field(default_factory=dict)
-    pending: dict[str, str] = field(default_factory=dict)  # symbol -> reason, waiting for the worker
-    inflight: set[str] = field(default_factory=set)
-    last_resync: dict[str, float] = field(default_factory=dict)
-    snapshot_failures: dict[str, int] = field(default_factory=dict)
-    # symbol -> monotonic time of the first delta seen while its book waited for a WS snapshot.
-    awaiting_since: dict[str, float] = field(default_factory=dict)
 
 
 class FeedSupervisor:
@@ -370,45 +352,14 @@ class FeedSupervisor:
                 self._work.set()
 
     async def _rest_snapshot(self, feed: VenueFeed, symbol: str) -> None:
-        adapter = feed.adapter
-        venue = adapter.venue
-        url = adapter.snapshot_url(feed.rest_url, symbol)
+        """Fetch and apply a REST snapshot (perpbot.feeds.snapshots); resync again if it does not hold."""
         assert self._session is not None
-        try:
-            async with self._session.get(url) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
-            update = adapter.parse_snapshot(body, symbol, time.time())
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failures = feed.snapshot_failures.get(symbol, 0) + 1
-            feed.snapshot_failures[symbol] = failures
-            delay = backoff_delay(failures, self.settings.backoff_initial_s, self.settings.backoff_max_s, self._rng)
-            log.warning("Book snapshot failed: venue=%s symbol=%s url=%s reason=%s; retry in %.1fs",
-                        venue, symbol, url, f"{exc.__class__.__name__}: {exc}", delay)
-            await asyncio.sleep(delay)
-            feed.pending.setdefault(symbol, "snapshot_retry")
+        update = await fetch_snapshot(self._session, feed, symbol, self.settings, self._rng)
+        if update is None:
             return
-        feed.snapshot_failures.pop(symbol, None)
-        book = self.store.get(venue, symbol)
-        if book is None:
-            return
-        buffered = feed.buffers.pop(symbol, None) or ()
-        # The snapshot alone never makes the book valid: the venue rules clear this flag
-        # when a delta bridges the snapshot's sequence.
-        book.awaiting_first_delta = True
-        reason = apply_update(book, update, adapter.rules)
-        if reason is None:
-            for event in buffered:
-                reason = apply_update(book, event, adapter.rules)
-                if reason is not None:
-                    break
+        reason = apply_snapshot(self.store, feed, symbol, update)
         if reason is not None:
             self._resync(feed, symbol, reason)
-        elif book.valid:
-            self.store.mark_dirty(venue, symbol)
 
     # -- gauges and status ----------------------------------------------------------------
     def _set_connected_gauge(self, feed: VenueFeed) -> None:
@@ -434,27 +385,4 @@ class FeedSupervisor:
     def status(self, now: float | None = None) -> dict[str, Any]:
         """Per venue: connected, since when, last message age, reconnects, resyncs, latency, books."""
         now = time.time() if now is None else now
-        out: dict[str, Any] = {}
-        for venue, feed in self.venues.items():
-            conns = [c.status(now) for c in feed.connections]
-            since = [c.connected_since for c in feed.connections if c.connected_since is not None]
-            ages = [s["last_message_age_s"] for s in conns if s["last_message_age_s"] is not None]
-            latencies = [s["latency_ms"] for s in conns if s["latency_ms"] is not None]
-            rtts = [s["ping_rtt_ms"] for s in conns if s["ping_rtt_ms"] is not None]
-            books = {}
-            for symbol in feed.symbols:
-                book = self.store.get(venue, symbol)
-                if book is not None:
-                    books[symbol] = {"valid": book.valid, "invalid_reason": book.invalid_reason}
-            out[venue] = {
-                "connected": bool(feed.connections) and all(c.connected for c in feed.connections),
-                "connected_since": min(since) if len(since) == len(conns) and since else None,
-                "last_message_age_s": max(ages) if ages else None,
-                "reconnects": sum(c.reconnects for c in feed.connections),
-                "resyncs": sum(c.resyncs for c in feed.connections),
-                "latency_ms": max(latencies) if latencies else None,
-                "ping_rtt_ms": max(rtts) if rtts else None,
-                "books": books,
-                "connections": conns,
-            }
-        return out
+        return build_status(self.venues, self.store, now)
