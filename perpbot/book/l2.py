@@ -8,27 +8,20 @@ computed over the exact strings it sent.
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left, insort
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, cast
 
-from perpbot.core.numbers import ONE, SCALE, to_scaled
+from perpbot.book.l2_accel import _load_levels, levels_of_spans
+from perpbot.book.l2_cache import _PRICE_CACHE, _price_miss, _size_cache, _size_miss_for
+# Re-exported: callers and tests import these from perpbot.book.l2.
+from perpbot.book.l2_cache import _SIZE_CACHES as _SIZE_CACHES
+from perpbot.book.l2_cache import set_cache_bounds as set_cache_bounds
+from perpbot.core.numbers import ONE, SCALE
 
-# The per-level loops in C (perpbot/book/_levels.c, built at install when a compiler is there):
-# the same objects, the same order of operations, the same errors as the Python loops below,
-# which run when it is absent or PERPBOT_PURE_PYTHON=1 (tests/unit/book/test_accel.py compares them).
-def _load_levels() -> Any:
-    if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
-        return None
-    try:
-        import perpbot.book._levels as built
-    except ImportError:  # no compiler at install: pure Python
-        return None
-    return built
-
-
+# The C level loops (perpbot.book.l2_accel), or None: the Python loops below then run. A module
+# global here, read by the book's hot path on every call; set_accelerated switches it.
 _levels = _load_levels()
 ACCELERATED = _levels is not None
 _BUILT = _levels
@@ -42,107 +35,6 @@ def set_accelerated(enabled: bool) -> bool:
     previous = _levels is not None
     _levels = _BUILT if enabled else None
     return previous
-
-
-def levels_of_spans(text: str | bytes, spans: bytes) -> tuple[list[list[str]], list[list[str]]]:
-    """A span table (perpbot/book/_spans.h: native uint32 n_bids, n_asks, then px offset, px length,
-    sz offset, sz length per level, bids first) over `text` as the [px, sz] string levels it stands
-    for: what L2Book.apply_spans applies without the C loops. ValueError on a table that does not fit."""
-    if type(text) is not bytes and not (type(text) is str and text.isascii()):
-        raise TypeError("spans index a bytes object or an ASCII str")
-    if type(spans) is not bytes:
-        raise TypeError("a span table is bytes (see _spans.h)")
-    if len(spans) < 8 or len(spans) % 4:
-        raise ValueError("span table length does not match its counts")
-    table = memoryview(spans).cast("I")
-    n_bids, n_asks = table[0], table[1]
-    if len(table) != 2 + 4 * (n_bids + n_asks):
-        raise ValueError("span table length does not match its counts")
-    size = len(text)
-    levels: list[list[str]] = []
-    for at in range(2, len(table), 4):
-        px, px_len, sz, sz_len = table[at : at + 4]
-        if px + px_len > size or sz + sz_len > size:
-            raise ValueError("a span lies outside the text")
-        if isinstance(text, bytes):
-            levels.append([text[px : px + px_len].decode(), text[sz : sz + sz_len].decode()])
-        else:
-            levels.append([text[px : px + px_len], text[sz : sz + sz_len]])
-    return levels[:n_bids], levels[n_bids:]
-
-
-# Wire string -> scaled int caches (to_scaled only on a miss; a dict hit is ~4x cheaper than
-# parsing). Invalid text raises and is never cached.
-# Prices: one cache shared by every book, sized for 400 books x ~1,000 live price strings
-# (it was 131,072 entries, which 400 books overflowed: cleared wholesale again and again).
-# Per-book caches were measured too: slower at 400 books (memory locality), so shared it is.
-# Sizes share one cache per contract size holding the *base-unit* size (contract applied,
-# exactness checked once, on the miss): no per-level divmod.
-_PRICE_CACHE: dict[str, int] = {}
-_PRICE_CACHE_MAX = 1 << 19  # ~60 MB worst case; cleared wholesale when full
-_SIZE_CACHE_MAX = 1 << 17  # per contract size
-_SIZE_CACHES: dict[int | None, dict[str, int]] = {}
-
-
-def set_cache_bounds(prices: int, sizes: int) -> tuple[int, int]:
-    """Changes the wire-text cache bounds (prices: shared; sizes: per contract size), empties
-    caches already above them and returns the previous bounds. Production keeps the defaults;
-    the soak lowers them so that the caches fill during its warm-up and the RSS it then measures
-    is the steady state."""
-    global _PRICE_CACHE_MAX, _SIZE_CACHE_MAX
-    if prices < 1 or sizes < 1:
-        raise ValueError("cache bounds must be positive")
-    previous = (_PRICE_CACHE_MAX, _SIZE_CACHE_MAX)
-    _PRICE_CACHE_MAX = prices
-    _SIZE_CACHE_MAX = sizes
-    if len(_PRICE_CACHE) > prices:
-        _PRICE_CACHE.clear()
-    for cache in _SIZE_CACHES.values():
-        if len(cache) > sizes:
-            cache.clear()
-    return previous
-
-
-def _size_cache(contract: int | None) -> dict[str, int]:
-    cache = _SIZE_CACHES.get(contract)
-    if cache is None:
-        cache = _SIZE_CACHES[contract] = {}
-    return cache
-
-
-def _price_miss(text: str) -> int:
-    """to_scaled for a price not in the shared cache; remembers it."""
-    value = to_scaled(text)
-    if len(_PRICE_CACHE) >= _PRICE_CACHE_MAX:
-        _PRICE_CACHE.clear()
-    _PRICE_CACHE[text] = value
-    return value
-
-
-_SIZE_MISSES: dict[int | None, object] = {}
-
-
-def _size_miss_for(contract: int | None):
-    """The cache-miss function of one contract size's size cache (one per contract size, shared by
-    its books, so the C loop gets a plain function and a book holds no cycle through a bound method)."""
-    miss = _SIZE_MISSES.get(contract)
-    if miss is None:
-        cache = _size_cache(contract)
-
-        def miss(text: str) -> int:
-            """Base-unit scaled size of a size string not in the cache; remembers it."""
-            value = to_scaled(text)
-            if contract is not None and value:
-                value, rest = divmod(value * contract, ONE)
-                if rest:
-                    raise ValueError(f"size {text} x contract is off the 1e-9 grid")
-            if len(cache) >= _SIZE_CACHE_MAX:
-                cache.clear()
-            cache[text] = value
-            return value
-
-        _SIZE_MISSES[contract] = miss
-    return miss
 
 
 class L2Book:
