@@ -7,21 +7,16 @@ hot path reads it as a module global there.
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from perpbot.core.accelerators import load_accelerator
 
 
 # The per-level loops in C (perpbot/book/_levels.c, built at install when a compiler is there):
 # the same objects, the same order of operations, the same errors as the Python loops of L2Book,
 # which run when it is absent or PERPBOT_PURE_PYTHON=1 (tests/unit/book/test_accel.py compares them).
 def _load_levels() -> Any:
-    if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
-        return None
-    try:
-        import perpbot.book._levels as built
-    except ImportError:  # no compiler at install: pure Python
-        return None
-    return built
+    return load_accelerator("perpbot.book._levels")
 
 
 def levels_of_spans(text: str | bytes, spans: bytes) -> tuple[list[list[str]], list[list[str]]]:

@@ -5,17 +5,12 @@ then (tests/unit/scanner/test_scanner_c_tops.py compares them)."""
 
 from __future__ import annotations
 
-import os
+from perpbot.core.accelerators import load_accelerator
 
 
 def _load_tops() -> type | None:
-    if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
-        return None
-    try:
-        from perpbot.scanner._tops import Tops as built
-    except ImportError:  # no compiler at install: the Python lists
-        return None
-    return built  # type: ignore[no-any-return]
+    built = load_accelerator("perpbot.scanner._tops")
+    return None if built is None else built.Tops
 
 
 Tops: type | None = _load_tops()

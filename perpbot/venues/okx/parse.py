@@ -6,13 +6,13 @@ and the funding-rate channel (#public-data-websocket-funding-rate-channel); note
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from perpbot.book.l2 import L2Book
 from perpbot.book.sync import APPLY
+from perpbot.core.accelerators import load_accelerator
 from perpbot.core.events import BookUpdate, Event, FundingUpdate, ParseError, Pong, SubscribeAck, VenueError
 from perpbot.venues._wire import check_levels, decimal_field, decode, field, int_field
 # The pure-Python checksum (perpbot.venues.okx.checksum), re-exported: callers import it from here.
@@ -69,13 +69,7 @@ _TYPED_MISS = (msgspec.ValidationError, msgspec.DecodeError)
 # which run when it is absent or PERPBOT_PURE_PYTHON=1 (tests/unit/venues/test_okx_c_parser.py and
 # tests/unit/book/test_accel.py compare them). It keeps nothing between calls.
 def _load_books() -> Any:
-    if os.environ.get("PERPBOT_PURE_PYTHON") == "1":
-        return None
-    try:
-        import perpbot.venues.okx._books as built
-    except ImportError:  # no compiler at install: pure Python
-        return None
-    return built
+    return load_accelerator("perpbot.venues.okx._books")
 
 
 _books = _load_books()
