@@ -46,6 +46,10 @@ async def _main(args: argparse.Namespace) -> int:
         for seed in seeds:
             crashes.append(await run_crash(workdir, per_seed, seed, check_every=args.check_every,
                                            points=tuple(args.kill_points.split(","))))
+            if args.save:  # each seed's result kept as soon as it is done (a long run can be cut short)
+                partial = {"command": " + ".join(commands), "hostile": [r.as_dict() for r in hostile],
+                           "crash": [c.as_dict() for c in crashes]}
+                Path(args.save).write_text(json.dumps(partial, indent=1), encoding="utf-8")
     body: dict[str, Any] = {"command": " + ".join(commands), "hostile": [r.as_dict() for r in hostile],
             "crash": [c.as_dict() for c in crashes]}
     if args.save:
