@@ -3,6 +3,7 @@ call (the trading side refreshes them from the venues in the background)."""
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import json
@@ -87,8 +88,9 @@ class InstrumentCache:
     _clock: Callable[[], float]
 
     @property
+    @abc.abstractmethod
     def db(self) -> aiosqlite.Connection:
-        raise NotImplementedError
+        """The open connection: Journal.db (this class is only ever a base of Journal)."""
 
     instrument_text = staticmethod(instrument_text)
     instrument_of = staticmethod(instrument_of)
