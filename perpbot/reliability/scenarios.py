@@ -58,6 +58,7 @@ COMBINATIONS: dict[str, list[tuple[str, str]]] = {
 PROVOKE_BPS = 90.0
 PROVOKE_EVERY_S = 1.5
 FIRE_DEADLINE_S = 30.0
+FREE_EVERY_S = 5.0  # at most one operator flatten per this many seconds while provoking
 # Timed faults stay on until cleared; once they have fired they are held this long more.
 # Unhedged notional at quiescence above this (lot-size residue aside) is flattened before the next scenario.
 NAKED_TOLERANCE_USDT = Decimal(5)
@@ -232,6 +233,7 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
             await admin.inject(spec)
         first_fired: dict[tuple[str, str], float] = {}
         next_provoke, sign = injected_at, 1.0
+        freed_at = float("-inf")
         while True:
             now = time.monotonic()
             fired = await admin.fired()
@@ -253,9 +255,14 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
                 result.operator.append(await operator_recover(bot, "HALTED inside the fault window"))
             pending = [v for v in scenario.trading_venues
                        if any(k[0] == v and k[1] in TRADING_FAULTS and delta[k] < n for k, n in wanted.items())]
-            if pending and now - injected_at >= fire_deadline_s / 2 and _venues_held(bot, pending):
-                # Trades opened meanwhile now hold the venue: free it so the provoked entry can go there.
-                result.operator.append(await operator_recover(bot, "faulted venue held by open trades"))
+            if (pending and now - injected_at >= fire_deadline_s / 2 and now - freed_at >= FREE_EVERY_S
+                    and (_venues_held(bot, pending) or bot.engine.open_trades)):
+                # Trades opened meanwhile hold the venue, or hold the other venue of the pair the
+                # provoked spread picks (the engine skips a decision whose venue/symbol an open
+                # trade holds, it does not fall back to the next pair): free them, as an operator
+                # would, so the provoked entry can reach the faulted venue.
+                result.operator.append(await operator_recover(bot, "open trades in the way of the provoked entry"))
+                freed_at = time.monotonic()
             if pending and now >= next_provoke:
                 # A jump on the venue makes it the cheap (or dear) side of a spread: the scanner
                 # opens a trade with one leg there, so an order reaches the faulted venue.
