@@ -31,3 +31,11 @@ async def wait_started(app: Any, task: asyncio.Task, timeout: float = 30.0) -> N
         raise AssertionError("the app's run() returned before it started")
     if started not in done:
         raise TimeoutError(f"app did not start within {timeout} s")
+
+
+def approved(request: Any, purpose: str = "test") -> Any:
+    """An ApprovedOrder for `request`, for tests that drive a venue client directly (the venue port
+    accepts nothing else). Minted the way only the risk gate mints; product code never calls this."""
+    from perpbot.risk.approved import _mint
+
+    return _mint(request, purpose, f"test-{request.client_order_id}")

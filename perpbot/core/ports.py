@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+from perpbot.core.approved import ApprovedOrder
 from perpbot.core.instruments import Instrument
-from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
+from perpbot.core.orders import FundingPayment, OrderResult, VenueBalance, VenuePosition
 
 
 class ExchangeClient(Protocol):
@@ -19,8 +20,9 @@ class ExchangeClient(Protocol):
 
     async def load_instruments(self, symbols: list[str]) -> dict[str, Instrument]: ...
 
-    async def place_order(self, request: OrderRequest) -> OrderResult:
-        """Raises perpbot.core.errors.* ; UnknownOutcome on timeout / lost response."""
+    async def place_order(self, order: ApprovedOrder) -> OrderResult:
+        """Place `order.request`; only an order the risk gate approved is accepted.
+        Raises perpbot.core.errors.* ; UnknownOutcome on timeout / lost response."""
         ...
 
     async def fetch_order(self, symbol: str, client_order_id: str) -> OrderResult | None:

@@ -24,6 +24,7 @@ import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
 from perpbot.core import errors
+from perpbot.core.approved import ApprovedOrder
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import decimal_or_none, plain
 from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
@@ -236,13 +237,16 @@ class CcxtClient:
         self.instruments.update(found)
         return found
 
-    async def place_order(self, request: OrderRequest) -> OrderResult:
-        """One IOC/GTC limit order; never retried. UnknownOutcome when the answer is lost."""
+    async def place_order(self, order: ApprovedOrder) -> OrderResult:
+        """One IOC/GTC limit order the risk gate approved; never retried. UnknownOutcome when the answer is lost."""
+        if not isinstance(order, ApprovedOrder):  # the type checker's rule, kept at run time too
+            raise TypeError(f"place_order takes an ApprovedOrder minted by the risk gate, not {type(order).__name__}")
+        request = order.request
         await self._markets()
         symbol = self._ccxt_symbol(request.symbol)
         params = self.spec.order_params(request)
         try:
-            order = await self.exchange.create_order(
+            answer = await self.exchange.create_order(
                 symbol, "limit", request.side, plain(request.qty), plain(request.price), params
             )
         except Exception as exc:
@@ -254,8 +258,8 @@ class CcxtClient:
                     request.side, request.qty, request.price, request.client_order_id, error.message,
                 )
             raise error from None
-        result = self._to_result(order, request.symbol, request.client_order_id)
-        if order.get("status") is None or self._numbers(order, request.symbol).filled is None \
+        result = self._to_result(answer, request.symbol, request.client_order_id)
+        if answer.get("status") is None or self._numbers(answer, request.symbol).filled is None \
                 or result.status == "open":
             # Some venues (OKX) acknowledge with ids only: the fill is learnt by query.
             try:
@@ -267,7 +271,7 @@ class CcxtClient:
             result = queried  # fetch_order already completed its fill details
         else:
             try:
-                result = await self._fill_details(order, result, symbol)
+                result = await self._fill_details(answer, result, symbol)
             except errors.VenueErrorBase as exc:
                 # It filled; how exactly is unknown. The engine resolves it by query, never by re-sending.
                 raise errors.UnknownOutcome(self.venue, f"filled, details unknown: {exc.message}") from None

@@ -16,7 +16,7 @@ from perpbot.core.orders import OrderRequest, OrderResult
 from perpbot.execution.desk import ZERO, Desk, Sent
 from perpbot.journal.sqlite import FINAL_STATUSES
 from perpbot.portfolio.book import Position
-from perpbot.risk.approved import ApprovedOrder
+from perpbot.core.approved import ApprovedOrder
 
 log = logging.getLogger("perpbot.execution.engine")
 
@@ -41,7 +41,7 @@ class OrderLifecycle:
         try:
             try:
                 result = await asyncio.wait_for(
-                    client.place_order(request), timeout=desk.settings.execution.order_timeout_s
+                    client.place_order(approved), timeout=desk.settings.execution.order_timeout_s
                 )
             except asyncio.TimeoutError:
                 raise errors.UnknownOutcome(request.venue, "no answer within order_timeout_s") from None

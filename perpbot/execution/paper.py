@@ -23,6 +23,7 @@ from typing import Literal
 
 from perpbot.book.store import BookStore
 from perpbot.core import errors
+from perpbot.core.approved import ApprovedOrder
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import decimal_to_scaled, scaled_to_decimal
@@ -74,7 +75,10 @@ class PaperClient:
             raise errors.OrderRejected(self.venue, f"unknown instruments {missing}")
         return {s: self.instruments[s] for s in symbols}
 
-    async def place_order(self, request: OrderRequest) -> OrderResult:
+    async def place_order(self, order: ApprovedOrder) -> OrderResult:
+        if not isinstance(order, ApprovedOrder):  # the type checker's rule, kept at run time too
+            raise TypeError(f"place_order takes an ApprovedOrder minted by the risk gate, not {type(order).__name__}")
+        request = order.request
         if request.client_order_id in self.orders:
             raise errors.OrderRejected(self.venue, f"duplicate client order id {request.client_order_id}")
         instrument = self.instruments.get(request.symbol)

@@ -17,7 +17,7 @@ from perpbot.execution.legs import Done, Halt, Hedge, LegOutcome, Resolve, Unwin
 from perpbot.execution.orders import OrderLifecycle
 from perpbot.execution.states import TradingStates
 from perpbot.execution.trade_book import TradeBook
-from perpbot.risk.approved import ApprovedOrder
+from perpbot.core.approved import ApprovedOrder
 
 log = logging.getLogger("perpbot.execution.engine")
 

@@ -20,7 +20,7 @@ from perpbot.execution.orders import OrderLifecycle
 from perpbot.execution.repair import LegRepair
 from perpbot.execution.states import TradingStates
 from perpbot.execution.trade_book import TradeBook
-from perpbot.risk.approved import ApprovedOrder
+from perpbot.core.approved import ApprovedOrder
 
 log = logging.getLogger("perpbot.execution.engine")
 

@@ -19,6 +19,7 @@ from perpbot.settings import VenueSettings
 from perpbot.sim.faults import Fault, FaultBoard
 from perpbot.sim.market import Market
 from perpbot.sim.trading import add_trading_routes
+from testkit import approved
 
 VENUES = ["okx", "binance", "bybit", "hyperliquid"]
 NATIVE = {"okx": "BTC-USDT-SWAP", "binance": "BTCUSDT", "bybit": "BTCUSDT", "hyperliquid": "BTC"}
@@ -74,7 +75,7 @@ async def test_ccxt_client_loads_the_venue_instrument_exactly(venue):
 async def test_ccxt_client_places_fetches_and_reports_position_and_balance(venue):
     name, client, sim, market, _ = venue
     request = marketable_buy(name, client, market, "c0ffee01")
-    result = await client.place_order(request)
+    result = await client.place_order(approved(request))
     assert result.status == "filled" and result.filled_qty == request.qty
     again = await client.fetch_order(request.symbol, request.client_order_id)
     assert again.filled_qty == request.qty and again.client_order_id == request.client_order_id
@@ -98,7 +99,7 @@ async def test_ccxt_client_venue_reject_is_order_rejected_and_logged(venue, capl
     faults.add(Fault("reject", name))
     with caplog.at_level(logging.WARNING):
         with pytest.raises(errors.OrderRejected):
-            await client.place_order(marketable_buy(name, client, market, "c0ffee02"))
+            await client.place_order(approved(marketable_buy(name, client, market, "c0ffee02")))
     assert any("Order rejected" in r.getMessage() for r in caplog.records)
     assert not any("sim-secret-value" in r.getMessage() for r in caplog.records)
 
@@ -107,14 +108,14 @@ async def test_ccxt_client_insufficient_margin_is_insufficient_funds(venue):
     name, client, _, market, faults = venue
     faults.add(Fault("insufficient_margin", name))
     with pytest.raises(errors.InsufficientFunds):
-        await client.place_order(marketable_buy(name, client, market, "c0ffee03"))
+        await client.place_order(approved(marketable_buy(name, client, market, "c0ffee03")))
 
 
 async def test_ccxt_client_partial_fill_reports_the_filled_part(venue):
     name, client, _, market, faults = venue
     faults.add(Fault("partial_fill", name, params={"ratio": "0.5"}))
     request = marketable_buy(name, client, market, "c0ffee04", lots=4)
-    result = await client.place_order(request)
+    result = await client.place_order(approved(request))
     assert result.status == "partially_filled"
     assert 0 < result.filled_qty < request.qty
 
@@ -124,7 +125,7 @@ async def test_ccxt_client_lost_response_is_unknown_and_found_by_query_once(venu
     faults.add(Fault("lost_response", name))
     request = marketable_buy(name, client, market, "c0ffee05")
     with pytest.raises(errors.UnknownOutcome):
-        await client.place_order(request)
+        await client.place_order(approved(request))
     found = await client.fetch_order(request.symbol, request.client_order_id)
     assert found is not None and found.filled_qty == request.qty
     assert faults.fired[(name, "lost_response")] == 1
@@ -147,7 +148,7 @@ async def test_ccxt_client_sends_nothing_the_user_did_not_choose(venue):
 
     client.exchange.fetch = recording_fetch
     request = marketable_buy(name, client, market, "c0ffee06")
-    await client.place_order(request)
+    await client.place_order(approved(request))
     await client.fetch_order(request.symbol, request.client_order_id)
     sent = " ".join(f"{url} {body}" for _, url, _, body in wire)
     assert request.client_order_id in sent
@@ -157,3 +158,12 @@ async def test_ccxt_client_sends_nothing_the_user_did_not_choose(venue):
     assert '"tag"' not in sent
     assert not any("Referer" in headers for _, _, headers, _ in wire)
     assert any(method == "POST" for method, _, _, _ in wire)
+
+
+async def test_ccxt_client_refuses_an_order_the_risk_gate_did_not_approve(venue):
+    """The venue port takes only an ApprovedOrder: a bare request is refused before anything is sent."""
+    name, client, sim, market, _ = venue
+    request = marketable_buy(name, client, market, "c0ffee07")
+    with pytest.raises(TypeError, match="ApprovedOrder"):
+        await client.place_order(request)
+    assert all(o.client_id != request.client_order_id for o in sim.account.orders.values())

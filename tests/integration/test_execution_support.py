@@ -9,6 +9,7 @@ from decimal import Decimal as D
 
 from perpbot.book.store import BookStore
 from perpbot.core import errors
+from perpbot.core.approved import ApprovedOrder
 from perpbot.core.decisions import Decision, Leg
 from perpbot.core.instruments import Instrument
 from perpbot.core.orders import OrderRequest, OrderResult
@@ -19,6 +20,7 @@ from perpbot.portfolio import Portfolio
 from perpbot.risk.gate import RiskGate
 from perpbot.settings import Settings
 from perpbot.telemetry.metrics import Metrics
+from testkit import approved
 
 OKX = Instrument("okx", "BTC-USDT-SWAP", "BTC", "USDT", "BTC/USDT:USDT", D("0.1"), D("1"), D("1"), D("0"),
                  contract_size=D("0.01"))
@@ -74,7 +76,8 @@ class ScriptedVenue:
         self.on_place = None  # optional callback(request) run when an order arrives
         self.fail_reads = False
 
-    async def place_order(self, request: OrderRequest) -> OrderResult:
+    async def place_order(self, order: ApprovedOrder) -> OrderResult:
+        request = order.request
         self.place_calls.append(request)
         if self.on_place:
             self.on_place(request)
@@ -86,12 +89,12 @@ class ScriptedVenue:
         if isinstance(step, tuple) and step[0] == "partial":
             instrument = self.inner.instruments[request.symbol]
             smaller = (request.qty * step[1] / instrument.lot_size).to_integral_value() * instrument.lot_size
-            result = await self.inner.place_order(
+            result = await self.inner.place_order(approved(
                 OrderRequest(request.venue, request.symbol, request.side, smaller, request.price,
-                             request.client_order_id, request.reduce_only))
+                             request.client_order_id, request.reduce_only), order.purpose))
             result.qty, result.status = request.qty, "partially_filled"
             return result
-        result = await self.inner.place_order(request)
+        result = await self.inner.place_order(order)
         if step == "lost":
             raise errors.UnknownOutcome(self.venue, "connection reset after send")
         if step == "hang":

@@ -26,7 +26,7 @@ from perpbot.telemetry.metrics import Metrics
 from perpbot.wiring import build_engine
 
 from test_execution_support import HL, OKX, make_store
-from testkit import free_port, wait_until
+from testkit import approved, free_port, wait_until
 
 HOUR_MS = 3_600_000
 T = 1_763_798_400_000  # a funding time: a multiple of 8 h (2025-11-22 08:00 UTC)
@@ -42,8 +42,8 @@ async def paper_venues(store: BookStore) -> dict[str, PaperClient]:
     """OKX long 0.02 BTC (2 contracts of 0.01) at 30000, Hyperliquid short 0.02 BTC at 29995."""
     okx = PaperClient("okx", store, {OKX.symbol: OKX}, latency_ms=0)
     hl = PaperClient("hyperliquid", store, {"BTC": HL}, latency_ms=0)
-    assert (await okx.place_order(OrderRequest("okx", OKX.symbol, "buy", D("2"), D("30000"), "o1"))).status == "filled"
-    assert (await hl.place_order(OrderRequest("hyperliquid", "BTC", "sell", D("0.02"), D("29995"), "h1"))).status == "filled"
+    assert (await okx.place_order(approved(OrderRequest("okx", OKX.symbol, "buy", D("2"), D("30000"), "o1")))).status == "filled"
+    assert (await hl.place_order(approved(OrderRequest("hyperliquid", "BTC", "sell", D("0.02"), D("29995"), "h1")))).status == "filled"
     return {"okx": okx, "hyperliquid": hl}
 
 
@@ -145,7 +145,7 @@ async def test_paper_settlements_equal_the_simulated_venue_for_the_same_position
     book.valid, book.recv_ts = True, time.time()
     instrument = Instrument("binance", "XUSDT", "X", "USDT", "X/USDT:USDT", D("0.1"), D("0.001"), D("0.001"), D("5"))
     paper = PaperClient("binance", store, {"XUSDT": instrument}, latency_ms=0, starting_equity=D("100000"))
-    assert (await paper.place_order(OrderRequest("binance", "XUSDT", "buy", D("10"), D("100.1"), "b1"))).status == "filled"
+    assert (await paper.place_order(approved(OrderRequest("binance", "XUSDT", "buy", D("10"), D("100.1"), "b1")))).status == "filled"
     funding = {}
     schedule = PaperFunding({"binance": paper}, funding)
     paid = []
@@ -243,7 +243,7 @@ async def test_paper_venue_remembers_its_newest_orders_only_and_keeps_order_ids_
 
     monkeypatch.setattr(paper, "MAX_PAPER_ORDERS", 2)
     okx = PaperClient("okx", make_store(), {OKX.symbol: OKX}, latency_ms=0)
-    placed = [await okx.place_order(OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30000"), f"o{n}"))
+    placed = [await okx.place_order(approved(OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30000"), f"o{n}")))
               for n in range(3)]
     assert [p.status for p in placed] == ["filled"] * 3
     assert list(okx.orders) == ["o1", "o2"] and await okx.fetch_order(OKX.symbol, "o0") is None

@@ -9,6 +9,7 @@ import pytest
 from perpbot.core import errors
 from perpbot.core.orders import FundingPayment, OrderRequest
 from perpbot.execution.paper import PaperClient
+from testkit import approved
 from test_execution_support import (OKX, OPEN_JOURNALS, ScriptedVenue, kill_process, make_engine, make_store,
                                     make_venues, open_decision)
 
@@ -58,7 +59,7 @@ async def test_a_failing_venue_does_not_keep_the_others_from_reconciling(tmp_pat
     hl_order = OrderRequest("hyperliquid", "BTC", "sell", D("0.02"), D("29995"), "hl-lost")
     for request in (okx_order, hl_order):
         await engine.journal.record_order(request, "entry", None)
-    await venues["hyperliquid"].inner.place_order(hl_order)
+    await venues["hyperliquid"].inner.place_order(approved(hl_order))
 
     async def down(*args):
         raise errors.TemporaryError("okx", "503 Service Unavailable")

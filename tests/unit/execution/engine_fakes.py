@@ -10,6 +10,7 @@ from typing import Any
 
 from perpbot.book.store import BookStore
 from perpbot.core import errors
+from perpbot.core.approved import ApprovedOrder
 from perpbot.core.decisions import Decision, Leg
 from perpbot.core.instruments import Instrument
 from perpbot.core.orders import OrderRequest, OrderResult, VenueBalance, VenuePosition
@@ -140,7 +141,8 @@ class FakeVenue:
         self.fail_reads = False
         self.payments: list[Any] = []
 
-    async def place_order(self, request: OrderRequest) -> OrderResult:
+    async def place_order(self, order: ApprovedOrder) -> OrderResult:
+        request = order.request
         self.placed.append(request)
         step = self.script.pop(0) if self.script else None
         if step == "reject":

@@ -18,6 +18,7 @@ from perpbot.execution.recovery import Recovery
 from perpbot.execution.repair import LegRepair
 from perpbot.execution.states import TradingStates
 from perpbot.execution.trade_book import TradeBook
+from testkit import approved
 
 
 def build(desk):
@@ -45,7 +46,7 @@ async def test_an_unresolved_order_is_settled_from_the_venue_answer():
     desk = make_desk()
     request = OrderRequest("okx", OKX.symbol, "buy", D(2), D("30000"), "c1")
     await journal(desk).record_order(request, "entry", "i1")
-    await venue(desk, "okx").place_order(request)  # the venue has it; the journal still says pending
+    await venue(desk, "okx").place_order(approved(request))  # the venue has it; the journal still says pending
     report = await build(desk).reconciler.reconcile()
     assert journal(desk).orders[("okx", "c1")].status == "filled"
     assert {"kind": "order", "venue": "okx", "client_order_id": "c1", "from": "pending", "to": "filled",
@@ -94,7 +95,7 @@ async def test_an_interrupted_entry_with_one_leg_filled_is_hedged_at_start_up():
             {"venue": "hyperliquid", "symbol": "BTC", "side": "sell", "base_qty": "0.02", "ref_price": "29995"}]
     await journal(desk).record_intent(intent_id, "price_spread", "open", "BTC", {"legs": legs},
                                       [(a, "entry"), (b, "entry")])
-    await venue(desk, "okx").place_order(a)  # filled before the crash; the HL leg never left
+    await venue(desk, "okx").place_order(approved(a))  # filled before the crash; the HL leg never left
     venue(desk, "okx").positions = [VenuePosition("okx", OKX.symbol, D("0.02"), D("30000"))]
     report = await build(desk).recovery.start()
     [repaired] = report["repaired"]
@@ -133,7 +134,7 @@ async def test_resume_waits_for_reconciliation_and_pause_cancels_working_orders(
     assert not answer["resumed"] and "not reconciled" in answer["reason"]
     ready(desk)
     venue(desk, "okx").open_orders = [await venue(desk, "okx").place_order(
-        OrderRequest("okx", OKX.symbol, "buy", D(1), D("1"), "w1"))]
+        approved(OrderRequest("okx", OKX.symbol, "buy", D(1), D("1"), "w1")))]
     paused = await commands.pause("")
     assert paused["state"] == "PAUSED" and venue(desk, "okx").canceled == ["w1"]
     assert (await commands.resume())["resumed"] and desk.state == "ACTIVE"
