@@ -60,6 +60,19 @@ MIGRATIONS: list[str] = [
         venue TEXT PRIMARY KEY, markets TEXT NOT NULL, currencies TEXT, updated_ts REAL NOT NULL
     );
     """,
+    # 3: the venue's own trade ids (private streams, issue 14). One row per execution the venue
+    # reported, by (venue, symbol, trade id): a fill pushed twice, or pushed and also read over
+    # REST, or seen again after a restart, is recognised and never booked twice. An order's
+    # streamed totals are the sum of its rows.
+    """
+    CREATE TABLE venue_trades (
+        venue TEXT NOT NULL, symbol TEXT NOT NULL, trade_id TEXT NOT NULL, client_order_id TEXT,
+        venue_order_id TEXT NOT NULL, side TEXT NOT NULL, qty TEXT NOT NULL, price TEXT NOT NULL,
+        fee TEXT NOT NULL, fee_currency TEXT NOT NULL, ts_ms INTEGER NOT NULL, recv_ts REAL NOT NULL,
+        PRIMARY KEY (venue, symbol, trade_id)
+    );
+    CREATE INDEX venue_trades_order ON venue_trades(venue, client_order_id);
+    """,
 ]
 
 

@@ -23,6 +23,7 @@ from perpbot.core.orders import OrderRequest
 from perpbot.core.shielding import uncancellable
 from perpbot.core.states import FINAL_ORDER_STATUSES, OrderStatus
 from perpbot.journal.instrument_cache import InstrumentCache
+from perpbot.journal.venue_trades import VenueTrades
 from perpbot.journal.rows import (
     FillRow, FundingRow, IntentRow, OrderRow, PositionRow, StateChangeRow, TradeChange, TradeRow,
 )
@@ -41,7 +42,7 @@ FINAL_STATUSES: tuple[OrderStatus, ...] = tuple(s for s in OrderStatus if s in F
 UNREADABLE = (InvalidOperation, TypeError, ValueError)
 
 
-class Journal(InstrumentCache):
+class Journal(InstrumentCache, VenueTrades):
     """One SQLite file; open() before use, close() at the end."""
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
