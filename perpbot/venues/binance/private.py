@@ -208,8 +208,8 @@ def _account_update(message: dict, recv_ts: float) -> list[PrivateEvent]:
     ts = int_field(VENUE, message, "E")
     update = field(VENUE, message, "a", dict)
     reason = field(VENUE, update, "m", str)
-    balances = update.get("B") or []
-    positions = update.get("P") or []
+    balances = update.get("B", [])
+    positions = update.get("P", [])
     if type(balances) is not list or type(positions) is not list:
         raise ParseError(VENUE, "ACCOUNT_UPDATE B/P is not a list")
     out: list[PrivateEvent] = []
@@ -258,7 +258,7 @@ def _funding(changes: list[tuple[str, Decimal]], symbols: list[str], ts: int, re
 def _margin_call(message: dict, recv_ts: float) -> list[PrivateEvent]:
     # Docs: {"e":"MARGIN_CALL","E":...,"cw":"3.16812045","p":[{"s","ps","pa","mt","iw","mp","up","mm"}]}
     ts = int_field(VENUE, message, "E")
-    positions = message.get("p") or []
+    positions = message.get("p", [])
     if type(positions) is not list:
         raise ParseError(VENUE, "MARGIN_CALL p is not a list")
     out: list[PrivateEvent] = []

@@ -265,6 +265,16 @@ def _account(item: object, recv_ts: float) -> list[PrivateEvent]:
     return out
 
 
+def _list(item: dict, key: str) -> list:
+    """An optional list field: absent (or "") is empty, anything else but a list is malformed."""
+    value = item.get(key, [])
+    if value == "":
+        return []
+    if type(value) is not list:
+        raise ParseError(VENUE, f"{key} is not a list")
+    return value
+
+
 def _balance_and_position(item: object, recv_ts: float, ctx: PrivateContext) -> list[PrivateEvent]:
     # Built from the docs (no recorded push): {pTime, eventType, balData: [{ccy, cashBal, uTime}],
     # posData: [{instId, posSide, pos, avgPx, uTime, ...}], trades: [...]}. Cash balance only:
@@ -273,13 +283,13 @@ def _balance_and_position(item: object, recv_ts: float, ctx: PrivateContext) -> 
         raise ParseError(VENUE, "balance_and_position element is not an object")
     push_ts = int_field(VENUE, item, "pTime")
     out: list[PrivateEvent] = []
-    for bal in item.get("balData") or []:
+    for bal in _list(item, "balData"):
         if type(bal) is not dict:
             raise ParseError(VENUE, "balData element is not an object")
         ccy = field(VENUE, bal, "ccy", str)
         ts = int_field(VENUE, bal, "uTime", ccy) if bal.get("uTime") not in (None, "") else push_ts
         out.append(BalanceUpdate(VENUE, ccy, None, None, decimal_field(VENUE, bal, "cashBal", ccy), ts, recv_ts))
-    for pos in item.get("posData") or []:
+    for pos in _list(item, "posData"):
         if type(pos) is dict and pos.get("uTime") in (None, ""):
             pos = {**pos, "uTime": str(push_ts)}
         out.append(_position(pos, recv_ts, ctx))
