@@ -187,7 +187,8 @@ def _order(item: object, recv_ts: float) -> list[PrivateEvent]:
     avg = _opt_decimal(item, "avgPx", symbol)
     ts = int_field(VENUE, item, "uTime", symbol)
     fee_ccy = item.get("feeCcy") or None
-    reason = item.get("cancelSourceReason") or item.get("cancelSource") or None
+    reason_text = item.get("cancelSourceReason") or item.get("cancelSource")
+    reason = str(reason_text) if reason_text else None
     out: list[PrivateEvent] = [OrderUpdate(
         VENUE, symbol, client_id, order_id, status, side, decimal_field(VENUE, item, "sz", symbol), filled,
         avg if avg else None, _neg(_opt_decimal(item, "fee", symbol)), fee_ccy, reason, ts, recv_ts,
