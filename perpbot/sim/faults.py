@@ -1,7 +1,7 @@
 """Fault board of the built-in simulator: faults queued by scenario or admin call, taken once.
 
 Market-data faults are taken by the simulator's WebSocket side, trading faults by its REST
-side. A fault with `count` n fires on the next n occasions; `duration_s` faults (stall,
+side, private-stream faults by perpbot.sim.private (rest_lag by the REST order/trade queries). A fault with `count` n fires on the next n occasions; `duration_s` faults (stall,
 maintenance) stay active until they expire. Every fault that fires is counted in `fired`.
 """
 
@@ -17,7 +17,16 @@ TRADING_FAULTS = (
     "rest_5xx", "timeout", "rate_limit", "reject", "insufficient_margin", "partial_fill",
     "lost_response", "maintenance",
 )
-FAULT_KINDS = MARKET_FAULTS + TRADING_FAULTS
+# Private streams (perpbot.sim.private): private_drop closes every private socket of the venue at its next
+# push; private_stall swallows pushes (socket stays open); fill_duplicate pushes a fill's frames twice;
+# fill_out_of_order pushes the order's state before its fill; listenkey_expire (Binance) expires the listen
+# keys now; stream_lag delays pushes by params.ms; rest_lag hides fills newer than params.ms from REST
+# order/trade queries.
+PRIVATE_FAULTS = (
+    "private_drop", "private_stall", "fill_duplicate", "fill_out_of_order", "listenkey_expire", "stream_lag",
+    "rest_lag",
+)
+FAULT_KINDS = MARKET_FAULTS + TRADING_FAULTS + PRIVATE_FAULTS
 
 
 @dataclass(slots=True)

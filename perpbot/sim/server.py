@@ -87,6 +87,7 @@ class Simulator:
         self.ports: dict[str, int] = {}
         self.admin_port: int | None = None
         self.exchanges: dict[str, Any] = {}  # trading side objects per venue, when installed
+        self.private: dict[str, Any] = {}  # private-stream objects per venue (perpbot.sim.private)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
         self._started_at = 0.0
@@ -103,8 +104,9 @@ class Simulator:
         try:
             for venue, feed in self.feeds.items():
                 app = web.Application()
+                # Trading first: Binance's /ws/<listenKey> must match before the public /ws/{streams}.
+                self._install_trading(app, venue, feed)
                 feed.routes(app)
-                self._install_trading(app, venue)
                 self.ports[venue] = await self._serve(app, self.sim.ports[venue])
             admin = web.Application()
             self._admin_routes(admin)
@@ -157,11 +159,15 @@ class Simulator:
         server: Any = site._server  # aiohttp exposes the bound sockets only here
         return int(server.sockets[0].getsockname()[1]) if server is not None else port
 
-    def _install_trading(self, app: web.Application, venue: str) -> None:
+    def _install_trading(self, app: web.Application, venue: str, feed: VenueFeed) -> None:
         try:
+            from perpbot.sim.private import PRIVATE_KEY
             from perpbot.sim.trading import add_trading_routes
 
-            self.exchanges[venue] = add_trading_routes(app, venue, self.market, self.faults, self.clock)
+            self.exchanges[venue] = add_trading_routes(app, venue, self.market, self.faults, self.clock,
+                                                       stats=self.stats, feed=feed)
+            if PRIVATE_KEY in app:
+                self.private[venue] = app[PRIVATE_KEY]
         except ImportError as exc:
             log.warning("simulator %s: trading side not available (%s); serving market data only", venue, exc)
 
@@ -176,6 +182,13 @@ class Simulator:
         self.market.step()
         for feed in self.feeds.values():
             feed.on_tick()
+        for venue, stream in self.private.items():
+            if stream.connected():
+                # A private stream is listening: resting orders fill and funding settles as the market moves,
+                # not only when a REST query looks (without listeners the engine stays lazy, as before).
+                exchange = self.exchanges[venue]
+                exchange.match_resting()
+                exchange.settle_funding()
 
     async def advance(self, ticks: int = 1) -> None:
         """Manual ticking (autotick=False): n ticks, then let the writers flush."""
@@ -209,6 +222,7 @@ class Simulator:
         app.router.add_get("/admin/stats", self._get_stats)
         app.router.add_post("/admin/jump", self._post_jump)
         app.router.add_get("/admin/accounts", self._get_accounts)
+        app.router.add_post("/admin/private", self._post_private)
 
     async def _get_faults(self, request: web.Request) -> web.Response:
         return web.json_response({"pending": self.faults.pending()})
@@ -237,7 +251,25 @@ class Simulator:
         body["tick"] = self.market.tick
         body["ports"] = self.ports
         body["clients"] = {venue: len(feed.sessions) for venue, feed in self.feeds.items()}
+        body["private_clients"] = {venue: len(stream.connected()) for venue, stream in self.private.items()}
         return web.json_response(body)
+
+    async def _post_private(self, request: web.Request) -> web.Response:
+        """Private-stream settings: {"venue": "binance", "listen_key_ttl_s": 2.0} shortens listen-key expiry."""
+        try:
+            body = await request.json()
+            stream = self.private[str(body["venue"])]
+            if "listen_key_ttl_s" in body:
+                ttl = float(body["listen_key_ttl_s"])
+                if ttl <= 0 or not hasattr(stream, "listen_key_ttl_s"):
+                    raise ValueError("listen_key_ttl_s must be > 0 and applies to binance only")
+                stream.listen_key_ttl_s = ttl
+                if stream.active is not None:  # the live key expires on the new schedule
+                    stream.active.expires_at = min(stream.active.expires_at, stream._now() + ttl)
+        except (ValueError, TypeError, KeyError) as exc:
+            return web.json_response({"error": f"bad private request: {exc}"}, status=400)
+        return web.json_response({"venue": body["venue"],
+                                  "listen_key_ttl_s": getattr(stream, "listen_key_ttl_s", None)})
 
     async def _get_accounts(self, request: web.Request) -> web.Response:
         """Every venue's account as the venue knows it, plus every order ever placed (open or not),

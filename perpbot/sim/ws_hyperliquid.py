@@ -31,6 +31,8 @@ class HyperliquidFeed(VenueFeed):
         self.grids: dict[str, tuple[Grid, Grid]] = {}
         self.views: dict[tuple[str, int], tuple[list, list]] = {}
         self.ctx: dict[str, str] = {}
+        # User subscriptions (orderUpdates, userFills, ...) go to perpbot.sim.private.hyperliquid when mounted.
+        self.private: Any = None
         for coin in self.market.symbols("hyperliquid"):
             inst = self.market.instrument("hyperliquid", coin)
             self.grids[coin] = (Grid(inst.tick), Grid(inst.lot))
@@ -56,6 +58,9 @@ class HyperliquidFeed(VenueFeed):
         if method not in ("subscribe", "unsubscribe") or not isinstance(subscription, dict):
             self.reply(session, {"channel": "error",
                                  "data": f"Error parsing JSON into valid websocket request: {text}"})
+            return
+        if self.private is not None and self.private.handles(subscription):
+            self.private.on_subscription(session, method, subscription)
             return
         kind, coin = subscription.get("type"), subscription.get("coin")
         if kind not in ("l2Book", "activeAssetCtx") or not self.market.has("hyperliquid", str(coin)):

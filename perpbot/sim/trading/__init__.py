@@ -20,8 +20,13 @@ APP_KEY: web.AppKey[SimExchange] = web.AppKey("perpbot_sim_exchange", SimExchang
 
 
 def add_trading_routes(app: web.Application, venue: str, market: Any, faults: FaultBoard | None = None,
-                       clock: Any = None) -> SimExchange:
-    """Mount `venue`'s simulated REST trading API on `app` and return its SimExchange (also app[APP_KEY])."""
+                       clock: Any = None, *, stats: Any = None, feed: Any = None,
+                       private: bool = True) -> SimExchange:
+    """Mount `venue`'s simulated REST trading API on `app` and return its SimExchange (also app[APP_KEY]).
+
+    With `private` (default) the venue's private stream is mounted too (perpbot.sim.private; Hyperliquid's
+    needs its public `feed`, whose /ws carries the user subscriptions); mount this before the public routes.
+    """
     import importlib
 
     if venue in ENGINE_ONLY_VENUES:
@@ -38,6 +43,10 @@ def add_trading_routes(app: web.Application, venue: str, market: Any, faults: Fa
     app.middlewares.append(drop_connection_middleware)
     getattr(module, f"add_{venue}_routes")(app, sim, gate)
     app[APP_KEY] = sim
+    if private:
+        from perpbot.sim.private import mount_private
+
+        mount_private(app, venue, sim, stats, feed)
     return sim
 
 

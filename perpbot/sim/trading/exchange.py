@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -17,6 +19,31 @@ from perpbot.sim.trading.matching import (
 
 START_BALANCE = Decimal(100000)
 QUOTE_BY_VENUE = {"hyperliquid": "USDC"}
+log = logging.getLogger("perpbot.sim")
+
+
+@dataclass(frozen=True, slots=True)
+class SimEvent:
+    """One change the matching engine made, published to listeners (the private streams).
+
+    kind: "order" (a state change without a fill: accepted, cancelled, IOC remainder cancelled),
+    "fill" (one execution; `order` is in its state after the fill), "reject" (refused before it
+    was recorded: `reason`, `client_id`), "funding" (a settled payment) and "account" (positions or
+    balance changed; `reason` ORDER / FUNDING_FEE / ADJUSTMENT). `order` is the live object:
+    listeners render it synchronously, inside the publish call.
+    """
+
+    kind: str
+    ts_ms: int
+    symbol: str | None = None
+    order: SimOrder | None = None
+    fill: SimFill | None = None
+    funding: FundingPayment | None = None
+    reason: str | None = None
+    client_id: str | None = None
+
+
+Listener = Callable[[SimEvent], None]
 
 
 def clock_ms(clock: Any) -> int:
@@ -45,6 +72,25 @@ class SimExchange:
         self._trade_ids = itertools.count(1)
         self._funding_due: dict[str, int] = {}
         self.id_format: Callable[[int], str] = str
+        self.listeners: list[Listener] = []
+        # REST query view (the rest_lag fault: perpbot.sim.private.lag.RestLag); None = the plain truth.
+        self.query_view: Any = None
+
+    # ----------------------------------------------------------------- pub/sub
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(event)` for every change; returns the function that removes it."""
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener) if listener in self.listeners else None
+
+    def publish(self, kind: str, **fields: Any) -> None:
+        if not self.listeners:
+            return
+        event = SimEvent(kind, self.now_ms(), **fields)
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken stream must never break matching
+                log.exception("simulator %s: private listener failed on %s", self.venue, kind)
 
     # ----------------------------------------------------------------- helpers
     def now_ms(self) -> int:
@@ -99,8 +145,18 @@ class SimExchange:
         """Validate, margin-check, match and (for GTC) rest an order. `qty` is in venue units.
 
         `fill_cap` (partial_fill fault) caps the immediate fill; the remainder of an IOC is cancelled.
-        Raises SimReject; a rejected order is not recorded.
+        Raises SimReject; a rejected order is not recorded (but is published as a "reject" event).
         """
+        try:
+            return self._place_order(symbol, side, type, qty, price, time_in_force, reduce_only, client_id,
+                                     fill_cap)
+        except SimReject as reject:
+            self.publish("reject", symbol=symbol, reason=reject.reason, client_id=client_id)
+            raise
+
+    def _place_order(self, symbol: str, side: str, type: str, qty: Decimal, price: Decimal | None,
+                     time_in_force: str, reduce_only: bool, client_id: str | None,
+                     fill_cap: Decimal | None) -> SimOrder:
         self.match_resting()
         side = side.lower()
         if side not in ("buy", "sell"):
@@ -153,6 +209,7 @@ class SimExchange:
             created_ms=now, updated_ms=now, leverage=leverage,
         )
         self.account.add_order(order)
+        self.publish("order", symbol=symbol, order=order)
 
         if time_in_force != "POST_ONLY":
             take_qty = qty if fill_cap is None else min(qty, fill_cap)
@@ -165,6 +222,7 @@ class SimExchange:
             order.status = "filled"
         elif time_in_force in ("IOC", "FOK"):
             order.status = "canceled"  # the unfilled remainder of an immediate order is cancelled
+            self.publish("order", symbol=symbol, order=order)
         return order
 
     def _fill(self, order: SimOrder, price: Decimal, qty: Decimal, liquidity: str, fee_rate: Decimal,
@@ -187,6 +245,8 @@ class SimExchange:
             fee_currency=self.account.currency, liquidity=liquidity, realized_pnl=realized, ts_ms=now,
         )
         self.account.add_fill(fill)
+        self.publish("fill", symbol=order.symbol, order=order, fill=fill)
+        self.publish("account", symbol=order.symbol, reason="ORDER")
         return fill
 
     def match_resting(self) -> list[SimFill]:
@@ -205,6 +265,7 @@ class SimExchange:
                 if pos == 0 or (pos > 0) == (order.side == "buy"):
                     order.status = "canceled"
                     order.updated_ms = self.now_ms()
+                    self.publish("order", symbol=order.symbol, order=order)
                     continue
                 qty = min(qty, closable)
             if qty > 0:
@@ -219,22 +280,33 @@ class SimExchange:
             raise SimReject("unknown_order", f"order {order_id or client_id} does not exist or is not open")
         order.status = "canceled"
         order.updated_ms = self.now_ms()
+        self.publish("order", symbol=order.symbol, order=order)
         return order
 
+    # REST queries: get_order, open_orders, fills and visible_fills answer through `query_view` when one is
+    # installed (the rest_lag fault hides the newest fills from them); the engine itself never calls them.
     def get_order(self, symbol: str | None, order_id: str | None = None, client_id: str | None = None) -> SimOrder:
         self.match_resting()
         order = self.account.order_by(order_id, client_id)
         if order is None or (symbol is not None and order.symbol != symbol):
             raise SimReject("unknown_order", f"order {order_id or client_id} does not exist")
-        return order
+        return self.query_view.order(order) if self.query_view is not None else order
 
     def open_orders(self, symbol: str | None = None) -> list[SimOrder]:
         self.match_resting()
+        if self.query_view is not None:
+            return self.query_view.open_orders(symbol)
         return self.account.open_orders(symbol)
 
     def fills(self, symbol: str | None = None) -> list[SimFill]:
         self.match_resting()
-        return [f for f in self.account.fills if symbol is None or f.symbol == symbol]
+        return [f for f in self.visible_fills() if symbol is None or f.symbol == symbol]
+
+    def visible_fills(self) -> list[SimFill]:
+        """Every fill a REST query may report (without matching first)."""
+        if self.query_view is not None:
+            return self.query_view.fills(self.account.fills)
+        return self.account.fills
 
     # ----------------------------------------------------------------- funding
     def settle_funding(self, now_ms: int | None = None) -> list[FundingPayment]:
@@ -253,6 +325,8 @@ class SimExchange:
                     payment = FundingPayment(symbol, Decimal(rate), amount, mark, pos.size, due)
                     self.account.funding.append(payment)
                     payments.append(payment)
+                    self.publish("funding", symbol=symbol, funding=payment)
+                    self.publish("account", symbol=symbol, reason="FUNDING_FEE")
                 due += int(interval_h) * 3_600_000
             self._funding_due[symbol] = due
         return payments
@@ -265,6 +339,7 @@ class SimExchange:
         pos.size = Decimal(size)
         pos.entry = Decimal(price) if size else ZERO
         pos.updated_ms = self.now_ms()
+        self.publish("account", symbol=symbol, reason="ADJUSTMENT")
 
     def snapshot(self) -> dict[str, Any]:
         data = snapshot_account(self.account)
@@ -274,4 +349,4 @@ class SimExchange:
         return data
 
 
-__all__ = ["SimExchange", "SimReject", "clock_ms"]
+__all__ = ["SimEvent", "SimExchange", "SimReject", "clock_ms"]

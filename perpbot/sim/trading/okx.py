@@ -91,7 +91,7 @@ class OkxApi:
         ord_type = {"GTC": "limit", "IOC": "ioc", "FOK": "fok", "POST_ONLY": "post_only"}[order.time_in_force]
         if order.type == "market":
             ord_type = "market"
-        last = next((f for f in reversed(self.sim.account.fills) if f.order_id == order.order_id), None)
+        last = next((f for f in reversed(self.sim.visible_fills()) if f.order_id == order.order_id), None)
         return {
             "instType": "SWAP", "instId": order.symbol, "ordId": order.order_id, "clOrdId": order.client_id or "",
             "tag": "", "px": dec_str(order.price) if order.price is not None else "", "sz": dec_str(order.qty),
