@@ -46,6 +46,17 @@ DEFAULT_URLS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 # Loopback paths of the built-in simulator, per venue: (ws path, rest path prefix).
+# Private streams (orders, fills, positions, balances, funding): Binance's is its WS base plus
+# /ws/<listenKey>; Hyperliquid's is the public socket (user subscriptions by address).
+DEFAULT_PRIVATE_WS_URLS: dict[str, dict[str, str]] = {
+    "okx": {"mainnet": "wss://ws.okx.com:8443/ws/v5/private",
+            "testnet": "wss://wspap.okx.com:8443/ws/v5/private?brokerId=9999"},
+    "binance": {"mainnet": "wss://fstream.binance.com", "testnet": "wss://stream.binancefuture.com"},
+    "bybit": {"mainnet": "wss://stream.bybit.com/v5/private", "testnet": "wss://stream-testnet.bybit.com/v5/private"},
+    "hyperliquid": {"mainnet": "wss://api.hyperliquid.xyz/ws", "testnet": "wss://api.hyperliquid-testnet.xyz/ws"},
+}
+SIM_PRIVATE_PATHS = {"okx": "/ws/v5/private", "binance": "", "bybit": "/v5/private", "hyperliquid": "/ws"}
+
 SIM_PATHS = {
     "okx": ("/ws/v5/public", ""),
     "binance": ("", ""),
@@ -69,6 +80,7 @@ class VenueSettings(_Strict):
     environment: Literal["testnet", "mainnet"] = "testnet"
     ws_url: str | None = None
     rest_url: str | None = None
+    private_ws_url: str | None = None  # the private stream's endpoint (a backup endpoint, say)
     symbols: list[str] = Field(default_factory=list)
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
@@ -76,7 +88,7 @@ class VenueSettings(_Strict):
     wallet_address: str | None = None  # Hyperliquid
     private_key: SecretStr | None = None  # Hyperliquid
 
-    @field_validator("ws_url")
+    @field_validator("ws_url", "private_ws_url")
     @classmethod
     def _ws_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("ws://", "wss://")):
@@ -211,6 +223,11 @@ class ExecutionSettings(_Strict):
     paper_latency_ms: float = Field(20.0, ge=0)
     # Bound of the graceful stop on SIGTERM; below docker's stop_grace_period, after which the process is killed.
     shutdown_grace_s: float = Field(20.0, gt=0)
+    # Private streams (orders, fills, positions, balances, funding pushed by each venue): the
+    # source of truth for fills when live; REST is asked only when the stream is down, or when an
+    # order's final state has not arrived on it within stream_confirm_timeout_s.
+    private_streams: bool = True
+    stream_confirm_timeout_s: float = Field(1.0, gt=0, le=30)
 
     @field_validator("shutdown_grace_s")
     @classmethod
@@ -322,6 +339,14 @@ class Settings(BaseSettings):
             return f"ws://{self.sim.host}:{self.sim.ports[venue]}{SIM_PATHS[venue][0]}"
         return DEFAULT_URLS[venue][cfg.environment][0]
 
+    def private_ws_url(self, venue: str) -> str:
+        cfg: VenueSettings = getattr(self.venues, venue)
+        if cfg.private_ws_url:
+            return cfg.private_ws_url
+        if self.sim.enabled:
+            return f"ws://{self.sim.host}:{self.sim.ports[venue]}{SIM_PRIVATE_PATHS[venue]}"
+        return DEFAULT_PRIVATE_WS_URLS[venue][cfg.environment]
+
     def rest_url(self, venue: str) -> str:
         cfg: VenueSettings = getattr(self.venues, venue)
         if cfg.rest_url:
@@ -336,6 +361,7 @@ class Settings(BaseSettings):
         for venue, _ in self.venues.items():
             data["venues"][venue]["ws_url"] = self.ws_url(venue)
             data["venues"][venue]["rest_url"] = self.rest_url(venue)
+            data["venues"][venue]["private_ws_url"] = self.private_ws_url(venue)
         return data
 
 

@@ -26,20 +26,23 @@ from perpbot.execution.engine import Engine
 from perpbot.execution.paper import PaperClient
 from perpbot.journal.sqlite import Journal, JournalError
 from perpbot.settings import Settings, VenueSettings
+from perpbot.sim.private.common import SIM_API_KEY, SIM_PASSPHRASE, SIM_SECRET
+from perpbot.sim.trading.clients import SIM_PRIVATE_KEY, SIM_WALLET
 
 log = logging.getLogger("perpbot.wiring")
 
 INSTRUMENT_ATTEMPTS = 5
 REFRESH_AFTER_START_MAX_S = 60.0  # the cached instruments are refreshed once start-up recovery is done
 
-# The built-in simulator accepts any signed request; these stand-in credentials only let the
-# real ccxt classes sign. They are used in `sim` mode when no key is configured, never otherwise.
+# The simulator's own stand-in credentials (its REST accepts any signature; its private streams
+# check the login signature against these, as a venue checks the account's key). Used in `sim`
+# mode when no key is configured, never otherwise.
 SIM_CREDENTIALS = {
-    "api_key": "perpbot-sim-key",
-    "api_secret": "perpbot-sim-secret",
-    "passphrase": "perpbot-sim-passphrase",
-    "wallet_address": "0x" + "5e" * 20,
-    "private_key": "0x" + "1d" * 32,
+    "api_key": SIM_API_KEY,
+    "api_secret": SIM_SECRET,
+    "passphrase": SIM_PASSPHRASE,
+    "wallet_address": SIM_WALLET,
+    "private_key": SIM_PRIVATE_KEY,
 }
 
 Key = tuple[str, str]

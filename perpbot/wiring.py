@@ -19,8 +19,10 @@ from typing import Any
 
 from perpbot.book.store import BookStore
 from perpbot.core.decisions import Leg
+from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.engine import Engine
 from perpbot.execution.paper import PaperClient, PaperFunding
+from perpbot.feeds.private_stream import PrivateStream, PrivateStreams
 from perpbot.journal.redis_state import RedisState
 from perpbot.journal.sqlite import Journal
 from perpbot.portfolio.book import Portfolio
@@ -29,6 +31,7 @@ from perpbot.scanner.protocol import OpenTrade
 from perpbot.scanner.scanner import Scanner
 from perpbot.settings import Settings
 from perpbot.telemetry.metrics import Metrics
+from perpbot.venues.registry import private_link
 from perpbot.venue_instruments import SIM_CREDENTIALS, load_trading_venues, refresh_instruments, venue_credentials
 from strategies import build_strategies
 
@@ -52,6 +55,7 @@ class TradingService:
         self._trades: tuple[OpenTrade, ...] = ()
         self._trades_version: tuple[int, int] | None = None
         self.instrument_refresh: asyncio.Task[dict[str, list[str]]] | None = None  # set by build_engine
+        self.private_streams: PrivateStreams | None = None  # set by build_engine (venue clients only)
 
     def __getattr__(self, name: str) -> Any:
         # EngineCommands (pause, resume, close_all, sync_positions, positions, ...) go to the engine.
@@ -91,6 +95,8 @@ class TradingService:
             log.info("Start-up reconciliation: %d change(s); state %s", len(report["changed"]), self.engine.state)
             async with asyncio.TaskGroup() as tg:
                 engine_task = tg.create_task(self.engine.run(), name="engine-periodic")
+                streams_task = (tg.create_task(self.private_streams.run(), name="private-streams")
+                                if self.private_streams is not None else None)
                 scan_task = tg.create_task(self.scanner.run(self.engine.on_decisions, self.open_trades),
                                            name="scanner")
                 if self.paper_funding is not None:
@@ -106,6 +112,10 @@ class TradingService:
                 scan_task.cancel()
                 await asyncio.gather(scan_task, return_exceptions=True)
                 await engine_task
+                if self.private_streams is not None and streams_task is not None:
+                    await self.private_streams.stop()  # after the drain: the last fills came in on them
+                    await streams_task
+                await self.engine.close()
                 log.info("Trading stopped %s", "with nothing in flight" if drained
                          else "past its grace: start-up recovery will finish the execution in flight")
         finally:
@@ -115,6 +125,9 @@ class TradingService:
         self._stop.set()
 
     async def close(self) -> None:
+        if self.private_streams is not None:
+            with contextlib.suppress(Exception):
+                await self.private_streams.stop()
         for client in self.clients.values():
             with contextlib.suppress(Exception):
                 await client.close()
@@ -152,8 +165,39 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
     log.info("Trading wired: mode=%s venues=%s instruments=%d (cached: %s)", settings.mode, sorted(clients),
              len(instruments), ", ".join(f"{v} {len(s)}" for v, s in sorted(from_cache.items())) or "none")
     service = TradingService(engine, scanner, clients, journal, redis_state, paper_funding)
+    service.private_streams = _private_streams(settings, engine, clients, metrics)
     # Started now; it waits for start-up recovery, then refreshes. Kept on the service (a bare task may be collected).
     service.instrument_refresh = asyncio.create_task(
         refresh_instruments(settings, engine, store, journal, from_cache, paper), name="instrument-refresh",
     ) if from_cache else None
     return service
+
+
+def _private_streams(settings: Settings, engine: Engine, clients: dict[str, Any],
+                     metrics: Metrics) -> PrivateStreams | None:
+    """Every venue client's private stream, feeding the engine's confirmations (None when off or
+    in paper mode). Each venue starts not live: entries there wait until its stream is up."""
+    confirmations = engine.desk.confirmations
+    if confirmations is None or not settings.execution.private_streams:
+        return None
+    streams = []
+    for venue, client in clients.items():
+        if not isinstance(client, CcxtClient):
+            continue
+        cfg = venue_credentials(settings, venue)
+        symbols = list(cfg.symbols)
+        sizes = {symbol: inst.contract_size for (v, symbol), inst in engine.instruments.items() if v == venue}
+        try:
+            link = private_link(venue, settings, cfg, symbols, sizes)
+        except ValueError as exc:  # a missing credential: that venue trades without (entries refused)
+            log.error("private stream of %s not started: %s", venue, exc)
+            confirmations.set_live(venue, False)
+            continue
+        confirmations.set_live(venue, False)
+        client.stream_confirms = _live_check(confirmations.is_live, venue)
+        streams.append(PrivateStream(link, settings.feeds, confirmations.on_events, confirmations.set_live, metrics))
+    return PrivateStreams(streams) if streams else None
+
+
+def _live_check(is_live: Any, venue: str) -> Any:
+    return lambda: is_live(venue)

@@ -147,6 +147,9 @@ class SyncReport(Answer):
     changed: list[dict[str, Any]] | None = None
     venues: dict[str, bool] | None = None
     errors: dict[str, str] | None = None
+    # Keys left to the next pass: something was in flight on them, or a fill landed while the
+    # venues were read (the reconciliation reads outside the trade lock).
+    skipped: list[Any] | None = None
 
 
 class PauseAnswer(Answer):

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 Side = Literal["buy", "sell"]
+ResultStatus = Literal["filled", "partially_filled", "canceled", "rejected", "open", "expired"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +32,16 @@ class OrderResult:
     symbol: str
     client_order_id: str
     venue_order_id: str | None
-    status: Literal["filled", "partially_filled", "canceled", "rejected", "open", "expired"]
+    status: ResultStatus
     side: Side
     qty: Decimal
     filled_qty: Decimal = Decimal(0)
     avg_price: Decimal | None = None
     fee: Decimal = Decimal(0)
     reason: str | None = None
+    # False when the answer is the venue's acknowledgement alone (fills, average or fee missing)
+    # and the client left them to the private stream instead of asking over REST.
+    details_complete: bool = True
 
 
 @dataclass(slots=True)

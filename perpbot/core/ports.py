@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from perpbot.core.approved import ApprovedOrder
 from perpbot.core.instruments import Instrument
 from perpbot.core.orders import FundingPayment, OrderResult, VenueBalance, VenuePosition
+from perpbot.core.private_events import PrivateEvent
 
 
 class ExchangeClient(Protocol):
@@ -39,6 +40,44 @@ class ExchangeClient(Protocol):
 
     async def fetch_funding_payments(self, since_ms: int) -> list[FundingPayment]:
         """Funding paid/received on this account at or after `since_ms` (epoch ms), oldest first."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class PrivateLink(Protocol):
+    """One venue's private-stream protocol, as data and small calls (perpbot/venues/<venue>/private_link.py):
+    where to connect, how to log in and subscribe, what its frames mean. The generic stream
+    (perpbot.feeds.private_stream) owns the connection, keepalive, backoff, watchdog and status."""
+
+    venue: str
+    ping_frame: str | None  # None: protocol-level pings (Binance)
+    ping_interval_s: float
+    keepalive_interval_s: float | None  # Binance: the listen key's keepalive; None when none
+    needs_ack: bool  # live only once the venue acknowledged a subscription (else: once connected)
+
+    async def url(self) -> str:
+        """The URL to connect to now (Binance: creates, or keeps alive, the listen key first)."""
+        ...
+
+    def login_frames(self) -> list[str]:
+        """Sent right after connecting (fresh timestamps each time); empty when the venue has no login."""
+        ...
+
+    def subscribe_frames(self) -> list[str]:
+        """Sent once logged in (at once when there is no login)."""
+        ...
+
+    def parse(self, frame: str | bytes, recv_ts: float) -> list[PrivateEvent]:
+        """Raises perpbot.core.events.ParseError on a frame it cannot read."""
+        ...
+
+    async def keepalive(self) -> bool:
+        """Keep the session's key alive (Binance PUT listenKey); False when the venue no longer knows it."""
+        ...
+
+    def key_expired(self) -> None:
+        """Forget the current key: the next url() creates another."""
         ...
 
     async def close(self) -> None: ...

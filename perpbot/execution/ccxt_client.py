@@ -121,6 +121,10 @@ def _status(status: object, filled: Decimal, amount: Decimal | None) -> OrderSta
     return _FINAL.get(status, "open")
 
 
+def _no_stream() -> bool:
+    return False
+
+
 class CcxtClient:
     """ExchangeClient over one ccxt async exchange instance."""
 
@@ -148,6 +152,9 @@ class CcxtClient:
         self.exchange.urls["api"] = point_urls(self.exchange.urls["api"], rest_url)
         self.rest_url = rest_url
         self.instruments: dict[str, Instrument] = dict(instruments or {})
+        # True while this venue's private stream is live (set by the composition root): an order's
+        # answer is then returned as acknowledged, with no follow-up fill query.
+        self.stream_confirms: Callable[[], bool] = _no_stream
 
     def __repr__(self) -> str:  # never shows credentials
         return f"CcxtClient({self.venue} @ {self.rest_url})"
@@ -259,6 +266,10 @@ class CcxtClient:
                 )
             raise error from None
         result = self._to_result(answer, request.symbol, request.client_order_id)
+        if self.stream_confirms() and result.status != "rejected":
+            # The venue's private stream is live: it pushes the order's fills and final state, and
+            # the order lifecycle waits for them there (REST only if they do not come in time).
+            return dataclasses.replace(result, details_complete=False)
         if answer.get("status") is None or self._numbers(answer, request.symbol).filled is None \
                 or result.status == "open":
             # Some venues (OKX) acknowledge with ids only: the fill is learnt by query.

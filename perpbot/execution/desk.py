@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perpbot.book.store import BookStore
 from perpbot.core.instruments import Instrument
@@ -27,6 +27,9 @@ from perpbot.portfolio.book import Portfolio, dstr
 from perpbot.risk.gate import RiskGate
 from perpbot.settings import Settings
 from perpbot.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from perpbot.execution.confirmations import Confirmations
 
 STATES = ("ACTIVE", "REDUCING", "PAUSED", "HALTED")
 STARTING_REASON = "starting: waiting for reconciliation with every venue"
@@ -44,6 +47,39 @@ class Sent:
     unknown: bool = False
     result: OrderResult | None = None
     error: str | None = None
+
+
+class InFlight(dict[str, dict[str, Any]]):
+    """client id -> the order being sent (a plain dict to every reader), that also counts the orders ever
+    put in flight per (venue, symbol) in `sent`: the periodic reconciliation, which reads the venues
+    outside the trade lock, tells from it that an order came and went on a key while it read."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: dict[Key, int] = {}
+        for order in self.values():
+            self._count(order)
+
+    def __setitem__(self, client_order_id: str, order: dict[str, Any]) -> None:
+        super().__setitem__(client_order_id, order)
+        self._count(order)
+
+    def _count(self, order: dict[str, Any]) -> None:
+        key = (str(order.get("venue")), str(order.get("symbol")))
+        self.sent[key] = self.sent.get(key, 0) + 1
+
+
+def in_flight_keys(desk: Desk) -> set[Key]:
+    """(venue, symbol) of every order in flight now."""
+    return {(str(o.get("venue")), str(o.get("symbol"))) for o in desk.in_flight.values()}
+
+
+def sent_count(desk: Desk, key: Key) -> int:
+    """Orders ever put in flight on `key` (0 when the in-flight map is a plain dict that does not count)."""
+    sent: dict[Key, int] = getattr(desk.in_flight, "sent", {})
+    return sent.get(key, 0)
 
 
 @dataclasses.dataclass(eq=False)
@@ -73,7 +109,7 @@ class Desk:
     residue_accrued_at: float | None = None
     # Counts its writes: the scanner's view of the open trades is rebuilt only when it changed.
     open_trades: VersionedDict[str, dict[str, Any]] = dataclasses.field(default_factory=VersionedDict)
-    in_flight: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # client id -> order
+    in_flight: dict[str, dict[str, Any]] = dataclasses.field(default_factory=InFlight)  # client id -> order
     venue_open_orders: dict[str, list[OrderResult]] = dataclasses.field(default_factory=dict)
     # (venue, client id) -> (filled, avg price, fee) of an order not final yet.
     order_fills: dict[Key, tuple[Decimal, Decimal, Decimal]] = dataclasses.field(default_factory=dict)
@@ -84,6 +120,10 @@ class Desk:
     stop_event: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     stopping: bool = False  # graceful stop: no new decision is taken, the one in flight finishes
     periodic_failures: int = 0
+    # (venue, symbol) keys a reconciliation left alone because a trade touched them while it read the venues.
+    reconcile_skips: int = 0
+    # The private streams' bookings and waiters (perpbot.execution.confirmations); None without streams.
+    confirmations: Confirmations | None = None
 
     def __post_init__(self) -> None:
         self.state_since = self.clock()

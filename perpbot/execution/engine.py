@@ -14,6 +14,7 @@ This module is the thin facade: one shared Desk (perpbot.execution.desk) and one
     repair.LegRepair            the legs policy run until the legs match or trading halts
     trade_book.TradeBook        trade shape changes, residues
     reconciler.Reconciler       reconciliation with the venues, funding sync, the periodic pass
+    confirmations.Confirmations the private streams' pushes: fills once by trade id, waiters, funding
     recovery.Recovery           start-up (journal, reconcile, repair, trade check, state, funding)
     interrupted.StartupRepair   interrupted intents, open trades against the venues, rebalance
     commands.OperatorCommands   pause, resume, close-all, sync, drain
@@ -38,6 +39,7 @@ from perpbot.core.orders import OrderResult
 from perpbot.core.ports import ExchangeClient
 from perpbot.core.versioned import VersionedDict
 from perpbot.execution.commands import OperatorCommands
+from perpbot.execution.confirmations import Confirmations
 from perpbot.execution.desk import STARTING_REASON, STATES, Desk, Key, Sent, mark, publish
 from perpbot.execution.interrupted import StartupRepair
 from perpbot.execution.orders import OrderLifecycle
@@ -136,6 +138,9 @@ class Engine:
         # Through the engine's own _reconcile, so an observer wrapping it (perpbot.reliability) sees every pass.
         self.recovery = Recovery(desk, self.reconciler, self.startup_repair, self.states, self._reconcile_now)
         self.commands = OperatorCommands(desk, self.orders, self.states, self._reconcile_now)
+        if settings.execution.private_streams:
+            desk.confirmations = Confirmations(desk, self.orders.settle_pushed)
+        self._consumer: asyncio.Task[None] | None = None
 
     async def _reconcile_now(self, **kwargs: Any) -> dict[str, Any]:
         return await self._reconcile(**kwargs)
@@ -161,7 +166,11 @@ class Engine:
 
     # ------------------------------------------------------------------ recovery and reconciliation
     async def start(self) -> dict[str, Any]:
-        """Load the journal, reconcile with every venue, and only then trade."""
+        """Load the journal, reconcile with every venue, and only then trade. The private streams'
+        consumer starts first: start-up repairs already learn their fills from the streams."""
+        if self.desk.confirmations is not None and self._consumer is None:
+            self._consumer = asyncio.get_running_loop().create_task(self.desk.confirmations.run(),
+                                                                    name="private-stream-bookings")
         return await self.recovery.start()
 
     @property
@@ -201,6 +210,19 @@ class Engine:
 
     def stop(self) -> None:
         self.desk.stop_event.set()
+
+    async def close(self) -> None:
+        """After the drain: stop booking pushed events (what is queued is booked first)."""
+        consumer, self._consumer = self._consumer, None
+        confirmations = self.desk.confirmations
+        if consumer is None or confirmations is None:
+            return
+        await confirmations.drained()
+        consumer.cancel()
+        try:
+            await consumer
+        except asyncio.CancelledError:
+            pass
 
     async def drain(self, grace_s: float) -> bool:
         return await self.commands.drain(grace_s)

@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from perpbot.core import errors
 from perpbot.core.numbers import scaled_to_decimal
-from perpbot.core.orders import OrderRequest, OrderResult
-from perpbot.execution.desk import ZERO, Desk, Sent
+from perpbot.core.orders import OrderRequest, OrderResult, ResultStatus
+from perpbot.execution.desk import ZERO, Desk, Sent, side
 from perpbot.journal.sqlite import FINAL_STATUSES
 from perpbot.portfolio.book import Position
 from perpbot.core.approved import ApprovedOrder
@@ -21,30 +21,44 @@ from perpbot.core.approved import ApprovedOrder
 log = logging.getLogger("perpbot.execution.engine")
 
 RESOLVE_ATTEMPTS = 3
+RESULT_STATUSES: dict[str, ResultStatus] = {
+    "filled": "filled", "partially_filled": "partially_filled", "canceled": "canceled", "rejected": "rejected",
+    "expired": "expired",
+}
 
 
 class OrderLifecycle:
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
+        self._settle_lock = asyncio.Lock()
 
     async def send(self, approved: ApprovedOrder, strategy: str | None) -> Sent:
         """Place one approved (and already journalled) order and settle what it did."""
+        request = approved.request
+        try:
+            return await self._send(approved, strategy)
+        finally:
+            # Only once the order is settled: a push arriving later is then the consumer's to book
+            # (before, the sender's settle would have counted it as its own and booked it again).
+            if self.desk.confirmations is not None:
+                self.desk.confirmations.forget(request.venue, request.client_order_id)
+
+    async def _send(self, approved: ApprovedOrder, strategy: str | None) -> Sent:
         desk = self.desk
         request: OrderRequest = approved.request
-        client = desk.clients[request.venue]
         desk.metrics.orders_total.labels(request.venue, request.side).inc()
         desk.in_flight[request.client_order_id] = {
             "venue": request.venue, "symbol": request.symbol, "side": request.side, "qty": str(request.qty),
             "price": str(request.price), "client_order_id": request.client_order_id, "purpose": approved.purpose,
         }
         started = time.perf_counter()
+        confirmations = desk.confirmations if self._streamed(request.venue) else None
+        if confirmations is not None:
+            # Registered before the order leaves: the stream may push its fills before the answer.
+            confirmations.expect(request.venue, request.symbol, request.client_order_id)
+        result: OrderResult | None
         try:
-            try:
-                result = await asyncio.wait_for(
-                    client.place_order(approved), timeout=desk.settings.execution.order_timeout_s
-                )
-            except asyncio.TimeoutError:
-                raise errors.UnknownOutcome(request.venue, "no answer within order_timeout_s") from None
+            result = await self._place(approved, confirmations is not None)
         except errors.OrderRejected as exc:
             await desk.journal.update_order(request.venue, request.client_order_id, "rejected", reason=exc.message)
             desk.metrics.orders_rejected_total.labels(request.venue, type(exc).__name__).inc()
@@ -58,13 +72,51 @@ class OrderLifecycle:
             return Sent(error=exc.message)
         except errors.UnknownOutcome as exc:
             await desk.journal.update_order(request.venue, request.client_order_id, "unknown", reason=exc.message)
-            log.warning("order %s on %s: outcome unknown (%s); resolving by query",
-                        request.client_order_id, request.venue, exc.message)
-            return await self.resolve(request, strategy)
+            log.warning("order %s on %s: outcome unknown (%s); resolving %s", request.client_order_id,
+                        request.venue, exc.message, "from the private stream" if confirmations else "by query")
+            # The stream may still show what it did; else (or when it does not) ask by client id.
+            result = await self._pushed(request) if confirmations is not None else None
         finally:
             desk.metrics.order_execution_duration.labels(request.venue).observe(time.perf_counter() - started)
             desk.in_flight.pop(request.client_order_id, None)
+        if result is None:
+            return await self.resolve(request, strategy)
         return await self.settle(request, result, strategy)
+
+    def _streamed(self, venue: str) -> bool:
+        confirmations = self.desk.confirmations
+        return confirmations is not None and confirmations.is_live(venue)
+
+    async def _place(self, approved: ApprovedOrder, streamed: bool) -> OrderResult | None:
+        """The venue's answer, completed from the private stream when it was only an acknowledgement;
+        None when the stream did not show the order final in time (the caller then asks REST)."""
+        request = approved.request
+        client = self.desk.clients[request.venue]
+        try:
+            result = await asyncio.wait_for(client.place_order(approved),
+                                            timeout=self.desk.settings.execution.order_timeout_s)
+        except asyncio.TimeoutError:
+            raise errors.UnknownOutcome(request.venue, "no answer within order_timeout_s") from None
+        if result.details_complete or not streamed:
+            return result
+        pushed = await self._pushed(request)
+        if pushed is None:
+            return None
+        return dataclasses.replace(pushed, venue_order_id=pushed.venue_order_id or result.venue_order_id)
+
+    async def _pushed(self, request: OrderRequest) -> OrderResult | None:
+        """The order's final state as its venue's private stream shows it, waited for a bounded time."""
+        desk = self.desk
+        confirmations = desk.confirmations
+        if confirmations is None:
+            return None
+        timeout_s = desk.settings.execution.stream_confirm_timeout_s
+        pushed = await confirmations.wait(request.venue, request.client_order_id, timeout_s)
+        if pushed is None:
+            desk.metrics.private_confirm_timeouts_total.labels(request.venue).inc()
+            log.warning("order %s on %s: no final state on the private stream within %.1fs; asking the venue "
+                        "by client id", request.client_order_id, request.venue, timeout_s)
+        return pushed
 
     async def _query(self, request: OrderRequest, attempt: int) -> OrderResult | None:
         """The venue's answer for the client id (an open order is canceled first); None when
@@ -105,17 +157,39 @@ class OrderLifecycle:
         return await self.settle(request, final, strategy)
 
     async def settle(self, request: OrderRequest, result: OrderResult, strategy: str | None) -> Sent:
-        """Record a venue answer: journal the order, count new fill quantity once, update the portfolio."""
+        """Record a venue answer: journal the order, count new fill quantity once, update the portfolio.
+        One at a time: the sender and the private stream's consumer may settle the same order."""
+        async with self._settle_lock:
+            return await self._settle(request, result, strategy)
+
+    async def settle_pushed(self, client_order_id: str, result: OrderResult) -> Sent | None:
+        """Settle what a venue's private stream showed of a journalled order nobody waits for."""
+        row = await self.desk.journal.order(result.venue, client_order_id)
+        if row is None:
+            return None
+        request = OrderRequest(row.venue, row.symbol, side(row.side), row.qty, row.price, row.client_order_id,
+                               row.reduce_only)
+        return await self.settle(request, dataclasses.replace(result, client_order_id=client_order_id), None)
+
+    async def _settle(self, request: OrderRequest, result: OrderResult, strategy: str | None) -> Sent:
         desk = self.desk
         key = (request.venue, request.client_order_id)
         row = await desk.journal.order(*key)
         previous = desk.order_fills.get(key) or (
             (row.filled_qty, row.avg_price or ZERO, row.fee) if row else (ZERO, ZERO, ZERO)
         )
-        delta = result.filled_qty - previous[0]
-        filled_base = ZERO
-        if delta > 0:
-            filled_base = await self._book_fill(request, result, previous, strategy)
+        if result.filled_qty < previous[0]:
+            # A stale answer (REST behind the private stream): what was booked stands.
+            result = dataclasses.replace(result, filled_qty=previous[0], avg_price=previous[1] or result.avg_price,
+                                         fee=previous[2])
+        if row is not None and row.status in FINAL_STATUSES and result.status not in FINAL_STATUSES:
+            kept = RESULT_STATUSES.get(row.status)
+            if kept is not None:
+                result = dataclasses.replace(result, status=kept)  # never back from a final state
+        if result.filled_qty > previous[0]:
+            await self._book_fill(request, result, previous, strategy)
+        instrument = desk.instruments.get((request.venue, request.symbol))
+        filled_base = result.filled_qty * (instrument.contract_size if instrument else Decimal(1))
         status = result.status
         await desk.journal.update_order(
             request.venue, request.client_order_id, status, venue_order_id=result.venue_order_id,

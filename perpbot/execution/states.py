@@ -61,6 +61,7 @@ class TradingStates:
             store=desk.store,
             instruments=desk.instruments,
             leverage={v: desk.settings.risk.max_leverage for v in desk.clients},
+            private_streams_down=streams_down(desk),
         )
 
     async def check_breach(self) -> None:
@@ -68,3 +69,11 @@ class TradingStates:
         reason = self.desk.gate.breach(self.risk_context())
         if reason:
             await self.halt(f"risk breach: {reason}", "risk")
+
+
+def streams_down(desk: Desk) -> frozenset[str]:
+    """Venues with a private stream configured that is not live now (the risk gate refuses entries there)."""
+    confirmations = desk.confirmations
+    if confirmations is None:
+        return frozenset()
+    return frozenset(venue for venue, live in confirmations.live.items() if not live)

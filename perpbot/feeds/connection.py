@@ -63,6 +63,7 @@ class Connection:
         on_disconnect: DisconnectHandler | None = None,
         metrics: Any = None,
         rng: random.Random | None = None,
+        pong_is_liveness: bool = False,
     ) -> None:
         self.venue = venue
         self.spec = spec
@@ -74,6 +75,10 @@ class Connection:
         self.on_disconnect = on_disconnect
         self.ping_frame = ping_frame
         self.ping_interval_s = ping_interval_s or settings.ping_interval_s
+        # A quiet private stream sends no data for minutes: its pongs (text or protocol) keep the
+        # watchdog fed. A market-data feed's watchdog counts data frames only.
+        self.pong_is_liveness = pong_is_liveness
+        self.url_token_redacted = False  # set for a stream whose URL carries a key (Binance's listen key)
         self.subscriptions: list[str] = list(spec.subscribe_frames)
         self._rng = rng or random.Random()
         self._ws: ClientConnection | None = None
@@ -99,6 +104,12 @@ class Connection:
         # Metric children are resolved once: labels() is not free on the hot path.
         self._metrics = metrics
         self._m_messages = metrics.websocket_messages_total.labels(venue) if metrics else None
+
+    def shown_url(self, url: str) -> str:
+        """The URL as logs and status show it: a token in the path (Binance's listen key) is not."""
+        if self.url_token_redacted and "/ws/" in url:
+            return url.rsplit("/ws/", 1)[0] + "/ws/<listenKey>"
+        return url
 
     # -- control ------------------------------------------------------------------------
     async def set_url(self, url: str) -> None:
@@ -130,6 +141,13 @@ class Connection:
         except websockets.ConnectionClosed:
             return False  # the read loop sees the close and reconnects
 
+    async def reconnect(self, reason: str) -> None:
+        """Close the live socket; the loop reconnects after its usual backoff (unlike set_url)."""
+        ws = self._ws
+        if ws is not None:
+            self._close_reason = reason
+            await ws.close(code=1000, reason=reason[:100])
+
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
@@ -144,6 +162,8 @@ class Connection:
         now = time.monotonic() if recv_mono is None else recv_mono
         self._set_rtt(now - self._ping_sent_mono)
         self._ping_sent_mono = None
+        if self.pong_is_liveness:
+            self._last_message_mono = now
 
     def note_latency(self, seconds: float) -> None:
         """EWMA of receive time minus exchange time (clock skew included, by definition)."""
@@ -159,7 +179,7 @@ class Connection:
         now = time.time() if now is None else now
         return {
             "name": self.name,
-            "url": self.url,
+            "url": self.shown_url(self.url),
             "connected": self.connected,
             "connected_since": self.connected_since,
             "last_message_ts": self.last_message_ts,
@@ -218,7 +238,7 @@ class Connection:
             reason = _describe(exc)
             self.last_error = reason
             log.warning("WebSocket connection failed: venue=%s connection=%s url=%s reason=%s",
-                        self.venue, self.name, url, reason)
+                        self.venue, self.name, self.shown_url(url), reason)
             return "connect:" + reason
         self._ws = ws
         now = time.time()
@@ -229,7 +249,7 @@ class Connection:
         self._ping_sent_mono = None
         self.last_error = None
         self.opened.set()
-        log.info("WebSocket connected: venue=%s connection=%s url=%s", self.venue, self.name, url)
+        log.info("WebSocket connected: venue=%s connection=%s url=%s", self.venue, self.name, self.shown_url(url))
         keepalive = asyncio.get_running_loop().create_task(self._keepalive(ws))
         reason = "closed"
         try:
@@ -261,7 +281,7 @@ class Connection:
         if not self._stopping:
             self.last_error = reason
             log.warning("WebSocket connection failed: venue=%s connection=%s url=%s reason=%s",
-                        self.venue, self.name, url, reason)
+                        self.venue, self.name, self.shown_url(url), reason)
         return reason
 
     async def _read(self, ws: ClientConnection) -> str:
@@ -313,6 +333,8 @@ class Connection:
     def _protocol_pong(self, fut: asyncio.Future[float]) -> None:
         if not fut.cancelled() and fut.exception() is None:
             self._set_rtt(fut.result())
+            if self.pong_is_liveness:
+                self._last_message_mono = time.monotonic()
 
 
 def _describe(exc: BaseException) -> str:

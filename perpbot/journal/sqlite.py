@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 ORDER_STATUSES: tuple[OrderStatus, ...] = tuple(OrderStatus)
 FINAL_STATUSES: tuple[OrderStatus, ...] = tuple(s for s in OrderStatus if s in FINAL_ORDER_STATUSES)
 UNREADABLE = (InvalidOperation, TypeError, ValueError)
+FUNDING_SAME_S = 60.0  # funding settles on the hour: two reports this close are one settlement
 
 
 class Journal(InstrumentCache, VenueTrades):
@@ -276,9 +277,16 @@ class Journal(InstrumentCache, VenueTrades):
         return out
 
     async def record_funding(self, venue: str, payment_id: str, symbol: str, amount: Decimal, ts: float) -> bool:
+        """True when the payment is new. The same settlement reported by the private stream and by
+        REST carries different ids (and times a little apart): one already journalled for the
+        venue within FUNDING_SAME_S, of the same amount and symbol (or an unnamed symbol on either
+        side, as Binance's cross-margin funding push), is the same payment. One statement: the
+        stream's consumer and the REST funding sync may race."""
         cursor = await self.db.execute(
-            "INSERT OR IGNORE INTO funding_payments VALUES (?,?,?,?,?)",
-            (venue, payment_id, symbol, _text(amount), ts),
+            "INSERT OR IGNORE INTO funding_payments SELECT ?,?,?,?,? WHERE NOT EXISTS ("
+            " SELECT 1 FROM funding_payments WHERE venue = ? AND ABS(ts - ?) < ? AND amount = ?"
+            " AND (symbol = ? OR symbol = '' OR ? = ''))",
+            (venue, payment_id, symbol, _text(amount), ts, venue, ts, FUNDING_SAME_S, _text(amount), symbol, symbol),
         )
         return cursor.rowcount == 1
 

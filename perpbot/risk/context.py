@@ -40,3 +40,5 @@ class RiskContext:
     store: BookStore
     instruments: dict[Key, Instrument]
     leverage: dict[str, Decimal] = field(default_factory=dict)
+    # Venues whose private stream (orders, fills, positions pushed) is configured but not live.
+    private_streams_down: frozenset[str] = frozenset()

@@ -114,6 +114,7 @@ class RiskGate:
             rules.rule_min_edge(decision.edge_bps, risk.min_edge_bps),
             rules.rule_book_usable(requests, ctx, risk.max_book_age_s),
             rules.rule_venue_connected(requests, ctx),
+            rules.rule_private_stream(requests, ctx),
             # The three notional rules share one computation of the position deltas and of the
             # per-venue gross notionals (the same functions the public rule_* run).
             rules.max_position_size_of(deltas, requests, ctx, risk.max_position_size_usdt),

@@ -232,6 +232,15 @@ def rule_venue_connected(orders: Sequence[OrderRequest], ctx: RiskContext) -> Re
     return None
 
 
+def rule_private_stream(orders: Sequence[OrderRequest], ctx: RiskContext) -> Refusal | None:
+    """Entries only on venues whose private stream is live: without it a fill, a cancel or a
+    liquidation is learnt late (exits, hedges and flattening do not ask, they go over REST)."""
+    for order in orders:
+        if order.venue in ctx.private_streams_down:
+            return Refusal("private_stream_down", f"{order.venue} private stream is not live")
+    return None
+
+
 def rule_order_grid(order: OrderRequest, instrument: Instrument) -> Refusal | None:
     """Price on the tick, quantity on the lot, at least min_qty, and (unless reduce-only, which
     venues exempt so dust can be closed) at least min_notional."""

@@ -97,6 +97,38 @@ class Metrics:
             "perpbot_event_loop_lag_seconds", "Event-loop scheduling lag",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r,
         )
+        # --- private streams (orders, fills, positions, balances, funding pushed by the venues) ---
+        self.private_stream_connected = Gauge(
+            "perpbot_private_stream_connected", "1 when the venue's private stream is logged in and subscribed",
+            ["exchange"], registry=r,
+        )
+        self.private_stream_last_message_age = Gauge(
+            "perpbot_private_stream_last_message_age_seconds", "Seconds since the private stream's last frame",
+            ["exchange"], registry=r,
+        )
+        self.private_stream_reconnects_total = Counter(
+            "perpbot_private_stream_reconnects", "Private stream reconnects by reason", ["exchange", "reason"],
+            registry=r,
+        )
+        self.private_fills_total = Counter(
+            "perpbot_private_fills", "Executions booked from a private stream", ["exchange"], registry=r
+        )
+        self.private_fills_duplicate_total = Counter(
+            "perpbot_private_fills_duplicate", "Executions seen again (same venue trade id) and not booked",
+            ["exchange"], registry=r,
+        )
+        self.private_confirm_timeouts_total = Counter(
+            "perpbot_private_confirm_timeouts", "Orders whose final state the stream did not show in time "
+            "(resolved over REST)", ["exchange"], registry=r,
+        )
+        self.private_margin_events_total = Counter(
+            "perpbot_private_margin_events", "Margin calls and liquidations pushed by the venue",
+            ["exchange", "kind"], registry=r,
+        )
+        self.fill_booking_latency = Histogram(
+            "perpbot_fill_booking_latency_seconds", "From a fill's receipt on the private stream to its booking",
+            ["exchange"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5), registry=r,
+        )
         self.component_health = Gauge(
             "perpbot_component_health", "1 when a health component is fine", ["component"], registry=r
         )

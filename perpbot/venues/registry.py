@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from decimal import Decimal
+
 from perpbot.core.instruments import Instrument
+from perpbot.core.ports import PrivateLink
 from perpbot.core.venue import FeedAdapter
-from perpbot.settings import FeedSettings
+from perpbot.settings import FeedSettings, Settings, VenueSettings
 from perpbot.venues import _trading
 from perpbot.venues.binance import orders as binance_orders
 from perpbot.venues.binance import symbols as binance_symbols
@@ -24,6 +27,10 @@ from perpbot.venues.hyperliquid.feed import HyperliquidFeedAdapter
 from perpbot.venues.okx import orders as okx_orders
 from perpbot.venues.okx import symbols as okx_symbols
 from perpbot.venues.okx.feed import OkxFeedAdapter
+from perpbot.venues.binance.private_link import BinancePrivateLink
+from perpbot.venues.bybit.private_link import BybitPrivateLink
+from perpbot.venues.hyperliquid.private_link import HyperliquidPrivateLink
+from perpbot.venues.okx.private_link import OkxPrivateLink
 
 
 @dataclass(frozen=True)
@@ -73,3 +80,18 @@ def from_ccxt_symbol(venue: str, ccxt_symbol: str) -> str:
 def instrument_from_ccxt_market(venue: str, market: dict[str, Any]) -> Instrument:
     instrument: Instrument = _venue(venue).symbols.instrument_from_ccxt_market(market)
     return instrument
+
+
+def private_link(venue: str, settings: Settings, cfg: VenueSettings, symbols: list[str],
+                 contract_sizes: dict[str, Decimal]) -> PrivateLink:
+    """The venue's private-stream link (`cfg` carries the credentials, read only by the link)."""
+    url = settings.private_ws_url(venue)
+    if venue == "okx":
+        return OkxPrivateLink(url, cfg, symbols, contract_sizes)
+    if venue == "binance":
+        return BinancePrivateLink(url, settings.rest_url(venue), cfg, contract_sizes)
+    if venue == "bybit":
+        return BybitPrivateLink(url, cfg, contract_sizes)
+    if venue == "hyperliquid":
+        return HyperliquidPrivateLink(url, cfg, contract_sizes)
+    raise ValueError(f"unknown venue {venue!r}; known: {', '.join(VENUES)}")

@@ -82,7 +82,9 @@ async def test_a_filled_order_is_settled_once_into_journal_and_portfolio():
     assert journal(desk).orders[("okx", "c1")].status == "filled"
     assert desk.in_flight == {} and desk.order_fills == {}  # a final order's cache is dropped
     again = await orders.settle(req, venue(desk, "okx").known["c1"], "s")  # the same answer again
-    assert again.filled_base == 0 and desk.portfolio.positions[("okx", OKX.symbol)].size == D("0.02")
+    # The order's fill is reported as it is (0.02), and nothing is booked a second time.
+    assert again.filled_base == D("0.02") and desk.portfolio.positions[("okx", OKX.symbol)].size == D("0.02")
+    assert len(desk.portfolio.fills) == 1
 
 
 async def test_a_rejected_order_is_journalled_rejected():

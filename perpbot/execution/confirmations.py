@@ -1,0 +1,219 @@
+"""Private-stream confirmations: what the venues push about our orders, booked once.
+
+The private streams (perpbot.feeds.private_stream) hand their parsed events to `on_events`; one
+task (`run`) takes them in order. Fills are written to the journal by the venue's trade id first
+(`Journal.note_venue_trade`): a fill pushed twice, pushed and also read over REST, or replayed
+after a restart is recognised there and never booked twice. An order's booked quantity is its
+cumulative fill (the sum of its executions), so the order lifecycle's `settle` books only what is
+new, whichever source (stream or REST) told it first.
+
+An order being sent registers a waiter first (`expect`); the sender then waits for the stream to
+show the order final with every execution in (`wait`), and falls back to asking REST by client
+id only when that does not happen within `execution.stream_confirm_timeout_s`. Events for an
+order nobody waits for (a late fill after that fallback, a resting order) are settled here.
+
+Positions and balances pushed by the venues are kept for the reconciliation and the control API;
+funding is journalled and booked as the periodic funding sync books it (once per payment id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from perpbot.core.orders import OrderResult, ResultStatus
+from perpbot.core.private_events import (
+    BalanceUpdate, FundingEvent, MarginEvent, OrderUpdate, PositionUpdate, PrivateEvent, VenueFill,
+)
+from perpbot.execution.desk import Desk
+from perpbot.journal.venue_trades import TradeTotals
+
+log = logging.getLogger("perpbot.execution.confirmations")
+
+Key = tuple[str, str]  # (venue, client order id)
+Settle = Callable[[OrderResult], Awaitable[object]]
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """What the stream said so far of one order: its last state and its executions' totals."""
+
+    symbol: str
+    update: OrderUpdate | None = None
+    totals: TradeTotals = field(default_factory=TradeTotals)
+    done: asyncio.Future[OrderResult] | None = None  # set while a sender waits
+
+    def complete(self) -> bool:
+        """Final on the stream with every execution it counted already in."""
+        update = self.update
+        return update is not None and update.final and self.totals.qty >= update.filled_qty
+
+
+def result_of(update: OrderUpdate, totals: TradeTotals) -> OrderResult:
+    """The OrderResult the stream amounts to: quantities, average and fee from the executions
+    (the venue's own trade records), status from the order's last update."""
+    filled = max(totals.qty, update.filled_qty)
+    status = update.status
+    final_status: ResultStatus
+    if status in ("canceled", "expired") and filled > 0:
+        final_status = "partially_filled"  # an IOC's rest canceled: what filled stays
+    elif status == "partially_filled":
+        final_status = "open"  # still working at the venue
+    else:
+        final_status = status
+    avg = totals.avg_price if totals.qty else update.avg_price
+    fee = totals.fee if totals.count else (update.fee or Decimal(0))
+    return OrderResult(
+        venue=update.venue, symbol=update.symbol, client_order_id=update.client_order_id or "",
+        venue_order_id=update.venue_order_id, status=final_status,
+        side=update.side, qty=update.qty, filled_qty=filled, avg_price=avg, fee=fee, reason=update.reason,
+    )
+
+
+class Confirmations:
+    """The private streams' events applied to the desk: fills once, funding once, waiters woken."""
+
+    def __init__(self, desk: Desk, settle_order: Callable[[str, OrderResult], Awaitable[object]]) -> None:
+        self.desk = desk
+        # settle_order(client id, result): the order lifecycle's settle for a journalled order.
+        self._settle_order = settle_order
+        self._queue: asyncio.Queue[PrivateEvent] = asyncio.Queue()
+        self._tracked: dict[Key, _Tracked] = {}
+        self.positions: dict[Key, PositionUpdate] = {}  # (venue, symbol) -> last pushed
+        self.balances: dict[Key, BalanceUpdate] = {}  # (venue, currency) -> last pushed
+        self.live: dict[str, bool] = {}  # venue -> private stream logged in and subscribed
+        self.booked = 0
+        self.duplicates = 0
+        self.applied = asyncio.Event()  # set after each event is applied (tests, the bench)
+
+    # -- the streams' side ---------------------------------------------------------------
+    def on_events(self, events: Iterable[PrivateEvent]) -> None:
+        for event in events:
+            self._queue.put_nowait(event)
+
+    def set_live(self, venue: str, live: bool) -> None:
+        """Called by the venue's private stream; registering a venue (live False) makes its stream
+        required for entries there."""
+        self.live[venue] = live
+
+    def is_live(self, venue: str) -> bool:
+        return self.live.get(venue, False)
+
+    # -- the sender's side ---------------------------------------------------------------
+    def expect(self, venue: str, symbol: str, client_order_id: str) -> asyncio.Future[OrderResult]:
+        """Register before the order leaves: events that arrive before the answer are kept."""
+        tracked = self._tracked.setdefault((venue, client_order_id), _Tracked(symbol))
+        tracked.done = asyncio.get_running_loop().create_future()
+        if tracked.complete() and tracked.update is not None:
+            tracked.done.set_result(result_of(tracked.update, tracked.totals))
+        return tracked.done
+
+    async def wait(self, venue: str, client_order_id: str, timeout_s: float) -> OrderResult | None:
+        """The order's final state from the stream, or None when it did not come in `timeout_s`."""
+        tracked = self._tracked.get((venue, client_order_id))
+        if tracked is None or tracked.done is None:
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.shield(tracked.done), timeout_s)
+        except asyncio.TimeoutError:
+            return None
+
+    def forget(self, venue: str, client_order_id: str) -> None:
+        """The sender is done with the order: later events for it are settled here."""
+        tracked = self._tracked.get((venue, client_order_id))
+        if tracked is not None:
+            if tracked.done is not None and not tracked.done.done():
+                tracked.done.cancel()
+            tracked.done = None
+            if tracked.update is not None and tracked.update.final:
+                self._tracked.pop((venue, client_order_id), None)
+
+    async def drained(self, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until every queued event has been applied."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self._queue.empty() and loop.time() < deadline:
+            await asyncio.wait_for(self.applied.wait(), max(0.0, deadline - loop.time()))
+
+    # -- the consumer --------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self.apply(event)
+            except Exception:  # one bad event must not stop the bookings after it
+                log.exception("private stream event not applied: %r", event)
+            finally:
+                self.applied.set()
+                self.applied = asyncio.Event()
+
+    async def apply(self, event: PrivateEvent) -> None:
+        if isinstance(event, VenueFill):
+            await self._on_fill(event)
+        elif isinstance(event, OrderUpdate):
+            await self._on_update(event)
+        elif isinstance(event, FundingEvent):
+            await self._on_funding(event)
+        elif isinstance(event, PositionUpdate):
+            self.positions[(event.venue, event.symbol)] = event
+        elif isinstance(event, BalanceUpdate):
+            self.balances[(event.venue, event.currency)] = event
+        elif isinstance(event, MarginEvent):
+            self.desk.metrics.private_margin_events_total.labels(event.venue, event.kind).inc()
+            log.warning("venue %s pushed %s on %s: %s", event.venue, event.kind, event.symbol, event.detail)
+
+    async def _on_fill(self, fill: VenueFill) -> None:
+        desk = self.desk
+        if not await desk.journal.note_venue_trade(fill):
+            self.duplicates += 1
+            desk.metrics.private_fills_duplicate_total.labels(fill.venue).inc()
+            return
+        if not fill.client_order_id:
+            log.warning("venue %s pushed a fill of an order not ours (no client id): %s %s %s @ %s",
+                        fill.venue, fill.symbol, fill.side, fill.qty, fill.price)
+            return
+        key = (fill.venue, fill.client_order_id)
+        tracked = self._tracked.setdefault(key, _Tracked(fill.symbol))
+        tracked.totals = await desk.journal.order_trade_totals(*key)
+        desk.metrics.private_fills_total.labels(fill.venue).inc()
+        await self._progress(key, tracked)
+
+    async def _on_update(self, update: OrderUpdate) -> None:
+        if not update.client_order_id:
+            return
+        key = (update.venue, update.client_order_id)
+        tracked = self._tracked.setdefault(key, _Tracked(update.symbol))
+        previous = tracked.update
+        if previous is not None and previous.final and not update.final:
+            return  # out of order: a working state after the final one changes nothing
+        tracked.update = update
+        await self._progress(key, tracked)
+
+    async def _progress(self, key: Key, tracked: _Tracked) -> None:
+        """Wake the sender when the order is complete; book it here when nobody waits for it."""
+        update = tracked.update
+        if tracked.done is not None:
+            if tracked.complete() and update is not None and not tracked.done.done():
+                tracked.done.set_result(result_of(update, tracked.totals))
+            return
+        if update is None and tracked.totals.qty == 0:
+            return
+        if await self.desk.journal.order(*key) is None:
+            return  # not an order this bot journalled (another client on the account)
+        if update is None:
+            return  # fills without a state yet: booked when the state comes (or the sender's query)
+        await self._settle_order(key[1], result_of(update, tracked.totals))
+        self.booked += 1
+        if update.final and tracked.complete():
+            self._tracked.pop(key, None)
+
+    async def _on_funding(self, payment: FundingEvent) -> None:
+        desk = self.desk
+        ts = payment.ts_ms / 1000
+        if await desk.journal.record_funding(payment.venue, payment.payment_id, payment.symbol, payment.amount, ts):
+            desk.portfolio.apply_funding(payment.venue, payment.symbol, payment.amount, ts)
+            desk.funding_cursor_ms[payment.venue] = max(desk.funding_cursor_ms.get(payment.venue, 0),
+                                                        payment.ts_ms)
