@@ -102,6 +102,9 @@ class PrivateStream:
         targets = self.connected()
         if not targets:
             return  # nobody listens: no frame is rendered and no fault is consumed
+        frames = self.render(event)
+        if not frames:
+            return  # an event this venue does not push (a reject, ...) consumes no fault either
         take, venue, symbol = self.faults.take, self.venue, event.symbol
         fault = take(venue, "private_drop", symbol)
         if fault is not None:
@@ -109,9 +112,6 @@ class PrivateStream:
                 session.close(abort=bool(fault.params.get("abort")))
             return
         if take(venue, "private_stall", symbol) is not None:
-            return
-        frames = self.render(event)
-        if not frames:
             return
         delay = 0.0
         fault = take(venue, "stream_lag", symbol)

@@ -19,7 +19,6 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from perpbot.settings import Settings
-from perpbot.sim.faults import Fault
 from perpbot.sim.private.common import bybit_sign, okx_sign
 from perpbot.sim.server import Simulator
 from perpbot.sim.trading.clients import SIM_WALLET, make_ccxt_client
@@ -81,17 +80,19 @@ class Rig:
             self.clients[venue] = client
         return self.clients[venue]
 
+    async def admin(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        async with self.http.request(method, f"http://127.0.0.1:{self.sim.admin_port}{path}", json=body) as resp:
+            assert resp.status == status, await resp.text()
+            return await resp.json()
+
     async def fault(self, **body: Any) -> None:
-        async with self.http.post(f"http://127.0.0.1:{self.sim.admin_port}/admin/faults", json=body) as resp:
-            assert resp.status == 201, await resp.text()
+        await self.admin("POST", "/admin/faults", body, 201)
 
     async def clear_faults(self) -> None:
-        async with self.http.delete(f"http://127.0.0.1:{self.sim.admin_port}/admin/faults") as resp:
-            assert resp.status == 200
+        await self.admin("DELETE", "/admin/faults")
 
     async def fired(self) -> dict[str, dict[str, int]]:
-        async with self.http.get(f"http://127.0.0.1:{self.sim.admin_port}/admin/stats") as resp:
-            return (await resp.json())["faults_fired"]
+        return (await self.admin("GET", "/admin/stats"))["faults_fired"]
 
     async def sweep_buy(self, venue: str, levels: int = 2) -> dict[str, Any]:
         """An IOC buy through the first `levels` ask levels (one fill per level), placed with ccxt."""
@@ -112,13 +113,10 @@ class Rig:
             await client.close()
 
 
-def settings() -> Settings:
-    return Settings(sim={"ports": {v: 0 for v in VENUES}, "admin_port": 0, "tick_interval_s": 0.02, "seed": 5})
-
-
 @asynccontextmanager
 async def rig():
-    async with Simulator(settings(), autotick=False) as sim, aiohttp.ClientSession() as http:
+    settings = Settings(sim={"ports": {v: 0 for v in VENUES}, "admin_port": 0, "tick_interval_s": 0.02, "seed": 5})
+    async with Simulator(settings, autotick=False) as sim, aiohttp.ClientSession() as http:
         r = Rig(sim, http)
         try:
             yield r
@@ -144,62 +142,63 @@ def bybit_auth(key: str = "sim-key", secret: str = "sim-secret", ahead_ms: int =
     return {"op": "auth", "args": [key, expires, bybit_sign(secret, expires)], "req_id": "a1"}
 
 
-async def okx_private(r: Rig) -> Any:
-    ws_cm = stream(r.url("okx", "/ws/v5/private"))
-    ws = await ws_cm.__aenter__()
-    await ws.send(okx_login())
-    assert (await ws.next())["event"] == "login"
-    for channel in ("orders", "positions", "account"):
-        arg = {"channel": channel} if channel == "account" else {"channel": channel, "instType": "SWAP"}
-        await ws.send({"op": "subscribe", "args": [arg]})
-        await ws.until(lambda f, c=channel: f.get("event") == "subscribe" and f["arg"]["channel"] == c)
-    return ws_cm, ws
-
-
-async def bybit_private(r: Rig) -> Any:
-    ws_cm = stream(r.url("bybit", "/v5/private"))
-    ws = await ws_cm.__aenter__()
-    await ws.send(bybit_auth())
-    assert (await ws.next())["success"] is True
-    await ws.send({"op": "subscribe", "args": ["order", "execution", "position", "wallet"]})
-    assert (await ws.next())["success"] is True
-    return ws_cm, ws
-
-
-async def test_okx_login_is_verified_and_orders_push_every_fill_as_rest_reports_it() -> None:
-    async with rig() as r, stream(r.url("okx", "/ws/v5/private")) as ws:
-        await ws.send({"op": "subscribe", "args": [{"channel": "orders", "instType": "SWAP"}]})
-        assert (await ws.next())["code"] == "60011"  # subscribe before login
-        await ws.send(okx_login(secret="wrong"))
-        assert (await ws.next())["code"] == "60007"
-        await ws.send(okx_login(passphrase="wrong"))
-        assert (await ws.next())["code"] == "60024"
-        await ws.send(okx_login(key="other"))
-        assert (await ws.next())["code"] == "60005"
-        await ws.send("ping")
-        assert await ws.next() == "pong"
+@asynccontextmanager
+async def okx_private(r: Rig):
+    async with stream(r.url("okx", "/ws/v5/private")) as ws:
         await ws.send(okx_login())
-        login = await ws.next()
-        assert login["event"] == "login" and login["code"] == "0" and login["connId"]
+        assert (await ws.next())["event"] == "login"
         for arg in ({"channel": "orders", "instType": "SWAP"}, {"channel": "positions", "instType": "SWAP"},
                     {"channel": "account"}):
             await ws.send({"op": "subscribe", "args": [arg]})
-            assert (await ws.until(lambda f: "event" in f))["arg"] == arg
+            await ws.until(lambda f, a=arg: f.get("event") == "subscribe" and f["arg"] == a)
+        yield ws
 
+
+@asynccontextmanager
+async def bybit_private(r: Rig):
+    async with stream(r.url("bybit", "/v5/private")) as ws:
+        await ws.send(bybit_auth())
+        assert (await ws.next())["success"] is True
+        await ws.send({"op": "subscribe", "args": ["order", "execution", "position", "wallet"]})
+        assert (await ws.next())["success"] is True
+        yield ws
+
+
+async def agrees_with_rest(r: Rig, venue: str, order: dict[str, Any], pushed: list[tuple]) -> dict[str, Any]:
+    """Pushed fills (trade id, order id, qty, price, fee as a cost) == REST's trades; returns REST's order."""
+    client = r.clients[venue]
+    trades = {str(t["id"]): t for t in await client.fetch_my_trades(UNIFIED[venue])}
+    assert {str(p[0]) for p in pushed} == set(trades) and len(trades) == len(pushed) == 2
+    for trade_id, order_id, qty, price, fee in pushed:
+        trade = trades[str(trade_id)]
+        assert str(order_id) == order["id"] == trade["order"]
+        assert dec(qty) == dec(trade["amount"]) and dec(price) == dec(trade["price"])
+        assert dec(fee) > 0 and dec(fee) == dec(trade["fee"]["cost"])
+    return await client.fetch_order(order["id"], UNIFIED[venue])
+
+
+async def test_okx_login_is_verified_and_orders_push_every_fill_as_rest_reports_it() -> None:
+    async with rig() as r:
+        async with stream(r.url("okx", "/ws/v5/private")) as ws:
+            await ws.send({"op": "subscribe", "args": [{"channel": "orders", "instType": "SWAP"}]})
+            assert (await ws.next())["code"] == "60011"  # subscribe before login
+            for bad, code in (({"secret": "x"}, "60007"), ({"passphrase": "x"}, "60024"), ({"key": "x"}, "60005")):
+                await ws.send(okx_login(**bad))
+                refused = await ws.next()
+                assert refused["event"] == "error" and refused["code"] == code
+            await ws.send("ping")
+            assert await ws.next() == "pong"
+            await ws.send(okx_login())
+            login = await ws.next()
+            assert login["event"] == "login" and login["code"] == "0" and login["connId"]
+    async with rig() as r, okx_private(r) as ws:
         order = await r.sweep_buy("okx")
-        client = r.clients["okx"]
         pushes = await ws.collect(lambda f: f.get("arg", {}).get("channel") == "orders", 3)
         assert pushes[0]["data"][0]["state"] == "live" and pushes[0]["arg"] == {"channel": "orders", "instType": "SWAP"}
         fills = [p["data"][0] for p in pushes[1:]]
-        trades = {t["id"]: t for t in await client.fetch_my_trades(UNIFIED["okx"])}
-        assert {f["tradeId"] for f in fills} == set(trades) and len(trades) == 2
-        for push in fills:
-            trade = trades[push["tradeId"]]
-            assert push["ordId"] == order["id"] == trade["order"]
-            assert dec(push["fillSz"]) == dec(trade["amount"]) and dec(push["fillPx"]) == dec(trade["price"])
-            assert dec(push["fillFee"]) < 0 and dec(push["fillFee"]) == -dec(trade["fee"]["cost"])
-            assert push["fillFeeCcy"] == "USDT" and push["execType"] == "T"
-        fetched = await client.fetch_order(order["id"], UNIFIED["okx"])
+        fetched = await agrees_with_rest(r, "okx", order, [
+            (f["tradeId"], f["ordId"], f["fillSz"], f["fillPx"], -dec(f["fillFee"])) for f in fills])
+        assert all(f["fillFeeCcy"] == "USDT" and f["execType"] == "T" for f in fills)
         assert fills[-1]["state"] == "filled" and fetched["status"] == "closed"
         assert dec(fills[-1]["accFillSz"]) == dec(fetched["filled"])
         assert dec(fills[-1]["fee"]) == -dec(fetched["fee"]["cost"])
@@ -208,34 +207,24 @@ async def test_okx_login_is_verified_and_orders_push_every_fill_as_rest_reports_
 
 
 async def test_bybit_auth_is_verified_and_execution_and_order_topics_agree_with_rest() -> None:
-    async with rig() as r, stream(r.url("bybit", "/v5/private")) as ws:
-        await ws.send({"op": "subscribe", "args": ["order"]})
-        refused = await ws.next()
-        assert refused["success"] is False and refused["op"] == "subscribe"
-        await ws.send(bybit_auth(ahead_ms=-1000))
-        assert (await ws.next()) | {"conn_id": ""} == {"success": False, "ret_msg": "Params Error", "op": "auth",
-                                                        "conn_id": "", "req_id": "a1"}
-        await ws.send(bybit_auth(secret="wrong"))
-        assert (await ws.next())["success"] is False
-        await ws.send({"op": "ping", "req_id": "p"})
-        assert (await ws.next())["op"] == "pong"
-        await ws.send(bybit_auth())
-        assert (await ws.next())["success"] is True
-        await ws.send({"op": "subscribe", "args": ["order", "execution", "position", "wallet"]})
-        assert (await ws.next())["success"] is True
-
+    async with rig() as r:
+        async with stream(r.url("bybit", "/v5/private")) as ws:
+            await ws.send({"op": "subscribe", "args": ["order"]})
+            refused = await ws.next()
+            assert refused["success"] is False and refused["op"] == "subscribe"
+            await ws.send(bybit_auth(ahead_ms=-1000))
+            assert (await ws.next()) | {"conn_id": ""} == {"success": False, "ret_msg": "Params Error", "op": "auth",
+                                                            "conn_id": "", "req_id": "a1"}
+            await ws.send(bybit_auth(secret="wrong"))
+            assert (await ws.next())["success"] is False
+            await ws.send({"op": "ping", "req_id": "p"})
+            assert (await ws.next())["op"] == "pong"
+    async with rig() as r, bybit_private(r) as ws:
         order = await r.sweep_buy("bybit")
-        client = r.clients["bybit"]
         executions = [f["data"][0] for f in await ws.collect(lambda f: f.get("topic") == "execution", 2)]
         final = await ws.until(lambda f: f.get("topic") == "order" and f["data"][0]["orderStatus"] == "Filled")
-        trades = {t["id"]: t for t in await client.fetch_my_trades(UNIFIED["bybit"])}
-        assert {e["execId"] for e in executions} == set(trades) and len(trades) == 2
-        for execution in executions:
-            trade = trades[execution["execId"]]
-            assert execution["orderId"] == order["id"] == trade["order"]
-            assert dec(execution["execQty"]) == dec(trade["amount"]) and dec(execution["execPrice"]) == dec(trade["price"])
-            assert dec(execution["execFee"]) > 0 and dec(execution["execFee"]) == dec(trade["fee"]["cost"])
-        fetched = await client.fetch_order(order["id"], UNIFIED["bybit"])
+        fetched = await agrees_with_rest(r, "bybit", order, [
+            (e["execId"], e["orderId"], e["execQty"], e["execPrice"], e["execFee"]) for e in executions])
         assert fetched["status"] == "closed" and dec(final["data"][0]["cumExecQty"]) == dec(fetched["filled"])
         wallet = await ws.until(lambda f: f.get("topic") == "wallet")
         assert dec(wallet["data"][0]["coin"][0]["walletBalance"]) == r.sim.exchanges["bybit"].account.wallet
@@ -262,21 +251,14 @@ async def test_binance_listen_key_stream_pushes_order_trade_and_account_updates_
         assert json.loads(refused.value.response.body)["code"] == -1125
         async with stream(r.url("binance", f"/private/ws/{key}")) as ws:
             order = await r.sweep_buy("binance")
-            client = r.clients["binance"]
             lites = await ws.collect(lambda f: f.get("e") == "TRADE_LITE", 2)
-            updates = [f["o"] for f in ws.seen if f.get("e") == "ORDER_TRADE_UPDATE"]
             final = await ws.until(lambda f: f.get("e") == "ORDER_TRADE_UPDATE" and f["o"]["X"] == "FILLED")
             updates = [f["o"] for f in ws.seen if f.get("e") == "ORDER_TRADE_UPDATE"]
             assert updates[0]["x"] == "NEW" and [u["x"] for u in updates[1:]] == ["TRADE", "TRADE"]
             account = await ws.until(lambda f: f.get("e") == "ACCOUNT_UPDATE")
-            trades = {int(t["id"]): t for t in await client.fetch_my_trades(UNIFIED["binance"])}
-            assert {lite["t"] for lite in lites} == set(trades) == {u["t"] for u in updates[1:]}
-            for update in updates[1:]:
-                trade = trades[update["t"]]
-                assert str(update["i"]) == order["id"] == trade["order"]
-                assert dec(update["l"]) == dec(trade["amount"]) and dec(update["L"]) == dec(trade["price"])
-                assert dec(update["n"]) > 0 and dec(update["n"]) == dec(trade["fee"]["cost"])
-            fetched = await client.fetch_order(order["id"], UNIFIED["binance"])
+            assert [lite["t"] for lite in lites] == [u["t"] for u in updates[1:]]
+            fetched = await agrees_with_rest(r, "binance", order,
+                                             [(u["t"], u["i"], u["l"], u["L"], u["n"]) for u in updates[1:]])
             assert fetched["status"] == "closed" and dec(final["o"]["z"]) == dec(fetched["filled"])
             assert account["a"]["m"] == "ORDER" and dec(account["a"]["P"][0]["pa"]) == dec(fetched["filled"])
 
@@ -292,17 +274,13 @@ async def test_binance_listen_key_expires_without_keepalive_and_is_unknown_after
         key = (await listen_key(r))[1]["listenKey"]
         async with stream(r.url("binance", f"/ws/{key}")) as ws:
             assert (await listen_key(r, "PUT"))[1] == {"listenKey": key}  # keepalive
-            async with r.http.post(f"http://127.0.0.1:{r.sim.admin_port}/admin/private",
-                                   json={"venue": "binance", "listen_key_ttl_s": 0.2}) as resp:
-                assert resp.status == 200
+            await r.admin("POST", "/admin/private", {"venue": "binance", "listen_key_ttl_s": 0.2})
             expired = await ws.until(lambda f: f.get("e") == "listenKeyExpired")
             assert expired["listenKey"] == key
         status, body = await listen_key(r, "PUT")
         assert status == 400 and body == {"code": -1125, "msg": "This listenKey does not exist."}
         # listenkey_expire fault: a fresh key expires at once.
-        async with r.http.post(f"http://127.0.0.1:{r.sim.admin_port}/admin/private",
-                               json={"venue": "binance", "listen_key_ttl_s": 3600}) as resp:
-            assert resp.status == 200
+        await r.admin("POST", "/admin/private", {"venue": "binance", "listen_key_ttl_s": 3600})
         key2 = (await listen_key(r))[1]["listenKey"]
         assert key2 != key
         async with stream(r.url("binance", f"/ws/{key2}")) as ws:
@@ -326,19 +304,12 @@ async def test_hyperliquid_user_subscriptions_share_the_public_socket_and_agree_
         assert (await ws.until(lambda f: f.get("channel") == "error"))["data"].startswith("Invalid subscription")
 
         order = await r.sweep_buy("hyperliquid")
-        client = r.clients["hyperliquid"]
         fills = [f["data"]["fills"][0] for f in await ws.collect(lambda f: f.get("channel") == "userFills", 2)]
         final = await ws.until(lambda f: f.get("channel") == "orderUpdates" and f["data"][0]["status"] == "filled")
         events = [f for f in ws.seen if f.get("channel") == "user"]
         assert [e["data"]["fills"][0] for e in events] == fills
-        trades = {t["id"]: t for t in await client.fetch_my_trades(UNIFIED["hyperliquid"])}
-        assert {str(f["tid"]) for f in fills} == set(trades) and len(trades) == 2
-        for fill in fills:
-            trade = trades[str(fill["tid"])]
-            assert str(fill["oid"]) == order["id"] == trade["order"]
-            assert dec(fill["sz"]) == dec(trade["amount"]) and dec(fill["px"]) == dec(trade["price"])
-            assert dec(fill["fee"]) > 0 and dec(fill["fee"]) == dec(trade["fee"]["cost"])
-        fetched = await client.fetch_order(order["id"], UNIFIED["hyperliquid"])
+        fetched = await agrees_with_rest(r, "hyperliquid", order,
+                                         [(f["tid"], f["oid"], f["sz"], f["px"], f["fee"]) for f in fills])
         assert fetched["status"] == "closed" and str(final["data"][0]["order"]["oid"]) == order["id"]
         exchange = r.sim.exchanges["hyperliquid"]
         exchange.settle_funding(now_ms=exchange.now_ms() + 2 * 3_600_000)
@@ -349,88 +320,66 @@ async def test_hyperliquid_user_subscriptions_share_the_public_socket_and_agree_
 
 # ------------------------------------------------------------------------------------------- faults
 async def test_private_drop_closes_the_private_socket() -> None:
-    async with rig() as r:
-        ws_cm, ws = await okx_private(r)
-        try:
-            await r.fault(kind="private_drop", venue="okx")
-            await r.sweep_buy("okx", levels=1)
-            with pytest.raises(websockets.exceptions.ConnectionClosed):
-                await ws.until(lambda f: False)
-        finally:
-            await ws_cm.__aexit__(None, None, None)
+    async with rig() as r, okx_private(r) as ws:
+        await r.fault(kind="private_drop", venue="okx")
+        await r.sweep_buy("okx", levels=1)
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            await ws.until(lambda f: False)
         assert (await r.fired())["okx"]["private_drop"] == 1
 
 
 async def test_private_stall_swallows_pushes_and_keeps_the_socket_open() -> None:
-    async with rig() as r:
-        ws_cm, ws = await bybit_private(r)
-        try:
-            await r.fault(kind="private_stall", venue="bybit", duration_s=30)
-            stalled = await r.sweep_buy("bybit", levels=1)
-            await r.clear_faults()
-            after = await r.sweep_buy("bybit", levels=1)
-            first = await ws.until(lambda f: f.get("topic") in ("order", "execution"))
-            assert first["data"][0]["orderId"] == after["id"] != stalled["id"]  # nothing of the stalled order
-            await ws.send({"op": "ping"})
-            assert (await ws.until(lambda f: f.get("op") == "pong"))["op"] == "pong"
-        finally:
-            await ws_cm.__aexit__(None, None, None)
+    async with rig() as r, bybit_private(r) as ws:
+        await r.fault(kind="private_stall", venue="bybit", duration_s=30)
+        stalled = await r.sweep_buy("bybit", levels=1)
+        await r.clear_faults()
+        after = await r.sweep_buy("bybit", levels=1)
+        first = await ws.until(lambda f: f.get("topic") in ("order", "execution"))
+        assert first["data"][0]["orderId"] == after["id"] != stalled["id"]  # nothing of the stalled order
+        await ws.send({"op": "ping"})
+        assert (await ws.until(lambda f: f.get("op") == "pong"))["op"] == "pong"
         assert (await r.fired())["bybit"]["private_stall"] >= 1
 
 
 async def test_fill_duplicate_pushes_the_fill_twice() -> None:
-    async with rig() as r:
-        ws_cm, ws = await bybit_private(r)
-        try:
-            await r.fault(kind="fill_duplicate", venue="bybit")
-            await r.sweep_buy("bybit", levels=1)
-            first, second = await ws.collect(lambda f: f.get("topic") == "execution", 2)
-            assert first["data"] == second["data"]
-        finally:
-            await ws_cm.__aexit__(None, None, None)
+    async with rig() as r, bybit_private(r) as ws:
+        await r.fault(kind="fill_duplicate", venue="bybit")
+        await r.sweep_buy("bybit", levels=1)
+        first, second = await ws.collect(lambda f: f.get("topic") == "execution", 2)
+        assert first["data"] == second["data"]
         assert (await r.fired())["bybit"]["fill_duplicate"] == 1
 
 
 async def test_fill_out_of_order_pushes_the_final_state_before_the_fill() -> None:
-    async with rig() as r:
-        ws_cm, ws = await bybit_private(r)
-        okx_cm, okx = await okx_private(r)
-        try:
-            await r.fault(kind="fill_out_of_order", venue="bybit")
-            await r.fault(kind="fill_out_of_order", venue="okx")
-            await r.sweep_buy("bybit", levels=1)
-            await ws.until(lambda f: f.get("topic") == "execution")
-            topics = [f["topic"] for f in ws.seen if f.get("topic") in ("order", "execution")]
-            statuses = [f["data"][0]["orderStatus"] for f in ws.seen if f.get("topic") == "order"]
-            assert topics == ["order", "order", "execution"] and statuses == ["New", "Filled"]
-            await r.sweep_buy("okx", levels=1)
-            await okx.until(lambda f: f.get("arg", {}).get("channel") == "orders" and f["data"][0]["tradeId"])
-            pushes = [f["data"][0] for f in okx.seen if f.get("arg", {}).get("channel") == "orders" and "data" in f]
-            assert [(p["state"], bool(p["tradeId"])) for p in pushes] == [("live", False), ("filled", False),
-                                                                          ("filled", True)]
-        finally:
-            await ws_cm.__aexit__(None, None, None)
-            await okx_cm.__aexit__(None, None, None)
+    async with rig() as r, bybit_private(r) as ws, okx_private(r) as okx:
+        await r.fault(kind="fill_out_of_order", venue="bybit")
+        await r.fault(kind="fill_out_of_order", venue="okx")
+        await r.sweep_buy("bybit", levels=1)
+        await ws.until(lambda f: f.get("topic") == "execution")
+        topics = [f["topic"] for f in ws.seen if f.get("topic") in ("order", "execution")]
+        statuses = [f["data"][0]["orderStatus"] for f in ws.seen if f.get("topic") == "order"]
+        assert topics == ["order", "order", "execution"] and statuses == ["New", "Filled"]
+        await r.sweep_buy("okx", levels=1)
+        await okx.until(lambda f: f.get("arg", {}).get("channel") == "orders" and f["data"][0]["tradeId"])
+        pushes = [f["data"][0] for f in okx.seen if f.get("arg", {}).get("channel") == "orders" and "data" in f]
+        assert [(p["state"], bool(p["tradeId"])) for p in pushes] == [("live", False), ("filled", False),
+                                                                      ("filled", True)]
         fired = await r.fired()
         assert fired["bybit"]["fill_out_of_order"] == 1 and fired["okx"]["fill_out_of_order"] == 1
 
 
 async def test_stream_lag_lets_rest_be_ahead_of_the_stream() -> None:
-    async with rig() as r:
-        ws_cm, ws = await bybit_private(r)
-        try:
-            await r.fault(kind="stream_lag", venue="bybit", count=10, params={"ms": 400})
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            order = await r.sweep_buy("bybit", levels=1)
-            fetched = await r.clients["bybit"].fetch_order(order["id"], UNIFIED["bybit"])
-            rest_at = loop.time()
-            assert fetched["status"] == "closed"
-            await ws.until(lambda f: f.get("topic") == "execution")
-            stream_at = loop.time()
-            assert stream_at - started >= 0.4 and stream_at > rest_at
-        finally:
-            await ws_cm.__aexit__(None, None, None)
+    async with rig() as r, bybit_private(r) as ws:
+        await r.fault(kind="stream_lag", venue="bybit", count=10, params={"ms": 400})
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        order = await r.sweep_buy("bybit", levels=1)
+        fetched = await r.clients["bybit"].fetch_order(order["id"], UNIFIED["bybit"])
+        rest_at = loop.time()
+        assert fetched["status"] == "closed"
+        await ws.until(lambda f: f.get("topic") == "execution")
+        stream_at = loop.time()
+        assert stream_at - started >= 0.4 and stream_at > rest_at
         assert (await r.fired())["bybit"]["stream_lag"] >= 1
 
 
