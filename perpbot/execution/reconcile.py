@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -40,3 +41,12 @@ def diff_positions(
             entry = venue_position.entry_price if venue_position else Decimal(0)
             changes.append(PositionChange(venue, symbol, local_size, venue_size, entry))
     return changes
+
+
+Key = tuple[str, str]
+
+
+def moved_keys(before: Mapping[Key, Hashable], after: Mapping[Key, Hashable], keys: Iterable[Key]) -> set[Key]:
+    """The keys whose mark (what the engine knows of the key: its position, the orders sent on it) is not
+    the same after as before; a key absent from a side has no mark there (None)."""
+    return {key for key in keys if before.get(key) != after.get(key)}

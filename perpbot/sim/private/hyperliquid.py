@@ -15,7 +15,9 @@ websocket subscriptions docs:
   recent fills, newest first like /info userFills), then {"user","fills":[fill]} per fill; fill
   objects are exactly REST's (same tid, hash, fee: positive = paid);
 * userFundings -> snapshot then {"user","fundings":[{time, coin, usdc, szi, fundingRate}]};
-* userEvents -> {"channel":"user","data":{"fills":[...]}} or {"data":{"funding":{...}}}.
+* userEvents -> {"channel":"user","data":{"fills":[...]}} or {"data":{"funding":{...}}};
+* clearinghouseState -> {"channel":"clearinghouseState","data":{"dex":"","user","clearinghouseState":
+  <the /info clearinghouseState object>}} on subscribe and after every position or balance change.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from perpbot.sim.trading.exchange import SimEvent, SimExchange
 from perpbot.sim.trading.hyperliquid import HyperliquidApi, hl_num
 from perpbot.sim.ws_common import Session, dumps
 
-USER_TYPES = ("orderUpdates", "userFills", "userFundings", "userEvents")
+USER_TYPES = ("orderUpdates", "userFills", "userFundings", "userEvents", "clearinghouseState")
 SNAPSHOT_FILLS = 2000
 
 
@@ -60,6 +62,8 @@ class HyperliquidPrivate(PrivateStream):
         echo = {"type": kind, "user": user}
         if kind == "userFills" and "aggregateByTime" in subscription:
             echo["aggregateByTime"] = bool(subscription["aggregateByTime"])
+        if kind == "clearinghouseState" and "dex" in subscription:
+            echo["dex"] = subscription["dex"]
         self.feed.reply(session, {"channel": "subscriptionResponse", "data": {"method": method, "subscription": echo}})
         key = (kind, user)
         if method == "unsubscribe":
@@ -76,6 +80,8 @@ class HyperliquidPrivate(PrivateStream):
             fundings = [self.funding_wire(p) for p in self.sim.account.funding] if mine else []
             session.enqueue(dumps({"channel": "userFundings",
                                    "data": {"isSnapshot": True, "user": user, "fundings": fundings}}))
+        elif kind == "clearinghouseState" and mine:
+            session.enqueue(self.clearinghouse_frame())
 
     # -- rendering ---------------------------------------------------------------------------
     def render(self, event: SimEvent) -> list[Frame]:
@@ -90,6 +96,8 @@ class HyperliquidPrivate(PrivateStream):
             # A partial fill leaves the order open with less size: Hyperliquid pushes the order again.
             frames.append(Frame(("orderUpdates", user), self.order_updates(order), "state"))
             return frames
+        if event.kind == "account":
+            return [Frame(("clearinghouseState", user), self.clearinghouse_frame(), "account")]
         if event.kind == "funding" and event.funding is not None:
             funding = self.funding_wire(event.funding)
             return [Frame(("userFundings", user),
@@ -109,6 +117,10 @@ class HyperliquidPrivate(PrivateStream):
             body["cloid"] = order.client_id
         return dumps({"channel": "orderUpdates",
                       "data": [{"order": body, "status": status, "statusTimestamp": order.updated_ms}]})
+
+    def clearinghouse_frame(self) -> str:
+        return dumps({"channel": "clearinghouseState",
+                      "data": {"dex": "", "user": self.user, "clearinghouseState": self.api.clearinghouse()}})
 
     @staticmethod
     def funding_wire(payment: FundingPayment) -> dict[str, Any]:

@@ -231,18 +231,16 @@ async def test_bybit_auth_is_verified_and_execution_and_order_topics_agree_with_
 
 
 async def listen_key(r: Rig, method: str = "POST", headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    hdrs = {"X-MBX-APIKEY": "sim-key"} if headers is None else headers
-    async with r.http.request(method, r.url("binance", "/fapi/v1/listenKey", "http"), headers=hdrs) as resp:
+    async with r.http.request(method, r.url("binance", "/fapi/v1/listenKey", "http"),
+                              headers={"X-MBX-APIKEY": "sim-key"} if headers is None else headers) as resp:
         return resp.status, await resp.json()
 
 
 async def test_binance_listen_key_stream_pushes_order_trade_and_account_updates_as_rest_reports() -> None:
     async with rig() as r:
-        status, body = await listen_key(r, headers={})
-        assert body["code"] == -2014
+        assert (await listen_key(r, headers={}))[1]["code"] == -2014
         status, body = await listen_key(r)
-        assert status == 200 and len(body["listenKey"]) == 64
-        key = body["listenKey"]
+        assert status == 200 and len(key := body["listenKey"]) == 64
         assert (await listen_key(r))[1]["listenKey"] == key  # the active key again
         with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
             async with connect(r.url("binance", "/ws/" + "x" * 64)):
@@ -294,12 +292,12 @@ async def test_hyperliquid_user_subscriptions_share_the_public_socket_and_agree_
     async with rig() as r, stream(r.url("hyperliquid", "/ws")) as ws:
         await ws.send({"method": "subscribe", "subscription": {"type": "l2Book", "coin": "BTC"}})
         await ws.until(lambda f: f.get("channel") == "l2Book")
-        for kind in ("orderUpdates", "userEvents", "userFills", "userFundings"):
+        for kind in ("orderUpdates", "userEvents", "userFills", "userFundings", "clearinghouseState"):
             await ws.send({"method": "subscribe", "subscription": {"type": kind, "user": SIM_WALLET}})
             ack = await ws.until(lambda f: f.get("channel") == "subscriptionResponse")
             assert ack["data"]["subscription"] == {"type": kind, "user": SIM_WALLET}
-        snapshot = next(f for f in ws.seen if f.get("channel") == "userFills")
-        assert snapshot["data"] == {"isSnapshot": True, "user": SIM_WALLET, "fills": []}
+        assert next(f for f in ws.seen if f.get("channel") == "userFills")["data"] == {
+            "isSnapshot": True, "user": SIM_WALLET, "fills": []}
         await ws.send({"method": "subscribe", "subscription": {"type": "orderUpdates"}})
         assert (await ws.until(lambda f: f.get("channel") == "error"))["data"].startswith("Invalid subscription")
 
@@ -311,11 +309,13 @@ async def test_hyperliquid_user_subscriptions_share_the_public_socket_and_agree_
         fetched = await agrees_with_rest(r, "hyperliquid", order,
                                          [(f["tid"], f["oid"], f["sz"], f["px"], f["fee"]) for f in fills])
         assert fetched["status"] == "closed" and str(final["data"][0]["order"]["oid"]) == order["id"]
+        state = await ws.until(lambda f: f.get("channel") == "clearinghouseState"
+                               and f["data"]["clearinghouseState"]["assetPositions"])
+        assert dec(state["data"]["clearinghouseState"]["assetPositions"][0]["position"]["szi"]) == dec(fetched["filled"])
         exchange = r.sim.exchanges["hyperliquid"]
         exchange.settle_funding(now_ms=exchange.now_ms() + 2 * 3_600_000)
         funding = await ws.until(lambda f: f.get("channel") == "userFundings")
         assert dec(funding["data"]["fundings"][0]["usdc"]) == exchange.account.funding[0].amount
-        await ws.until(lambda f: f.get("channel") == "user" and "funding" in f["data"])
 
 
 # ------------------------------------------------------------------------------------------- faults
