@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -45,6 +47,7 @@ class _Tracked:
     update: OrderUpdate | None = None
     totals: TradeTotals = field(default_factory=TradeTotals)
     done: asyncio.Future[OrderResult] | None = None  # set while a sender waits
+    last_recv_ts: float | None = None  # receive time of its newest execution
 
     def complete(self) -> bool:
         """Final on the stream with every execution it counted already in."""
@@ -88,6 +91,7 @@ class Confirmations:
         self.booked = 0
         self.duplicates = 0
         self.applied = asyncio.Event()  # set after each event is applied (tests, the bench)
+        self.booking_latency_s: deque[float] = deque(maxlen=100_000)
 
     # -- the streams' side ---------------------------------------------------------------
     def on_events(self, events: Iterable[PrivateEvent]) -> None:
@@ -178,8 +182,25 @@ class Confirmations:
         key = (fill.venue, fill.client_order_id)
         tracked = self._tracked.setdefault(key, _Tracked(fill.symbol))
         tracked.totals = await desk.journal.order_trade_totals(*key)
+        tracked.last_recv_ts = fill.recv_ts
         desk.metrics.private_fills_total.labels(fill.venue).inc()
+        waited = tracked.done is not None
         await self._progress(key, tracked)
+        if not waited:
+            self._booked(fill.venue, fill.recv_ts)
+
+    def note_settled(self, venue: str, client_order_id: str) -> None:
+        """The sender settled an order the stream confirmed: its last fill is booked now."""
+        tracked = self._tracked.get((venue, client_order_id))
+        if tracked is not None and tracked.last_recv_ts is not None:
+            self._booked(venue, tracked.last_recv_ts)
+
+    def _booked(self, venue: str, recv_ts: float) -> None:
+        """From a fill frame's arrival on our socket to the fill booked (journal and portfolio):
+        the bench's "fill pushed -> booked"."""
+        latency = time.time() - recv_ts
+        self.booking_latency_s.append(latency)
+        self.desk.metrics.fill_booking_latency.labels(venue).observe(latency)
 
     async def _on_update(self, update: OrderUpdate) -> None:
         if not update.client_order_id:

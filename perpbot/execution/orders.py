@@ -81,7 +81,10 @@ class OrderLifecycle:
             desk.in_flight.pop(request.client_order_id, None)
         if result is None:
             return await self.resolve(request, strategy)
-        return await self.settle(request, result, strategy)
+        sent = await self.settle(request, result, strategy)
+        if confirmations is not None:
+            confirmations.note_settled(request.venue, request.client_order_id)
+        return sent
 
     def _streamed(self, venue: str) -> bool:
         confirmations = self.desk.confirmations
