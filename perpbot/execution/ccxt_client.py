@@ -14,27 +14,24 @@ import asyncio
 import dataclasses
 import importlib
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any, Literal, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
-from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
 from perpbot.core import errors
 from perpbot.core.approved import ApprovedOrder
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import decimal_or_none, plain
 from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
+from perpbot.execution.ccxt_errors import point_urls, translate
 from perpbot.settings import VenueSettings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 READ_ATTEMPTS = 3
-_QUERY = re.compile(r"\?\S*")
 ZERO = Decimal(0)
 OrderStatus = Literal["filled", "partially_filled", "canceled", "rejected", "open", "expired"]
 _FINAL: dict[object, OrderStatus] = {"canceled": "canceled", "expired": "expired", "rejected": "rejected"}
@@ -72,45 +69,6 @@ class VenueTrading(Protocol):
     def cancel_params(self, client_order_id: str) -> dict[str, Any]: ...
     def order_fill(self, order: Mapping[str, Any], lot: Decimal | None) -> FillReading: ...
     def trade_fill(self, trade: Mapping[str, Any]) -> FillReading: ...
-
-
-def point_urls(api_urls: Any, rest_url: str) -> Any:
-    """Every URL in ccxt's `urls['api']` (nested dicts allowed) re-based onto rest_url, path kept."""
-    if isinstance(api_urls, dict):
-        return {key: point_urls(value, rest_url) for key, value in api_urls.items()}
-    if isinstance(api_urls, str):
-        path = urlsplit(api_urls.replace("{hostname}", "placeholder.invalid")).path
-        return rest_url.rstrip("/") + path
-    return api_urls
-
-
-def translate(
-    venue: str, exc: Exception, placing: bool, secrets: tuple[str, ...] = (), funds_markers: tuple[str, ...] = ()
-) -> errors.VenueErrorBase:
-    """ccxt exception -> perpbot error. On placement anything that may have reached the venue
-    (timeouts, lost responses, 5xx) is UnknownOutcome: it must be resolved by a query."""
-    message = _QUERY.sub("?...", str(exc))  # signed query strings never reach a log line
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "**********")
-    message = message[:500]
-    if isinstance(exc, cx.InsufficientFunds) or (
-        isinstance(exc, cx.BaseError) and not isinstance(exc, cx.NetworkError)
-        and any(marker in message for marker in funds_markers)
-    ):
-        return errors.InsufficientFunds(venue, message)
-    if isinstance(exc, cx.OrderNotFound):
-        return errors.OrderNotFound(venue, message)
-    if isinstance(exc, (cx.DDoSProtection, cx.RateLimitExceeded)):  # siblings in ccxt 4.5
-        return errors.RateLimited(venue, message)
-    if isinstance(exc, cx.OnMaintenance):
-        return errors.TemporaryError(venue, message)
-    if isinstance(exc, (cx.NetworkError, asyncio.TimeoutError, OSError)):
-        # RequestTimeout, ExchangeNotAvailable (5xx), connection reset after sending, ...
-        return errors.UnknownOutcome(venue, message) if placing else errors.TemporaryError(venue, message)
-    if isinstance(exc, cx.BaseError):
-        return errors.OrderRejected(venue, message) if placing else errors.TemporaryError(venue, message)
-    return errors.UnknownOutcome(venue, message) if placing else errors.TemporaryError(venue, message)
 
 
 def _status(status: object, filled: Decimal, amount: Decimal | None) -> OrderStatus:

@@ -4,7 +4,8 @@ import ccxt
 import pytest
 
 from perpbot.core import errors
-from perpbot.execution.ccxt_client import CcxtClient, point_urls, translate
+from perpbot.execution.ccxt_client import CcxtClient
+from perpbot.execution.ccxt_errors import point_urls, translate
 from perpbot.settings import VenueSettings
 
 CASES = [
