@@ -24,7 +24,6 @@ import secrets
 import string
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from aiohttp import web
 

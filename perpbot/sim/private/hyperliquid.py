@@ -90,8 +90,8 @@ class HyperliquidPrivate(PrivateStream):
             return [Frame(("orderUpdates", user), self.order_updates(order), "state")]
         if event.kind == "fill" and order is not None and event.fill is not None:
             fill = self.api.fill_wire(event.fill)
-            frames = [Frame(("userFills", user), dumps({"channel": "userFills", "data": {"user": user, "fills": [fill]}}),
-                            "fill"),
+            pushed = {"channel": "userFills", "data": {"user": user, "fills": [fill]}}
+            frames = [Frame(("userFills", user), dumps(pushed), "fill"),
                       Frame(("userEvents", user), dumps({"channel": "user", "data": {"fills": [fill]}}), "fill")]
             # A partial fill leaves the order open with less size: Hyperliquid pushes the order again.
             frames.append(Frame(("orderUpdates", user), self.order_updates(order), "state"))

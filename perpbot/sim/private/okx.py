@@ -202,7 +202,8 @@ class OkxPrivate(PrivateStream):
         notional = abs(pos.size) * mark
         return {
             "instType": "SWAP", "instId": symbol, "posId": f"{symbol}-net", "posSide": "net",
-            "pos": num(pos.size / Decimal(inst.contract_size)), "posCcy": "", "avgPx": num(pos.entry) if pos.size else "",
+            "pos": num(pos.size / Decimal(inst.contract_size)), "posCcy": "",
+            "avgPx": num(pos.entry) if pos.size else "",
             "markPx": num(mark), "upl": num(pos.unrealized(mark)), "lever": num(lever), "mgnMode": "cross",
             "imr": num(notional / lever), "mmr": num(notional * Decimal("0.004")), "notionalUsd": num(notional),
             "liqPx": "", "realizedPnl": num(pos.realized_pnl), "ccy": self.sim.account.currency,
