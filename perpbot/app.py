@@ -40,6 +40,7 @@ from perpbot.wiring import build_engine
 log = logging.getLogger("perpbot.app")
 
 HEALTH_INTERVAL_S = 5.0
+PRIVATE_GAUGE_INTERVAL_S = 1.0  # the private streams' gauges, as often as the feed supervisor's
 MEMORY_TRIM_INTERVAL_S = 60.0  # malloc's free pages back to the kernel (perpbot.telemetry.memory)
 INSTRUMENT_TIMEOUT_S = 8.0
 STOP_MARGIN_S = 2.0  # beyond execution.shutdown_grace_s: the periodic pass and client closes
@@ -132,8 +133,26 @@ class App:
             log.info("Running market-data-only: mode=%s, no trading engine", self.settings.mode)
             return
         ctx.engine = self.engine
+        ctx.private_streams = getattr(self.engine, "private_streams", None)  # GET /api/websocket/status
         log.info("Trading engine wired: mode=%s", self.settings.mode)
         await self.engine.run()
+
+    async def _private_stream_gauges(self) -> None:
+        """Refresh the private streams' gauges (connected, last message age) for Prometheus without
+        anyone calling the API: the age is set when a stream's status is read, and `connected` of a
+        stream that never came up would otherwise have no series for the alert to see at 0. The
+        confirm-timeout counter is created at 0 per venue, so its first increase shows in rate()."""
+        metrics = self.metrics
+        while True:
+            streams = getattr(self.engine, "private_streams", None)
+            if streams is not None:
+                try:
+                    for venue, item in streams.status().items():
+                        metrics.private_stream_connected.labels(venue).set(1 if item["live"] else 0)
+                        metrics.private_confirm_timeouts_total.labels(venue)
+                except Exception:  # a gauge refresh must never take the service down
+                    log.exception("Private stream gauges not refreshed")
+            await asyncio.sleep(PRIVATE_GAUGE_INTERVAL_S)
 
     async def run(self) -> int:
         settings = self.settings
@@ -160,6 +179,7 @@ class App:
                     tg.create_task(loop_lag.run(), name="loop-lag"),
                     tg.create_task(health.run(HEALTH_INTERVAL_S), name="health"),
                     tg.create_task(trim_forever(MEMORY_TRIM_INTERVAL_S), name="memory-trim"),
+                    tg.create_task(self._private_stream_gauges(), name="private-gauges"),
                 ]
                 engine_task = tg.create_task(self._run_engine(ctx), name="engine")
                 self.started.set()

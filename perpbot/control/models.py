@@ -54,6 +54,25 @@ class BookValidity(Answer):
     invalid_reason: str | None = None
 
 
+class PrivateStreamStatus(Answer):
+    """A venue's private stream (orders, fills, positions pushed): perpbot.feeds.private_stream.
+
+    `live` (logged in and subscribed) is what the risk gate asks: while it is false, entries on the
+    venue are refused and orders are confirmed over REST."""
+
+    live: bool | None = None
+    connected: bool | None = None
+    logged_in: bool | None = None
+    connected_since: float | None = None
+    last_message_age_s: float | None = None
+    reconnects: int | None = None
+    messages: int | None = None
+    login_failures: int | None = None
+    key_renewals: int | None = None
+    parse_errors: int | None = None
+    last_error: str | None = None
+
+
 class VenueFeedStatus(Answer):
     connected: bool | None = None
     connected_since: float | None = None
@@ -64,10 +83,13 @@ class VenueFeedStatus(Answer):
     ping_rtt_ms: float | None = None
     books: dict[str, BookValidity] | None = None
     connections: list[ConnectionStatus] | None = None
+    # The venue's private stream; null when it has none (paper mode, execution.private_streams off,
+    # no trading engine wired yet). The fields above are the public market-data feed's only.
+    private: PrivateStreamStatus | None = None
 
 
 class WebsocketStatus(RootModel[dict[str, VenueFeedStatus]]):
-    """Per venue (the key): its feed's connection state and its books' validity."""
+    """Per venue (the key): its feed's connection state, its books' validity and its private stream."""
 
 
 class BookAnswer(Answer):

@@ -30,7 +30,8 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/websocket/status", "websocket_status",
-          "Per venue: connected, since when, last message age, reconnects, resyncs, latency"),
+          "Per venue: connected, since when, last message age, reconnects, resyncs, latency; "
+          "its private stream under `private` (null when it has none)"),
     Route("GET", "/api/books/{venue}/{symbol}", "book",
           "Best bid/ask and top levels of one book, validity and age",
           params=(("venue", "path", "okx | hyperliquid | binance | bybit"), ("symbol", "path", "native symbol"),

@@ -91,6 +91,7 @@ class ControlContext:
     engine: Any = None  # perpbot.core.ports.EngineCommands
     health: Any = None  # perpbot.telemetry.health.HealthMonitor
     started_at: float = 0.0
+    private_streams: Any = None  # perpbot.feeds.private_stream.PrivateStreams (set once the engine is wired)
 
 
 class Routes:
@@ -103,7 +104,9 @@ class Routes:
     # -- market data and operations ---------------------------------------------------
     async def websocket_status(self, request: web.Request) -> web.Response:
         sup = self.ctx.supervisor
-        return answer("websocket_status", sup.status() if sup is not None else {})
+        streams = self.ctx.private_streams
+        return answer("websocket_status", with_private(sup.status() if sup is not None else {},
+                                                       streams.status() if streams is not None else None))
 
     async def book(self, request: web.Request) -> web.Response:
         venue = request.match_info["venue"]
@@ -198,6 +201,16 @@ class Routes:
         if inspect.isawaitable(trades):  # the engine may read older trades from its journal
             trades = await trades
         return answer("trades", trades)
+
+
+def with_private(public: dict[str, Any], private: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """The feed status per venue, each with its private stream's status under "private" (None when the
+    venue has none). The public feed's fields are left exactly as the supervisor reported them."""
+    private = private or {}
+    out: dict[str, Any] = {venue: {**item, "private": private.get(venue)} for venue, item in public.items()}
+    for venue, item in private.items():
+        out.setdefault(venue, {"private": item})  # a private stream with no public feed configured
+    return out
 
 
 def _price(value: int | None) -> str | None:

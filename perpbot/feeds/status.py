@@ -1,7 +1,9 @@
 """The feed supervisor's status report (GET /api/websocket/status): built from its venue states.
 
 Per venue: connected, since when, last message age, reconnects, resyncs, latency, ping
-round trip, each book's validity and every connection's own status.
+round trip, each book's validity and every connection's own status. The control API adds each
+venue's private stream (perpbot.feeds.private_stream) under "private" (perpbot.control.server.with_private):
+these fields stay the public market-data feed's only.
 """
 
 from __future__ import annotations
