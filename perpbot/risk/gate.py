@@ -161,6 +161,7 @@ class RiskGate:
             ]
         if purpose == rules.ENTRY:
             checks += [
+                rules.rule_private_stream((request,), ctx),
                 rules.rule_max_position_size((request,), ctx, risk.max_position_size_usdt),
                 rules.rule_max_leverage((request,), ctx, risk.max_leverage),
                 rules.rule_capital_utilization((request,), ctx, risk.max_capital_utilization_percent),

@@ -16,6 +16,7 @@ CONTRACTS = (
     "Pure packages import no network, database or venue-client library",
     "Pure packages reach prometheus_client only through the Metrics object",
     "Each stage imports only earlier stages",
+    "Only the risk gate mints ApprovedOrders",
 )
 
 
@@ -53,6 +54,7 @@ def test_lint_imports_fails_on_each_kind_of_forbidden_import(tmp_path):
         "perpbot/scanner/depth.py": "import aiohttp",  # pure -> network library
         "perpbot/risk/rules.py": "import prometheus_client",  # pure -> metrics library, directly
         "perpbot/book/l2.py": "import perpbot.execution.engine",  # lower layer -> higher layer
+        "perpbot/execution/orders.py": "import perpbot.core._mint_key",  # minting outside the risk gate
     }
     for relative, line in injected.items():
         path = tmp_path / relative
@@ -64,5 +66,6 @@ def test_lint_imports_fails_on_each_kind_of_forbidden_import(tmp_path):
     assert f"Contracts: 0 kept, {len(CONTRACTS)} broken." in output
     assert "perpbot.venues.okx.parse -> perpbot.venues.binance.parse" in output
     assert "perpbot.scanner.depth -> aiohttp" in output
+    assert "perpbot.execution.orders -> perpbot.core._mint_key" in output
     assert "perpbot.risk.rules -> prometheus_client" in output
     assert "perpbot.book.l2 -> perpbot.execution.engine" in output
