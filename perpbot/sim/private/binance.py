@@ -51,6 +51,7 @@ class BinancePrivate(PrivateStream):
     def __init__(self, sim: SimExchange, stats: SimStats) -> None:
         super().__init__(sim)
         self.feed = PrivateFeed("binance", stats, self, idle_timeout_s=None)
+        self.feed.heartbeat_s = 180.0  # Binance pings its clients every 3 minutes (protocol ping frames)
         self.listen_key_ttl_s = LISTEN_KEY_TTL_S
         self.active: ListenKey | None = None  # one account, so at most one live key (as the venue)
         self._watchdog: asyncio.Task | None = None
