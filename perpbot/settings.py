@@ -220,6 +220,8 @@ class ExecutionSettings(_Strict):
     order_timeout_s: float = Field(5.0, gt=0)
     max_hedge_retries: int = Field(3, ge=0)
     reconcile_interval_s: float = Field(30.0, gt=0)
+    # With every venue's private stream live, the periodic reconciliation is a backstop: this often.
+    reconcile_backstop_interval_s: float = Field(120.0, gt=0)
     paper_latency_ms: float = Field(20.0, ge=0)
     # Bound of the graceful stop on SIGTERM; below docker's stop_grace_period, after which the process is killed.
     shutdown_grace_s: float = Field(20.0, gt=0)

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from perpbot.core.orders import OrderResult, ResultStatus
+from perpbot.core.orders import OrderResult, ResultStatus, VenueBalance
 from perpbot.core.private_events import (
     BalanceUpdate, FundingEvent, MarginEvent, OrderUpdate, PositionUpdate, PrivateEvent, VenueFill,
 )
@@ -92,6 +92,7 @@ class Confirmations:
         self.duplicates = 0
         self.applied = asyncio.Event()  # set after each event is applied (tests, the bench)
         self.booking_latency_s: deque[float] = deque(maxlen=100_000)
+        self.reconcile_soon = asyncio.Event()  # a liquidation was pushed: the periodic pass runs now
 
     # -- the streams' side ---------------------------------------------------------------
     def on_events(self, events: Iterable[PrivateEvent]) -> None:
@@ -165,9 +166,25 @@ class Confirmations:
             self.positions[(event.venue, event.symbol)] = event
         elif isinstance(event, BalanceUpdate):
             self.balances[(event.venue, event.currency)] = event
+            self._on_balance(event)
         elif isinstance(event, MarginEvent):
             self.desk.metrics.private_margin_events_total.labels(event.venue, event.kind).inc()
             log.warning("venue %s pushed %s on %s: %s", event.venue, event.kind, event.symbol, event.detail)
+            if event.kind in ("liquidation", "adl"):
+                # Positions changed behind our back (or we were the counterparty): reconcile now.
+                self.reconcile_soon.set()
+
+    def _on_balance(self, event: BalanceUpdate) -> None:
+        """The account's equity and available margin as pushed, for the risk gate, when the venue
+        pushes both in the quote the bot accounts in (Binance pushes wallet balances only: the
+        REST reconciliation keeps its equity)."""
+        quote = self.desk.portfolio.balances.get(event.venue)
+        currency = quote.extra.get("currency") if quote is not None else None
+        if event.equity is None or event.available is None or (currency and currency != event.currency):
+            return
+        self.desk.portfolio.set_balance(VenueBalance(event.venue, event.equity, event.available,
+                                                     max(event.equity - event.available, Decimal(0)),
+                                                     extra={"currency": event.currency, "source": "stream"}))
 
     async def _on_fill(self, fill: VenueFill) -> None:
         desk = self.desk

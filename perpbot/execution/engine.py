@@ -192,13 +192,9 @@ class Engine:
     async def run(self) -> None:
         """Periodic reconciliation, breach checks, heartbeat and metrics until stop()."""
         desk = self.desk
-        interval = desk.settings.execution.reconcile_interval_s
         while not desk.stop_event.is_set():
-            try:
-                await asyncio.wait_for(desk.stop_event.wait(), timeout=interval)
+            if await self._wait_next_pass():
                 break
-            except asyncio.TimeoutError:
-                pass
             try:
                 await self.periodic()
                 desk.periodic_failures = 0
@@ -207,6 +203,28 @@ class Engine:
                 log.exception("periodic reconciliation failed (%d in a row)", desk.periodic_failures)
                 if desk.periodic_failures >= 3:
                     await self.states.halt("periodic reconciliation failed 3 times in a row", "engine")
+
+    async def _wait_next_pass(self) -> bool:
+        """Wait for the next periodic pass; True when the engine is stopping. With every private
+        stream live the pass is a backstop and runs every reconcile_backstop_interval_s; a pushed
+        liquidation brings it forward."""
+        desk = self.desk
+        execution = desk.settings.execution
+        confirmations = desk.confirmations
+        streams_live = confirmations is not None and bool(confirmations.live) and all(confirmations.live.values())
+        interval = max(execution.reconcile_interval_s, execution.reconcile_backstop_interval_s) if streams_live \
+            else execution.reconcile_interval_s
+        waits = [asyncio.ensure_future(desk.stop_event.wait())]
+        if confirmations is not None:
+            waits.append(asyncio.ensure_future(confirmations.reconcile_soon.wait()))
+        try:
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if confirmations is not None:
+            confirmations.reconcile_soon.clear()  # this pass answers it
+        return desk.stop_event.is_set()
 
     def stop(self) -> None:
         self.desk.stop_event.set()

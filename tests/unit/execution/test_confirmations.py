@@ -139,3 +139,23 @@ async def test_an_execution_replayed_after_a_restart_is_recognised(desk, tmp_pat
         assert len(desk.portfolio.fills) == 1 and await desk.journal.venue_trade_count("okx") == 1
     finally:
         task2.cancel()
+
+
+async def test_pushed_equity_reaches_the_risk_view_and_a_liquidation_brings_the_reconciliation_forward(desk):
+    from perpbot.core.orders import VenueBalance
+    from perpbot.core.private_events import BalanceUpdate, MarginEvent
+
+    _, confirmations, task = await start(desk)
+    try:
+        desk.portfolio.set_balance(VenueBalance("okx", D("1000"), D("900"), D("100"), extra={"currency": "USDT"}))
+        confirmations.on_events([
+            BalanceUpdate("okx", "BTC", D("5"), D("5"), None, 1, NOW),  # another currency: ignored
+            BalanceUpdate("okx", "USDT", D("1200.5"), D("1000.25"), D("1190"), 1, NOW),
+            MarginEvent("okx", OKX.symbol, "liquidation", "partial_liquidation", 1, NOW),
+        ])
+        await asyncio.wait_for(confirmations.reconcile_soon.wait(), 5)
+        balance = desk.portfolio.balances["okx"]
+        assert (balance.equity, balance.available, balance.used_margin) == (D("1200.5"), D("1000.25"), D("200.25"))
+        assert desk.metrics.private_margin_events_total.labels("okx", "liquidation")._value.get() == 1
+    finally:
+        task.cancel()
