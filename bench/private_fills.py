@@ -77,6 +77,28 @@ def record(clients: dict[str, Any]) -> list[tuple[str, str, str]]:
     return seen
 
 
+def time_trades(engine: Any) -> list[float]:
+    """Seconds from the newest frame of a decision's two books (the one that dislocated them) to
+    the trade booked (both legs settled, repaired if needed, the intent's end journalled)."""
+    times: list[float] = []
+    inner = engine.trades.on_decisions
+
+    async def timed(decisions: list[Any]) -> list[dict[str, Any]]:
+        triggers = []
+        for decision in decisions:
+            books = [engine.store.get(leg.venue, leg.symbol) for leg in decision.legs]
+            triggers.append(max((b.recv_ts for b in books if b is not None), default=None))
+        answers: list[dict[str, Any]] = await inner(decisions)
+        done = time.time()
+        for trigger, answer in zip(triggers, answers):
+            if trigger and isinstance(answer, dict) and answer.get("outcome") not in (None, "skipped", "refused"):
+                times.append(done - trigger)
+        return answers
+
+    engine.trades.on_decisions = timed
+    return times
+
+
 def counter_total(metric: Any) -> float:
     return sum(sample.value for family in metric.collect() for sample in family.samples
                if sample.name.endswith("_total"))
@@ -106,6 +128,7 @@ async def run(streams: bool, seconds: float) -> dict[str, Any]:
             if background is not None:
                 await asyncio.wait_for(asyncio.shield(background), 60)
         seen = record(service.clients)
+        frame_to_booked = time_trades(engine)
         trades_before = counter_total(engine.metrics.trades_total)
         confirmations = engine.desk.confirmations
         if confirmations is not None:
@@ -126,6 +149,9 @@ async def run(streams: bool, seconds: float) -> dict[str, Any]:
     result: dict[str, Any] = {"streams": streams, "trades": trades, "requests": len(requests), "orders": orders,
                               "beyond": beyond,
                               "order_ms": None if order_mean is None else order_mean * 1000}
+    if frame_to_booked:
+        arr = np.array(frame_to_booked) * 1000
+        result["trade_ms"] = {q: float(np.percentile(arr, q, method="inverted_cdf")) for q in (50, 90, 99)}
     if latencies:
         arr = np.array(latencies) * 1000
         result["booked_ms"] = {q: float(np.percentile(arr, q, method="inverted_cdf")) for q in (50, 90, 99)}
@@ -139,15 +165,17 @@ def main() -> None:
     args = parser.parse_args()
     rows = [asyncio.run(run(False, args.seconds)), asyncio.run(run(True, args.seconds))]
     print("| private streams | trades | REST requests | of which orders | beyond orders per trade | "
-          "order send->settled mean ms | fill frame->booked p50/p90/p99 ms |")
-    print("|---|---|---|---|---|---|---|")
+          "order send->settled mean ms | fill frame->booked p50/p90/p99 ms | frame->trade booked p50/p90/p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         per_trade = (row["requests"] - row["orders"]) / row["trades"] if row["trades"] else float("nan")
         booked = row.get("booked_ms")
         booked_text = "/".join(f"{booked[q]:.2f}" for q in (50, 90, 99)) + f" ({row['fills']} fills)" if booked else "-"
         order_ms = f"{row['order_ms']:.1f}" if row["order_ms"] is not None else "-"
+        trade = row.get("trade_ms")
+        trade_text = "/".join(f"{trade[q]:.1f}" for q in (50, 90, 99)) if trade else "-"
         print(f"| {'on' if row['streams'] else 'off'} | {row['trades']} | {row['requests']} | {row['orders']} | "
-              f"{per_trade:.2f} | {order_ms} | {booked_text} |")
+              f"{per_trade:.2f} | {order_ms} | {booked_text} | {trade_text} |")
     for row in rows:
         print(f"streams {'on' if row['streams'] else 'off'}: requests beyond the orders: {row['beyond'] or 'none'}")
     off, on = rows
