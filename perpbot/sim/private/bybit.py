@@ -8,7 +8,8 @@ live clients report {"success":false,"ret_msg":"Params Error",...} for an expiry
 so those texts are used. Subscribing before auth gets "Request not authorized" (inferred).
 Topic names `order`, `execution`, `position`, `wallet` (and their `.linear` forms) push frames
 with the docs' envelope {"id","topic","creationTime","data":[...]} and the field sets of the
-docs' stream examples in shared/fixtures/bybit/private_ws_frames.json. Keepalive:
+docs' stream examples in shared/fixtures/bybit/private_ws_frames.json; a funding settlement is an
+`execution` with execType "Funding" (the row REST /v5/execution/list reports, same execId). Keepalive:
 {"op":"ping"} -> {"req_id","op":"pong","args":[now_ms],"conn_id"} (the private-stream pong of
 the Connect page).
 """
@@ -26,7 +27,7 @@ from aiohttp import web
 from perpbot.sim.private.common import (
     SIM_API_KEY, SIM_SECRET, Frame, PrivateFeed, PrivateStream, bybit_sign, num, shutdown_hook,
 )
-from perpbot.sim.trading.accounts import SimFill, SimOrder
+from perpbot.sim.trading.accounts import FundingPayment, SimFill, SimOrder
 from perpbot.sim.trading.exchange import SimEvent, SimExchange
 from perpbot.sim.ws_common import Session, SimStats, dumps
 
@@ -137,6 +138,8 @@ class BybitPrivate(PrivateStream):
         if event.kind == "fill" and order is not None and event.fill is not None:
             return [Frame("execution", self.envelope("execution", [self.execution_json(order, event.fill)]), "fill"),
                     Frame("order", self.envelope("order", [self.order_json(order)]), "state")]
+        if event.kind == "funding" and event.funding is not None:
+            return [Frame("execution", self.envelope("execution", [self.funding_json(event.funding)]), "account")]
         if event.kind == "account" and event.symbol is not None:
             return [Frame("position", self.envelope("position", [self.position_json(event.symbol)]), "account"),
                     Frame("wallet", self.envelope("wallet", [self.wallet_json()]), "account")]
@@ -181,6 +184,22 @@ class BybitPrivate(PrivateStream):
             "execTime": str(fill.ts_ms), "isLeverage": "0", "isMaker": fill.liquidity == "maker",
             "seq": int(fill.trade_id), "marketUnit": "", "execPnl": num(fill.realized_pnl),
             "createType": "CreateByUser", "extraFees": [], "feeCurrency": fill.fee_currency,
+        }
+
+    def funding_json(self, payment: FundingPayment) -> dict[str, Any]:
+        """A settlement as an execution with execType Funding (execFee > 0 = paid), the row REST
+        /v5/execution/list?execType=Funding reports for it (same execId)."""
+        n = next(i for i in range(len(self.sim.account.funding) - 1, -1, -1) if self.sim.account.funding[i] is payment)
+        return {
+            "category": "linear", "symbol": payment.symbol, "closedSize": "0", "execFee": num(-payment.amount),
+            "execId": f"funding-{payment.ts_ms}-{n}", "execPrice": num(payment.mark), "execQty": num(abs(payment.size)),
+            "execType": "Funding", "execValue": num(abs(payment.size) * payment.mark), "feeRate": num(payment.rate),
+            "tradeIv": "", "markIv": "", "blockTradeId": "", "markPrice": num(payment.mark), "indexPrice": "",
+            "underlyingPrice": "", "leavesQty": "0", "orderId": "", "orderLinkId": "", "orderPrice": "0",
+            "orderQty": "0", "orderType": "UNKNOWN", "stopOrderType": "UNKNOWN",
+            "side": "Buy" if payment.size > 0 else "Sell", "execTime": str(payment.ts_ms), "isLeverage": "0",
+            "isMaker": False, "seq": n, "marketUnit": "", "execPnl": "0", "createType": "", "extraFees": [],
+            "feeCurrency": self.sim.account.currency,
         }
 
     def position_json(self, symbol: str) -> dict[str, Any]:
