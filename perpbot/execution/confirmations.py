@@ -19,6 +19,7 @@ funding is journalled and booked as the periodic funding sync books it (once per
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -133,7 +134,9 @@ class Confirmations:
             if tracked.done is not None and not tracked.done.done():
                 tracked.done.cancel()
             tracked.done = None
-            if tracked.update is not None and tracked.update.final:
+            if tracked.update is None or tracked.update.final:
+                # Nothing more is expected (or a rejected order that never reached the stream); a
+                # late push starts a new record and is booked against the journal's totals.
                 self._tracked.pop((venue, client_order_id), None)
 
     async def drained(self, timeout_s: float = 5.0) -> None:
@@ -141,7 +144,10 @@ class Confirmations:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while not self._queue.empty() and loop.time() < deadline:
-            await asyncio.wait_for(self.applied.wait(), max(0.0, deadline - loop.time()))
+            try:
+                await asyncio.wait_for(self.applied.wait(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                break  # what is left is learnt again at start-up (REST, or the stream's replay)
 
     # -- the consumer --------------------------------------------------------------------
     async def run(self) -> None:
@@ -240,12 +246,21 @@ class Confirmations:
         if update is None and tracked.totals.qty == 0:
             return
         if await self.desk.journal.order(*key) is None:
+            self._tracked.pop(key, None)
             return  # not an order this bot journalled (another client on the account)
         if update is None:
             return  # fills without a state yet: booked when the state comes (or the sender's query)
-        await self._settle_order(key[1], result_of(update, tracked.totals))
+        if update.final and not tracked.complete():
+            return  # final, its executions still on their way: booked with their prices and fees
+        result = result_of(update, tracked.totals)
+        if not update.final:
+            # Still working: what its executions show so far (never the state's own numbers,
+            # which may lack the average or the fee).
+            result = dataclasses.replace(result, filled_qty=tracked.totals.qty, avg_price=tracked.totals.avg_price,
+                                         fee=tracked.totals.fee)
+        await self._settle_order(key[1], result)
         self.booked += 1
-        if update.final and tracked.complete():
+        if update.final:
             self._tracked.pop(key, None)
 
     async def _on_funding(self, payment: FundingEvent) -> None:
