@@ -196,7 +196,11 @@ def _private_streams(settings: Settings, engine: Engine, clients: dict[str, Any]
         confirmations.set_live(venue, False)
         client.stream_confirms = _live_check(confirmations.is_live, venue)
         streams.append(PrivateStream(link, settings.feeds, confirmations.on_events, confirmations.set_live, metrics))
-    return PrivateStreams(streams) if streams else None
+    if not streams:
+        return None
+    service_streams = PrivateStreams(streams)
+    confirmations.on_stalled = service_streams.reconnect
+    return service_streams
 
 
 def _live_check(is_live: Any, venue: str) -> Any:

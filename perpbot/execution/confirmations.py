@@ -37,6 +37,7 @@ from perpbot.journal.venue_trades import TradeTotals
 log = logging.getLogger("perpbot.execution.confirmations")
 
 Key = tuple[str, str]  # (venue, client order id)
+STALL_TIMEOUTS = 2  # orders in a row not confirmed in time before a stream is taken for stalled
 Settle = Callable[[OrderResult], Awaitable[object]]
 
 
@@ -94,6 +95,10 @@ class Confirmations:
         self.applied = asyncio.Event()  # set after each event is applied (tests, the bench)
         self.booking_latency_s: deque[float] = deque(maxlen=100_000)
         self.reconcile_soon = asyncio.Event()  # a liquidation was pushed: the periodic pass runs now
+        # venue -> orders in a row the stream did not confirm in time; at STALL_TIMEOUTS the stream
+        # is taken for stalled (open, silent) and `on_stalled` (the stream's reconnect) is called.
+        self.missed: dict[str, int] = {}
+        self.on_stalled: Callable[[str], None] | None = None
 
     # -- the streams' side ---------------------------------------------------------------
     def on_events(self, events: Iterable[PrivateEvent]) -> None:
@@ -123,9 +128,22 @@ class Confirmations:
         if tracked is None or tracked.done is None:
             return None
         try:
-            return await asyncio.wait_for(asyncio.shield(tracked.done), timeout_s)
+            result = await asyncio.wait_for(asyncio.shield(tracked.done), timeout_s)
         except asyncio.TimeoutError:
+            self.note_missed(venue)
             return None
+        self.missed[venue] = 0
+        return result
+
+    def note_missed(self, venue: str) -> None:
+        """An order's final state did not come on the stream in time (it was asked over REST)."""
+        self.missed[venue] = self.missed.get(venue, 0) + 1
+        if self.missed[venue] >= STALL_TIMEOUTS and self.on_stalled is not None:
+            log.warning("private stream %s confirmed none of the last %d orders in time: reconnecting it",
+                        venue, self.missed[venue])
+            self.missed[venue] = 0
+            self.set_live(venue, False)
+            self.on_stalled(venue)
 
     def forget(self, venue: str, client_order_id: str) -> None:
         """The sender is done with the order: later events for it are settled here."""

@@ -100,6 +100,12 @@ class PrivateStream:
                 delay = min(delay * 2, self.settings.backoff_max_s)
         return None
 
+    def restart(self, reason: str) -> None:
+        """Not live now; the connection is closed and comes back after the usual backoff."""
+        self._set_live(False)
+        if self.connection is not None:
+            self._spawn(self.connection.reconnect(reason))
+
     async def stop(self) -> None:
         self._stopping = True
         if self.connection is not None:
@@ -253,6 +259,13 @@ class PrivateStreams:
     def status(self) -> dict[str, dict[str, Any]]:
         now = time.time()
         return {venue: stream.status(now) for venue, stream in self.streams.items()}
+
+    def reconnect(self, venue: str) -> None:
+        """Drop one venue's private connection (it looks open but confirms nothing); it reconnects
+        after the usual backoff and is live again once the venue acknowledges the subscription."""
+        stream = self.streams.get(venue)
+        if stream is not None:
+            stream.restart("not confirming")
 
     def down(self) -> frozenset[str]:
         return frozenset(v for v, s in self.streams.items() if not s.live)

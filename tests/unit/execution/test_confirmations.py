@@ -159,3 +159,19 @@ async def test_pushed_equity_reaches_the_risk_view_and_a_liquidation_brings_the_
         assert desk.metrics.private_margin_events_total.labels("okx", "liquidation")._value.get() == 1
     finally:
         task.cancel()
+
+
+async def test_a_stream_that_confirms_nothing_twice_in_a_row_is_taken_for_stalled(desk):
+    desk.settings.execution.stream_confirm_timeout_s = 0.02
+    orders, confirmations, task = await start(desk)
+    stalled: list[str] = []
+    confirmations.on_stalled = stalled.append
+    try:
+        for n in (1, 2):
+            req = OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30100"), f"s{n}")
+            await desk.journal.record_order(req, "entry", f"i{n}")
+            assert (await orders.send(approved(req, "entry"), "s")).filled_base == D("0.01")  # by REST
+            assert stalled == ([] if n == 1 else ["okx"])
+        assert not confirmations.is_live("okx")  # entries there are refused until it is back
+    finally:
+        task.cancel()
