@@ -7,7 +7,13 @@ venue; `listen_key_ttl_s` shortens it: attribute, or the admin API POST /admin/p
 Binance's user-data-stream docs); a missing header -2014, a wrong key -2015.
 
 WS: the base-URL split put user data on wss://fstream.binance.com/private (shared/VENUES.md §2),
-so both /ws/<key> and /private/ws/<key> are served. Frames: ORDER_TRADE_UPDATE and TRADE_LITE as
+so both /ws/<key> and /private/ws/<key> are served. "A listenKey is a stream" (Binance's user-data-stream
+docs: /ws/<listenKey> or /stream?streams=<listenKey>), so the combined endpoint /private/stream
+(?streams=<key>, or bare) and a bare /private/ws take it by live {"method":"SUBSCRIBE","params":[key]}
+too, as Binance's official SDK (binance-sdk-derivatives-trading-usds-futures) subscribes on
+<stream_url>/private/stream; on /stream paths every frame is wrapped {"stream":<key>,"data":<event>}
+(the docs: "the event payload is wrapped in a stream/data envelope"). A SUBSCRIBE naming anything but
+the live key is refused like an unknown stream ({"error":{"code":2,...}}) and the socket gets no data. Frames: ORDER_TRADE_UPDATE and TRADE_LITE as
 the recorded/docs-derived frames in shared/fixtures/binance/private_ws_frames.json; ACCOUNT_UPDATE
 with m=ORDER as that file; m=FUNDING_FEE has no recorded frame: per the docs' prose, a cross
 position's funding pushes only the balance B (bc = the balance change), no P. listenKeyExpired
@@ -25,6 +31,7 @@ import string
 from dataclasses import dataclass
 from decimal import Decimal
 
+import orjson
 from aiohttp import web
 
 from perpbot.sim.private.common import SIM_API_KEY, Frame, PrivateFeed, PrivateStream, num, shutdown_hook
@@ -81,7 +88,7 @@ class BinancePrivate(PrivateStream):
         frame = dumps({"e": "listenKeyExpired", "E": str(self.sim.now_ms()), "listenKey": key.key})
         for session in self.sessions():
             if session.state.get("listen_key") == key.key and not session.closing:
-                session.enqueue(frame)
+                session.enqueue(self.wrap(session, frame))
                 session.state["private"] = False  # no more user data on this socket
 
     async def watch(self) -> None:
@@ -121,19 +128,79 @@ class BinancePrivate(PrivateStream):
         return json_response({})
 
     # -- sockets ---------------------------------------------------------------------------------
+    @staticmethod
+    def path_key(request: web.Request) -> str | None:
+        """The listen key the handshake names (/ws/<key>, /private/ws/<key>, /private/stream?streams=<key>)."""
+        key = request.match_info.get("listenKey")
+        if key is None and request.path.endswith("/stream"):
+            key = request.query.get("streams") or None
+        return key
+
     def check_path(self, request: web.Request) -> web.StreamResponse | None:
+        key = self.path_key(request)
+        if key is None:
+            return None  # a bare /private/ws or /private/stream: the key comes by SUBSCRIBE
         live = self.live_key()
-        if live is None or request.match_info.get("listenKey") != live.key:
+        if live is None or key != live.key:
             return web.Response(status=400, text=dumps(UNKNOWN_KEY), content_type="application/json")
         return None
 
     def on_open(self, session: Session) -> None:
-        session.state["listen_key"] = session.request.match_info.get("listenKey")
+        session.state["wrap"] = session.request.path.endswith("/stream")
+        key = self.path_key(session.request)
+        if key is not None:
+            self.attach(session, key)
+
+    @staticmethod
+    def attach(session: Session, key: str) -> None:
+        session.state["listen_key"] = key
         session.state["private"] = True
         session.subs.add("user")
 
+    @staticmethod
+    def wrap(session: Session, text: str) -> str:
+        if not session.state.get("wrap"):
+            return text
+        return '{"stream":' + dumps(session.state.get("listen_key", "")) + ',"data":' + text + "}"
+
+    def emit(self, targets: list[Session], frames: list[Frame], delay: float = 0.0) -> None:
+        for session in targets:
+            first = True
+            for frame in frames:
+                if self.wants(session, frame.key):
+                    session.enqueue(self.wrap(session, frame.text), delay if first else 0.0)
+                    first = False
+
     def on_text(self, session: Session, text: str) -> None:
-        return None  # a user data stream takes no requests
+        """Live SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS of the listen key (a listenKey is a stream)."""
+        try:
+            request = orjson.loads(text)
+            method, req_id = request["method"], request.get("id")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.feed.send(session, {"error": {"code": 3, "msg": "Invalid JSON: expected a request object"},
+                                     "id": None})
+            return
+        params = request.get("params") or []
+        key = session.state.get("listen_key")
+        if method == "LIST_SUBSCRIPTIONS":
+            self.feed.send(session, {"result": [key] if key and session.state.get("private") else [], "id": req_id})
+            return
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or not isinstance(params, list):
+            self.feed.send(session, {"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"},
+                                     "id": req_id})
+            return
+        live = self.live_key()
+        if method == "SUBSCRIBE":
+            bad = [p for p in params if live is None or p != live.key]
+            if bad or not params:
+                self.feed.send(session, {"error": {"code": 2, "msg": f"Invalid request: unknown stream "
+                                                                     f"{(bad or [None])[0]!r}"}, "id": req_id})
+                return
+            self.attach(session, params[0])
+        elif key in params:
+            session.state["private"] = False
+            session.subs.discard("user")
+        self.feed.send(session, {"result": None, "id": req_id})
 
     # -- rendering -------------------------------------------------------------------------------
     def render(self, event: SimEvent) -> list[Frame]:
@@ -206,6 +273,8 @@ def mount_binance_private(app: web.Application, sim: SimExchange, stats: SimStat
     pattern = "{listenKey:[A-Za-z0-9]{64}}"
     app.router.add_get(f"/ws/{pattern}", stream.feed.handle)
     app.router.add_get(f"/private/ws/{pattern}", stream.feed.handle)
+    app.router.add_get("/private/ws", stream.feed.handle)
+    app.router.add_get("/private/stream", stream.feed.handle)
 
     async def _start(_app: web.Application) -> None:
         stream._watchdog = asyncio.get_running_loop().create_task(stream.watch(), name="sim-binance-listenkeys")

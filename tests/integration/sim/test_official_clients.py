@@ -1,0 +1,234 @@
+"""Each venue's OFFICIAL client library against the simulator's private streams, pointed at it by base URL.
+
+Test-only dependencies (pyproject's `test` extra): hyperliquid-python-sdk, python-okx, pybit and
+Binance's official USD-M futures SDK (binance-sdk-derivatives-trading-usds-futures). Each test starts
+the simulator on ephemeral loopback ports, lets the library log in / create its listen key / subscribe
+as it does against the venue, places a marketable IOC order (through the library's own REST call where
+it can be pointed at the simulator) and waits, with a timeout, for the library's private-stream callback
+to hand it the order update and the fills; the ids, quantities and prices must match the simulator's
+book. The thread-based SDKs (Hyperliquid's websocket-client manager, the blocking REST clients) run off
+the event loop (asyncio.to_thread) and hand their frames over through queue.Queue.
+
+What could not be pointed at the simulator by configuration alone is pinned by a test too (see
+test_pybit_* and test_okx_*): pybit formats wss://{SUBDOMAIN}.{DOMAIN}.{TLD} itself, and python-okx's
+WsPrivateAsync always passes an ssl context, which websockets refuses for a ws:// URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from perpbot.settings import Settings
+from perpbot.sim.private.common import SIM_API_KEY, SIM_PASSPHRASE, SIM_SECRET
+from perpbot.sim.server import Simulator
+from perpbot.sim.trading.clients import SIM_PRIVATE_KEY, SIM_WALLET
+
+VENUES = ("okx", "binance", "bybit", "hyperliquid")
+NATIVE = {"okx": "BTC-USDT-SWAP", "binance": "BTCUSDT", "bybit": "BTCUSDT", "hyperliquid": "BTC"}
+TIMEOUT = 5.0
+
+
+def dec(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+class Inbox:
+    """A callback target for a library's thread (or loop): every message, and a wait with a timeout."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue[Any] = queue.Queue()
+        self.seen: list[Any] = []
+
+    def __call__(self, message: Any) -> None:
+        self.q.put(message)
+
+    async def until(self, pred: Callable[[Any], bool], timeout: float = TIMEOUT) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching message within {timeout}s; seen: {self.seen[-5:]}")
+            try:
+                message = await asyncio.to_thread(self.q.get, True, min(left, 0.5))
+            except queue.Empty:
+                continue
+            self.seen.append(message)
+            if pred(message):
+                return message
+
+
+class Rig:
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    def url(self, venue: str, scheme: str = "http", path: str = "") -> str:
+        return f"{scheme}://127.0.0.1:{self.sim.ports[venue]}{path}"
+
+    def sweep(self, venue: str, levels: int = 2) -> tuple[Decimal, Decimal, list[tuple[Decimal, Decimal]]]:
+        """A buy through the first `levels` ask levels: (qty in the venue's units, limit price, the levels)."""
+        inst = self.sim.market.instrument(venue, NATIVE[venue])
+        _bids, asks = self.sim.market.levels(venue, NATIVE[venue])
+        least = max(inst.lot * 2, inst.min_qty, inst.min_notional * 2 / (asks[0][0] * inst.contract_size))
+        least = (least / inst.lot).to_integral_value(rounding="ROUND_CEILING") * inst.lot
+        qty = sum((q for _, q in asks[: levels - 1]), Decimal(0)) + least
+        self.sim.exchanges[venue].set_leverage(NATIVE[venue], Decimal(10))  # room for a sweep of the book
+        return qty, asks[levels - 1][0], [(p, q) for p, q in asks[:levels]]
+
+
+@asynccontextmanager
+async def rig():
+    settings = Settings(sim={"ports": {v: 0 for v in VENUES}, "admin_port": 0, "tick_interval_s": 0.02, "seed": 5})
+    async with Simulator(settings, autotick=False) as sim:
+        yield Rig(sim)
+
+
+def expected_fills(qty: Decimal, levels: list[tuple[Decimal, Decimal]]) -> list[tuple[Decimal, Decimal]]:
+    """(price, qty) of each fill of a buy of `qty` through `levels`."""
+    fills, left = [], qty
+    for price, size in levels:
+        take = min(left, size)
+        fills.append((price, take))
+        left -= take
+    return [f for f in fills if f[1] > 0]
+
+
+# --------------------------------------------------------------------------------------- Hyperliquid
+async def test_hyperliquid_sdk_receives_order_updates_and_user_fills() -> None:
+    from eth_account import Account
+    from hyperliquid.exchange import Exchange
+    from hyperliquid.info import Info
+
+    async with rig() as r:
+        base = r.url("hyperliquid")
+        info = await asyncio.to_thread(Info, base, False)  # skip_ws=False: the SDK's own ws manager thread
+        try:
+            orders, fills, others = Inbox(), Inbox(), Inbox()
+            stranger = "0x" + "ab" * 20
+            # Another address's fills first: frames on one socket are ordered, so once our own fill has
+            # arrived, anything pushed for the stranger would have arrived before it.
+            await asyncio.to_thread(info.subscribe, {"type": "userFills", "user": stranger}, others)
+            await asyncio.to_thread(info.subscribe, {"type": "orderUpdates", "user": SIM_WALLET}, orders)
+            await asyncio.to_thread(info.subscribe, {"type": "userFills", "user": SIM_WALLET}, fills)
+            snapshot = await fills.until(lambda m: m["data"].get("isSnapshot"))
+            assert snapshot["data"]["user"] == SIM_WALLET and snapshot["data"]["fills"] == []
+
+            exchange = await asyncio.to_thread(Exchange, Account.from_key(SIM_PRIVATE_KEY), base)
+            qty, px, levels = r.sweep("hyperliquid")
+            result = await asyncio.to_thread(exchange.order, "BTC", True, float(qty), float(px),
+                                             {"limit": {"tif": "Ioc"}})
+            assert result["status"] == "ok", result
+            filled = result["response"]["data"]["statuses"][0]["filled"]
+            oid = filled["oid"]
+            assert dec(filled["totalSz"]) == qty
+
+            want = expected_fills(qty, levels)
+            pushed: list[dict[str, Any]] = []
+            while len(pushed) < len(want):
+                message = await fills.until(lambda m: not m["data"].get("isSnapshot"))
+                pushed += message["data"]["fills"]
+            assert [(dec(f["px"]), dec(f["sz"])) for f in pushed] == want
+            assert all(f["oid"] == oid and f["coin"] == "BTC" and f["side"] == "B" for f in pushed)
+            assert len({f["tid"] for f in pushed}) == len(want)
+
+            final = await orders.until(lambda m: any(u["status"] == "filled" for u in m["data"]))
+            update = next(u for u in final["data"] if u["status"] == "filled")
+            assert update["order"]["oid"] == oid and dec(update["order"]["origSz"]) == qty
+            assert dec(update["order"]["sz"]) == 0
+
+            # The stranger's subscription got its (empty) snapshot and nothing of our account.
+            stranger_frames = [others.q.get_nowait() for _ in range(others.q.qsize())]
+            assert stranger_frames and all(m["data"]["user"] == stranger and m["data"]["fills"] == []
+                                           for m in stranger_frames)
+        finally:
+            if info.ws_manager is not None:
+                await asyncio.to_thread(info.disconnect_websocket)
+
+
+# ------------------------------------------------------------------------------------------ Binance
+def binance_client(r: Rig, secret: str = SIM_SECRET, key: str = SIM_API_KEY) -> Any:
+    from binance_common.configuration import ConfigurationRestAPI, ConfigurationWebSocketStreams
+    from binance_sdk_derivatives_trading_usds_futures.derivatives_trading_usds_futures import (
+        DerivativesTradingUsdsFutures,
+    )
+
+    return DerivativesTradingUsdsFutures(
+        config_rest_api=ConfigurationRestAPI(api_key=key, api_secret=secret, base_path=r.url("binance"),
+                                             timeout=3000, retries=0),
+        config_ws_streams=ConfigurationWebSocketStreams(stream_url=r.url("binance", "ws")),
+    )
+
+
+async def test_binance_sdk_user_data_stream_pushes_trade_lite_and_order_trade_updates() -> None:
+    from binance_sdk_derivatives_trading_usds_futures.rest_api.models import (
+        NewOrderSideEnum, NewOrderTimeInForceEnum, NewOrderTypeEnum,
+    )
+
+    async with rig() as r:
+        client = binance_client(r)
+        listen_key = (await asyncio.to_thread(client.rest_api.start_user_data_stream)).data().listen_key
+        streams = client.websocket_streams
+        connection = await streams.create_connection()
+        try:
+            events = Inbox()
+            handle = await connection.user_data(listen_key)
+            handle.on("message", events)
+            qty, px, levels = r.sweep("binance")
+            placed = (await asyncio.to_thread(
+                client.rest_api.new_order, symbol="BTCUSDT", side=NewOrderSideEnum.BUY, type=NewOrderTypeEnum.LIMIT,
+                time_in_force=NewOrderTimeInForceEnum.IOC, quantity=float(qty), price=float(px))).data()
+            order_id = placed.order_id
+
+            def event(message: Any, kind: str) -> Any:
+                """The SDK's parsed event (UserDataStreamEventsResponse.actual_instance) when of model `kind`."""
+                inner = message.actual_instance
+                return inner if type(inner).__name__ == kind else None
+
+            want = expected_fills(qty, levels)
+            trades = []
+            while len(trades) < len(want):
+                m = await events.until(lambda m: (u := event(m, "OrderTradeUpdate")) is not None and u.o.x == "TRADE")
+                trades.append(m.actual_instance.o)
+            assert [(dec(t.L), dec(t.l)) for t in trades] == want
+            assert all(t.i == order_id and t.s == "BTCUSDT" and t.S == "BUY" and t.N == "USDT" for t in trades)
+            assert [t.X for t in trades] == ["PARTIALLY_FILLED"] * (len(want) - 1) + ["FILLED"]
+            assert dec(trades[-1].z) == qty and len({t.t for t in trades}) == len(want)
+            lite = [u for m in events.seen if (u := event(m, "TradeLite")) is not None]
+            assert [(dec(t.L), dec(t.l)) for t in lite] == want and all(t.i == order_id for t in lite)
+            account = await events.until(lambda m: (u := event(m, "AccountUpdate")) is not None
+                                         and dec(u.a.P[0].pa) == qty)
+            assert account.actual_instance.a.m == "ORDER"
+        finally:
+            await streams.close_connection(close_session=True)
+
+
+async def test_binance_sdk_listen_key_refused_with_a_bad_api_key_and_an_unknown_key_gets_no_stream() -> None:
+    """The user data stream's only credential is the API key (the listen key needs no signature)."""
+    async with rig() as r:
+        with pytest.raises(Exception, match="Invalid API-key"):  # -2015
+            await asyncio.to_thread(binance_client(r, key="wrong-key").rest_api.start_user_data_stream)
+        # A listen key the account does not have: the SUBSCRIBE is refused and no data comes.
+        # The SDK does not await its SUBSCRIBE's reply: it logs the error reply (logging.error) and fails the
+        # request's future; the log record is what a user sees.
+        errors = Inbox()
+        handler = logging.Handler(logging.ERROR)
+        handler.emit = lambda record: errors(record.getMessage())  # type: ignore[method-assign]
+        logging.getLogger().addHandler(handler)
+        streams = binance_client(r).websocket_streams
+        connection = await streams.create_connection()
+        try:
+            await connection.user_data("x" * 64)
+            refused = await errors.until(lambda text: "Error received from server" in text)
+            assert "unknown stream" in refused and "'code': 2" in refused
+        finally:
+            logging.getLogger().removeHandler(handler)
+            await streams.close_connection(close_session=True)
