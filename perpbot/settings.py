@@ -46,11 +46,10 @@ DEFAULT_URLS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 # Loopback paths of the built-in simulator, per venue: (ws path, rest path prefix).
-# Private streams (orders, fills, positions, balances, funding): Binance's is its WS base plus
-# /ws/<listenKey>; Hyperliquid's is the public socket (user subscriptions by address).
+# Private streams: Binance's is its WS base + /ws/<listenKey>; Hyperliquid's is the public socket.
 DEFAULT_PRIVATE_WS_URLS: dict[str, dict[str, str]] = {
     "okx": {"mainnet": "wss://ws.okx.com:8443/ws/v5/private",
-            "testnet": "wss://wspap.okx.com:8443/ws/v5/private?brokerId=9999"},
+            "testnet": "wss://wspap.okx.com:8443/ws/v5/private?brokerId=9999"},  # OKX's demo URL, as documented
     "binance": {"mainnet": "wss://fstream.binance.com", "testnet": "wss://stream.binancefuture.com"},
     "bybit": {"mainnet": "wss://stream.bybit.com/v5/private", "testnet": "wss://stream-testnet.bybit.com/v5/private"},
     "hyperliquid": {"mainnet": "wss://api.hyperliquid.xyz/ws", "testnet": "wss://api.hyperliquid-testnet.xyz/ws"},
