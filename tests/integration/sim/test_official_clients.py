@@ -37,9 +37,40 @@ VENUES = ("okx", "binance", "bybit", "hyperliquid")
 NATIVE = {"okx": "BTC-USDT-SWAP", "binance": "BTCUSDT", "bybit": "BTCUSDT", "hyperliquid": "BTC"}
 TIMEOUT = 5.0
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # httpx's, inside python-okx
+
 
 def dec(value: Any) -> Decimal:
     return Decimal(str(value))
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every socket connect of these tests (ours, the SDKs' threads, their event loops) must go to loopback:
+    a library reaching for its venue (a server-time call, a metadata fetch) fails the test."""
+    import ipaddress
+    import socket
+
+    elsewhere: list[Any] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(address: Any) -> None:
+        if isinstance(address, tuple) and not ipaddress.ip_address(address[0]).is_loopback:
+            elsewhere.append(address)
+            raise OSError(f"test: connection to {address} refused (loopback only)")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield
+    assert not elsewhere, f"non-loopback connections attempted: {elsewhere}"
 
 
 class Inbox:
@@ -232,3 +263,154 @@ async def test_binance_sdk_listen_key_refused_with_a_bad_api_key_and_an_unknown_
         finally:
             logging.getLogger().removeHandler(handler)
             await streams.close_connection(close_session=True)
+
+
+# ---------------------------------------------------------------------------------------------- OKX
+@asynccontextmanager
+async def okx_tls(r: Rig, monkeypatch: pytest.MonkeyPatch):
+    """The simulator's OKX app served over TLS as well, on another loopback port; yields its wss:// base.
+
+    python-okx's WebSocketFactory always connects with an ssl context (certifi's roots plus the default
+    verify paths), which websockets refuses for a ws:// URL: the library can only reach a wss:// endpoint.
+    So the same aiohttp app (same routes, same SimExchange) gets a second TLS site with a throwaway CA,
+    and SSL_CERT_FILE makes the default verify paths trust that CA: configuration, not a code change.
+    """
+    import ssl
+
+    import trustme
+    from aiohttp import web
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    runner = next(run for run in r.sim._runners if any(a[1] == r.sim.ports["okx"] for a in run.addresses))
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    with ca.cert_pem.tempfile() as ca_file:
+        monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+        try:
+            yield f"wss://127.0.0.1:{port}"
+        finally:
+            await site.stop()
+
+
+async def okx_ws(url: str, secret: str = SIM_SECRET) -> Any:
+    from okx.websocket.WsPrivateAsync import WsPrivateAsync
+
+    ws = WsPrivateAsync(apiKey=SIM_API_KEY, passphrase=SIM_PASSPHRASE, secretKey=secret, url=url + "/ws/v5/private")
+    await ws.start()
+    assert ws.websocket is not None, "python-okx could not connect"
+    return ws
+
+
+def okx_message(raw: str) -> Any:
+    return raw if raw == "pong" else json.loads(raw)
+
+
+async def test_okx_python_okx_logs_in_and_receives_orders_pushes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from okx.Trade import TradeAPI
+
+    async with rig() as r, okx_tls(r, monkeypatch) as wss:
+        inbox = Inbox()
+        ws = await okx_ws(wss)
+        try:
+            args = [{"channel": "orders", "instType": "SWAP"}, {"channel": "positions", "instType": "SWAP"}]
+            # python-okx's documented flow: subscribe() logs in, waits 5 s, then subscribes.
+            await ws.subscribe(args, callback=lambda raw: inbox(okx_message(raw)))
+            login = await inbox.until(lambda m: m.get("event") in ("login", "error"))
+            assert login["event"] == "login" and login["code"] == "0", login
+            await inbox.until(lambda m: m.get("event") == "subscribe" and m["arg"]["channel"] == "orders")
+            await inbox.until(lambda m: m.get("event") == "subscribe" and m["arg"]["channel"] == "positions")
+
+            # flag="0": live trading (python-okx sends x-simulated-trading: 0); domain = the simulator.
+            trade = TradeAPI(SIM_API_KEY, SIM_SECRET, SIM_PASSPHRASE, flag="0", domain=r.url("okx"))
+            qty, px, levels = r.sweep("okx")
+            placed = await asyncio.to_thread(trade.place_order, instId="BTC-USDT-SWAP", tdMode="cross", side="buy",
+                                             ordType="ioc", sz=str(qty), px=str(px), clOrdId="official1")
+            assert placed["code"] == "0", placed
+            ord_id = placed["data"][0]["ordId"]
+
+            want = expected_fills(qty, levels)
+            pushes = []
+            while len(pushes) < len(want):
+                m = await inbox.until(lambda m: m.get("arg", {}).get("channel") == "orders" and "data" in m
+                                      and m["data"][0]["tradeId"] != "")
+                pushes.append(m["data"][0])
+            assert [(dec(p["fillPx"]), dec(p["fillSz"])) for p in pushes] == want
+            assert all(p["ordId"] == ord_id and p["clOrdId"] == "official1" and p["instId"] == "BTC-USDT-SWAP"
+                       for p in pushes)
+            assert pushes[-1]["state"] == "filled" and dec(pushes[-1]["accFillSz"]) == qty
+            live = [m["data"][0] for m in inbox.seen
+                    if m.get("arg", {}).get("channel") == "orders" and "data" in m and m["data"][0]["tradeId"] == ""]
+            assert [p["state"] for p in live] == ["live"] and live[0]["ordId"] == ord_id
+            position = await inbox.until(lambda m: m.get("arg", {}).get("channel") == "positions" and m["data"])
+            assert dec(position["data"][0]["pos"]) == qty and position["data"][0]["instId"] == "BTC-USDT-SWAP"
+            await asyncio.to_thread(trade.close)
+        finally:
+            await ws.stop()
+
+
+async def test_okx_python_okx_login_with_a_bad_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with rig() as r, okx_tls(r, monkeypatch) as wss:
+        inbox = Inbox()
+        ws = await okx_ws(wss, secret="wrong-secret")
+        try:
+            ws.callback = lambda raw: inbox(okx_message(raw))  # what subscribe() sets before it logs in
+            await ws.login()
+            refused = await inbox.until(lambda m: m.get("event") in ("login", "error"))
+            assert refused["event"] == "error" and refused["code"] == "60007", refused  # invalid sign
+            await ws.send("subscribe", [{"channel": "orders", "instType": "SWAP"}])
+            assert (await inbox.until(lambda m: m.get("event") == "error"))["code"] == "60011"  # not logged in
+        finally:
+            await ws.stop()
+
+
+async def test_okx_python_okx_websocket_cannot_use_a_plain_ws_url() -> None:
+    """The evidence for the TLS site above: python-okx passes ssl= for every URL, websockets refuses ws://."""
+    from okx.websocket.WsPrivateAsync import WsPrivateAsync
+
+    async with rig() as r:
+        ws = WsPrivateAsync(apiKey=SIM_API_KEY, passphrase=SIM_PASSPHRASE, secretKey=SIM_SECRET,
+                            url=r.url("okx", "ws", "/ws/v5/private"))
+        await ws.connect()
+        assert ws.websocket is None  # WebSocketFactory logged "ssl argument is incompatible with a ws:// URI"
+
+
+# -------------------------------------------------------------------------------------------- Bybit
+def test_pybit_cannot_be_pointed_at_a_loopback_base_url() -> None:
+    """pybit has no base-URL parameter: it formats https://{SUBDOMAIN}.{DOMAIN}.{TLD} (REST) and
+    wss://{SUBDOMAIN}.{DOMAIN}.{TLD}/v5/private itself, SUBDOMAIN being api / stream (-testnet, -demo).
+    `domain` and `tld` only change the registered name under that fixed prefix, always TLS on port 443,
+    so no configuration reaches 127.0.0.1:<port>; the simulator's Bybit private stream is covered by
+    tests/integration/sim/test_private_streams.py (websockets + ccxt) instead. Pinned so that a pybit
+    release with a base-URL option shows up here."""
+    from pybit import unified_trading
+    from pybit._http_manager import HTTP_URL
+
+    assert HTTP_URL == "https://{SUBDOMAIN}.{DOMAIN}.{TLD}"
+    assert unified_trading.PRIVATE_WSS == "wss://{SUBDOMAIN}.{DOMAIN}.{TLD}/v5/private"
+    http = unified_trading.HTTP(testnet=False, domain="127.0.0", tld="1", api_key=SIM_API_KEY,
+                                api_secret=SIM_SECRET)
+    assert http.endpoint == "https://api.127.0.0.1"  # a DNS name under "api.", not the loopback address
+
+
+# -------------------------------------------------------------------------------------- test-only deps
+def test_perpbot_imports_none_of_the_official_client_libraries() -> None:
+    """The SDKs are test dependencies only: importing every perpbot and strategies module loads none."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import perpbot, strategies\n"
+        "for pkg in (perpbot, strategies):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
+        "sdks = ('okx', 'pybit', 'hyperliquid', 'binance_common', 'binance_sdk_derivatives_trading_usds_futures',\n"
+        "        'eth_account', 'websocket', 'httpx')\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] in sdks))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
