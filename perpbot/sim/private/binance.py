@@ -13,9 +13,10 @@ docs: /ws/<listenKey> or /stream?streams=<listenKey>), so the combined endpoint 
 too, as Binance's official SDK (binance-sdk-derivatives-trading-usds-futures) subscribes on
 <stream_url>/private/stream; on /stream paths every frame is wrapped {"stream":<key>,"data":<event>}
 (the docs: "the event payload is wrapped in a stream/data envelope"). A SUBSCRIBE naming anything but
-the live key is refused like an unknown stream ({"error":{"code":2,...}}) and the socket gets no data. Frames: ORDER_TRADE_UPDATE and TRADE_LITE as
-the recorded/docs-derived frames in shared/fixtures/binance/private_ws_frames.json; ACCOUNT_UPDATE
-with m=ORDER as that file; m=FUNDING_FEE has no recorded frame: per the docs' prose, a cross
+the live key is refused like an unknown stream ({"error":{"code":2,...}}) and the socket gets no data.
+
+Frames: ORDER_TRADE_UPDATE and TRADE_LITE as the recorded/docs-derived frames in
+shared/fixtures/binance/private_ws_frames.json; ACCOUNT_UPDATE with m=ORDER as that file; m=FUNDING_FEE has no recorded frame: per the docs' prose, a cross
 position's funding pushes only the balance B (bc = the balance change), no P. listenKeyExpired
 (no recorded frame) follows the docs example {"e":"listenKeyExpired","E":"<ms>","listenKey"}.
 A handshake on an unknown key is refused with HTTP 400 and the -1125 body (inferred: the venue

@@ -143,13 +143,14 @@ async def test_hyperliquid_sdk_receives_order_updates_and_user_fills() -> None:
         base = r.url("hyperliquid")
         info = await asyncio.to_thread(Info, base, False)  # skip_ws=False: the SDK's own ws manager thread
         try:
-            orders, fills, others = Inbox(), Inbox(), Inbox()
+            orders, fills, events, others = Inbox(), Inbox(), Inbox(), Inbox()
             stranger = "0x" + "ab" * 20
             # Another address's fills first: frames on one socket are ordered, so once our own fill has
             # arrived, anything pushed for the stranger would have arrived before it.
             await asyncio.to_thread(info.subscribe, {"type": "userFills", "user": stranger}, others)
             await asyncio.to_thread(info.subscribe, {"type": "orderUpdates", "user": SIM_WALLET}, orders)
             await asyncio.to_thread(info.subscribe, {"type": "userFills", "user": SIM_WALLET}, fills)
+            await asyncio.to_thread(info.subscribe, {"type": "userEvents", "user": SIM_WALLET}, events)
             snapshot = await fills.until(lambda m: m["data"].get("isSnapshot"))
             assert snapshot["data"]["user"] == SIM_WALLET and snapshot["data"]["fills"] == []
 
@@ -170,6 +171,11 @@ async def test_hyperliquid_sdk_receives_order_updates_and_user_fills() -> None:
             assert [(dec(f["px"]), dec(f["sz"])) for f in pushed] == want
             assert all(f["oid"] == oid and f["coin"] == "BTC" and f["side"] == "B" for f in pushed)
             assert len({f["tid"] for f in pushed}) == len(want)
+
+            user_fills: list[dict[str, Any]] = []  # userEvents (channel "user"): the same fills
+            while len(user_fills) < len(pushed):
+                user_fills += (await events.until(lambda m: m["channel"] == "user" and "fills" in m["data"]))["data"]["fills"]
+            assert [(f["tid"], f["oid"], f["sz"]) for f in user_fills] == [(f["tid"], f["oid"], f["sz"]) for f in pushed]
 
             final = await orders.until(lambda m: any(u["status"] == "filled" for u in m["data"]))
             update = next(u for u in final["data"] if u["status"] == "filled")
@@ -414,3 +420,42 @@ def test_perpbot_imports_none_of_the_official_client_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+async def test_binance_listen_key_is_a_stream_on_every_private_path() -> None:
+    """The simulator side of the SDK's flow, with a plain client: /private/stream?streams=<key> (wrapped),
+    bare /private/ws + SUBSCRIBE (raw), LIST_SUBSCRIPTIONS, UNSUBSCRIBE, and an unknown key's handshake."""
+    import aiohttp
+
+    from perpbot.sim.trading.clients import make_ccxt_client
+
+    async with rig() as r, aiohttp.ClientSession() as http:
+        async with http.post(r.url("binance", path="/fapi/v1/listenKey"), headers={"X-MBX-APIKEY": SIM_API_KEY}) as resp:
+            key = (await resp.json())["listenKey"]
+        async with http.ws_connect(r.url("binance", "ws", f"/private/stream?streams={key}")) as wrapped, \
+                http.ws_connect(r.url("binance", "ws", "/private/ws")) as raw:
+            await raw.send_json({"method": "SUBSCRIBE", "params": [key], "id": 7})
+            assert await raw.receive_json(timeout=TIMEOUT) == {"result": None, "id": 7}
+            await raw.send_json({"method": "LIST_SUBSCRIPTIONS", "id": 8})
+            assert await raw.receive_json(timeout=TIMEOUT) == {"result": [key], "id": 8}
+            client = make_ccxt_client("binance", r.url("binance"), timeout=3000)
+            try:
+                await client.load_markets()
+                qty, px, _levels = r.sweep("binance", levels=1)
+                order = await client.create_order("BTC/USDT:USDT", "limit", "buy", float(qty), float(px),
+                                                  {"timeInForce": "IOC"})
+            finally:
+                await client.close()
+            while (envelope := await wrapped.receive_json(timeout=TIMEOUT))["data"]["e"] != "TRADE_LITE":
+                assert envelope["stream"] == key
+            assert envelope["stream"] == key and str(envelope["data"]["i"]) == order["id"]
+            while (pushed := await raw.receive_json(timeout=TIMEOUT))["e"] != "TRADE_LITE":
+                pass
+            assert pushed == envelope["data"]  # the same event, raw on /private/ws
+            await raw.send_json({"method": "UNSUBSCRIBE", "params": [key], "id": 9})
+            while (reply := await raw.receive_json(timeout=TIMEOUT)).get("id") != 9:
+                assert "e" in reply  # the rest of the order's pushes, then the ack
+            assert reply == {"result": None, "id": 9}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(r.url("binance", "ws", f"/private/stream?streams={'y' * 64}"))
+        assert refused.value.status == 400
