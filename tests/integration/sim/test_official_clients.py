@@ -149,8 +149,9 @@ async def test_hyperliquid_sdk_receives_order_updates_and_user_fills() -> None:
             # arrived, anything pushed for the stranger would have arrived before it.
             await asyncio.to_thread(info.subscribe, {"type": "userFills", "user": stranger}, others)
             await asyncio.to_thread(info.subscribe, {"type": "orderUpdates", "user": SIM_WALLET}, orders)
-            await asyncio.to_thread(info.subscribe, {"type": "userFills", "user": SIM_WALLET}, fills)
             await asyncio.to_thread(info.subscribe, {"type": "userEvents", "user": SIM_WALLET}, events)
+            # Last: its snapshot says every subscription before it on this socket has been taken.
+            await asyncio.to_thread(info.subscribe, {"type": "userFills", "user": SIM_WALLET}, fills)
             snapshot = await fills.until(lambda m: m["data"].get("isSnapshot"))
             assert snapshot["data"]["user"] == SIM_WALLET and snapshot["data"]["fills"] == []
 
@@ -219,6 +220,10 @@ async def test_binance_sdk_user_data_stream_pushes_trade_lite_and_order_trade_up
             events = Inbox()
             handle = await connection.user_data(listen_key)
             handle.on("message", events)
+            # user_data() sends the SUBSCRIBE without awaiting its reply; wait for the reply (the SDK's own
+            # pending-request futures) so the order below cannot overtake the subscription.
+            private = next(c for c in streams.connections if c.url_path == "private")
+            await asyncio.wait_for(asyncio.gather(*private.pending_request.values()), TIMEOUT)
             qty, px, levels = r.sweep("binance")
             placed = (await asyncio.to_thread(
                 client.rest_api.new_order, symbol="BTCUSDT", side=NewOrderSideEnum.BUY, type=NewOrderTypeEnum.LIMIT,
@@ -230,6 +235,8 @@ async def test_binance_sdk_user_data_stream_pushes_trade_lite_and_order_trade_up
                 inner = message.actual_instance
                 return inner if type(inner).__name__ == kind else None
 
+            new = await events.until(lambda m: event(m, "OrderTradeUpdate") is not None)
+            assert new.actual_instance.o.x == "NEW" and new.actual_instance.o.i == order_id
             want = expected_fills(qty, levels)
             trades = []
             while len(trades) < len(want):
