@@ -240,6 +240,9 @@ class Connection:
             log.warning("WebSocket connection failed: venue=%s connection=%s url=%s reason=%s",
                         self.venue, self.name, self.shown_url(url), reason)
             return "connect:" + reason
+        if self._stopping:  # stop() came while connecting: it saw no socket to close
+            await ws.close()
+            return "stopped"
         self._ws = ws
         now = time.time()
         self.connected = True
