@@ -98,11 +98,14 @@ class Confirmations:
         # venue -> orders in a row the stream did not confirm in time; at STALL_TIMEOUTS the stream
         # is taken for stalled (open, silent) and `on_stalled` (the stream's reconnect) is called.
         self.missed: dict[str, int] = {}
+        self.first_missed_at: dict[str, float] = {}
+        self.last_push_at: dict[str, float] = {}  # venue -> when its stream last pushed an event
         self.on_stalled: Callable[[str], None] | None = None
 
     # -- the streams' side ---------------------------------------------------------------
     def on_events(self, events: Iterable[PrivateEvent]) -> None:
         for event in events:
+            self.last_push_at[event.venue] = time.time()
             self._queue.put_nowait(event)
 
     def set_live(self, venue: str, live: bool) -> None:
@@ -136,9 +139,15 @@ class Confirmations:
         return result
 
     def note_missed(self, venue: str) -> None:
-        """An order's final state did not come on the stream in time (it was asked over REST)."""
+        """An order's final state did not come on the stream in time (it was asked over REST).
+        Taken for a stall only when the stream also pushed nothing since the first such miss: a
+        stream that is merely slow (a loaded host) still pushes, and stays."""
+        now = time.time()
+        if self.missed.get(venue, 0) == 0:
+            self.first_missed_at[venue] = now
         self.missed[venue] = self.missed.get(venue, 0) + 1
-        if self.missed[venue] >= STALL_TIMEOUTS and self.on_stalled is not None:
+        silent = self.last_push_at.get(venue, 0.0) < self.first_missed_at.get(venue, now)
+        if self.missed[venue] >= STALL_TIMEOUTS and silent and self.on_stalled is not None:
             log.warning("private stream %s confirmed none of the last %d orders in time: reconnecting it",
                         venue, self.missed[venue])
             self.missed[venue] = 0

@@ -175,3 +175,21 @@ async def test_a_stream_that_confirms_nothing_twice_in_a_row_is_taken_for_stalle
         assert not confirmations.is_live("okx")  # entries there are refused until it is back
     finally:
         task.cancel()
+
+
+async def test_a_slow_stream_that_still_pushes_is_not_taken_for_stalled(desk):
+    from perpbot.core.private_events import PositionUpdate
+
+    desk.settings.execution.stream_confirm_timeout_s = 0.02
+    orders, confirmations, task = await start(desk)
+    stalled: list[str] = []
+    confirmations.on_stalled = stalled.append
+    try:
+        for n in (1, 2):
+            req = OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30100"), f"p{n}")
+            await desk.journal.record_order(req, "entry", f"j{n}")
+            await orders.send(approved(req, "entry"), "s")
+            confirmations.on_events([PositionUpdate("okx", OKX.symbol, D("0.01") * n, None, 1, NOW)])
+        assert stalled == [] and confirmations.is_live("okx")
+    finally:
+        task.cancel()
