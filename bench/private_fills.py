@@ -104,6 +104,20 @@ def counter_total(metric: Any) -> float:
                if sample.name.endswith("_total"))
 
 
+def histogram_means(metric: Any) -> dict[str, float]:
+    """Mean per label value (the venue) of a one-label histogram."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in metric.collect():
+        for sample in family.samples:
+            label = next(iter(sample.labels.values()), "") if sample.labels else ""
+            if sample.name.endswith("_sum"):
+                sums[label] = sample.value
+            elif sample.name.endswith("_count"):
+                counts[label] = sample.value
+    return {k: sums[k] / counts[k] for k in sums if counts.get(k)}
+
+
 def histogram_mean(metric: Any) -> float | None:
     total = count = 0.0
     for family in metric.collect():
@@ -139,6 +153,7 @@ async def run(streams: bool, seconds: float) -> dict[str, Any]:
             requests = list(seen)
         latencies = list(confirmations.booking_latency_s) if confirmations is not None else []
         order_mean = histogram_mean(engine.metrics.order_execution_duration)
+        per_venue = histogram_means(engine.metrics.order_execution_duration)
         app.request_stop()
         await asyncio.wait_for(task, 30)
     orders = sum(1 for r in requests if r in ORDER_PATHS)
@@ -147,7 +162,7 @@ async def run(streams: bool, seconds: float) -> dict[str, Any]:
         if (venue, method, path) not in ORDER_PATHS:
             beyond[f"{venue} {method} {path}"] = beyond.get(f"{venue} {method} {path}", 0) + 1
     result: dict[str, Any] = {"streams": streams, "trades": trades, "requests": len(requests), "orders": orders,
-                              "beyond": beyond,
+                              "beyond": beyond, "order_ms_by_venue": {k: round(v * 1000, 1) for k, v in per_venue.items()},
                               "order_ms": None if order_mean is None else order_mean * 1000}
     if frame_to_booked:
         arr = np.array(frame_to_booked) * 1000
@@ -177,7 +192,8 @@ def main() -> None:
         print(f"| {'on' if row['streams'] else 'off'} | {row['trades']} | {row['requests']} | {row['orders']} | "
               f"{per_trade:.2f} | {order_ms} | {booked_text} | {trade_text} |")
     for row in rows:
-        print(f"streams {'on' if row['streams'] else 'off'}: requests beyond the orders: {row['beyond'] or 'none'}")
+        print(f"streams {'on' if row['streams'] else 'off'}: requests beyond the orders: {row['beyond'] or 'none'}; "
+              f"order send->settled mean ms by venue: {row['order_ms_by_venue']}")
     off, on = rows
     if off["order_ms"] and on["order_ms"]:
         print(f"\norder send->settled, streams on / off: {on['order_ms'] / off['order_ms']:.2f}x "
