@@ -95,6 +95,7 @@ class Confirmations:
         self.applied = asyncio.Event()  # set after each event is applied (tests, the bench)
         self.booking_latency_s: deque[float] = deque(maxlen=100_000)
         self.reconcile_soon = asyncio.Event()  # a liquidation was pushed: the periodic pass runs now
+        self.position_drifts = 0  # pushed positions that differed from the book with nothing in flight
         # venue -> orders in a row the stream did not confirm in time; at STALL_TIMEOUTS the stream
         # is taken for stalled (open, silent) and `on_stalled` (the stream's reconnect) is called.
         self.missed: dict[str, int] = {}
@@ -197,6 +198,7 @@ class Confirmations:
             await self._on_funding(event)
         elif isinstance(event, PositionUpdate):
             self.positions[(event.venue, event.symbol)] = event
+            self._check_position(event)
         elif isinstance(event, BalanceUpdate):
             self.balances[(event.venue, event.currency)] = event
             self._on_balance(event)
@@ -206,6 +208,25 @@ class Confirmations:
             if event.kind in ("liquidation", "adl"):
                 # Positions changed behind our back (or we were the counterparty): reconcile now.
                 self.reconcile_soon.set()
+
+    def _check_position(self, event: PositionUpdate) -> None:
+        """A pushed position that differs from the book's while nothing of ours is in flight on it
+        (a manual trade, a liquidation, an order the bot lost track of) runs the reconciliation now."""
+        desk = self.desk
+        busy = any(o.get("venue") == event.venue and o.get("symbol") == event.symbol for o in desk.in_flight.values())
+        # A sender still settling (its record is forgotten only after the settle), or an order of
+        # ours still working, counts as in flight too.
+        if busy or any(key[0] == event.venue and t.symbol == event.symbol
+                       and (t.done is not None or (t.update is not None and not t.update.final))
+                       for key, t in self._tracked.items()):
+            return
+        position = desk.portfolio.positions.get((event.venue, event.symbol))
+        held = position.size if position is not None else Decimal(0)
+        if held != event.size:
+            self.position_drifts += 1
+            log.warning("venue %s pushed %s %s, the book holds %s: reconciling now", event.venue, event.symbol,
+                        event.size, held)
+            self.reconcile_soon.set()
 
     def _on_balance(self, event: BalanceUpdate) -> None:
         """The account's equity and available margin as pushed, for the risk gate, when the venue

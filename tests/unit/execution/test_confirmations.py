@@ -193,3 +193,22 @@ async def test_a_slow_stream_that_still_pushes_is_not_taken_for_stalled(desk):
         assert stalled == [] and confirmations.is_live("okx")
     finally:
         task.cancel()
+
+
+async def test_a_pushed_position_the_book_does_not_hold_brings_the_reconciliation_forward(desk):
+    from perpbot.core.private_events import PositionUpdate
+
+    _, confirmations, task = await start(desk)
+    try:
+        # Our own order in flight on the key: its position push is expected to lead its fill.
+        desk.in_flight["x1"] = {"venue": "okx", "symbol": OKX.symbol}
+        confirmations.on_events([PositionUpdate("okx", OKX.symbol, D("0.01"), None, 1, NOW)])
+        while confirmations.positions.get(("okx", OKX.symbol)) is None:
+            await asyncio.wait_for(confirmations.applied.wait(), 5)
+        assert confirmations.position_drifts == 0 and not confirmations.reconcile_soon.is_set()
+        del desk.in_flight["x1"]
+        confirmations.on_events([PositionUpdate("okx", OKX.symbol, D("0.03"), None, 2, NOW)])  # a manual trade
+        await asyncio.wait_for(confirmations.reconcile_soon.wait(), 5)
+        assert confirmations.position_drifts == 1
+    finally:
+        task.cancel()
