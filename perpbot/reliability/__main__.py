@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="crash market seeds (the kills are spread over them)")
     parser.add_argument("--first-seed", type=int, default=1, help="crash: seeds run from this one on")
     parser.add_argument("--hostile-seeds", type=int, default=1, help="hostile runs, one bot per market seed")
-    parser.add_argument("--only", help="hostile: only scenarios whose name contains this")
+    parser.add_argument("--only",
+                        help="hostile: only scenarios whose name contains this (or one of these, comma-separated)")
     parser.add_argument("--check-every", type=int, default=1, help="full settle-and-check every n kills")
     parser.add_argument("--kill-points", default=",".join(KILL_POINTS),
                         help=f"crash: kill points to rotate over (default {','.join(KILL_POINTS)})")

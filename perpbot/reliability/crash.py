@@ -16,7 +16,12 @@ Kill points (rotated, `KILL_POINTS`):
 - `residue`: three partial fills on the finer-lot leg of an open trade, so what the legs policy is left
   with at the end is below one lot of the coarser venue; killed right after the exit intent finished;
 - `startup_repair`: as `repair_in_flight`, then the restarted bot is killed again as soon as its
-  start-up journals a corrective order (a crash during the repair of a crash).
+  start-up journals a corrective order (a crash during the repair of a crash);
+- `fill_pushed`: killed right after a fill frame of a private stream (OKX, Bybit, Binance: relayed by
+  `perpbot.reliability.relay`) was handed to the bot's socket, 0-10 ms later, i.e. between the pushed
+  fill and its journal write (each kill is classified afterwards from the journal: the trade id not in
+  `venue_trades` yet / noted there but the order not booked / already booked). The restarted bot must
+  learn the fill over REST (or the stream) and book it once.
 
 Measured per restart: restart -> ACTIVE (process start to a reconciled, trading state), restart -> repair
 (process start to the first corrective order for exposure a kill left: hedge/unwind/repair orders
@@ -45,14 +50,16 @@ import yaml
 
 from perpbot.reliability import invariants as inv
 from perpbot.reliability.live import VENUES, Admin, free_port
-from perpbot.settings import SIM_PATHS
+from perpbot.reliability.relay import RELAYED_VENUES, PrivateRelay, PushedFill
+from perpbot.settings import SIM_PATHS, SIM_PRIVATE_PATHS
 from perpbot.wiring import SIM_CREDENTIALS
 
 log = logging.getLogger("perpbot.reliability")
 
 FINAL = ("filled", "partially_filled", "canceled", "expired", "rejected", "failed", "not_found")
 NOT_CORRECTIVE = ("entry", "exit")  # every other order purpose (hedge, unwind, flatten, repair) corrects
-KILL_POINTS = ("exit_settled", "repair_in_flight", "random", "repair_settled", "residue", "startup_repair")
+KILL_POINTS = ("exit_settled", "repair_in_flight", "random", "repair_settled", "residue", "startup_repair",
+               "fill_pushed")
 API_TOKEN = "reliability-suite-token"
 SYMBOLS = {"okx": ["BTC-USDT-SWAP", "ETH-USDT-SWAP"], "hyperliquid": ["BTC", "ETH"],
            "binance": ["BTCUSDT", "ETHUSDT"], "bybit": ["BTCUSDT", "ETHUSDT"]}
@@ -85,6 +92,9 @@ class CrashResult:
     faults_fired: dict[str, int] = dataclasses.field(default_factory=dict)
     kill_log: list[str] = dataclasses.field(default_factory=list)  # per kill: point, hit or not, what
     startup_repair_kills: int = 0  # second kills that landed on the restarted bot's start-up repair
+    # fill_pushed kills by what the journal held of the pushed fill at the kill: "not journalled" (trade id
+    # not in venue_trades), "noted, not booked" (in venue_trades, the order's booked fill short of it), "booked"
+    pushed_fill_kills: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,8 +112,9 @@ def venue_lots() -> dict[tuple[str, str], Decimal]:
     return lots
 
 
-def _configs(workdir: Path, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _configs(workdir: Path, seed: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
     ports = {v: free_port() for v in VENUES}
+    relay_ports = {v: free_port() for v in RELAYED_VENUES}
     admin = free_port()
     sim = {"enabled": True, "ports": ports, "admin_port": admin, "seed": seed, "tick_interval_s": 0.05,
            "dislocation_rate": 0.08, "dislocation_bps": 40.0}
@@ -115,6 +126,11 @@ def _configs(workdir: Path, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
                   "rest_url": f"http://127.0.0.1:{ports[v]}{SIM_PATHS[v][1]}"} for v in VENUES}
     for venue, names in SYMBOLS.items():
         venues[venue]["symbols"] = names
+    # Private streams: the relayed venues' through the rig's relay (the fill_pushed kill point), the
+    # others straight to the simulator (a live-mode bot would otherwise dial the venues' real hosts).
+    for venue in VENUES:
+        port = relay_ports.get(venue, ports[venue])
+        venues[venue]["private_ws_url"] = f"ws://127.0.0.1:{port}{SIM_PRIVATE_PATHS[venue]}"
     venues["hyperliquid"]["wallet_address"] = SIM_CREDENTIALS["wallet_address"]
     bot_config = {
         "mode": "live", "log_dir": str(workdir / "bot-logs"), "log_level": "WARNING",
@@ -126,7 +142,7 @@ def _configs(workdir: Path, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
         # Short holding times: trades exit within seconds, so the exit kill points have exits to hit.
         "strategies": {"price_spread": {"max_hold_s": 2}, "funding_spread": {"max_hold_s": 3}},
     }
-    return sim_config, bot_config
+    return sim_config, bot_config, relay_ports
 
 
 def _env() -> dict[str, str]:
@@ -152,8 +168,8 @@ def read_journal(path: Path) -> tuple[list[inv.JournalOrder], list[inv.JournalFi
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
         orders = [inv.JournalOrder(v, c, s, Decimal(f)) for v, c, s, f in
                   db.execute("SELECT venue, client_order_id, status, filled_qty FROM orders")]
-        fills = [inv.JournalFill(v, c, Decimal(q)) for v, c, q in
-                 db.execute("SELECT venue, client_order_id, base_qty FROM fills")]
+        fills = [inv.JournalFill(v, c, Decimal(q), Decimal(f)) for v, c, q, f in
+                 db.execute("SELECT venue, client_order_id, base_qty, fee FROM fills")]
         positions = {(v, s): Decimal(z) for v, s, z in db.execute("SELECT venue, symbol, size FROM positions")
                      if Decimal(z)}
     return orders, fills, positions
@@ -198,7 +214,8 @@ class CrashRig:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.seed = seed
-        self.sim_config, self.bot_config = _configs(workdir, seed)
+        self.sim_config, self.bot_config, relay_ports = _configs(workdir, seed)
+        self.relay = PrivateRelay({v: self.sim_config["sim"]["ports"][v] for v in relay_ports}, relay_ports)
         (workdir / "sim.yaml").write_text(yaml.safe_dump(self.sim_config))
         (workdir / "bot.yaml").write_text(yaml.safe_dump(self.bot_config))
         self.journal = Path(self.bot_config["journal"]["path"])
@@ -219,6 +236,7 @@ class CrashRig:
     async def __aenter__(self) -> "CrashRig":
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), trust_env=False)
         await self.admin.__aenter__()
+        await self.relay.__aenter__()
         self.sim = subprocess.Popen(
             [sys.executable, "-m", "perpbot.cli", "sim", "--config", str(self.workdir / "sim.yaml")],
             cwd=self.workdir, env=_env(), stdout=subprocess.DEVNULL, stderr=open(self.workdir / "sim.err", "ab"),
@@ -236,6 +254,7 @@ class CrashRig:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     await asyncio.to_thread(proc.wait)
+        await self.relay.__aexit__()
         await self.admin.__aexit__()
         if self.http is not None:
             await self.http.close()
@@ -379,6 +398,8 @@ class CrashRig:
         violations = inv.check_orders_approved(accounts, orders)
         if full:
             violations += inv.check_fills(accounts, fills)
+            violations += inv.check_order_fills(accounts, orders)
+            violations += inv.check_fees(accounts, fills)
             # /api/positions gives the signed size (negative = short) next to the side.
             positions = await self.get("positions")
             local = {(p["venue"], p["symbol"]): Decimal(p["size"]) for p in positions}
@@ -417,6 +438,7 @@ class Aim:
     hit: bool = False
     note: str = ""
     partial_exit: bool = False
+    pushed: PushedFill | None = None  # fill_pushed: the fill frame the kill followed
 
 
 def _coarse(rig: CrashRig, trade: dict[str, Any]) -> tuple[Decimal, Decimal]:
@@ -492,6 +514,8 @@ async def aim(rig: CrashRig, point: str, rng: random.Random, min_s: float, max_s
         await asyncio.sleep(rng.uniform(min_s, max_s))
         result.hit = True
         return result
+    if point == "fill_pushed":
+        return await _aim_fill_pushed(rig, rng, result)
     deadline = time.monotonic() + TRADE_WAIT_S
     trade = await _pick_trade(rig, deadline, residue=point == "residue")
     since = time.time() - 0.05
@@ -543,6 +567,47 @@ async def aim(rig: CrashRig, point: str, rng: random.Random, min_s: float, max_s
         await asyncio.sleep(rng.uniform(0.0, 0.15))  # right after: before or after the bot booked it
     result.partial_exit = any(r[0] == "exit" and r[1] in FINAL and Decimal(r[3]) < Decimal(r[2]) for r in rows())
     return result
+
+
+async def _aim_fill_pushed(rig: CrashRig, rng: random.Random, result: Aim) -> Aim:
+    """Returns 0-10 ms after the relay handed a fill frame to the bot (the caller kills at once). Trades
+    are provoked with price jumps on the relayed venues while waiting."""
+    pushed = rig.relay.arm()
+    deadline = time.monotonic() + AIM_DEADLINE_S
+    sign = 1.0
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError, RuntimeError):
+                await rig.admin.jump(rng.choice(RELAYED_VENUES), sign * 90.0)
+            sign = -sign
+            done, _ = await asyncio.wait({pushed}, timeout=min(1.5, max(0.0, deadline - time.monotonic())))
+            if done:
+                break
+    finally:
+        rig.relay.disarm()
+    if pushed.done() and not pushed.cancelled():
+        fill = pushed.result()
+        await asyncio.sleep(rng.uniform(0.0, 0.01))
+        result.hit, result.pushed = True, fill
+        result.note = f"{fill.venue} fill {fill.trade_id} of {fill.client_order_id}"
+    else:
+        result.note = "no fill pushed on a relayed private stream"
+    return result
+
+
+def pushed_fill_state(journal: Path, fill: PushedFill) -> str:
+    """What the journal (of a killed bot) holds of a pushed fill: not journalled / noted, not booked / booked."""
+    noted = _query(journal, "SELECT 1 FROM venue_trades WHERE venue = ? AND trade_id = ?", (fill.venue, fill.trade_id))
+    if not noted:
+        return "not journalled"
+    streamed = sum((Decimal(q) for (q,) in _query(journal, "SELECT qty FROM venue_trades WHERE venue = ? AND "
+                                                  "client_order_id = ?", (fill.venue, fill.client_order_id))),
+                   Decimal(0))
+    booked = _query(journal, "SELECT filled_qty FROM orders WHERE venue = ? AND client_order_id = ?",
+                    (fill.venue, fill.client_order_id))
+    if booked and Decimal(booked[0][0]) >= streamed:
+        return "booked"
+    return "noted, not booked"
 
 
 def _exposed_bases(accounts: dict[str, Any], trades: list[dict[str, Any]], lots: dict[tuple[str, str], Decimal],
@@ -624,6 +689,10 @@ async def run_crash(workdir: Path, kills: int, seed: int, min_s: float = 0.3, ma
             result.partial_exits += int(aimed.partial_exit)
             partial = " partial exit" if aimed.partial_exit else ""
             note = f": {aimed.note}" if aimed.note else ""
+            if aimed.pushed is not None:
+                state = pushed_fill_state(rig.journal, aimed.pushed)
+                result.pushed_fill_kills[state] = result.pushed_fill_kills.get(state, 0) + 1
+                note += f" ({state} at the kill)"
             result.kill_log.append(f"{number} {point} {'hit' if aimed.hit else 'missed'}{partial}{note}")
             log.info("kill %s", result.kill_log[-1])
             result.kills += 1

@@ -29,6 +29,7 @@ class JournalFill:
     venue: str
     client_order_id: str | None
     base_qty: Decimal
+    fee: Decimal | None = None  # positive a cost; None when the reader did not load it
 
 
 def base_of(venue: str, symbol: str) -> str:
@@ -90,6 +91,52 @@ def check_fills(accounts: Mapping[str, Any], journal_fills: Iterable[JournalFill
         theirs, mine = venue_filled.get(key, ZERO), journal_filled.get(key, ZERO)
         if theirs != mine:
             violations.append(f"fills {key[0]} {key[1]}: venue {theirs} != journal {mine}")
+    return violations
+
+
+FINAL_ORDER_STATUSES = ("filled", "partially_filled", "canceled", "expired", "rejected", "failed", "not_found")
+
+
+def check_order_fills(accounts: Mapping[str, Any], journal_orders: Iterable[JournalOrder]) -> list[str]:
+    """Per order the journal holds as final: its booked filled quantity (the orders table, venue units)
+    equals the venue's filled quantity for that client id; an order the venue never filled (or never
+    saw) has none booked. The private streams book from the venue's trade records and REST from the
+    order's state: whichever told the bot first, a fill pushed twice, late or out of order must neither
+    add to the order nor go missing (`check_fills` compares the fills table; this the orders table,
+    which every later settle of the order starts from)."""
+    venue_filled: dict[tuple[str, str], Decimal] = {}
+    for venue, account in accounts.items():
+        for order in account.get("orders") or []:
+            if order.get("client_id") is not None:
+                venue_filled[(venue, order["client_id"])] = Decimal(order.get("filled") or "0")
+    violations = []
+    for order in sorted(journal_orders, key=lambda o: (o.venue, o.client_order_id)):
+        if order.status not in FINAL_ORDER_STATUSES:
+            continue
+        theirs = venue_filled.get((order.venue, order.client_order_id), ZERO)
+        if order.filled_qty != theirs:
+            violations.append(f"order fills {order.venue} {order.client_order_id} ({order.status}): journal "
+                              f"booked {order.filled_qty} != venue filled {theirs}")
+    return violations
+
+
+def check_fees(accounts: Mapping[str, Any], journal_fills: Iterable[JournalFill]) -> list[str]:
+    """Fee per order at the venue (the sum of its executions' fees) equals the fee the journal booked in
+    its fills, exactly: a duplicated fill push must not charge the fee twice, a REST answer (order-level
+    fee) and the stream's per-execution fees must agree."""
+    venue_fee: dict[tuple[str, str | None], Decimal] = defaultdict(Decimal)
+    for venue, account in accounts.items():
+        for fill in account.get("fills") or []:
+            venue_fee[(venue, fill.get("client_id"))] += Decimal(fill.get("fee") or "0")
+    journal_fee: dict[tuple[str, str | None], Decimal] = defaultdict(Decimal)
+    for fill in journal_fills:
+        if fill.fee is not None:
+            journal_fee[(fill.venue, fill.client_order_id)] += fill.fee
+    violations = []
+    for key in sorted(set(venue_fee) | set(journal_fee), key=str):
+        theirs, mine = venue_fee.get(key, ZERO), journal_fee.get(key, ZERO)
+        if theirs != mine:
+            violations.append(f"fees {key[0]} {key[1]}: venue {theirs} != journal {mine}")
     return violations
 
 

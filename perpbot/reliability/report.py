@@ -24,11 +24,17 @@ fail on any violation or on a fault that never fired.
   feeds, scanner, risk gate, engine, SQLite journal) trades against the simulator; each scenario
   injects faults through the simulator's admin API (`POST /admin/faults`) while it trades, clears
   them (the venue recovers), waits for recovery and checks the invariants under the engine's trade
-  lock with nothing in flight. Full mode runs each of the 16 kinds on each venue separately (64,
-  of which 4 cannot occur on that venue's wire and are listed n/a: bad_checksum off OKX, the only
-  venue with a book checksum; gap on Hyperliquid, whose book frames are unsequenced snapshots) plus
-  the combinations; short mode (pytest) runs each kind once on a rotating venue plus two combinations.
-  Trading faults only fire when an order reaches the venue, so the suite provokes one: a price jump
+  lock with nothing in flight. Full mode runs each of the 23 kinds on each venue separately (92,
+  of which 7 cannot occur on that venue's wire and are listed n/a: bad_checksum off OKX, the only
+  venue with a book checksum; gap on Hyperliquid, whose book frames are unsequenced snapshots;
+  listenkey_expire off Binance, the only private stream with a listen key) plus the combinations;
+  short mode (pytest) runs each kind once on a rotating venue plus two combinations. The 23 kinds
+  are the 16 market/trading ones and the 7 private-stream ones (`perpbot.sim.faults.PRIVATE_FAULTS`:
+  private_drop, private_stall x3 events, fill_duplicate x2, fill_out_of_order x2, listenkey_expire,
+  stream_lag x4 of 1.5 s, rest_lag x3 of 1.5 s: the lags exceed `execution.stream_confirm_timeout_s`,
+  so the sender falls back to REST and the late push must not book again).
+  Trading and private-stream faults (all but listenkey_expire, which the simulator's key watch takes
+  at once) only fire when an order reaches the venue, so the suite provokes one: a price jump
   on that venue (`POST /admin/jump`, +-90 bps on every symbol, every 1.5 s) until the simulator's
   `faults_fired` counter shows the fault fired (deadline 30 s; a fault that never fired is a
   violation). Maintenance stays on until it fired and then 1.5 s more. Faults fired = the simulator's
@@ -45,13 +51,19 @@ fail on any violation or on a fault that never fired.
   is journalled, or as soon as it settled; an entry's when no trade is open); `residue` (three partial
   fills on the finer-lot leg, so the legs policy ends below one lot of the coarser venue; killed after
   the exit finished); `startup_repair` (as `repair_in_flight`, then the restarted bot killed again as
-  soon as its start-up journals a corrective order). Trades hold 2-3 s at most, so exits come often.
+  soon as its start-up journals a corrective order); `fill_pushed` (killed 0-10 ms after a fill frame
+  of OKX's, Bybit's or Binance's private stream, relayed through the rig, reached the bot's socket:
+  between the pushed fill and its journal write; each such kill is classified from the journal left
+  behind). Trades hold 2-3 s at most, so exits come often.
   Restart -> ACTIVE: process start to a reconciled trading state; restart -> repair: process start to
   the first corrective order (hedge/unwind/repair) for a base a kill left exposed mid-trade.
 - **Invariants** (`perpbot/reliability/invariants.py`, pure): local positions == the venue's; every
   venue order's client id is in the journal's orders table and used once; venue fills == journal fills
-  per order; unhedged notional x seconds (measured from the venues' positions, and as the engine
-  accounted it) within `risk.unhedged_budget_usdt_seconds`; after gap / bad_checksum / malformed the
+  per order; per order the journal holds final, its booked filled quantity (orders table) == the venue
+  order's filled quantity for that client id (a fill pushed twice, late or out of order, or learnt
+  over REST while the stream was down, neither adds to the order nor goes missing); venue fees ==
+  journal fees per order, exactly; unhedged notional x seconds (measured from the venues' positions,
+  and as the engine accounted it) within `risk.unhedged_budget_usdt_seconds`; after gap / bad_checksum / malformed the
   venue's books were invalidated and a resync counted; after recovery the bot is ACTIVE, or HALTED with
   a reason; in the hostile runs, a periodic reconciliation that had to correct a local position is also
   a violation (it would otherwise hide drift). Crash runs add, after each checked restart: the journal's
@@ -86,6 +98,8 @@ KINDS = (
     ("naked ", "naked leg (a coarse lot or more) at the venues"),
     ("over the budget", "unhedged notional x seconds over the budget"),
     ("position ", "local position != venue"),
+    ("order fills ", "journal order's booked fill != venue order's filled"),
+    ("fees ", "venue fees != journal fees"),
     ("fills ", "venue fills != journal fills"),
     ("venue order", "venue order not journalled / sent twice"),
 )
@@ -123,6 +137,13 @@ def _crash_section(crashes: list[CrashResult]) -> list[str]:
     kinds = violation_kinds([v for c in crashes for v in c.violations])
     if kinds:
         out.append("Violations by kind: " + "; ".join(f"{k}: {n}" for k, n in kinds.items()) + ".\n")
+    pushed: dict[str, int] = {}
+    for c in crashes:
+        for state, n in (c.pushed_fill_kills or {}).items():
+            pushed[state] = pushed.get(state, 0) + n
+    if pushed:
+        out.append("fill_pushed kills by what the journal held of the pushed fill at the kill: "
+                   + ", ".join(f"{state} {n}" for state, n in sorted(pushed.items())) + ".\n")
     if points:
         out.append("Kill points (kills aimed / hit the aimed-at moment): "
                    + ", ".join(f"{p} {a}/{h}" for p, (a, h) in points.items()) + ".\n")

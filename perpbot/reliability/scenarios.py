@@ -1,5 +1,8 @@
 """Hostile-venue scenarios: every simulator fault kind on every venue, alone and combined, injected
-while the bot trades, each followed by recovery measurement and the invariant checks."""
+while the bot trades, each followed by recovery measurement and the invariant checks. The private-stream
+faults (perpbot.sim.faults.PRIVATE_FAULTS: dropped / stalled / lagging streams, duplicated or reordered
+fill pushes, an expired Binance listen key, REST behind the stream) run the same way on every venue
+where they apply."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import aiohttp
 
 from perpbot.reliability import invariants as inv
 from perpbot.reliability.live import VENUES, LiveBot, wait_for
-from perpbot.sim.faults import MARKET_FAULTS, TRADING_FAULTS
+from perpbot.sim.faults import MARKET_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
 
 log = logging.getLogger("perpbot.reliability")
 
@@ -41,7 +44,20 @@ FAULT_SHAPES: dict[str, dict[str, Any]] = {
     "partial_fill": {"count": 2, "params": {"ratio": "0.5"}},
     "lost_response": {"count": 2},
     "maintenance": {"duration_s": 1.5, "params": {"on": "order"}},
+    # Private streams (perpbot.sim.private): each counted per order event the venue pushes (rest_lag:
+    # per REST order/trade lookup). Lags are longer than execution.stream_confirm_timeout_s (1 s), so
+    # the sender falls back to REST and the stream's late fill must not be booked again.
+    "private_drop": {"count": 1},
+    "private_stall": {"count": 3},
+    "fill_duplicate": {"count": 2},
+    "fill_out_of_order": {"count": 2},
+    "listenkey_expire": {"count": 1},
+    "stream_lag": {"count": 4, "params": {"ms": 1500}},
+    "rest_lag": {"count": 3, "params": {"ms": 1500}},
 }
+# Faults that only fire when an order reaches the venue (an order event to push, a REST lookup of an
+# order): the suite provokes trading there. listenkey_expire fires on the simulator's own key watch.
+PROVOKED_FAULTS = TRADING_FAULTS + tuple(k for k in PRIVATE_FAULTS if k != "listenkey_expire")
 
 COMBINATIONS: dict[str, list[tuple[str, str]]] = {
     "gap+lost_response": [("gap", "binance"), ("lost_response", "okx")],
@@ -50,7 +66,15 @@ COMBINATIONS: dict[str, list[tuple[str, str]]] = {
     "drop+maintenance": [("drop", "hyperliquid"), ("maintenance", "okx")],
     "malformed+insufficient_margin+delay": [("malformed", "bybit"), ("insufficient_margin", "okx"),
                                             ("delay", "binance")],
+    # The stream silent and REST behind it on one venue: the sender's fallback sees a stale order.
+    "private_stall+rest_lag": [("private_stall", "bybit"), ("rest_lag", "bybit")],
+    # A lost REST answer resolved from a stream that pushes the fill twice.
+    "lost_response+fill_duplicate": [("lost_response", "okx"), ("fill_duplicate", "okx")],
+    "stream_lag+partial_fill": [("stream_lag", "hyperliquid"), ("partial_fill", "hyperliquid")],
 }
+# Combinations in the short (CI) matrix: the first two market/trading ones. The private-stream ones run in
+# the full matrix only (private_stall+rest_lag breaks the books: findings.md).
+SHORT_COMBINATIONS = ("gap+lost_response", "partial_fill+timeout")
 
 
 # Trading faults only fire when an order reaches the venue: the suite provokes one with a price jump
@@ -85,6 +109,8 @@ def not_applicable(kind: str, venue: str) -> str | None:
         return f"n/a: {venue}'s book stream has no checksum to corrupt"
     if kind == "gap" and venue not in SEQUENCED_VENUES:
         return f"n/a: {venue}'s book frames are whole snapshots, no sequence to break"
+    if kind == "listenkey_expire" and venue != "binance":
+        return f"n/a: {venue}'s private stream has no listen key (Binance's user-data stream only)"
     return None
 
 
@@ -96,7 +122,8 @@ class Scenario:
 
     @property
     def trading_venues(self) -> list[str]:
-        return sorted({f["venue"] for f in self.faults if f["kind"] in TRADING_FAULTS})
+        """Venues where an order must arrive for a fault to fire (trading and private-stream faults)."""
+        return sorted({f["venue"] for f in self.faults if f["kind"] in PROVOKED_FAULTS})
 
 
 @dataclasses.dataclass(slots=True)
@@ -134,18 +161,19 @@ class ScenarioResult:
 
 
 def scenarios(short: bool) -> list[Scenario]:
-    """Full: each kind on each venue separately (16 x 4), then every combination. Short (CI): each
-    kind once, on a venue rotating through the four, then the first two combinations."""
+    """Full: each kind on each venue separately (23 x 4), then every combination. Short (CI): each
+    kind once, on a venue rotating through the four, then two combinations (SHORT_COMBINATIONS)."""
     out: list[Scenario] = []
-    for i, kind in enumerate(MARKET_FAULTS + TRADING_FAULTS):
+    for i, kind in enumerate(MARKET_FAULTS + TRADING_FAULTS + PRIVATE_FAULTS):
         if short:
             venue = VENUES[i % len(VENUES)]
             if not_applicable(kind, venue):
-                venue = "okx"  # the one venue where every market fault kind applies
+                # okx: the one venue where every market fault kind applies; binance: the listen key.
+                venue = "binance" if kind == "listenkey_expire" else "okx"
             out.append(Scenario(f"{kind} @ {venue}", [fault(kind, venue)]))
         else:
             out += [Scenario(f"{kind} @ {v}", [fault(kind, v)], not_applicable(kind, v)) for v in VENUES]
-    combos = list(COMBINATIONS.items())[:2] if short else COMBINATIONS.items()
+    combos = [(n, p) for n, p in COMBINATIONS.items() if n in SHORT_COMBINATIONS] if short else COMBINATIONS.items()
     out += [Scenario(f"combo {name}", [fault(k, v) for k, v in pairs]) for name, pairs in combos]
     return out
 
@@ -249,12 +277,12 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
                 break  # each fired; a count not fully used within the window is not waited for longer
             if now - injected_at >= fire_deadline_s:
                 break
-            if bot.engine.state == "HALTED" and any(k[1] in TRADING_FAULTS and k not in first_fired for k in wanted):
+            if bot.engine.state == "HALTED" and any(k[1] in PROVOKED_FAULTS and k not in first_fired for k in wanted):
                 # The bot stopped before the fault could fire: the operator's way back, then provoke again.
                 result.halts.append(f"(during the fault window) {bot.engine.state_reason}")
                 result.operator.append(await operator_recover(bot, "HALTED inside the fault window"))
             pending = [v for v in scenario.trading_venues
-                       if any(k[0] == v and k[1] in TRADING_FAULTS and delta[k] < n for k, n in wanted.items())]
+                       if any(k[0] == v and k[1] in PROVOKED_FAULTS and delta[k] < n for k, n in wanted.items())]
             if (pending and now - injected_at >= fire_deadline_s / 2 and now - freed_at >= FREE_EVERY_S
                     and (_venues_held(bot, pending) or bot.engine.open_trades)):
                 # Trades opened meanwhile hold the venue, or hold the other venue of the pair the
@@ -331,7 +359,7 @@ async def run_hostile(workdir: Path, short: bool = True, seeds: tuple[int, ...] 
     for seed in seeds:
         async with LiveBot(workdir / f"hostile-{seed}", seed) as bot:
             for scenario in scenarios(short):
-                if only and only not in scenario.name:
+                if only and not any(part and part in scenario.name for part in only.split(",")):
                     continue
                 result = results.setdefault(scenario.name, ScenarioResult(scenario.name, skip=scenario.skip))
                 if scenario.skip is None:

@@ -1,23 +1,33 @@
-"""Every simulator fault kind, each on one venue (rotating through the four) plus two combinations,
-injected while the bot trades: each fault really fired, and no invariant broke."""
+"""Every simulator fault kind (market, trading and private-stream), each on one venue (rotating through
+the four) plus two combinations, injected while the bot trades: each fault really fired, and no
+invariant broke."""
 
 from __future__ import annotations
 
 from perpbot.reliability.scenarios import run_hostile, scenarios
-from perpbot.sim.faults import FAULT_KINDS, TRADING_FAULTS
+from perpbot.sim.faults import FAULT_KINDS, PRIVATE_FAULTS, TRADING_FAULTS
 
 
 def test_short_matrix_covers_every_kind_and_every_venue_with_trading_faults():
     short = scenarios(short=True)
     kinds = {f["kind"] for s in short for f in s.faults}
-    assert kinds == set(FAULT_KINDS)
+    assert kinds == set(FAULT_KINDS) | set(PRIVATE_FAULTS)
     trading_venues = {f["venue"] for s in short for f in s.faults if f["kind"] in TRADING_FAULTS}
     assert trading_venues == {"okx", "hyperliquid", "binance", "bybit"}
+    private_venues = {f["venue"] for s in short for f in s.faults if f["kind"] in PRIVATE_FAULTS}
+    assert private_venues == {"okx", "hyperliquid", "binance", "bybit"}
     full = scenarios(short=False)
-    assert len([s for s in full if not s.name.startswith("combo ")]) == len(FAULT_KINDS) * 4
-    # No sequence on Hyperliquid's snapshot frames, no checksum off OKX: those four cannot occur.
+    assert len([s for s in full if not s.name.startswith("combo ")]) == (len(FAULT_KINDS) + len(PRIVATE_FAULTS)) * 4
+    # No sequence on Hyperliquid's snapshot frames, no checksum off OKX, no listen key off Binance:
+    # those seven cannot occur.
     assert [s.name for s in full if s.skip] == ["gap @ hyperliquid", "bad_checksum @ hyperliquid",
-                                                "bad_checksum @ binance", "bad_checksum @ bybit"]
+                                                "bad_checksum @ binance", "bad_checksum @ bybit",
+                                                "listenkey_expire @ okx", "listenkey_expire @ hyperliquid",
+                                                "listenkey_expire @ bybit"]
+    # Every private-stream kind runs on every venue where it applies, in the full matrix.
+    runnable = {(f["kind"], f["venue"]) for s in full if not s.skip for f in s.faults}
+    assert {(k, v) for k in PRIVATE_FAULTS for v in ("okx", "hyperliquid", "binance", "bybit")
+            if k != "listenkey_expire"} | {("listenkey_expire", "binance")} <= runnable
 
 
 async def test_every_fault_kind_fires_during_live_trading_and_breaks_no_invariant(tmp_path):

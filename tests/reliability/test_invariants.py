@@ -32,6 +32,30 @@ def test_fill_at_the_venue_missing_from_the_journal_is_a_violation():
     assert inv.check_fills(accounts, [inv.JournalFill("okx", "pbA", Decimal("0.002"))])
 
 
+def test_order_booked_beyond_or_short_of_the_venues_filled_quantity_is_a_violation():
+    accounts = _accounts(orders=[{"client_id": "pbA", "filled": "3"}, {"client_id": "pbB", "filled": "0"}])
+    rows = [inv.JournalOrder("okx", "pbA", "filled", Decimal("3")),
+            inv.JournalOrder("okx", "pbB", "canceled", Decimal(0)),
+            inv.JournalOrder("okx", "pbC", "failed", Decimal(0))]  # never reached the venue
+    assert inv.check_order_fills(accounts, rows) == []
+    # A fill pushed twice and booked twice: the journal says 6.
+    doubled = [inv.JournalOrder("okx", "pbA", "filled", Decimal("6"))]
+    assert "journal booked 6 != venue filled 3" in inv.check_order_fills(accounts, doubled)[0]
+    # A late fill the journal never booked (the order closed at 2).
+    assert inv.check_order_fills(accounts, [inv.JournalOrder("okx", "pbA", "partially_filled", Decimal("2"))])
+    # A working order is not judged yet.
+    assert inv.check_order_fills(accounts, [inv.JournalOrder("okx", "pbA", "pending", Decimal("0"))]) == []
+
+
+def test_fee_charged_twice_or_missing_in_the_journal_is_a_violation():
+    accounts = _accounts(fills=[{"client_id": "pbA", "base_qty": "0.002", "fee": "0.06"},
+                                {"client_id": "pbA", "base_qty": "0.001", "fee": "0.03"}])
+    assert inv.check_fees(accounts, [inv.JournalFill("okx", "pbA", Decimal("0.003"), Decimal("0.09"))]) == []
+    assert inv.check_fees(accounts, [inv.JournalFill("okx", "pbA", Decimal("0.002"), Decimal("0.06")),
+                                     inv.JournalFill("okx", "pbA", Decimal("0.001"), Decimal("0.06"))])
+    assert inv.check_fees(accounts, [inv.JournalFill("okx", "pbA", Decimal("0.003"), Decimal("0.06"))])
+
+
 def test_unhedged_exposure_integrates_over_time_and_breaks_the_budget():
     accounts = {"okx": {"positions": {"BTC-USDT-SWAP": {"size": "-0.01", "entry": "60000"}}},
                 "binance": {"positions": {"BTCUSDT": {"size": "0.01", "entry": "60010"}}},
