@@ -126,7 +126,12 @@ class Confirmations:
             tracked.done.set_result(result_of(tracked.update, tracked.totals))
         return tracked.done
 
-    async def wait(self, venue: str, client_order_id: str, timeout_s: float) -> OrderResult | None:
+    def is_waiting(self, venue: str, client_order_id: str) -> bool:
+        tracked = self._tracked.get((venue, client_order_id))
+        return tracked is not None and tracked.done is not None
+
+    async def wait(self, venue: str, client_order_id: str, timeout_s: float,
+                   count_miss: bool = True) -> OrderResult | None:
         """The order's final state from the stream, or None when it did not come in `timeout_s`."""
         tracked = self._tracked.get((venue, client_order_id))
         if tracked is None or tracked.done is None:
@@ -134,7 +139,8 @@ class Confirmations:
         try:
             result = await asyncio.wait_for(asyncio.shield(tracked.done), timeout_s)
         except asyncio.TimeoutError:
-            self.note_missed(venue)
+            if count_miss:
+                self.note_missed(venue)
             return None
         self.missed[venue] = 0
         return result

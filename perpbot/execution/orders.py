@@ -100,8 +100,13 @@ class OrderLifecycle:
                                             timeout=self.desk.settings.execution.order_timeout_s)
         except asyncio.TimeoutError:
             raise errors.UnknownOutcome(request.venue, "no answer within order_timeout_s") from None
-        if result.details_complete or not streamed:
+        if result.details_complete:
             return result
+        if not streamed:
+            # The client took the stream for live (it came up after this order was registered, or
+            # went down meanwhile) and answered with the acknowledgement only: never "nothing
+            # filled" on that; the order is resolved by its client id.
+            return None
         pushed = await self._pushed(request)
         if pushed is None:
             return None
@@ -123,7 +128,9 @@ class OrderLifecycle:
 
     async def _query(self, request: OrderRequest, attempt: int) -> OrderResult | None:
         """The venue's answer for the client id (an open order is canceled first); None when
-        the venue has none or could not be read."""
+        the venue has none, could not be read, or shows an IOC still working: an IOC never rests,
+        so that view is behind the venue (REST lagging its own matching) and is asked again, never
+        taken as "nothing filled" (a hedge on that answer would double the leg)."""
         client = self.desk.clients[request.venue]
         try:
             result = await client.fetch_order(request.symbol, request.client_order_id)
@@ -132,27 +139,43 @@ class OrderLifecycle:
                         request.venue, attempt, exc.message)
             return None
         if result is not None and result.status == "open":
+            if request.time_in_force == "IOC":
+                log.warning("order %s on %s: the venue's REST still shows the IOC working (behind the venue); "
+                            "asking again", request.client_order_id, request.venue)
+                return None
             try:
                 result = await client.cancel_order(request.symbol, request.client_order_id) or result
             except errors.VenueErrorBase as exc:
                 log.warning("cancel of %s failed: %s", request.client_order_id, exc.message)
         return result
 
+    async def _between_attempts(self, request: OrderRequest, delay: float) -> OrderResult | None:
+        """Wait before the next query; the private stream's answer, if it comes meanwhile."""
+        confirmations = self.desk.confirmations
+        if confirmations is not None and confirmations.is_waiting(request.venue, request.client_order_id):
+            return await confirmations.wait(request.venue, request.client_order_id, delay, count_miss=False)
+        await asyncio.sleep(delay)
+        return None
+
     async def resolve(self, request: OrderRequest, strategy: str | None) -> Sent:
-        """Find out what an order with a lost answer did, by its client id. Never re-sends."""
+        """Find out what an order with a lost answer did, by its client id (and its private stream,
+        when it is still expected there). Never re-sends."""
         client = self.desk.clients[request.venue]
         delay = 0.1
         for attempt in range(1, RESOLVE_ATTEMPTS + 1):
             result = await self._query(request, attempt)
+            if result is None:
+                result = await self._between_attempts(request, delay)
+                delay *= 2
             if result is not None:
                 return await self.settle(request, result, strategy)
-            if attempt < RESOLVE_ATTEMPTS:
-                await asyncio.sleep(delay)
-                delay *= 2
         try:
             final = await client.fetch_order(request.symbol, request.client_order_id)
         except errors.VenueErrorBase:
             return Sent(unknown=True, error="outcome still unknown")
+        if final is not None and final.status == "open" and request.time_in_force == "IOC":
+            # Still behind the venue: unknown, so the legs policy resolves it again before acting.
+            return Sent(unknown=True, error="the venue's REST still shows the IOC working")
         if final is None:
             await self.desk.journal.update_order(request.venue, request.client_order_id, "not_found",
                                                  reason="venue has no order with this client id")

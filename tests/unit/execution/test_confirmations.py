@@ -212,3 +212,39 @@ async def test_a_pushed_position_the_book_does_not_hold_brings_the_reconciliatio
         assert confirmations.position_drifts == 1
     finally:
         task.cancel()
+
+
+async def test_an_acknowledgement_is_never_taken_for_an_unfilled_order_when_the_stream_came_up_late(desk):
+    """The stream was not live when the order was registered, the client saw it live and answered
+    with the venue's acknowledgement only: the order is resolved by client id, not booked as 0."""
+    orders, confirmations, task = await start(desk)
+    confirmations.set_live("okx", False)
+    try:
+        req = OrderRequest("okx", OKX.symbol, "buy", D("2"), D("30100"), "late1")
+        await desk.journal.record_order(req, "entry", "i-late")
+        sent = await orders.send(approved(req, "entry"), "s")
+        assert sent.filled_base == D("0.02") and not sent.unknown  # from fetch_order by client id
+        assert (await desk.journal.order("okx", "late1")).status == "filled"
+    finally:
+        task.cancel()
+
+
+async def test_rest_showing_an_ioc_still_working_is_asked_again_never_taken_for_unfilled(desk):
+    """REST behind the venue: an IOC it shows open is not final; unknown after the attempts (the
+    legs policy then resolves it again before acting), and never canceled or booked as 0."""
+    class BehindVenue(AckVenue):
+        async def fetch_order(self, symbol, client_order_id):  # type: ignore[override]
+            known = self.known[client_order_id]
+            return OrderResult(self.venue, symbol, client_order_id, "7001", "open", known.side, known.qty)
+
+    desk.clients["okx"] = BehindVenue("okx")
+    desk.settings.execution.stream_confirm_timeout_s = 0.01
+    orders, confirmations, task = await start(desk)
+    try:
+        req = OrderRequest("okx", OKX.symbol, "buy", D("2"), D("30100"), "lag1")
+        await desk.journal.record_order(req, "entry", "i-lag")
+        sent = await orders.send(approved(req, "entry"), "s")
+        assert sent.unknown and sent.filled_base == 0
+        assert desk.clients["okx"].canceled == [] and desk.portfolio.positions.get(("okx", OKX.symbol)) is None
+    finally:
+        task.cancel()
