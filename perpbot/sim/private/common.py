@@ -20,6 +20,8 @@ sockets are served by `PrivateFeed`, Hyperliquid's share the public /ws feed's s
 
 from __future__ import annotations
 
+import abc
+
 import asyncio
 import base64
 import hashlib
@@ -68,7 +70,7 @@ class Frame:
     role: str = "state"  # fill / state / account
 
 
-class PrivateStream:
+class PrivateStream(abc.ABC):
     """One venue's private pushes: subscribes to the SimExchange and fans its events out as frames."""
 
     venue = ""
@@ -80,12 +82,13 @@ class PrivateStream:
         self.remove_listener = sim.add_listener(self.on_event)
 
     # -- to implement ------------------------------------------------------------------
+    @abc.abstractmethod
     def sessions(self) -> list[Session]:
         """Every open socket that may receive this venue's private frames."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def render(self, event: SimEvent) -> list[Frame]:
-        raise NotImplementedError
+        """The venue's frames for one engine event (none when the venue pushes nothing for it)."""
 
     def state_frames(self, order: SimOrder) -> list[Frame]:
         """A pure order-state frame, for venues whose fill frame is also the state frame (OKX)."""
