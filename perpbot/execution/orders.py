@@ -14,6 +14,7 @@ from perpbot.core import errors
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult, ResultStatus
 from perpbot.execution.desk import ZERO, Desk, Sent, side
+from perpbot.journal.settlement import FillEntry, OrderState
 from perpbot.journal.sqlite import FINAL_STATUSES
 from perpbot.portfolio.book import Position
 from perpbot.core.approved import ApprovedOrder
@@ -212,15 +213,20 @@ class OrderLifecycle:
             kept = RESULT_STATUSES.get(row.status)
             if kept is not None:
                 result = dataclasses.replace(result, status=kept)  # never back from a final state
-        if result.filled_qty > previous[0]:
-            await self._book_fill(request, result, previous, strategy)
+        fill = self._fill_entry(request, result, previous, strategy) if result.filled_qty > previous[0] else None
         instrument = desk.instruments.get((request.venue, request.symbol))
         filled_base = result.filled_qty * (instrument.contract_size if instrument else Decimal(1))
         status = result.status
-        await desk.journal.update_order(
-            request.venue, request.client_order_id, status, venue_order_id=result.venue_order_id,
-            filled_qty=result.filled_qty, avg_price=result.avg_price, fee=result.fee, reason=result.reason,
-        )
+        # The new fill, its position and the order's state: one transaction (one fsync).
+        new = await desk.journal.settle_order(request.venue, request.client_order_id, fill, OrderState(
+            status, result.venue_order_id, result.filled_qty, result.avg_price, result.fee, result.reason))
+        if fill is not None:
+            if new:
+                desk.portfolio.apply_fill(request.venue, request.symbol, request.side, fill.base_qty, fill.price,
+                                          fill.fee, ts=fill.ts, strategy=strategy,
+                                          client_order_id=request.client_order_id)
+            avg = result.avg_price if result.avg_price is not None else request.price
+            desk.order_fills[key] = (result.filled_qty, avg, result.fee)
         if status in FINAL_STATUSES:
             # The journal row now holds the final cumulative fill: the in-memory cache of a
             # finished order is dropped so it does not grow with every order of a weeks-long run.
@@ -234,9 +240,10 @@ class OrderLifecycle:
             desk.metrics.orders_rejected_total.labels(request.venue, "rejected").inc()
         return Sent(filled_base=filled_base, rejected=rejected, result=result)
 
-    async def _book_fill(self, request: OrderRequest, result: OrderResult,
-                         previous: tuple[Decimal, Decimal, Decimal], strategy: str | None) -> Decimal:
-        """Journal and apply the fill quantity new since `previous` (filled, avg, fee); its base quantity."""
+    def _fill_entry(self, request: OrderRequest, result: OrderResult,
+                    previous: tuple[Decimal, Decimal, Decimal], strategy: str | None) -> FillEntry:
+        """The fill quantity new since `previous` (filled, avg, fee), as a journal entry with the
+        position it leaves (computed on a copy: the portfolio changes only once it is journalled)."""
         desk = self.desk
         prev_filled, prev_avg, prev_fee = previous
         instrument = desk.instruments.get((request.venue, request.symbol))
@@ -244,25 +251,16 @@ class OrderLifecycle:
         delta = result.filled_qty - prev_filled
         avg = result.avg_price if result.avg_price is not None else request.price
         price = (avg * result.filled_qty - prev_avg * prev_filled) / delta
-        fee = result.fee - prev_fee
         filled_base = delta * contract
         trial = dataclasses.replace(
             desk.portfolio.positions.get((request.venue, request.symbol)) or Position(request.venue, request.symbol)
         )
         realized = trial.apply(filled_base if request.side == "buy" else -filled_base, price)
-        fill_id = f"{request.client_order_id}:{result.filled_qty}"
         # One timestamp for the journal row and the in-memory record: /api/trades answers the
         # same whether it reads memory or (past the portfolio's bound) the journal.
-        fill_ts = desk.clock()
-        if await desk.journal.record_fill(request.venue, fill_id, request.client_order_id, request.symbol,
-                                          request.side, filled_base, price, fee, realized, strategy, fill_ts):
-            desk.portfolio.apply_fill(request.venue, request.symbol, request.side, filled_base, price, fee,
-                                      ts=fill_ts, strategy=strategy, client_order_id=request.client_order_id)
-            position = desk.portfolio.positions[(request.venue, request.symbol)]
-            await desk.journal.save_position(request.venue, request.symbol, position.size,
-                                             position.entry_price, position.realized_pnl)
-        desk.order_fills[(request.venue, request.client_order_id)] = (result.filled_qty, avg, result.fee)
-        return filled_base
+        return FillEntry(f"{request.client_order_id}:{result.filled_qty}", request.symbol, request.side, filled_base,
+                         price, result.fee - prev_fee, realized, strategy, desk.clock(), trial.size,
+                         trial.entry_price, trial.realized_pnl)
 
     def aggressive_price(self, venue: str, symbol: str, side: str, fallback: Decimal, attempt: int = 0) -> Decimal:
         """Limit price for a corrective IOC (hedge, unwind, flatten).

@@ -9,6 +9,7 @@ the schema is in perpbot.journal.schema, the instrument cache in perpbot.journal
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from perpbot.core.orders import OrderRequest
 from perpbot.core.shielding import uncancellable
 from perpbot.core.states import FINAL_ORDER_STATUSES, OrderStatus
 from perpbot.journal.instrument_cache import InstrumentCache
+from perpbot.journal.settlement import Settlement
 from perpbot.journal.venue_trades import VenueTrades
 from perpbot.journal.rows import (
     FillRow, FundingRow, IntentRow, OrderRow, PositionRow, StateChangeRow, TradeChange, TradeRow,
@@ -43,13 +45,15 @@ UNREADABLE = (InvalidOperation, TypeError, ValueError)
 FUNDING_SAME_S = 60.0  # funding settles on the hour: two reports this close are one settlement
 
 
-class Journal(InstrumentCache, VenueTrades):
+class Journal(InstrumentCache, VenueTrades, Settlement):
     """One SQLite file; open() before use, close() at the end."""
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
         self._clock = clock
         self._db: aiosqlite.Connection | None = None
+        # One explicit transaction at a time on the one connection (a second BEGIN inside the first fails).
+        self.tx_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -120,7 +124,8 @@ class Journal(InstrumentCache, VenueTrades):
     async def _transaction(self, statements: Sequence[tuple[str, tuple]]) -> None:
         """The statements in one transaction that a cancellation cannot cut: it runs to COMMIT (or
         ROLLBACK on an error) and only then is the caller's cancellation raised."""
-        await uncancellable(self._run_transaction(statements))
+        async with self.tx_lock:
+            await uncancellable(self._run_transaction(statements))
 
     async def _run_transaction(self, statements: Sequence[tuple[str, tuple]]) -> None:
         await self.db.execute("BEGIN IMMEDIATE")

@@ -18,7 +18,7 @@ from test_execution_support import (
     OPEN_JOURNALS, ScriptedVenue, make_engine, make_settings, make_store, make_venues, open_decision,
 )
 
-JOURNAL_CALLS = ("record_intent", "record_order", "update_order", "order", "record_fill", "save_position",
+JOURNAL_CALLS = ("record_intent", "record_order", "update_order", "order", "record_fill", "save_position", "settle_order",
                  "finish_intent", "set_intent_status", "orders_of_intent", "record_state_change")
 VENUE_CALLS = ("place_order", "fetch_order", "cancel_order")
 

@@ -104,6 +104,18 @@ class FakeJournal:
     async def save_position(self, venue: str, symbol: str, size: D, *args: Any) -> None:
         self.saved_positions.append((venue, symbol, size))
 
+    async def settle_order(self, venue: str, client_order_id: str, fill: Any, order: Any) -> bool:
+        """The journal's one-transaction settlement: the fill once, its position, the order's state."""
+        new = False
+        if fill is not None:
+            new = await self.record_fill(venue, fill.fill_id)
+            if new:
+                await self.save_position(venue, fill.symbol, fill.position_size)
+        await self.update_order(venue, client_order_id, order.status, venue_order_id=order.venue_order_id,
+                                filled_qty=order.filled_qty, avg_price=order.avg_price, fee=order.fee,
+                                reason=order.reason)
+        return new
+
     async def record_funding(self, venue: str, payment_id: str, *args: Any) -> bool:
         if (venue, payment_id) in self.funding_ids:
             return False
