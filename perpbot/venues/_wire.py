@@ -8,7 +8,7 @@ parsers' helpers: _trading (orders), _markets (symbols, instruments), _streams (
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -74,6 +74,26 @@ def to_decimal(venue: str, value: str, key: str, symbol: str | None = None) -> D
     if not number.is_finite():
         raise ParseError(venue, f"field {key!r} is not finite: {value!r}", symbol)
     return number
+
+
+def optional_decimal(venue: str, obj: Any, key: str, symbol: str | None = None) -> Decimal | None:
+    """A number the venue may leave out: absent or "" (OKX, Bybit) -> None, else an exact Decimal."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if type(value) is not str:
+        raise ParseError(venue, f"field {key!r} is not a string", symbol)
+    return to_decimal(venue, value, key, symbol)
+
+
+def side_field(venue: str, obj: Any, key: str, buy: str, sell: str, symbol: str | None = None) -> Literal["buy", "sell"]:
+    """The order side the venue writes its own way ("Buy"/"Sell", "BUY"/"SELL", "B"/"A", ...)."""
+    side = field(venue, obj, key, str, symbol)
+    if side == buy:
+        return "buy"
+    if side == sell:
+        return "sell"
+    raise ParseError(venue, f"unknown side {side!r}", symbol)
 
 
 def check_levels(venue: str, levels: Any, symbol: str | None) -> list:

@@ -33,7 +33,7 @@ from perpbot.core.private_events import (
     StreamControl,
     VenueFill,
 )
-from perpbot.venues._wire import decimal_field, decode, field, int_field
+from perpbot.venues._wire import decimal_field, decode, field, int_field, side_field
 
 VENUE = "binance"
 REST_BASE = "https://fapi.binance.com"
@@ -133,12 +133,7 @@ def _control(message: dict, recv_ts: float) -> list[PrivateEvent]:
 
 
 def _side(obj: dict, symbol: str) -> Side:
-    side = field(VENUE, obj, "S", str, symbol)
-    if side == "BUY":
-        return "buy"
-    if side == "SELL":
-        return "sell"
-    raise ParseError(VENUE, f"unknown side {side!r}", symbol)
+    return side_field(VENUE, obj, "S", "BUY", "SELL", symbol)
 
 
 def _order_id(obj: dict, key: str, symbol: str) -> str:

@@ -35,7 +35,7 @@ from perpbot.core.private_events import (
     StreamControl,
     VenueFill,
 )
-from perpbot.venues._wire import decimal_field, decode, field, int_field, to_decimal
+from perpbot.venues._wire import decimal_field, decode, field, int_field, optional_decimal, side_field
 
 VENUE = "bybit"
 PRIVATE_WS_URL = "wss://stream.bybit.com/v5/private"
@@ -134,22 +134,11 @@ def _control(message: dict, recv_ts: float) -> list[PrivateEvent]:
 
 
 def _opt_decimal(obj: dict, key: str, symbol: str | None) -> Decimal | None:
-    """Bybit writes "" for an absent number: None then, a Decimal otherwise."""
-    value = obj.get(key)
-    if value is None or value == "":
-        return None
-    if type(value) is not str:
-        raise ParseError(VENUE, f"field {key!r} is not a string", symbol)
-    return to_decimal(VENUE, value, key, symbol)
+    return optional_decimal(VENUE, obj, key, symbol)
 
 
 def _side(obj: dict, symbol: str) -> Side:
-    side = field(VENUE, obj, "side", str, symbol)
-    if side == "Buy":
-        return "buy"
-    if side == "Sell":
-        return "sell"
-    raise ParseError(VENUE, f"unknown side {side!r}", symbol)
+    return side_field(VENUE, obj, "side", "Buy", "Sell", symbol)
 
 
 def _order(item: dict, recv_ts: float, ctx: PrivateContext) -> OrderUpdate:

@@ -19,7 +19,6 @@ docs (no recording).
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -38,7 +37,7 @@ from perpbot.core.private_events import (
     StreamControl,
     VenueFill,
 )
-from perpbot.venues._wire import decimal_field, decode, field, int_field
+from perpbot.venues._wire import decimal_field, decode, field, int_field, side_field
 
 VENUE = "hyperliquid"
 WS_URL = "wss://api.hyperliquid.xyz/ws"
@@ -119,12 +118,7 @@ def _object(data: Any, channel: str) -> dict:
 
 
 def _side(obj: dict, symbol: str) -> Side:
-    side = field(VENUE, obj, "side", str, symbol)
-    if side == "B":
-        return "buy"
-    if side == "A":
-        return "sell"
-    raise ParseError(VENUE, f"unknown side {side!r}", symbol)
+    return side_field(VENUE, obj, "side", "B", "A", symbol)
 
 
 def _cloid(obj: dict, symbol: str) -> str | None:

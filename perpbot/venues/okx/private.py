@@ -37,7 +37,7 @@ from perpbot.core.private_events import (
     StreamControl,
     VenueFill,
 )
-from perpbot.venues._wire import decimal_field, decode, field, int_field, to_decimal
+from perpbot.venues._wire import decimal_field, decode, field, int_field, optional_decimal, side_field
 
 VENUE = "okx"
 PRIVATE_WS_URL = "wss://ws.okx.com:8443/ws/v5/private"
@@ -149,22 +149,11 @@ def _control(message: dict, event: object, recv_ts: float) -> list[PrivateEvent]
 
 
 def _opt_decimal(obj: dict, key: str, symbol: str | None) -> Decimal | None:
-    """OKX writes "" for an absent number: None then, a Decimal otherwise."""
-    value = obj.get(key)
-    if value is None or value == "":
-        return None
-    if type(value) is not str:
-        raise ParseError(VENUE, f"field {key!r} is not a string", symbol)
-    return to_decimal(VENUE, value, key, symbol)
+    return optional_decimal(VENUE, obj, key, symbol)
 
 
 def _side(item: dict, symbol: str) -> Side:
-    side = field(VENUE, item, "side", str, symbol)
-    if side == "buy":
-        return "buy"
-    if side == "sell":
-        return "sell"
-    raise ParseError(VENUE, f"unknown side {side!r}", symbol)
+    return side_field(VENUE, item, "side", "buy", "sell", symbol)
 
 
 def _neg(value: Decimal | None) -> Decimal | None:
