@@ -20,7 +20,7 @@ VENUE_OPTIONS: dict[str, dict[str, Any]] = {
                 "warnOnFetchOpenOrdersWithoutSymbol": False},
     "bybit": {"fetchMarkets": {"types": ["linear"]}, "defaultType": "swap", "enableUnifiedAccount": True,
               "enableUnifiedMargin": False, "fetchOrder": {"acknowledged": True}},
-    "hyperliquid": {"approvedBuilderFee": True, "refSet": True, "builderFee": False, "defaultType": "swap",
+    "hyperliquid": {"approvedBuilderFee": False, "refSet": True, "builderFee": False, "defaultType": "swap",
                     "fetchMarkets": {"types": ["swap"]}},
 }
 
@@ -60,6 +60,15 @@ def make_ccxt_client(venue: str, base_url: str, **overrides: Any) -> Any:
     client = cls(config)
     if venue == "binance":
         merge_linear_error_table(client)
+    if venue == "hyperliquid":
+        # As the bot's client does (perpbot.venues.hyperliquid.orders.no_builder): with
+        # approvedBuilderFee True ccxt names its own builder on every order, which the venue (and
+        # this simulator) refuse for a wallet that never approved it; with it False ccxt would sign an
+        # approval first. Neither goes on the wire: the approval step answers "done" and sends nothing.
+        async def approval_skipped() -> bool:
+            return True
+
+        client.handle_builder_fee_approval = approval_skipped
     return client
 
 

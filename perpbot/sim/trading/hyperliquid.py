@@ -18,6 +18,7 @@ from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate
 from perpbot.sim.trading.hyperliquid_info import HyperliquidInfo
 from perpbot.sim.trading.hyperliquid_wire import (
+    BUILDER_NOT_APPROVED,
     CLOID_RE,
     DESERIALIZE_ERROR,
     OID_BASE,
@@ -55,7 +56,9 @@ class HyperliquidApi(HyperliquidInfo):
             return await self.gate.run("private", None, lambda _r: self.cancel(action))
         if kind == "updateLeverage":
             return await self.gate.run("private", None, lambda _r: self.update_leverage(action))
-        if kind in ("approveBuilderFee", "setReferrer", "scheduleCancel"):
+        if kind == "approveBuilderFee":
+            return await self.gate.run("private", None, lambda _r: self.approve_builder(action))
+        if kind in ("setReferrer", "scheduleCancel"):
             return await self.gate.run("private", None, lambda _r: self.ok({"status": "ok",
                                                                              "response": {"type": "default"}}))
         return self.err(f"Unsupported action type {kind}")
@@ -64,7 +67,21 @@ class HyperliquidApi(HyperliquidInfo):
         text = ORDER_ERRORS.get(reason, ORDER_ERRORS["reject"]).format(bbo=bbo)
         return {"error": f"{text} asset={asset}"}
 
+    def approve_builder(self, action: dict[str, Any]) -> web.Response:
+        builder, rate = action.get("builder"), action.get("maxFeeRate")
+        if not isinstance(builder, str) or not isinstance(rate, str):
+            return web.Response(status=422, text=DESERIALIZE_ERROR)
+        self.approved_builders[builder.lower()] = rate
+        return self.ok({"status": "ok", "response": {"type": "default"}})
+
     async def place(self, action: dict[str, Any]) -> web.Response:
+        builder = action.get("builder")
+        if builder is not None:
+            # The live venue refuses an order naming a builder the account never approved, even at
+            # fee 0 (venue_errors.json, "Builder fee has not been approved."): so does the simulator.
+            address = builder.get("b") if isinstance(builder, dict) else None
+            if not isinstance(address, str) or address.lower() not in self.approved_builders:
+                return self.err(BUILDER_NOT_APPROVED)
         orders = action.get("orders")
         if not isinstance(orders, list) or not orders or not all(isinstance(o, dict) for o in orders):
             return web.Response(status=422, text=DESERIALIZE_ERROR)

@@ -33,6 +33,8 @@ class HyperliquidInfo:
         # Addresses seen in info requests and signed actions (any address is accepted).
         self.users_seen: set[str] = set()
         self.leverage_mode: dict[str, bool] = {}  # coin -> isCross, as last set by updateLeverage
+        # Builders this account approved (approveBuilderFee), lower-cased address -> max fee rate text.
+        self.approved_builders: dict[str, str] = {}
 
     # ------------------------------------------------------------ helpers
     def coins(self) -> list[str]:

@@ -90,3 +90,6 @@ class HyperliquidWire:
     def rate_limited(self, retry_after_s: int) -> web.Response:
         # Hyperliquid answers HTTP 429 with a JSON null body; ccxt maps the status to RateLimitExceeded.
         return json_response(None, status=429)
+
+
+BUILDER_NOT_APPROVED = "Builder fee has not been approved."

@@ -394,3 +394,35 @@ async def test_hourly_funding_payment_shows_in_funding_history(env: Env):
     btc = [h for h in history if h["symbol"] == BTC]
     assert len(btc) == 1 and btc[0]["timestamp"] == next_ms
     assert dec(btc[0]["amount"]) == -Decimal("0.01") * payments[0].mark * payments[0].rate == payments[0].amount
+
+
+async def test_an_order_naming_a_builder_the_account_never_approved_is_refused_as_the_venue_does(env: Env):
+    """Live Hyperliquid refuses an order whose `builder` the wallet never approved, even at fee 0
+    ("Builder fee has not been approved.", venue_errors.json); once approved, the same order goes."""
+    inst = env.inst()
+    _bids, asks = env.levels()
+    price, size = asks[0]
+    # Above the venue's $10 minimum, within the top level.
+    qty = min(size, (Decimal(20) / price / inst.lot).to_integral_value(rounding="ROUND_UP") * inst.lot)
+    builder = "0x" + "ab" * 20
+    wire = {"a": 0, "b": True, "p": format(price, "f"), "s": format(qty, "f"), "r": False,
+            "t": {"limit": {"tif": "Ioc"}}}
+    signature = {"r": "0x1", "s": "0x2", "v": 27}
+
+    def signed(action: dict, nonce: int) -> dict:
+        return {"action": action, "nonce": nonce, "signature": signature}
+
+    order = {"type": "order", "orders": [wire], "grouping": "na", "builder": {"b": builder, "f": 0}}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(env.base_url + "/exchange", json=signed(order, 1)) as resp:
+            refused = await resp.json()
+        assert refused == {"status": "err", "response": "Builder fee has not been approved."}
+        assert not env.sim.account.fills  # nothing traded
+        approve = {"type": "approveBuilderFee", "hyperliquidChain": "Mainnet", "maxFeeRate": "0.001%",
+                   "builder": builder, "nonce": 2}
+        async with http.post(env.base_url + "/exchange", json=signed(approve, 2)) as resp:
+            assert (await resp.json())["status"] == "ok"
+        async with http.post(env.base_url + "/exchange", json=signed(order, 3)) as resp:
+            placed = await resp.json()
+    assert placed["status"] == "ok" and "filled" in placed["response"]["data"]["statuses"][0]
+    assert sum(f.qty for f in env.sim.account.fills) == qty
