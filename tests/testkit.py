@@ -39,3 +39,21 @@ def approved(request: Any, purpose: str = "test") -> Any:
     from perpbot.risk.approved import _mint
 
     return _mint(request, purpose, f"test-{request.client_order_id}")
+
+
+def private_ws_frames(shared_fixtures: Any, venue: str) -> list[dict]:
+    """The recorded private-stream frames of `venue` (../shared/fixtures/<venue>/private_ws_frames.json)."""
+    import json
+
+    frames: list[dict] = json.loads((shared_fixtures / venue / "private_ws_frames.json").read_text())["frames"]
+    return frames
+
+
+def with_changes(obj: dict, change: dict) -> dict:
+    """`obj` with each key of `change` set to its value, or removed where the value is None (in place)."""
+    for key, value in change.items():
+        if value is None:
+            del obj[key]
+        else:
+            obj[key] = value
+    return obj

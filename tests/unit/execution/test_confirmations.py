@@ -161,6 +161,13 @@ async def test_pushed_equity_reaches_the_risk_view_and_a_liquidation_brings_the_
         task.cancel()
 
 
+async def send_unconfirmed(desk, orders, client_order_id: str, intent_id: str):
+    """One 1-contract order the stream never confirms (learnt by REST past the confirm timeout)."""
+    req = OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30100"), client_order_id)
+    await desk.journal.record_order(req, "entry", intent_id)
+    return await orders.send(approved(req, "entry"), "s")
+
+
 async def test_a_stream_that_confirms_nothing_twice_in_a_row_is_taken_for_stalled(desk):
     desk.settings.execution.stream_confirm_timeout_s = 0.02
     orders, confirmations, task = await start(desk)
@@ -168,9 +175,7 @@ async def test_a_stream_that_confirms_nothing_twice_in_a_row_is_taken_for_stalle
     confirmations.on_stalled = stalled.append
     try:
         for n in (1, 2):
-            req = OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30100"), f"s{n}")
-            await desk.journal.record_order(req, "entry", f"i{n}")
-            assert (await orders.send(approved(req, "entry"), "s")).filled_base == D("0.01")  # by REST
+            assert (await send_unconfirmed(desk, orders, f"s{n}", f"i{n}")).filled_base == D("0.01")  # by REST
             assert stalled == ([] if n == 1 else ["okx"])
         assert not confirmations.is_live("okx")  # entries there are refused until it is back
     finally:
@@ -186,9 +191,7 @@ async def test_a_slow_stream_that_still_pushes_is_not_taken_for_stalled(desk):
     confirmations.on_stalled = stalled.append
     try:
         for n in (1, 2):
-            req = OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30100"), f"p{n}")
-            await desk.journal.record_order(req, "entry", f"j{n}")
-            await orders.send(approved(req, "entry"), "s")
+            await send_unconfirmed(desk, orders, f"p{n}", f"j{n}")
             confirmations.on_events([PositionUpdate("okx", OKX.symbol, D("0.01") * n, None, 1, NOW)])
         assert stalled == [] and confirmations.is_live("okx")
     finally:

@@ -30,12 +30,13 @@ from perpbot.venues.binance.private import (
     parse_private,
     stream_url,
 )
+from testkit import private_ws_frames
 
 CTX = PrivateContext("binance", {})
 
 
 def _frames(shared_fixtures) -> list[dict]:
-    return json.loads((shared_fixtures / "binance" / "private_ws_frames.json").read_text())["frames"]
+    return private_ws_frames(shared_fixtures, "binance")
 
 
 def _parse(obj: object, recv_ts: float = 9.0) -> list:

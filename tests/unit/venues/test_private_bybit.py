@@ -26,12 +26,13 @@ from perpbot.core.private_events import (
     VenueFill,
 )
 from perpbot.venues.bybit.private import auth_frame, auth_signature, parse_private, subscribe_frame
+from testkit import private_ws_frames, with_changes
 
 CTX = PrivateContext("bybit", {})
 
 
 def _frames(shared_fixtures) -> list[dict]:
-    return json.loads((shared_fixtures / "bybit" / "private_ws_frames.json").read_text())["frames"]
+    return private_ws_frames(shared_fixtures, "bybit")
 
 
 def _parse(obj: object, recv_ts: float = 3.0) -> list:
@@ -184,11 +185,7 @@ def test_malformed_frames_raise(frame):
 ])
 def test_malformed_fields_raise(shared_fixtures, channel, change):
     frame = _push(shared_fixtures, channel)
-    for key, value in change.items():
-        if value is None:
-            del frame["data"][0][key]
-        else:
-            frame["data"][0][key] = value
+    with_changes(frame["data"][0], change)
     with pytest.raises(ParseError):
         _parse(frame)
 

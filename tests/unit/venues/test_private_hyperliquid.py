@@ -25,6 +25,7 @@ from perpbot.core.private_events import (
     VenueFill,
 )
 from perpbot.venues.hyperliquid.private import parse_private, subscribe_frames
+from testkit import with_changes
 
 CTX = PrivateContext("hyperliquid", {}, quote="USDC")
 USER = "0x5e9ee1089755c3435139848e47e6635505d5a13a"
@@ -205,11 +206,7 @@ def test_malformed_frames_raise(frame):
 ])
 def test_malformed_fill_fields_raise(shared_fixtures, change):
     fill = _liquidation_fill(shared_fixtures)
-    for key, value in change.items():
-        if value is None:
-            del fill[key]
-        else:
-            fill[key] = value
+    with_changes(fill, change)
     with pytest.raises(ParseError):
         _parse({"channel": "userFills", "data": {"user": USER, "fills": [fill]}})
 

@@ -25,12 +25,13 @@ from perpbot.core.private_events import (
     VenueFill,
 )
 from perpbot.venues.okx.private import login_frame, login_sign, parse_private, subscribe_frame
+from testkit import private_ws_frames, with_changes
 
 CTX = PrivateContext("okx", {"BTC-USDT-SWAP": Decimal("0.01"), "ETH-USDT-SWAP": Decimal("0.1")})
 
 
 def _frames(shared_fixtures) -> list[dict]:
-    return json.loads((shared_fixtures / "okx" / "private_ws_frames.json").read_text())["frames"]
+    return private_ws_frames(shared_fixtures, "okx")
 
 
 def _parse(obj: object, recv_ts: float = 5.0) -> list:
@@ -177,11 +178,7 @@ def test_malformed_frames_raise(frame):
 ])
 def test_malformed_order_fields_raise(change):
     push = _order_push()
-    for key, value in change.items():
-        if value is None:
-            del push["data"][0][key]
-        else:
-            push["data"][0][key] = value
+    with_changes(push["data"][0], change)
     with pytest.raises(ParseError):
         _parse(push)
 
