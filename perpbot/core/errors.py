@@ -38,3 +38,7 @@ class UnknownOutcome(VenueErrorBase):
 
 class OrderNotFound(VenueErrorBase):
     """The venue has no order with that id."""
+
+
+class ChannelDown(VenueErrorBase):
+    """The order-entry WebSocket was not ready and nothing was sent: the same order may go over REST."""

@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 from perpbot.core.approved import ApprovedOrder
 from perpbot.core.instruments import Instrument
-from perpbot.core.orders import FundingPayment, OrderResult, VenueBalance, VenuePosition
+from perpbot.core.order_entry import LinkMessage
+from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
 from perpbot.core.private_events import PrivateEvent
 
 
@@ -81,6 +82,50 @@ class PrivateLink(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class OrderChannel(Protocol):
+    """Order entry over a venue's WebSocket (perpbot.feeds.order_socket.OrderSocket). `place` raises
+    perpbot.core.errors.ChannelDown before sending anything when the socket is not ready."""
+
+    venue: str
+    fallbacks: int
+
+    def ready(self) -> bool: ...
+
+    async def place(self, order: ApprovedOrder) -> OrderResult: ...
+
+    async def cancel(self, symbol: str, client_order_id: str) -> bool:
+        """True when the venue took the cancel, False when the order was not open."""
+        ...
+
+
+class OrderLink(Protocol):
+    """One venue's order-entry WebSocket protocol, as data and small pure calls
+    (perpbot/venues/<venue>/order_link.py): where to connect, how to log in, the frames of a
+    placement and a cancel, what the replies mean. The generic socket
+    (perpbot.execution.order_socket) owns the connection, request ids, keepalive and fallback."""
+
+    venue: str
+    ping_frame: str | None  # None: protocol-level pings
+    ping_interval_s: float
+
+    def url(self) -> str: ...
+
+    def login_frames(self) -> list[str]:
+        """Sent right after connecting (fresh timestamps); empty when requests are signed one by one."""
+        ...
+
+    def place_frame(self, request_id: str, order: OrderRequest) -> str:
+        """The placement request for an order the risk gate approved (the caller holds the ApprovedOrder)."""
+        ...
+
+    def cancel_frame(self, request_id: str, symbol: str, client_order_id: str) -> str: ...
+
+    def parse(self, frame: str | bytes) -> LinkMessage | None:
+        """A reply to a request or to the login; None for anything else (pongs, notices).
+        Raises perpbot.core.events.ParseError on a frame it cannot read."""
+        ...
 
 
 class EngineCommands(Protocol):

@@ -26,10 +26,13 @@ PRIVATE_FAULTS = (
     "private_drop", "private_stall", "fill_duplicate", "fill_out_of_order", "listenkey_expire", "stream_lag",
     "rest_lag",
 )
+# Order-entry WebSockets (perpbot.sim.private.order_faults): ws_order_drop cuts the order socket when an
+# order arrives (params.placed, default true: placed first); ws_answer_lost places it and never answers.
+ORDER_WS_FAULTS = ("ws_order_drop", "ws_answer_lost")
 FAULT_KINDS = MARKET_FAULTS + TRADING_FAULTS
 # Every kind the board accepts. PRIVATE_FAULTS stay out of FAULT_KINDS, the set the reliability scenario
 # matrix (perpbot.reliability.scenarios) promises to cover, until that matrix drives private streams.
-ALL_FAULT_KINDS = FAULT_KINDS + PRIVATE_FAULTS
+ALL_FAULT_KINDS = FAULT_KINDS + PRIVATE_FAULTS + ORDER_WS_FAULTS
 
 
 @dataclass(slots=True)

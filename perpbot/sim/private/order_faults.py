@@ -1,0 +1,75 @@
+"""Faults of the simulated venues' order-entry WebSockets, shared by the four venues' WS order handlers.
+
+`ws_order(sim, symbol, place)` runs one WebSocket placement under the venue's fault board the way
+perpbot.sim.trading.gate.FaultGate runs a REST one, and says what the handler must do with the socket:
+
+* `ws_order_drop` — the connection is cut (TCP abort, no close frame) when the order arrives; with
+  params {"placed": true} (the default) the order IS placed first, so the client cannot know; with
+  {"placed": false} it never reached the book.
+* `ws_answer_lost` — the order is placed and its answer is never sent; the connection stays open.
+* `rate_limit` (the REST fault kind, on orders) — the venue's rate-limit answer, with
+  params.retry_after_s and params.status (429, or 418 for Binance's ban), nothing placed.
+* `maintenance`, `reject`, `insufficient_margin`, `partial_fill` — as over REST.
+
+The handler renders `Outcome.answer` (or the SimReject raised by `place`) in its venue's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from perpbot.sim.trading.exchange import SimExchange
+from perpbot.sim.trading.matching import SimReject
+
+Action = Literal["answer", "drop", "silent", "rate_limited", "maintenance"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    action: Action
+    answer: Any = None  # what `place` returned (when it ran)
+    error: SimReject | None = None  # what `place` raised
+    retry_after_s: int = 1
+    status: int = 429
+
+
+def _take(sim: SimExchange, kind: str, symbol: str | None) -> Any:
+    return sim.faults.take(sim.venue, kind, symbol)
+
+
+def _run(place: Callable[[Decimal | None], Any], ratio: Decimal | None) -> tuple[Any, SimReject | None]:
+    try:
+        return place(ratio), None
+    except SimReject as reject:
+        return None, reject
+
+
+def ws_order(sim: SimExchange, symbol: str | None, place: Callable[[Decimal | None], Any]) -> Outcome:
+    """Run `place(fill_ratio)` (which returns the venue's answer data or raises SimReject) under the faults."""
+    if sim.faults.active(sim.venue, "maintenance", symbol) and _take(sim, "maintenance", symbol):
+        return Outcome("maintenance")
+    fault = _take(sim, "rate_limit", symbol)
+    if fault:
+        return Outcome("rate_limited", retry_after_s=int(fault.params.get("retry_after_s", 1)),
+                       status=int(fault.params.get("status", 429)))
+    if _take(sim, "reject", symbol):
+        return Outcome("answer", error=SimReject("reject", "order rejected by the venue"))
+    if _take(sim, "insufficient_margin", symbol):
+        return Outcome("answer", error=SimReject("insufficient_margin", "insufficient margin"))
+    ratio = None
+    fault = _take(sim, "partial_fill", symbol)
+    if fault:
+        ratio = Decimal(str(fault.params.get("ratio", "0.5")))
+    fault = _take(sim, "ws_order_drop", symbol)
+    if fault:
+        if fault.params.get("placed", True):
+            _run(place, ratio)
+        return Outcome("drop")
+    if _take(sim, "ws_answer_lost", symbol):
+        _run(place, ratio)
+        return Outcome("silent")
+    answer, error = _run(place, ratio)
+    return Outcome("answer", answer=answer, error=error)
