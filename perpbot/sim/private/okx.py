@@ -25,11 +25,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from perpbot.sim.private import okx_orders
 from perpbot.sim.private.common import (
     SIM_API_KEY, SIM_PASSPHRASE, SIM_SECRET, Frame, PrivateFeed, PrivateStream, num, okx_sign, shutdown_hook,
 )
 from perpbot.sim.trading.accounts import SimFill, SimOrder
 from perpbot.sim.trading.exchange import SimEvent, SimExchange
+from perpbot.sim.trading.margin_wire import OKX_CATEGORIES, okx_margin_fields
 from perpbot.sim.ws_common import Session, SimStats, dumps
 
 CHANNELS = ("orders", "positions", "account")
@@ -76,6 +78,8 @@ class OkxPrivate(PrivateStream):
         elif op in ("subscribe", "unsubscribe"):
             for arg in args if isinstance(args, list) else []:
                 self.subscribe(session, op, arg, req_id)
+        elif op in okx_orders.OPS:
+            okx_orders.handle(self, session, op, req_id, args)
         else:
             self.error(session, "60019", f"Invalid op: {op}", req_id)
 
@@ -173,7 +177,8 @@ class OkxPrivate(PrivateStream):
         return {
             "accFillSz": num(order.filled), "algoClOrdId": "", "algoId": "", "attachAlgoClOrdId": "",
             "attachAlgoOrds": [], "avgPx": num(order.average_price) if order.filled else "",
-            "cTime": str(order.created_ms), "cancelSource": "", "cancelSourceReason": "", "category": "normal",
+            "cTime": str(order.created_ms), "cancelSource": "", "cancelSourceReason": "",
+            "category": OKX_CATEGORIES.get(order.origin or "", "normal"),
             "ccy": "", "clOrdId": order.client_id or "",
             "execType": ("T" if fill.liquidity == "taker" else "M") if fill is not None else "",
             "fee": num(-order.fee), "feeCcy": ccy,
@@ -188,7 +193,8 @@ class OkxPrivate(PrivateStream):
             "quickMgnType": "", "rebate": "0", "rebateCcy": ccy,
             "reduceOnly": "true" if order.reduce_only else "false", "side": order.side, "slOrdPx": "",
             "slTriggerPx": "", "slTriggerPxType": "", "source": "", "state": STATES[order.status], "stpId": "",
-            "stpMode": "", "sz": num(order.qty), "tag": "", "tdMode": "cross", "tgtCcy": "", "tpOrdPx": "",
+            "stpMode": "", "sz": num(order.qty), "tag": "", "tdMode": self.sim.account.margin_mode_of(order.symbol),
+            "tgtCcy": "", "tpOrdPx": "",
             "tpTriggerPx": "", "tpTriggerPxType": "", "tradeId": fill.trade_id if fill is not None else "",
             "uTime": updated,
         }
@@ -204,11 +210,11 @@ class OkxPrivate(PrivateStream):
             "instType": "SWAP", "instId": symbol, "posId": f"{symbol}-net", "posSide": "net",
             "pos": num(pos.size / Decimal(inst.contract_size)), "posCcy": "",
             "avgPx": num(pos.entry) if pos.size else "",
-            "markPx": num(mark), "upl": num(pos.unrealized(mark)), "lever": num(lever), "mgnMode": "cross",
-            "imr": num(notional / lever), "mmr": num(notional * Decimal("0.004")), "notionalUsd": num(notional),
-            "liqPx": "", "realizedPnl": num(pos.realized_pnl), "ccy": self.sim.account.currency,
+            "markPx": num(mark), "upl": num(pos.unrealized(mark)), "lever": num(lever),
+            "imr": num(notional / lever), "notionalUsd": num(notional),
+            "realizedPnl": num(pos.realized_pnl), "ccy": self.sim.account.currency,
             "cTime": str(pos.opened_ms), "uTime": str(pos.updated_ms or self.sim.now_ms()), "margin": "",
-            "uplRatio": "0", "pTime": str(self.sim.now_ms()),
+            "uplRatio": "0", "pTime": str(self.sim.now_ms()), **okx_margin_fields(self.sim, symbol),
         }
 
     def account_json(self) -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""OKX order entry over its private WebSocket against the running simulator, as the bot routes it
+(OrderSocket + RoutedClient, the real ccxt client behind for REST): fills, rejections, cancels, a
+dropped socket and a lost answer (unknown, found by query, never sent twice), rate limits, and the
+REST fallback with the same client order id when the socket is down."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from perpbot.core import errors
+from perpbot.venues.okx.order_link import OkxOrderLink
+
+from testkit import approved, wait_until
+from ws_order_rig import order_rig, sim_credentials
+
+
+def okx_link(sim):
+    return OkxOrderLink(f"ws://127.0.0.1:{sim.ports['okx']}/ws/v5/private", sim_credentials("okx"))
+
+
+async def test_an_ioc_that_crosses_is_acknowledged_over_the_socket_and_fills_at_the_venue():
+    async with order_rig("okx", okx_link) as rig:
+        request = rig.ioc("ws1fill")
+        result = await rig.client.place_order(approved(request))
+        assert result.venue_order_id and not result.details_complete and result.status == "open"
+        assert rig.client.ws_orders == 1 and rig.client.rest_orders == 0
+        (order,) = rig.orders_with("ws1fill")
+        assert order.status == "filled" and order.filled == request.qty
+        queried = await rig.rest.fetch_order(request.symbol, "ws1fill")
+        assert queried is not None and queried.filled_qty == request.qty and queried.venue_order_id == result.venue_order_id
+
+
+async def test_reduce_only_with_no_position_is_refused_with_the_venues_code():
+    async with order_rig("okx", okx_link) as rig:
+        with pytest.raises(errors.OrderRejected) as refused:
+            await rig.client.place_order(approved(rig.ioc("ws2ro", side="sell", reduce_only=True)))
+        assert "51169" in refused.value.message or "51205" in refused.value.message
+        assert rig.orders_with("ws2ro") == []
+
+
+async def test_a_resting_order_is_cancelled_over_the_socket_and_an_unknown_one_is_not_open():
+    async with order_rig("okx", okx_link) as rig:
+        request = rig.ioc("ws3rest", tif="GTC", away=True)
+        await rig.client.place_order(approved(request))
+        assert rig.orders_with("ws3rest")[0].status == "new"
+        assert await rig.socket.cancel(request.symbol, "ws3rest") is True
+        assert rig.orders_with("ws3rest")[0].status == "canceled"
+        assert await rig.socket.cancel(request.symbol, "neverplaced") is False
+
+
+async def test_a_socket_cut_when_the_order_arrives_is_unknown_and_found_by_query_not_resent():
+    async with order_rig("okx", okx_link) as rig:
+        await rig.fault("ws_order_drop")
+        request = rig.ioc("ws4drop")
+        with pytest.raises(errors.UnknownOutcome):
+            await rig.client.place_order(approved(request))
+        assert rig.client.rest_orders == 0  # never sent again over REST
+        found = await rig.rest.fetch_order(request.symbol, "ws4drop")
+        assert found is not None and found.filled_qty == request.qty
+        assert len(rig.orders_with("ws4drop")) == 1
+        await wait_until(rig.socket.ready, timeout=10)  # the socket comes back by itself
+
+
+async def test_a_lost_answer_times_out_as_the_lifecycle_bounds_it_and_leaves_nothing_pending():
+    async with order_rig("okx", okx_link) as rig:
+        await rig.fault("ws_answer_lost")
+        request = rig.ioc("ws5lost")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await rig.client.place_order(approved(request))
+        assert rig.socket._pending == {}  # noqa: SLF001
+        assert len(rig.orders_with("ws5lost")) == 1
+        assert (await rig.rest.fetch_order(request.symbol, "ws5lost")) is not None
+
+
+async def test_a_rate_limited_order_is_typed_and_not_placed():
+    async with order_rig("okx", okx_link) as rig:
+        await rig.fault("rate_limit", on="order", retry_after_s=2)
+        with pytest.raises(errors.RateLimited):
+            await rig.client.place_order(approved(rig.ioc("ws6rl")))
+        assert rig.orders_with("ws6rl") == []
+
+
+async def test_with_the_socket_down_the_same_order_goes_over_rest():
+    async with order_rig("okx", okx_link, start_socket=False) as rig:
+        request = rig.ioc("ws7rest")
+        result = await rig.client.place_order(approved(request))
+        assert rig.client.rest_orders == 1 and rig.socket.fallbacks == 1 and rig.socket.sent == 0
+        assert result.client_order_id == "ws7rest" and len(rig.orders_with("ws7rest")) == 1
