@@ -127,6 +127,25 @@ class HttpSettings(_Strict):
     # A connection that has not delivered a complete request head for this long is closed:
     # idle keep-alive connections and slow or never-finished headers (slowloris).
     idle_timeout_s: float = Field(15.0, gt=0)
+    # The trade token (PERPBOT_API_TOKEN) when none is configured: generated at first start into this
+    # file (mode 0600); None = `api_token` next to the journal (journal.path's directory).
+    token_file: str | None = None
+    # A read-only token (PERPBOT_HTTP__READ_TOKEN): when set, the read routes need it or the trade token.
+    read_token: SecretStr | None = None
+    # Browser origins (scheme://host[:port]) allowed to send state-changing requests besides the API's own.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Host names accepted besides loopback ones when bound to loopback (DNS-rebinding guard).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # A retry carrying the same Idempotency-Key within this window gets the first answer back.
+    idempotency_window_s: float = Field(600.0, gt=0)
+    # close-all and sync answer with their result within this, else 202 with an operation to poll.
+    operation_wait_s: float = Field(8.0, gt=0)
+
+    @model_validator(mode="after")
+    def _operation_wait_within_timeout(self) -> "HttpSettings":
+        if self.operation_wait_s >= self.request_timeout_s:
+            raise ValueError("http.operation_wait_s must be below http.request_timeout_s")
+        return self
 
 
 class RedisSettings(_Strict):
@@ -355,6 +374,12 @@ class Settings(BaseSettings):
         if self.sim.enabled:
             return f"http://{self.sim.host}:{self.sim.ports[venue]}{SIM_PATHS[venue][1]}"
         return DEFAULT_URLS[venue][cfg.environment][1]
+
+    def token_file_path(self) -> Path:
+        """Where the generated control-API token lives: http.token_file, else `api_token` beside the journal."""
+        if self.http.token_file:
+            return Path(self.http.token_file)
+        return Path(self.journal.path).parent / "api_token"
 
     def redacted(self) -> dict[str, Any]:
         """The configuration in force, JSON-ready, every secret replaced by '**********'."""

@@ -73,6 +73,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX venue_trades_order ON venue_trades(venue, client_order_id);
     """,
+    # 4: the control API's audit trail (issue 17): every state-changing request and every refusal, with
+    # the scope of the token used (never the token), where it came from and what it got.
+    """
+    CREATE TABLE control_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+        scope TEXT, remote TEXT, origin TEXT, status INTEGER NOT NULL, outcome TEXT NOT NULL,
+        idempotency_key TEXT, operation_id TEXT
+    );
+    CREATE INDEX control_audit_ts ON control_audit(ts);
+    """,
 ]
 
 

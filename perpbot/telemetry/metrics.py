@@ -132,6 +132,11 @@ class Metrics:
         self.component_health = Gauge(
             "perpbot_component_health", "1 when a health component is fine", ["component"], registry=r
         )
+        # --- control API (issue 17) --------------------------------------------------------
+        self.control_refusals_total = Counter(
+            "perpbot_control_refusals", "Control API requests refused (token, scope, origin, host, body)",
+            ["reason"], registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
