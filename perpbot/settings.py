@@ -55,6 +55,16 @@ DEFAULT_PRIVATE_WS_URLS: dict[str, dict[str, str]] = {
     "hyperliquid": {"mainnet": "wss://api.hyperliquid.xyz/ws", "testnet": "wss://api.hyperliquid-testnet.xyz/ws"},
 }
 SIM_PRIVATE_PATHS = {"okx": "/ws/v5/private", "binance": "", "bybit": "/v5/private", "hyperliquid": "/ws"}
+# Order entry over WebSocket (execution.order_entry "ws"): OKX's private WS `order` op, Bybit's WS trade,
+# Binance USD-M's WS API, Hyperliquid's `post` on its /ws.
+DEFAULT_ORDER_WS_URLS: dict[str, dict[str, str]] = {
+    "okx": {"mainnet": "wss://ws.okx.com:8443/ws/v5/private", "testnet": "wss://wspap.okx.com:8443/ws/v5/private"},
+    "binance": {"mainnet": "wss://ws-fapi.binance.com/ws-fapi/v1",
+                "testnet": "wss://testnet.binancefuture.com/ws-fapi/v1"},
+    "bybit": {"mainnet": "wss://stream.bybit.com/v5/trade", "testnet": "wss://stream-testnet.bybit.com/v5/trade"},
+    "hyperliquid": {"mainnet": "wss://api.hyperliquid.xyz/ws", "testnet": "wss://api.hyperliquid-testnet.xyz/ws"},
+}
+SIM_ORDER_PATHS = {"okx": "/ws/v5/private", "binance": "/ws-fapi/v1", "bybit": "/v5/trade", "hyperliquid": "/ws"}
 
 SIM_PATHS = {
     "okx": ("/ws/v5/public", ""),
@@ -80,6 +90,7 @@ class VenueSettings(_Strict):
     ws_url: str | None = None
     rest_url: str | None = None
     private_ws_url: str | None = None  # the private stream's endpoint (a backup endpoint, say)
+    order_ws_url: str | None = None  # the order-entry WebSocket's endpoint (execution.order_entry "ws")
     symbols: list[str] = Field(default_factory=list)
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
@@ -231,6 +242,21 @@ class StrategiesSettings(_Strict):
     funding_spread: FundingSpreadSettings = Field(default_factory=FundingSpreadSettings)
 
 
+class RateBudgetSettings(_Strict):
+    """The venues' request limits (perpbot.execution.rate_budget): counted per venue, never slept on in front
+    of an order (an order over the budget is refused by the risk gate instead)."""
+
+    enabled: bool = True
+    # Share of every window orders use that reads leave free for orders (reads wait, orders never).
+    read_headroom_percent: float = Field(20.0, ge=0, lt=100)
+    # Orders an entry leaves free on each of its venues for the repairs (hedge, unwind) it may need.
+    entry_reserve_orders: int = Field(4, ge=0)
+    # A read (or cancel) waits at most this long for room or a Retry-After, then fails as rate limited.
+    max_read_wait_s: float = Field(2.0, ge=0, le=60)
+    # How long a venue stops after a 429 that carries no Retry-After.
+    default_retry_after_s: float = Field(1.0, gt=0, le=600)
+
+
 class ExecutionSettings(_Strict):
     slippage_bps: Decimal = Field(Decimal("10"), ge=0, le=500)
     # Band of corrective orders (hedge/unwind/flatten), doubled per attempt, capped at 10 %.
@@ -247,7 +273,11 @@ class ExecutionSettings(_Strict):
     # source of truth for fills when live; REST is asked only when the stream is down, or when an
     # order's final state has not arrived on it within stream_confirm_timeout_s.
     private_streams: bool = True
+    # Where orders go: "ws" = the venue's order-entry WebSocket while it is up (REST when it is not,
+    # same client order id), "rest" = always REST (ccxt).
+    order_entry: Literal["ws", "rest"] = "ws"
     stream_confirm_timeout_s: float = Field(1.0, gt=0, le=30)
+    rate_budget: RateBudgetSettings = Field(default_factory=RateBudgetSettings)
 
     @field_validator("shutdown_grace_s")
     @classmethod
@@ -366,6 +396,14 @@ class Settings(BaseSettings):
         if self.sim.enabled:
             return f"ws://{self.sim.host}:{self.sim.ports[venue]}{SIM_PRIVATE_PATHS[venue]}"
         return DEFAULT_PRIVATE_WS_URLS[venue][cfg.environment]
+
+    def order_ws_url(self, venue: str) -> str:
+        cfg: VenueSettings = getattr(self.venues, venue)
+        if cfg.order_ws_url:
+            return cfg.order_ws_url
+        if self.sim.enabled:
+            return f"ws://{self.sim.host}:{self.sim.ports[venue]}{SIM_ORDER_PATHS[venue]}"
+        return DEFAULT_ORDER_WS_URLS[venue][cfg.environment]
 
     def rest_url(self, venue: str) -> str:
         cfg: VenueSettings = getattr(self.venues, venue)

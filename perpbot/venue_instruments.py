@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from perpbot.book.store import BookStore
 from perpbot.core.instruments import Instrument
 from perpbot.execution.ccxt_client import CcxtClient
+from perpbot.execution.order_routing import rest_of
 from perpbot.execution.engine import Engine
 from perpbot.execution.paper import PaperClient
 from perpbot.journal.sqlite import Journal, JournalError
@@ -255,7 +256,7 @@ async def reload(client: CcxtClient, symbols: list[str]) -> dict[str, Instrument
 async def _refresh_load(settings: Settings, engine: Engine, venue: str,
                         symbols: list[str]) -> tuple[dict[str, Instrument], Any]:
     """A venue's instruments loaded again (live/sim: by the trading client itself) and the client that did."""
-    client = engine.clients.get(venue)
+    client = rest_of(engine.clients.get(venue))  # a routed client reloads through its REST client
     if isinstance(client, CcxtClient):
         return await reload(client, symbols), client
     loader = _ccxt_client(settings, venue)

@@ -22,6 +22,10 @@ from perpbot.core.decisions import Leg
 from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.engine import Engine
 from perpbot.execution.paper import PaperClient, PaperFunding
+from perpbot.execution.rate_budget import RateBudget
+from perpbot.execution.rate_limits import venue_limits
+from perpbot.execution.order_routing import RoutedClient
+from perpbot.feeds.order_socket import OrderSocket, OrderSockets
 from perpbot.feeds.private_stream import PrivateStream, PrivateStreams
 from perpbot.journal.redis_state import RedisState
 from perpbot.journal.sqlite import Journal
@@ -31,7 +35,7 @@ from perpbot.scanner.protocol import OpenTrade
 from perpbot.scanner.scanner import Scanner
 from perpbot.settings import Settings
 from perpbot.telemetry.metrics import Metrics
-from perpbot.venues.registry import private_link
+from perpbot.venues.registry import order_link, private_link
 from perpbot.venue_instruments import SIM_CREDENTIALS, load_trading_venues, refresh_instruments, venue_credentials
 from strategies import build_strategies
 
@@ -52,10 +56,13 @@ class TradingService:
         self.journal = journal
         self.redis_state = redis_state
         self._stop = asyncio.Event()
+        # The venues' request budget (set by build_engine): every order path charges it (perpbot.execution.rate_budget).
+        self.rate_budget: RateBudget | None = None
         self._trades: tuple[OpenTrade, ...] = ()
         self._trades_version: tuple[int, int] | None = None
         self.instrument_refresh: asyncio.Task[dict[str, list[str]]] | None = None  # set by build_engine
         self.private_streams: PrivateStreams | None = None  # set by build_engine (venue clients only)
+        self.order_sockets: OrderSockets | None = None  # set by build_engine (execution.order_entry "ws")
 
     def __getattr__(self, name: str) -> Any:
         # EngineCommands (pause, resume, close_all, sync_positions, positions, ...) go to the engine.
@@ -97,6 +104,8 @@ class TradingService:
                 engine_task = tg.create_task(self.engine.run(), name="engine-periodic")
                 streams_task = (tg.create_task(self.private_streams.run(), name="private-streams")
                                 if self.private_streams is not None else None)
+                sockets_task = (tg.create_task(self.order_sockets.run(), name="order-sockets")
+                                if self.order_sockets is not None else None)
                 scan_task = tg.create_task(self.scanner.run(self.engine.on_decisions, self.open_trades),
                                            name="scanner")
                 if self.paper_funding is not None:
@@ -115,6 +124,9 @@ class TradingService:
                 if self.private_streams is not None and streams_task is not None:
                     await self.private_streams.stop()  # after the drain: the last fills came in on them
                     await streams_task
+                if self.order_sockets is not None and sockets_task is not None:
+                    await self.order_sockets.stop()
+                    await sockets_task
                 await self.engine.close()
                 log.info("Trading stopped %s", "with nothing in flight" if drained
                          else "past its grace: start-up recovery will finish the execution in flight")
@@ -128,6 +140,9 @@ class TradingService:
         if self.private_streams is not None:
             with contextlib.suppress(Exception):
                 await self.private_streams.stop()
+        if self.order_sockets is not None:
+            with contextlib.suppress(Exception):
+                await self.order_sockets.stop()
         for client in self.clients.values():
             with contextlib.suppress(Exception):
                 await client.close()
@@ -157,7 +172,9 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
     clients, instruments, from_cache = venues.clients, venues.instruments, venues.from_cache
     redis_state = RedisState.from_settings(settings.redis)
     funding_map = funding.latest if hasattr(funding, "latest") else funding
-    engine = Engine(settings, clients, RiskGate(settings.risk, settings.execution, metrics), store, instruments,
+    rate_budget = _rate_budget(settings, clients, metrics)
+    engine = Engine(settings, clients, RiskGate(settings.risk, settings.execution, metrics, rate_budget), store,
+                    instruments,
                     funding_map, journal, Portfolio(), metrics, redis_state)
     scanner = Scanner(store, build_strategies(settings.strategies), metrics, instruments, funding_map)
     paper = {venue: client for venue, client in clients.items() if isinstance(client, PaperClient)}
@@ -165,7 +182,9 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
     log.info("Trading wired: mode=%s venues=%s instruments=%d (cached: %s)", settings.mode, sorted(clients),
              len(instruments), ", ".join(f"{v} {len(s)}" for v, s in sorted(from_cache.items())) or "none")
     service = TradingService(engine, scanner, clients, journal, redis_state, paper_funding)
+    service.rate_budget = rate_budget
     service.private_streams = _private_streams(settings, engine, clients, metrics)
+    service.order_sockets = _order_sockets(settings, engine, clients, metrics)
     # Started now; it waits for start-up recovery, then refreshes. Kept on the service (a bare task may be collected).
     service.instrument_refresh = asyncio.create_task(
         refresh_instruments(settings, engine, store, journal, from_cache, paper), name="instrument-refresh",
@@ -203,5 +222,49 @@ def _private_streams(settings: Settings, engine: Engine, clients: dict[str, Any]
     return service_streams
 
 
+def _order_sockets(settings: Settings, engine: Engine, clients: dict[str, Any],
+                   metrics: Metrics) -> OrderSockets | None:
+    """With execution.order_entry "ws": each venue client with an order-entry link is routed through
+    its order socket (REST while the socket is down). The engine shares `clients`: the routed client
+    replaces the REST one in place, before anything trades."""
+    if settings.execution.order_entry != "ws":
+        return None
+    sockets = []
+    for venue, client in list(clients.items()):
+        if not isinstance(client, CcxtClient):
+            continue
+        cfg = venue_credentials(settings, venue)
+        instruments = {symbol: inst for (v, symbol), inst in engine.instruments.items() if v == venue}
+        try:
+            link = order_link(venue, settings, cfg, instruments)
+        except ValueError as exc:  # a missing credential: that venue's orders go over REST
+            log.error("order socket of %s not started: %s", venue, exc)
+            continue
+        if link is None:
+            continue
+        socket = OrderSocket(link, settings.feeds, metrics)
+        clients[venue] = RoutedClient(client, socket, metrics)
+        sockets.append(socket)
+    return OrderSockets(sockets) if sockets else None
+
+
 def _live_check(is_live: Any, venue: str) -> Any:
     return lambda: is_live(venue)
+
+
+def _rate_budget(settings: Settings, clients: dict[str, Any], metrics: Metrics) -> RateBudget | None:
+    """One request budget for the venue clients (None when off or in paper mode): each ccxt client charges
+    and informs it, the risk gate asks it before every order, /metrics shows it."""
+    config = settings.execution.rate_budget
+    venue_clients = {venue: c for venue, c in clients.items() if isinstance(c, CcxtClient)}
+    if not config.enabled or not venue_clients:
+        return None
+    limits = venue_limits()
+    budget = RateBudget({venue: limits[venue] for venue in venue_clients if venue in limits},
+                        read_headroom_percent=config.read_headroom_percent,
+                        default_retry_after_s=config.default_retry_after_s)
+    for client in venue_clients.values():
+        client.rate_budget = budget
+        client.max_read_wait_s = config.max_read_wait_s
+    metrics.watch_rate_budget(budget.snapshot)
+    return budget

@@ -22,15 +22,26 @@ from perpbot.core.ports import ExchangeClient, OrderChannel
 log = logging.getLogger("perpbot.execution.order_routing")
 
 
+def _nothing() -> None:
+    return None
+
+
+def rest_of(client: Any) -> Any:
+    """The REST client behind a routed one (itself otherwise): what reads and tests look at."""
+    return client.rest if isinstance(client, RoutedClient) else client
+
+
 class RoutedClient:
     """An ExchangeClient: the REST client for everything, the order channel in front of it for orders."""
 
-    def __init__(self, rest: ExchangeClient, channel: OrderChannel) -> None:
+    def __init__(self, rest: ExchangeClient, channel: OrderChannel, metrics: Any = None) -> None:
         self.rest = rest
         self.channel = channel
         self.venue = rest.venue
         self.ws_orders = 0
         self.rest_orders = 0
+        self._count_ws = metrics.order_entry_total.labels(rest.venue, "ws").inc if metrics is not None else _nothing
+        self._count_rest = metrics.order_entry_total.labels(rest.venue, "rest").inc if metrics is not None else _nothing
 
     def __getattr__(self, name: str) -> Any:
         # The REST client's own attributes (instruments, stream_confirms, exchange, ...) read through.
@@ -55,9 +66,11 @@ class RoutedClient:
                 pass  # nothing was sent: REST below, same client order id
             else:
                 self.ws_orders += 1
+                self._count_ws()
                 return result
         self.channel.fallbacks += 1
         self.rest_orders += 1
+        self._count_rest()
         log.info("%s order %s over REST: the order socket is not ready", self.venue, order.request.client_order_id)
         return await self.rest.place_order(order)
 

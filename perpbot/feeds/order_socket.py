@@ -222,3 +222,23 @@ class OrderSocket:
         }
 
 
+
+
+class OrderSockets:
+    """Every venue's order socket, run together beside the feeds and private streams."""
+
+    def __init__(self, sockets: list[OrderSocket]) -> None:
+        self.sockets = {s.venue: s for s in sockets}
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for socket in self.sockets.values():
+                tg.create_task(socket.run(), name=f"orders-{socket.venue}")
+
+    async def stop(self) -> None:
+        for socket in self.sockets.values():
+            await socket.stop()
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        now = time.time()
+        return {venue: socket.status(now) for venue, socket in self.sockets.items()}

@@ -6,12 +6,17 @@ bots in one process never collide. Components receive it and touch only its attr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 disable_created_metrics()  # keep the exposition to the series operators query
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
 EXEC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SLIPPAGE_BUCKETS = (-50.0, -20.0, -10.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
 
 class Metrics:
@@ -102,6 +107,14 @@ class Metrics:
             "perpbot_private_stream_connected", "1 when the venue's private stream is logged in and subscribed",
             ["exchange"], registry=r,
         )
+        self.order_socket_up = Gauge(
+            "perpbot_order_socket_up", "1 when the venue's order-entry WebSocket is connected and logged in",
+            ["exchange"], registry=r,
+        )
+        self.order_entry_total = Counter(
+            "perpbot_order_entry", "Orders sent, by path: ws (the order socket) or rest (fallback or configured)",
+            ["exchange", "path"], registry=r,
+        )
         self.private_stream_last_message_age = Gauge(
             "perpbot_private_stream_last_message_age_seconds", "Seconds since the private stream's last frame",
             ["exchange"], registry=r,
@@ -129,6 +142,23 @@ class Metrics:
             "perpbot_fill_booking_latency_seconds", "From a fill's receipt on the private stream to its booking",
             ["exchange"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5), registry=r,
         )
+        # --- per-trade attribution (issue 18, perpbot.execution.attribution): realised vs expected ---
+        self.slippage_bps = Histogram(
+            "perpbot_slippage_bps", "Per closed trade leg: fill price against the decision's depth price "
+            "(bps, + = worse)", ["exchange", "phase"], buckets=SLIPPAGE_BUCKETS, registry=r,
+        )
+        self.funding_realized_expected_ratio = Gauge(
+            "perpbot_funding_realized_expected_ratio", "Funding realised / expected for the time held, trades "
+            "closed in the last 24 h (1 when nothing was expected or received)", ["exchange"], registry=r,
+        )
+        self.funding_drift_usdt = Gauge(
+            "perpbot_funding_drift_usdt", "Funding realised minus expected, trades closed in the last 24 h (USDT)",
+            ["exchange"], registry=r,
+        )
+        self.fee_drift_bps = Gauge(
+            "perpbot_fee_drift_bps", "Fees paid minus fees at the expected rate over traded notional, trades "
+            "closed in the last 24 h (bps)", ["exchange"], registry=r,
+        )
         self.component_health = Gauge(
             "perpbot_component_health", "1 when a health component is fine", ["component"], registry=r
         )
@@ -138,5 +168,45 @@ class Metrics:
             ["reason"], registry=r,
         )
 
+    def watch_rate_budget(self, snapshot: Callable[[], Any]) -> None:
+        """Export the venues' request budget at every scrape from `snapshot()` (a
+        perpbot.execution.rate_budget.BudgetSnapshot): nothing is counted on the order path itself."""
+        if getattr(self, "_rate_budget_watched", False):
+            return
+        self.registry.register(_RateBudgetCollector(snapshot))
+        self._rate_budget_watched = True
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _RateBudgetCollector:
+    """perpbot_rate_budget_* and perpbot_rate_limit_responses_total, read from the budget's snapshot."""
+
+    def __init__(self, snapshot: Callable[[], Any]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> list[Metric]:
+        return []  # the series appear once the budget has venues
+
+    def collect(self) -> Iterator[Metric]:
+        used = GaugeMetricFamily("perpbot_rate_budget_used", "Weight or requests counted in the venue's window now",
+                                 labels=["exchange", "window"])
+        limit = GaugeMetricFamily("perpbot_rate_budget_limit", "The venue's limit for that window",
+                                  labels=["exchange", "window"])
+        blocked = GaugeMetricFamily("perpbot_rate_budget_blocked_seconds",
+                                    "Seconds left of the venue's Retry-After (orders refused meanwhile)",
+                                    labels=["exchange"])
+        stops = CounterMetricFamily("perpbot_rate_limit_responses", "Venue answers that said stop (429, 418, ban)",
+                                    labels=["exchange", "status"])
+        deferred = CounterMetricFamily("perpbot_rate_budget_reads_deferred",
+                                       "Reads told to wait for room or a Retry-After", labels=["exchange"])
+        for venue in self._snapshot().venues:
+            for window in venue.windows:
+                used.add_metric([venue.venue, window.name], window.used)
+                limit.add_metric([venue.venue, window.name], window.limit)
+            blocked.add_metric([venue.venue], venue.blocked_for_s)
+            for status, count in sorted(venue.stop_responses.items()):
+                stops.add_metric([venue.venue, str(status)], count)
+            deferred.add_metric([venue.venue], venue.reads_deferred)
+        yield from (used, limit, blocked, stops, deferred)

@@ -11,7 +11,7 @@ from typing import Any
 from decimal import Decimal
 
 from perpbot.core.instruments import Instrument
-from perpbot.core.ports import PrivateLink
+from perpbot.core.ports import OrderLink, PrivateLink
 from perpbot.core.venue import FeedAdapter
 from perpbot.settings import FeedSettings, Settings, VenueSettings
 from perpbot.venues import _trading
@@ -30,6 +30,7 @@ from perpbot.venues.okx.feed import OkxFeedAdapter
 from perpbot.venues.binance.private_link import BinancePrivateLink
 from perpbot.venues.bybit.private_link import BybitPrivateLink
 from perpbot.venues.hyperliquid.private_link import HyperliquidPrivateLink
+from perpbot.venues.okx.order_link import OkxOrderLink
 from perpbot.venues.okx.private_link import OkxPrivateLink
 
 
@@ -80,6 +81,16 @@ def from_ccxt_symbol(venue: str, ccxt_symbol: str) -> str:
 def instrument_from_ccxt_market(venue: str, market: dict[str, Any]) -> Instrument:
     instrument: Instrument = _venue(venue).symbols.instrument_from_ccxt_market(market)
     return instrument
+
+
+def order_link(venue: str, settings: Settings, cfg: VenueSettings,
+               instruments: dict[str, Instrument]) -> OrderLink | None:
+    """The venue's order-entry WebSocket link, or None where perpbot has none (orders then go over REST).
+    `instruments`: the venue's instruments by native symbol (Hyperliquid needs their asset indexes)."""
+    url = settings.order_ws_url(venue)
+    if venue == "okx":
+        return OkxOrderLink(url, cfg)
+    return None
 
 
 def private_link(venue: str, settings: Settings, cfg: VenueSettings, symbols: list[str],

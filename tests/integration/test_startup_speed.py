@@ -12,6 +12,7 @@ import pytest
 from perpbot.app import build_feeds, venue_contract_sizes
 from perpbot.book.store import BookStore
 from perpbot.execution.ccxt_client import CcxtClient
+from perpbot.execution.order_routing import rest_of
 from perpbot.feeds.supervisor import FundingStore
 from perpbot.journal.sqlite import Journal
 from perpbot.settings import Settings
@@ -90,6 +91,7 @@ async def test_a_restart_takes_instruments_and_market_lists_from_the_cache_witho
         assert service.engine.instruments == loaded
         assert sorted(service.clients) == sorted(VENUES)
         for venue, client in service.clients.items():
+            client = rest_of(client)
             assert isinstance(client, CcxtClient)
             # The client runs on the cached market list: its first call needs no market load.
             assert client.exchange.markets and not client.exchange.markets_loading
