@@ -29,10 +29,15 @@ PRIVATE_FAULTS = (
 # Order-entry WebSockets (perpbot.sim.private.order_faults): ws_order_drop cuts the order socket when an
 # order arrives (params.placed, default true: placed first); ws_answer_lost places it and never answers.
 ORDER_WS_FAULTS = ("ws_order_drop", "ws_answer_lost")
+# Margin (perpbot.sim.trading.margin, run by SimExchange.check_margin on every tick): liquidate closes the
+# venue's position (on `symbol`, or any) as a liquidation at the mark with the taker fee; adl deleverages a
+# position in profit (params.fraction, default 1); mark_shock moves one venue's prices by params.bps and
+# holds them there (no decay, unlike price_jump) until a shock of the opposite sign. Outside FAULT_KINDS.
+MARGIN_FAULTS = ("liquidate", "adl", "mark_shock")
 FAULT_KINDS = MARKET_FAULTS + TRADING_FAULTS
 # Every kind the board accepts. PRIVATE_FAULTS stay out of FAULT_KINDS, the set the reliability scenario
 # matrix (perpbot.reliability.scenarios) promises to cover, until that matrix drives private streams.
-ALL_FAULT_KINDS = FAULT_KINDS + PRIVATE_FAULTS + ORDER_WS_FAULTS
+ALL_FAULT_KINDS = FAULT_KINDS + PRIVATE_FAULTS + ORDER_WS_FAULTS + MARGIN_FAULTS
 
 
 @dataclass(slots=True)

@@ -100,6 +100,7 @@ class Market:
                 self._basis[(venue, base)] = self.rng.gauss(0, 1.0)
                 self._funding_offset[(venue, base)] = self.rng.gauss(0, self.funding_divergence)
         self._jump_bps: dict[tuple[str, str], float] = {}
+        self._shock_bps: dict[tuple[str, str], float] = {}  # held venue offsets (apply_shock), no decay
         self._dislocations: dict[str, list[_Dislocation]] = {b: [] for b in self._bases}
         self._disloc_ticks = max(1, round(DISLOCATION_SECONDS / self.tick_interval_s))
         for key in sorted(self._books):
@@ -158,7 +159,8 @@ class Market:
 
     # -- evolution -------------------------------------------------------------------
     def _offset_bps(self, venue: str, base: str) -> float:
-        offset = self._basis[(venue, base)] + self._jump_bps.get((venue, base), 0.0)
+        offset = (self._basis[(venue, base)] + self._jump_bps.get((venue, base), 0.0)
+                  + self._shock_bps.get((venue, base), 0.0))
         for disloc in self._dislocations[base]:
             if disloc.venue == venue:
                 offset += disloc.bps
@@ -173,6 +175,16 @@ class Market:
                 self._mid[base] *= 1 + bps / 10_000
             else:
                 self._jump_bps[(venue, base)] = self._jump_bps.get((venue, base), 0.0) + bps
+
+    def apply_shock(self, venue: str, symbol: str | None, bps: float) -> None:
+        """Move one venue's prices (its mark with them) by `bps` and hold them there: a mark-price shock
+        on one venue that stays until an opposite shock takes it back."""
+        for base in self._bases_for(venue, symbol):
+            held = self._shock_bps.get((venue, base), 0.0) + bps
+            if abs(held) < 1e-9:
+                self._shock_bps.pop((venue, base), None)
+            else:
+                self._shock_bps[(venue, base)] = held
 
     def _bases_for(self, venue: str | None, symbol: str | None) -> list[str]:
         if symbol is None:

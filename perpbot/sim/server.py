@@ -180,9 +180,15 @@ class Simulator:
             if fault is not None:
                 target = None if fault.venue == "*" else venue
                 self.market.apply_jump(target, fault.symbol, float(fault.params.get("bps", 50)))
+            fault = self.faults.take(venue, "mark_shock")
+            if fault is not None:
+                self.market.apply_shock(venue, fault.symbol, float(fault.params.get("bps", -500)))
         self.market.step()
         for feed in self.feeds.values():
             feed.on_tick()
+        for exchange in self.exchanges.values():
+            # Liquidations, ADL and margin calls follow the mark at once, whatever match_on_tick says.
+            exchange.check_margin()
         if self.match_on_tick:
             # Opt-in: resting orders fill and funding settles as the market moves, pushed on the private
             # streams at once. Off by default: the engine stays lazy (it matches resting orders and settles

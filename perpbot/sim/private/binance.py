@@ -39,6 +39,7 @@ from perpbot.sim.private.common import SIM_API_KEY, Frame, PrivateFeed, PrivateS
 from perpbot.sim.trading.accounts import SimFill, SimOrder
 from perpbot.sim.trading.exchange import SimEvent, SimExchange
 from perpbot.sim.trading.gate import json_response
+from perpbot.sim.trading.margin_wire import binance_margin_fields
 from perpbot.sim.ws_common import Session, SimStats, dumps
 
 LISTEN_KEY_TTL_S = 3600.0
@@ -221,11 +222,27 @@ class BinancePrivate(PrivateStream):
                     Frame("user", self.order_update(order, fill, "TRADE", now), "state")]
         if event.kind == "account" and event.symbol is not None:
             return [Frame("user", self.account_update(event, now), "account")]
+        if event.kind == "margin_call" and event.symbol is not None:
+            return [Frame("user", self.margin_call(event.symbol, now), "account")]
         return []
 
     @staticmethod
     def client_id(order: SimOrder) -> str:
+        # The venue's own closes: "autoclose-..." (liquidation) and "adl_autoclose" (ADL), as the docs say.
+        if order.origin == "liquidation":
+            return f"autoclose-{order.order_id}"
+        if order.origin == "adl":
+            return "adl_autoclose"
         return order.client_id or f"sim{order.order_id}"  # as REST's clientOrderId
+
+    def margin_call(self, symbol: str, now: int) -> str:
+        """MARGIN_CALL: {"e","E","cw","p":[{"s","ps","pa","mt","iw","mp","up","mm"}]} for the nearest leg."""
+        pos = self.sim.account.position(symbol)
+        mark = Decimal(self.sim.market.mark("binance", symbol))
+        fields = binance_margin_fields(self.sim, symbol)
+        entry = {"s": symbol, "ps": "BOTH", "pa": num(pos.size), "mt": fields["marginType"].upper(), "iw": "0",
+                 "mp": num(mark), "up": num(pos.unrealized(mark)), "mm": fields["maintMargin"]}
+        return dumps({"e": "MARGIN_CALL", "E": now, "cw": num(self.sim.account.wallet), "p": [entry]})
 
     def order_update(self, order: SimOrder, fill: SimFill | None, execution: str, now: int) -> str:
         status = STATUS[order.status]
@@ -259,7 +276,8 @@ class BinancePrivate(PrivateStream):
         pos = self.sim.account.position(symbol)
         mark = Decimal(self.sim.market.mark("binance", symbol))
         position = {"s": symbol, "pa": num(pos.size), "ep": num(pos.entry), "bep": num(pos.entry),
-                    "cr": num(pos.realized_pnl), "up": num(pos.unrealized(mark)), "mt": "cross", "iw": "0",
+                    "cr": num(pos.realized_pnl), "up": num(pos.unrealized(mark)),
+                    "mt": self.sim.account.margin_mode_of(symbol), "iw": "0",
                     "ps": "BOTH"}
         balances = [{"a": ccy, "wb": wallet, "cw": wallet, "bc": "0"}]
         return dumps({"e": "ACCOUNT_UPDATE", "T": now, "E": now,

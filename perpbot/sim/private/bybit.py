@@ -29,6 +29,9 @@ from perpbot.sim.private.common import (
 )
 from perpbot.sim.trading.accounts import FundingPayment, SimFill, SimOrder
 from perpbot.sim.trading.exchange import SimEvent, SimExchange
+from perpbot.sim.trading.margin_wire import (
+    BYBIT_CREATE_TYPES, BYBIT_EXEC_TYPES, bybit_margin_fields, bybit_wallet_fields,
+)
 from perpbot.sim.ws_common import Session, SimStats, dumps
 
 TOPICS = ("order", "execution", "position", "wallet")
@@ -174,7 +177,8 @@ class BybitPrivate(PrivateStream):
         """Same ids and numbers as REST /v5/execution/list (execId = the simulator's trade id)."""
         return {
             "category": "linear", "symbol": fill.symbol, "closedSize": "0", "execFee": num(fill.fee),
-            "execId": fill.trade_id, "execPrice": num(fill.price), "execQty": num(fill.qty), "execType": "Trade",
+            "execId": fill.trade_id, "execPrice": num(fill.price), "execQty": num(fill.qty),
+            "execType": BYBIT_EXEC_TYPES.get(order.origin or "", "Trade"),
             "execValue": num(fill.qty * fill.price), "feeRate": num(fill.fee / (fill.base_qty * fill.price)),
             "tradeIv": "", "markIv": "", "blockTradeId": "", "markPrice": num(fill.price), "indexPrice": "",
             "underlyingPrice": "", "leavesQty": num(order.remaining if order.is_open else Decimal(0)),
@@ -183,7 +187,8 @@ class BybitPrivate(PrivateStream):
             "orderType": order.type.capitalize(), "stopOrderType": "UNKNOWN", "side": fill.side.capitalize(),
             "execTime": str(fill.ts_ms), "isLeverage": "0", "isMaker": fill.liquidity == "maker",
             "seq": int(fill.trade_id), "marketUnit": "", "execPnl": num(fill.realized_pnl),
-            "createType": "CreateByUser", "extraFees": [], "feeCurrency": fill.fee_currency,
+            "createType": BYBIT_CREATE_TYPES.get(order.origin or "", "CreateByUser"), "extraFees": [],
+            "feeCurrency": fill.fee_currency,
         }
 
     def funding_json(self, payment: FundingPayment) -> dict[str, Any]:
@@ -209,17 +214,17 @@ class BybitPrivate(PrivateStream):
         value = abs(pos.size) * pos.entry
         side = "" if not pos.size else ("Buy" if pos.size > 0 else "Sell")
         return {
-            "positionIdx": 0, "tradeMode": 0, "riskId": 1, "riskLimitValue": "2000000", "symbol": symbol,
+            "positionIdx": 0, "riskId": 1, "riskLimitValue": "2000000", "symbol": symbol,
             "side": side, "size": num(abs(pos.size)), "entryPrice": num(pos.entry), "sessionAvgPrice": "",
             "leverage": num(lever), "positionValue": num(value), "positionBalance": num(value / lever),
-            "markPrice": num(mark), "positionIM": num(value / lever), "positionMM": num(value * Decimal("0.005")),
-            "positionIMByMp": num(value / lever), "positionMMByMp": num(value * Decimal("0.005")),
+            "markPrice": num(mark), "positionIM": num(value / lever), "positionIMByMp": num(value / lever),
             "takeProfit": "0", "stopLoss": "0", "trailingStop": "0", "unrealisedPnl": num(pos.unrealized(mark)),
             "cumRealisedPnl": num(pos.realized_pnl), "curRealisedPnl": num(pos.realized_pnl),
             "createdTime": str(pos.opened_ms), "updatedTime": str(pos.updated_ms), "tpslMode": "Full",
-            "liqPrice": "", "bustPrice": "", "category": "linear", "positionStatus": "Normal",
-            "adlRankIndicator": 2 if pos.size else 0, "autoAddMargin": 0, "leverageSysUpdatedTime": "",
+            "bustPrice": "", "category": "linear", "positionStatus": "Normal",
+            "autoAddMargin": 0, "leverageSysUpdatedTime": "",
             "mmrSysUpdatedTime": "", "seq": next(self._seq), "isReduceOnly": False,
+            **bybit_margin_fields(self.sim, symbol),
         }
 
     def wallet_json(self) -> dict[str, Any]:
@@ -240,6 +245,7 @@ class BybitPrivate(PrivateStream):
             "totalPerpUPL": num(m["unrealized_pnl"]), "totalInitialMargin": num(m["used"]),
             "totalInitialMarginByMp": num(m["used"]), "totalMaintenanceMargin": "0",
             "totalMaintenanceMarginByMp": "0", "coin": [coin], "accountLTV": "0", "accountType": "UNIFIED",
+            **bybit_wallet_fields(self.sim),
         }
 
 

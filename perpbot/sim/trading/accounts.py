@@ -81,6 +81,7 @@ class SimOrder:
     fee: Decimal = ZERO
     status: str = "new"  # new / partially_filled / filled / canceled / rejected
     leverage: Decimal = Decimal(1)
+    origin: str | None = None  # None: a client's order; "liquidation" / "adl": the venue's own close
 
     @property
     def remaining(self) -> Decimal:
@@ -134,6 +135,8 @@ class SimAccount:
     fills: list[SimFill] = field(default_factory=list)
     funding: list[FundingPayment] = field(default_factory=list)
     leverage: dict[str, Decimal] = field(default_factory=dict)
+    margin_modes: dict[str, str] = field(default_factory=dict)  # symbol -> cross / isolated (default cross)
+    position_mode: str = "one_way"  # one_way / hedge
     fees_paid: Decimal = ZERO
     max_orders: int = MAX_ORDER_HISTORY
     max_fills: int = MAX_FILL_HISTORY
@@ -216,6 +219,9 @@ class SimAccount:
 
     def leverage_of(self, symbol: str) -> Decimal:
         return self.leverage.get(symbol, Decimal(1))
+
+    def margin_mode_of(self, symbol: str) -> str:
+        return self.margin_modes.get(symbol, "cross")
 
 
 def dec_str(value: Decimal | None) -> str:

@@ -15,6 +15,7 @@ from aiohttp import web
 from perpbot.sim.trading.accounts import SimOrder, dec_str
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, json_response
+from perpbot.sim.trading.margin_wire import binance_margin_fields
 from perpbot.sim.trading.matching import SimReject
 
 ERROR_CODES = {
@@ -182,13 +183,12 @@ class BinanceApi:
             data.append({
                 "symbol": symbol, "positionSide": "BOTH", "positionAmt": dec_str(pos.size),
                 "entryPrice": dec_str(pos.entry), "breakEvenPrice": dec_str(pos.entry), "markPrice": dec_str(mark),
-                "unRealizedProfit": dec_str(pos.unrealized(mark)), "liquidationPrice": "0",
+                "unRealizedProfit": dec_str(pos.unrealized(mark)),
                 "isolatedMargin": "0", "notional": dec_str(notional), "marginAsset": self.sim.account.currency,
                 "isolatedWallet": "0", "initialMargin": dec_str(abs(notional) / lever),
-                "maintMargin": dec_str(abs(notional) * Decimal("0.004")),
                 "positionInitialMargin": dec_str(abs(notional) / lever), "openOrderInitialMargin": "0",
                 "adl": 0, "bidNotional": "0", "askNotional": "0", "leverage": dec_str(lever),
-                "marginType": "cross", "isolated": False, "updateTime": pos.updated_ms,
+                "isolated": False, "updateTime": pos.updated_ms, **binance_margin_fields(self.sim, symbol),
             })
         return data
 

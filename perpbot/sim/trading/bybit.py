@@ -16,6 +16,7 @@ from perpbot.sim.trading.accounts import ZERO, SimOrder, dec_str
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, json_response
 from perpbot.sim.trading.matching import SimReject
+from perpbot.sim.trading.margin_wire import bybit_margin_fields, bybit_wallet_fields
 
 ERROR_CODES = {
     "insufficient_margin": (110007, "ab not enough for new order"),
@@ -189,6 +190,7 @@ class BybitApi:
             return self.ok({"category": "linear", "list": data, "nextPageCursor": ""})
         return await self.gate.run("private", None, act)
 
+                **bybit_wallet_fields(self.sim),
     async def realtime_orders(self, request: web.Request) -> web.Response:
         q = request.query
 
@@ -214,6 +216,7 @@ class BybitApi:
             for fill in reversed(self.sim.fills(request.query.get("symbol"))):
                 order = self.sim.account.orders.get(fill.order_id)
                 if order is None:  # forgotten by the bounded order history: the fill alone describes it
+                    **bybit_margin_fields(self.sim, symbol),
                     order_price, order_qty, leaves, order_type = fill.price, fill.qty, ZERO, "Limit"
                 else:
                     order_price, order_qty = order.price or fill.price, order.qty

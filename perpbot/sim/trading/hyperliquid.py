@@ -186,6 +186,10 @@ class HyperliquidApi(HyperliquidInfo):
         if isinstance(leverage, bool) or not isinstance(leverage, int):
             return web.Response(status=422, text=DESERIALIZE_ERROR)
         try:
+            self.sim.set_margin_mode(coin, "cross" if action.get("isCross", True) else "isolated")
+        except SimReject:
+            return self.err("Cannot switch leverage type with open position.")
+        try:
             self.sim.set_leverage(coin, Decimal(leverage))
         except SimReject:
             return self.err("Invalid leverage value")

@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from perpbot.sim.trading.accounts import SimFill, SimOrder
+from perpbot.sim.trading.clients import SIM_WALLET
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, json_response
 from perpbot.sim.trading.hyperliquid_wire import (
@@ -21,6 +22,7 @@ from perpbot.sim.trading.hyperliquid_wire import (
     hl_num,
     sz_decimals,
 )
+from perpbot.sim.trading.margin_wire import hyperliquid_margin_fields
 from perpbot.sim.trading.matching import SimReject
 
 
@@ -116,14 +118,20 @@ class HyperliquidInfo:
             direction = "Open Long" if signed > 0 else "Open Short"
         else:
             direction = "Close Short" if signed > 0 else "Close Long"
-        return {
+        order = self.sim.account.orders.get(fill.order_id)
+        origin = order.origin if order is not None else None
+        wire: dict[str, Any] = {
             "coin": fill.symbol, "px": hl_num(fill.price), "sz": hl_num(fill.qty),
             "side": "B" if fill.side == "buy" else "A", "time": fill.ts_ms, "startPosition": hl_num(start),
-            "dir": direction, "closedPnl": hl_num(fill.realized_pnl),
+            "dir": "Auto-Deleveraging" if origin == "adl" else direction, "closedPnl": hl_num(fill.realized_pnl),
             "hash": "0x" + f"{int(fill.trade_id):064x}", "oid": int(fill.order_id),
             "crossed": fill.liquidity == "taker", "fee": hl_num(fill.fee), "tid": int(fill.trade_id),
             "cloid": fill.client_id, "feeToken": "USDC",
         }
+        if origin == "liquidation":
+            # Our own position liquidated: we are the liquidated user (the fixture's shape).
+            wire["liquidation"] = {"liquidatedUser": SIM_WALLET, "markPx": hl_num(fill.price), "method": "market"}
+        return wire
 
     def clearinghouse(self) -> dict[str, Any]:
         margin = self.sim.margin()
@@ -143,14 +151,15 @@ class HyperliquidInfo:
                 "leverage": {"type": "cross" if self.leverage_mode.get(coin, True) else "isolated",
                              "value": int(lever)},
                 "entryPx": hl_num(pos.entry), "positionValue": hl_num(value), "unrealizedPnl": hl_num(upl),
-                "returnOnEquity": hl_num(upl / used) if used else "0.0", "liquidationPx": None,
+                "returnOnEquity": hl_num(upl / used) if used else "0.0",
+                "liquidationPx": hyperliquid_margin_fields(self.sim, coin)["liquidationPx"],
                 "marginUsed": hl_num(used), "maxLeverage": int(self.sim.max_leverage(coin)),
                 "cumFunding": {"allTime": "0.0", "sinceOpen": "0.0", "sinceChange": "0.0"},
             }})
         summary = {"accountValue": hl_num(margin["equity"]), "totalNtlPos": hl_num(total_ntl),
                    "totalRawUsd": hl_num(margin["wallet"]), "totalMarginUsed": hl_num(margin["used"])}
         return {"marginSummary": summary, "crossMarginSummary": dict(summary),
-                "crossMaintenanceMarginUsed": "0.0", "withdrawable": hl_num(max(Decimal(0), margin["available"])),
+                "crossMaintenanceMarginUsed": hl_num(self.sim.risk().maintenance_margin), "withdrawable": hl_num(max(Decimal(0), margin["available"])),
                 "assetPositions": positions, "time": self.sim.now_ms()}
 
     # ------------------------------------------------------------ POST /info

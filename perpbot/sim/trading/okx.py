@@ -17,6 +17,7 @@ from perpbot.sim.trading.accounts import SimOrder, dec_str
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, json_response
 from perpbot.sim.trading.matching import SimReject
+from perpbot.sim.trading.margin_wire import okx_margin_fields
 
 PREFIX = "/api/v5"
 ERROR_CODES = {
@@ -170,8 +171,8 @@ class OkxApi:
                     "instType": "SWAP", "instId": symbol, "posId": f"{symbol}-net", "posSide": "net",
                     "pos": dec_str(contracts), "posCcy": "", "avgPx": dec_str(pos.entry),
                     "markPx": dec_str(mark), "upl": dec_str(pos.unrealized(mark)), "lever": dec_str(lever),
-                    "mgnMode": "cross", "imr": dec_str(notional / lever), "mmr": dec_str(notional * Decimal("0.004")),
-                    "notionalUsd": dec_str(notional), "liqPx": "", "realizedPnl": dec_str(pos.realized_pnl),
+                    "imr": dec_str(notional / lever), **okx_margin_fields(self.sim, symbol),
+                    "notionalUsd": dec_str(notional), "realizedPnl": dec_str(pos.realized_pnl),
                     "ccy": self.sim.account.currency, "cTime": str(pos.opened_ms), "uTime": str(pos.updated_ms),
                     "margin": "", "uplRatio": "0",
                 })
