@@ -1,4 +1,5 @@
-"""Simulated Hyperliquid WebSocket: `l2Book` full snapshots with `time`, `activeAssetCtx`, subscriptionResponse acks.
+"""Simulated Hyperliquid WebSocket: `l2Book` full snapshots with `time`, `activeAssetCtx`, subscriptionResponse acks
+(and `post` requests, when perpbot.sim.private.hyperliquid_orders is mounted).
 
 Shapes per https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/websocket/subscriptions
 and the recorded frames in shared/fixtures/hyperliquid: every l2Book push is a whole book of
@@ -33,6 +34,8 @@ class HyperliquidFeed(VenueFeed):
         self.ctx: dict[str, str] = {}
         # User subscriptions (orderUpdates, userFills, ...) go to perpbot.sim.private.hyperliquid when mounted.
         self.private: Any = None
+        # `post` requests (signed actions: order entry) go to perpbot.sim.private.hyperliquid_orders when mounted.
+        self.posts: Any = None
         for coin in self.market.symbols("hyperliquid"):
             inst = self.market.instrument("hyperliquid", coin)
             self.grids[coin] = (Grid(inst.tick), Grid(inst.lot))
@@ -53,6 +56,9 @@ class HyperliquidFeed(VenueFeed):
             return
         if method == "ping":
             self.reply(session, {"channel": "pong"})
+            return
+        if method == "post" and self.posts is not None:
+            self.posts.on_post(session, request)
             return
         subscription = request.get("subscription")
         if method not in ("subscribe", "unsubscribe") or not isinstance(subscription, dict):

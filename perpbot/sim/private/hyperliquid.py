@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from perpbot.sim.private.common import Frame, PrivateStream
+from perpbot.sim.private.hyperliquid_orders import mount_hyperliquid_orders
 from perpbot.sim.trading.accounts import FundingPayment, SimOrder
 from perpbot.sim.trading.clients import SIM_WALLET
 from perpbot.sim.trading.exchange import SimEvent, SimExchange
@@ -129,7 +130,9 @@ class HyperliquidPrivate(PrivateStream):
 
 
 def mount_hyperliquid_private(sim: SimExchange, api: HyperliquidApi, feed: Any) -> HyperliquidPrivate:
-    """Route the public feed's user subscriptions to a new HyperliquidPrivate."""
+    """Route the public feed's user subscriptions to a new HyperliquidPrivate, and its `post` requests to
+    the simulated order entry (perpbot.sim.private.hyperliquid_orders)."""
     stream = HyperliquidPrivate(sim, api, feed)
     feed.private = stream
+    mount_hyperliquid_orders(api, feed)  # order entry: `post` requests on the same /ws
     return stream
