@@ -97,9 +97,11 @@ class OrderLifecycle:
         request = approved.request
         client = self.desk.clients[request.venue]
         try:
-            result = await asyncio.wait_for(client.place_order(approved),
-                                            timeout=self.desk.settings.execution.order_timeout_s)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: the placement runs in this task at once (wait_for would
+            # start it in a task of its own, a loop turn later), so the two legs leave back to back.
+            async with asyncio.timeout(self.desk.settings.execution.order_timeout_s):
+                result = await client.place_order(approved)
+        except TimeoutError:
             raise errors.UnknownOutcome(request.venue, "no answer within order_timeout_s") from None
         if result.details_complete:
             return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
@@ -61,7 +62,10 @@ class Journal(InstrumentCache, VenueTrades, Settlement):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         await self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a row the engine relied on before sending an order must survive a power cut.
+        # FULL: a row the engine relied on before sending an order must survive a power cut. In WAL mode
+        # NORMAL skips the fsync at each commit, so a power cut may lose the last transactions: an order
+        # at the venue with no journal row, exactly what writing first prevents. Measured on this machine
+        # (the write-ahead rows of an order pair, one transaction): FULL p50 0.27 ms, NORMAL 0.17 ms.
         await self._db.execute("PRAGMA synchronous=FULL")
         await self._db.execute("PRAGMA busy_timeout=5000")
         await self.migrate()
@@ -128,15 +132,10 @@ class Journal(InstrumentCache, VenueTrades, Settlement):
             await uncancellable(self._run_transaction(statements))
 
     async def _run_transaction(self, statements: Sequence[tuple[str, tuple]]) -> None:
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in statements:
-                await self.db.execute(sql, params)
-            await self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                await self.db.execute("ROLLBACK")
-            raise
+        # One hop to the database thread for the whole transaction (BEGIN, the rows, COMMIT) instead of
+        # one per statement: the write-ahead rows of an order pair are on the critical path before the
+        # orders leave. aiosqlite queues `_execute` calls on its one thread in order, like `execute`.
+        await self.db._execute(_apply_transaction, self.db._conn, statements)  # noqa: SLF001
 
     async def intents_with_status(self, *statuses: str) -> list[IntentRow]:
         """Intents in the given statuses, oldest first, with their decision payload decoded."""
@@ -365,3 +364,16 @@ class Journal(InstrumentCache, VenueTrades, Settlement):
     async def last_state(self) -> str | None:
         changes = await self.state_changes(1)
         return changes[0].to_state if changes else None
+
+
+def _apply_transaction(conn: sqlite3.Connection, statements: Sequence[tuple[str, tuple]]) -> None:
+    """BEGIN IMMEDIATE, the statements, COMMIT; ROLLBACK on any error (run on the database thread)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in statements:
+            conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
