@@ -40,6 +40,12 @@ KNOWN_GRIDS: dict[tuple[str, str], tuple[str, str, str]] = {
 
 MIN_NOTIONAL = {"okx": Decimal("0"), "binance": Decimal("5"), "bybit": Decimal("5"), "hyperliquid": Decimal("10")}
 
+# Funding-rate cap (+/-) per interval, one value for every wire that states it: OKX maxFundingRate /
+# minFundingRate (REST funding-rate and the WS funding-rate channel, documented 0.00375), Bybit
+# upperFundingRate / lowerFundingRate of the instrument row (documented BTCUSDT example, 0.00375) and
+# the ticker's fundingCap.
+FUNDING_CAPS = {"okx": Decimal("0.00375"), "bybit": Decimal("0.00375")}
+
 
 @dataclass(frozen=True, slots=True)
 class SimInstrument:

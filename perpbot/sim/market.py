@@ -25,6 +25,10 @@ __all__ = ["DEFAULT_SYMBOLS", "Levels", "Market", "SimBook", "SimInstrument", "d
 # Levels kept per side in each venue's book (the widest channel a client can ask for).
 BOOK_DEPTH = {"okx": 400, "binance": 250, "bybit": 200, "hyperliquid": 40}
 
+# Decimal places of a funding rate per venue (default 10): Binance writes 8 ("0.00038167"), the simulated
+# Bybit stream 7.
+FUNDING_RATE_DECIMALS = {"binance": 8, "bybit": 7}
+
 PER_TICK_VOLATILITY = 0.00001  # 0.1 bp per tick of the shared mid path
 DISLOCATION_SECONDS = 3.0
 
@@ -152,7 +156,9 @@ class Market:
         """(rate per interval, interval hours, next funding time ms from the clock)."""
         inst = self._instruments[(venue, symbol)]
         rate_8h = self._base_funding[inst.base] + self._funding_offset[(venue, inst.base)]
-        rate = Decimal(repr(round(rate_8h * inst.funding_interval_h / 8, 10))).quantize(Decimal("1e-10"))
+        # In the venue's own precision, so every wire (REST, WS, funding history) and the settlement agree.
+        places = Decimal(1).scaleb(-FUNDING_RATE_DECIMALS.get(venue, 10))
+        rate = Decimal(repr(round(rate_8h * inst.funding_interval_h / 8, 10))).quantize(places)
         interval_ms = inst.funding_interval_h * 3_600_000
         now_ms = int(self.clock() * 1000)
         return rate.normalize() if rate else Decimal(0), inst.funding_interval_h, (now_ms // interval_ms + 1) * interval_ms

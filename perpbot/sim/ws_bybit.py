@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from perpbot.sim.instruments import FUNDING_CAPS
 from perpbot.sim.market import diff_views
 from perpbot.sim.ws_common import Grid, Session, VenueFeed, dumps
 
@@ -131,7 +132,8 @@ class BybitFeed(VenueFeed):
         index = Decimal(repr(self.market.index(inst.base))).quantize(Decimal("0.01"))
         return {
             "symbol": symbol, "lastPrice": format(mark, "f"), "markPrice": format(mark, "f"),
-            "indexPrice": format(index, "f"), "fundingIntervalHour": str(interval_h), "fundingCap": "0.005",
+            "indexPrice": format(index, "f"), "fundingIntervalHour": str(interval_h),
+            "fundingCap": format(FUNDING_CAPS["bybit"], "f"),
             "nextFundingTime": str(next_ms), "fundingRate": format(rate.quantize(Decimal("1e-7")), "f"),
             "bid1Price": price_grid.fixed(bids[0][0]), "bid1Size": size_grid.fixed(bids[0][1]),
             "ask1Price": price_grid.fixed(asks[0][0]), "ask1Size": size_grid.fixed(asks[0][1]),

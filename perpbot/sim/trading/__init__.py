@@ -11,6 +11,7 @@ from perpbot.sim.faults import FaultBoard
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, drop_connection_middleware
 from perpbot.sim.trading.matching import SimReject
+from perpbot.sim.trading.public_rest import add_public_rest_routes
 
 VENUE_MODULES = {"okx": "Okx", "binance": "Binance", "bybit": "Bybit", "hyperliquid": "Hyperliquid"}
 # Venues whose matching engine exists but whose REST wire is not served yet (ccxt calls get 404).
@@ -42,6 +43,7 @@ def add_trading_routes(app: web.Application, venue: str, market: Any, faults: Fa
     gate = FaultGate(sim, getattr(module, f"{prefix}Wire")(), app)
     app.middlewares.append(drop_connection_middleware)
     getattr(module, f"add_{venue}_routes")(app, sim, gate)
+    add_public_rest_routes(app, venue, sim, gate, feed)  # REST books, funding-rate history
     app[APP_KEY] = sim
     if private:
         from perpbot.sim.private import mount_private

@@ -22,18 +22,19 @@ ERROR_CODES = {
     "insufficient_margin": (-2019, "Margin is insufficient."),
     "reduce_only": (-2022, "ReduceOnly Order is rejected."),
     "unknown_order": (-2013, "Order does not exist."),
-    "duplicate_client_id": (-4116, "ClientOrderId is duplicated."),
+    "duplicate_client_id": (-4116, "clientOrderId is duplicated"),
     "bad_tick": (-4014, "Price not increased by tick size."),
     "bad_lot": (-1111, "Precision is over the maximum defined for this asset."),
-    "min_qty": (-4003, "Quantity less than or equal to zero."),
-    "min_notional": (-4164, "Order's notional must be no smaller than 5 (unless you choose reduce only)."),
+    "min_qty": (-4004, "Quantity less than min quantity."),
+    "min_notional": (-4164, "Order's notional must be no smaller than 5.0 (unless you choose reduce only)"),
     "unknown_symbol": (-1121, "Invalid symbol."),
     "post_only_cross": (-5022, "Due to the order could not be executed as maker, the Post Only order will be "
-                               "rejected. The order will not be recorded in the order history"),
+                               "rejected."),
     "bad_leverage": (-4028, "Leverage is not valid"),
     "bad_request": (-1102, "Mandatory parameter was not sent, was empty/null, or malformed."),
     "reject": (-2010, "NEW_ORDER_REJECTED"),
 }
+EIGHT = Decimal("0.00000001")
 STATUS = {"new": "NEW", "partially_filled": "PARTIALLY_FILLED", "filled": "FILLED", "canceled": "CANCELED"}
 TIF_IN = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "GTX": "POST_ONLY", "GTD": "GTC"}
 
@@ -122,10 +123,13 @@ class BinanceApi:
     async def premium_index(self, request: web.Request) -> web.Response:
         def one(symbol: str) -> dict[str, Any]:
             self.sim.instrument(symbol)
+            # Every number in the venue's fixed 8-decimal form, the values the markPriceUpdate stream sends.
+            inst = self.sim.instrument(symbol)
             rate, _interval, next_ms = self.sim.market.funding("binance", symbol)
-            mark = dec_str(Decimal(self.sim.market.mark("binance", symbol)))
-            return {"symbol": symbol, "markPrice": mark, "indexPrice": mark, "estimatedSettlePrice": mark,
-                    "lastFundingRate": dec_str(Decimal(rate)), "interestRate": "0.00010000",
+            mark = format(Decimal(self.sim.market.mark("binance", symbol)).quantize(EIGHT), "f")
+            index = format(Decimal(repr(self.sim.market.index(inst.base))).quantize(EIGHT), "f")
+            return {"symbol": symbol, "markPrice": mark, "indexPrice": index, "estimatedSettlePrice": mark,
+                    "lastFundingRate": format(Decimal(rate).quantize(EIGHT), "f"), "interestRate": "0.00010000",
                     "nextFundingTime": int(next_ms), "time": self.sim.now_ms()}
 
         def act(_):

@@ -7,34 +7,44 @@ Shapes mirror https://bybit-exchange.github.io/docs/v5/order/create-order ; retC
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from aiohttp import web
 
+from perpbot.sim.instruments import FUNDING_CAPS
 from perpbot.sim.trading.accounts import ZERO, SimOrder, dec_str
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, json_response
-from perpbot.sim.trading.matching import SimReject
 from perpbot.sim.trading.margin_wire import bybit_margin_fields, bybit_wallet_fields
+from perpbot.sim.trading.matching import SimReject
+from perpbot.sim.ws_common import Grid
 
 ERROR_CODES = {
-    "insufficient_margin": (110007, "ab not enough for new order"),
-    "reduce_only": (110017, "current position is zero, cannot fix reduce-only order qty"),
+    # Texts from the docs' code table (venue_errors.json) where it has the code; 110017's is the one the v5
+    # API was seen answering for a reduce-only order it refuses (ccxt issue 19588; legacy docs text).
+    "insufficient_margin": (110007, "Available balance is insufficient"),
+    "reduce_only": (110017, "Reduce-only rule not satisfied"),
     "unknown_order": (110001, "Order does not exist"),
     "duplicate_client_id": (110072, "OrderLinkedID is duplicate"),
     "bad_tick": (10001, "The number of contracts exceeds maximum limit allowed: price invalid"),
     "bad_lot": (10001, "Qty invalid"),
     "min_qty": (170136, "Order quantity lower than the minimum."),
-    "min_notional": (110094, "Order does not meet minimum order value 5USDT"),
+    "min_notional": (110094, "Order notional value below the lower limit"),
     "unknown_symbol": (10001, "params error: symbol invalid"),
     "post_only_cross": (110003, "Order price is out of permissible range"),
     "bad_leverage": (10001, "leverage invalid"),
     "bad_request": (10001, "params error"),
-    "reject": (110009, "The number of stop orders exceeds maximum limit allowed"),
+    "reject": (110009, "The number of stop orders exceeds the maximum allowable limit"),
 }
+CAP = FUNDING_CAPS["bybit"]
 STATUS = {"new": "New", "partially_filled": "PartiallyFilled", "filled": "Filled", "canceled": "Cancelled"}
 TIF_IN = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "POSTONLY": "POST_ONLY"}
+
+
+def _steps(value: Decimal, step: Decimal) -> int:
+    """How many whole `step`s fit in `value` (grid rendering of a quantity)."""
+    return int(Decimal(value) // Decimal(step))
 
 
 def envelope(result: Any, code: int = 0, msg: str = "OK", now_ms: int = 0) -> dict[str, Any]:
@@ -63,21 +73,37 @@ class BybitApi:
         return json_response(envelope(result, now_ms=self.sim.now_ms()))
 
     def instrument_json(self, symbol: str) -> dict[str, Any]:
+        """The instruments-info row, keys and string forms as the documented BTCUSDT example
+        (shared/fixtures/bybit/doc_instruments_info_linear_BTCUSDT.json): prices with the tick's own
+        decimals (tick 0.10 -> "0.10", priceScale "2"), quantities with the qty step's."""
         inst = self.sim.instrument(symbol)
-        tick = Decimal(inst.tick)
+        price, qty = Grid(Decimal(inst.tick)), Grid(Decimal(inst.lot))
         _rate, interval_h, _next = self.sim.market.funding("bybit", symbol)
         return {
             "symbol": symbol, "contractType": "LinearPerpetual", "status": "Trading", "baseCoin": inst.base,
-            "quoteCoin": inst.quote, "settleCoin": inst.quote, "launchTime": "1585526400000", "deliveryTime": "0",
-            "deliveryFeeRate": "", "priceScale": str(max(0, -cast(int, tick.normalize().as_tuple().exponent))),
-            "leverageFilter": {"minLeverage": "1", "maxLeverage": str(inst.max_leverage), "leverageStep": "0.01"},
-            "priceFilter": {"minPrice": dec_str(tick), "maxPrice": "1999999.80", "tickSize": dec_str(tick)},
-            "lotSizeFilter": {"maxOrderQty": "1190", "minOrderQty": dec_str(Decimal(inst.min_qty)),
-                              "qtyStep": dec_str(Decimal(inst.lot)), "postOnlyMaxOrderQty": "1190",
-                              "maxMktOrderQty": "500", "minNotionalValue": dec_str(Decimal(inst.min_notional))},
-            "unifiedMarginTrade": True, "fundingInterval": int(interval_h) * 60, "settleCoin_": inst.quote,
-            "copyTrading": "both", "upperFundingRate": "0.005", "lowerFundingRate": "-0.005", "isPreListing": False,
+            "quoteCoin": inst.quote, "launchTime": "1585526400000", "deliveryTime": "0", "deliveryFeeRate": "",
+            "priceScale": str(price.decimals),
+            "leverageFilter": {"minLeverage": "1", "maxLeverage": f"{inst.max_leverage}.00", "leverageStep": "0.01"},
+            # maxPrice: 19,999,998 ticks, as BTCUSDT (1999999.80 at 0.10) and ETHUSDT (199999.98 at 0.01).
+            "priceFilter": {"minPrice": price.fixed(1), "maxPrice": price.fixed(19_999_998),
+                            "tickSize": price.fixed(1)},
+            "lotSizeFilter": {"maxOrderQty": qty.fixed(_steps(Decimal(1190), inst.lot)),
+                              "minOrderQty": qty.fixed(_steps(inst.min_qty, inst.lot)), "qtyStep": qty.fixed(1),
+                              "postOnlyMaxOrderQty": qty.fixed(_steps(Decimal(1190), inst.lot)),
+                              "maxMktOrderQty": qty.fixed(_steps(Decimal(500), inst.lot)),
+                              "minNotionalValue": dec_str(Decimal(inst.min_notional))},
+            "unifiedMarginTrade": True, "fundingInterval": int(interval_h) * 60, "settleCoin": inst.quote,
+            "copyTrading": "both", "upperFundingRate": format(CAP, "f"), "lowerFundingRate": format(-CAP, "f"),
+            "isPreListing": False, "preListingInfo": None,
+            "riskParameters": {"priceLimitRatioX": "0.01", "priceLimitRatioY": "0.02"}, "symbolType": "",
         }
+
+    def price_str(self, symbol: str, value: Decimal) -> str:
+        """A price with the tick's decimals, as Bybit writes them ("68641.30")."""
+        return format(value.quantize(Decimal(self.sim.instrument(symbol).tick)), "f")
+
+    def size_str(self, symbol: str, value: Decimal) -> str:
+        return format(value.quantize(Decimal(self.sim.instrument(symbol).lot)), "f")
 
     def order_json(self, order: SimOrder) -> dict[str, Any]:
         status = STATUS[order.status]
@@ -86,7 +112,8 @@ class BybitApi:
         tif = {"POST_ONLY": "PostOnly"}.get(order.time_in_force, order.time_in_force)
         return {
             "orderId": order.order_id, "orderLinkId": order.client_id or "", "blockTradeId": "",
-            "symbol": order.symbol, "price": dec_str(order.price) if order.price is not None else "0",
+            "symbol": order.symbol,
+            "price": self.price_str(order.symbol, order.price) if order.price is not None else "0",
             "qty": dec_str(order.qty), "side": order.side.capitalize(), "isLeverage": "", "positionIdx": 0,
             "orderStatus": status, "cancelType": "UNKNOWN", "rejectReason": "EC_NoError",
             "avgPrice": dec_str(order.average_price) if order.filled else "",
@@ -123,15 +150,17 @@ class BybitApi:
                     continue
                 rate, interval_h, next_ms = self.sim.market.funding("bybit", symbol)
                 bids, asks = self.sim.market.levels("bybit", symbol)
-                mark = dec_str(Decimal(self.sim.market.mark("bybit", symbol)))
+                mark = self.price_str(symbol, Decimal(self.sim.market.mark("bybit", symbol)))
                 data.append({
                     "symbol": symbol, "lastPrice": mark, "indexPrice": mark, "markPrice": mark,
                     "prevPrice24h": mark, "price24hPcnt": "0", "highPrice24h": mark, "lowPrice24h": mark,
                     "openInterest": "0", "openInterestValue": "0", "turnover24h": "0", "volume24h": "0",
                     "fundingRate": dec_str(Decimal(rate)), "nextFundingTime": str(next_ms),
-                    "fundingIntervalHour": str(interval_h), "fundingCap": "0.005",
-                    "bid1Price": dec_str(bids[0][0]) if bids else "", "bid1Size": dec_str(bids[0][1]) if bids else "",
-                    "ask1Price": dec_str(asks[0][0]) if asks else "", "ask1Size": dec_str(asks[0][1]) if asks else "",
+                    "fundingIntervalHour": str(interval_h), "fundingCap": format(CAP, "f"),
+                    "bid1Price": self.price_str(symbol, bids[0][0]) if bids else "",
+                    "bid1Size": self.size_str(symbol, bids[0][1]) if bids else "",
+                    "ask1Price": self.price_str(symbol, asks[0][0]) if asks else "",
+                    "ask1Size": self.size_str(symbol, asks[0][1]) if asks else "",
                 })
             return self.ok({"category": "linear", "list": data})
         return await self.gate.run("public", None, act)
@@ -161,6 +190,7 @@ class BybitApi:
                 "totalAvailableBalance": dec_str(m["available"]), "totalPerpUPL": dec_str(m["unrealized_pnl"]),
                 "totalInitialMargin": dec_str(m["used"]), "totalMaintenanceMargin": "0",
                 "accountIMRate": "0", "accountMMRate": "0", "accountLTV": "0", "coin": [coin],
+                **bybit_wallet_fields(self.sim),
             }]})
         return await self.gate.run("private", None, act)
 
@@ -186,11 +216,11 @@ class BybitApi:
                     "unrealisedPnl": dec_str(pos.unrealized(mark)), "curRealisedPnl": dec_str(pos.realized_pnl),
                     "cumRealisedPnl": dec_str(pos.realized_pnl), "seq": 1, "isReduceOnly": False,
                     "createdTime": str(pos.opened_ms), "updatedTime": str(pos.updated_ms),
+                    **bybit_margin_fields(self.sim, symbol),
                 })
             return self.ok({"category": "linear", "list": data, "nextPageCursor": ""})
         return await self.gate.run("private", None, act)
 
-                **bybit_wallet_fields(self.sim),
     async def realtime_orders(self, request: web.Request) -> web.Response:
         q = request.query
 
@@ -216,7 +246,6 @@ class BybitApi:
             for fill in reversed(self.sim.fills(request.query.get("symbol"))):
                 order = self.sim.account.orders.get(fill.order_id)
                 if order is None:  # forgotten by the bounded order history: the fill alone describes it
-                    **bybit_margin_fields(self.sim, symbol),
                     order_price, order_qty, leaves, order_type = fill.price, fill.qty, ZERO, "Limit"
                 else:
                     order_price, order_qty = order.price or fill.price, order.qty

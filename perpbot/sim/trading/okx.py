@@ -13,20 +13,27 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from perpbot.sim.instruments import FUNDING_CAPS
 from perpbot.sim.trading.accounts import SimOrder, dec_str
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, json_response
-from perpbot.sim.trading.matching import SimReject
 from perpbot.sim.trading.margin_wire import okx_margin_fields
+from perpbot.sim.trading.matching import SimReject
 
 PREFIX = "/api/v5"
 ERROR_CODES = {
     "insufficient_margin": ("51008", "Order failed. Insufficient USDT margin in account"),
-    "reduce_only": ("51205", "Reduce Only is not available"),
+    # Reduce-only refusals by the position they meet (venue_errors.json, OKX docs texts): none -> 51169,
+    # same direction -> 51170; larger than the position -> 51205 (which code the venue uses there is not known).
+    "reduce_only": ("51169", "Order failed because you don't have any positions in this direction for this "
+                             "contract to reduce or close."),
+    "reduce_only_same_side": ("51170", "Failed to place order. A reduce-only order can\u2019t be the same trading "
+                                       "direction as your existing positions."),
+    "reduce_only_exceeds": ("51205", "Reduce Only is not available."),
     "unknown_order": ("51603", "Order does not exist"),
     "duplicate_client_id": ("51016", "Duplicated clOrdId"),
     "bad_tick": ("51000", "Parameter px error"),
-    "bad_lot": ("51121", "Order quantity must be a multiple of the lot size"),
+    "bad_lot": ("51121", "Order quantity must be a multiple of the lot size."),
     "min_qty": ("51020", "Your order should meet or exceed the minimum order amount"),
     "min_notional": ("51020", "Your order should meet or exceed the minimum order amount"),
     "unknown_symbol": ("51001", "Instrument ID does not exist"),
@@ -35,12 +42,15 @@ ERROR_CODES = {
     "bad_request": ("51000", "Parameter error"),
     "reject": ("51006", "Order rejected"),
 }
-ORDER_REASONS = {"insufficient_margin", "reduce_only", "duplicate_client_id", "bad_tick", "bad_lot", "min_qty",
-                 "min_notional", "post_only_cross", "reject"}
+ORDER_REASONS = {"insufficient_margin", "reduce_only", "reduce_only_same_side", "reduce_only_exceeds",
+                 "duplicate_client_id", "bad_tick", "bad_lot", "min_qty", "min_notional", "post_only_cross", "reject"}
+# Codes whose sMsg is the venue's text as is (venue_errors.json); the others carry the simulator's detail.
+EXACT_TEXT = {"reduce_only", "reduce_only_same_side", "reduce_only_exceeds", "bad_lot"}
 ORD_TYPES = {
     "limit": ("limit", "GTC"), "ioc": ("limit", "IOC"), "fok": ("limit", "FOK"),
     "post_only": ("limit", "POST_ONLY"), "market": ("market", "IOC"), "optimal_limit_ioc": ("market", "IOC"),
 }
+CAP = FUNDING_CAPS["okx"]
 STATES = {"new": "live", "partially_filled": "partially_filled", "filled": "filled", "canceled": "canceled"}
 
 
@@ -52,7 +62,7 @@ class OkxWire:
         if reason in ORDER_REASONS:
             return json_response({"code": "1", "msg": "All operations failed",
                                   "data": [{"ordId": "", "clOrdId": "", "tag": "", "sCode": code,
-                                            "sMsg": f"{msg} ({message})"}]})
+                                            "sMsg": msg if reason in EXACT_TEXT else f"{msg} ({message})"}]})
         return json_response({"code": code, "msg": msg, "data": []})
 
     def maintenance(self) -> web.Response:
@@ -129,8 +139,8 @@ class OkxApi:
                     "nextFundingTime": str(int(next_ms) + int(interval_h) * 3_600_000),
                     "method": "current_period", "formulaType": "withRate", "premium": "0",
                     "settFundingRate": dec_str(Decimal(rate)), "settState": "settled",
-                    "impactValue": "", "interestRate": "0", "maxFundingRate": "0.0375",
-                    "minFundingRate": "-0.0375", "ts": str(self.sim.now_ms()),
+                    "impactValue": "", "interestRate": "0", "maxFundingRate": format(CAP, "f"),
+                    "minFundingRate": format(-CAP, "f"), "ts": str(self.sim.now_ms()),
                 })
             return ok(data)
         return await self.gate.run("public", None, act)
@@ -183,7 +193,8 @@ class OkxApi:
         q = request.query
 
         def act(_):
-            order = self.sim.get_order(q.get("instId"), q.get("ordId"), q.get("clOrdId"))
+            # python-okx sends every parameter, the unused id as "": an empty id is an absent one.
+            order = self.sim.get_order(q.get("instId"), q.get("ordId") or None, q.get("clOrdId") or None)
             return ok([self.order_json(order)])
         return await self.gate.run("private", q.get("instId"), act)
 
@@ -246,13 +257,26 @@ class OkxApi:
         if ratio is not None:
             rules = self.sim.rules(item["instId"])
             cap = (qty * ratio // rules.lot) * rules.lot
-        order = self.sim.place_order(
-            item["instId"], item["side"], type_, qty, price, tif,
-            reduce_only=str(item.get("reduceOnly", "false")).lower() == "true",
-            client_id=item.get("clOrdId") or None, fill_cap=cap,
-        )
+        try:
+            order = self.sim.place_order(
+                item["instId"], item["side"], type_, qty, price, tif,
+                reduce_only=str(item.get("reduceOnly", "false")).lower() == "true",
+                client_id=item.get("clOrdId") or None, fill_cap=cap,
+            )
+        except SimReject as reject:
+            if reject.reason == "reduce_only":
+                raise SimReject(self.reduce_only_reason(item["instId"], item["side"]), reject.message) from None
+            raise
         return {"ordId": order.order_id, "clOrdId": order.client_id or "", "tag": item.get("tag", ""),
                 "ts": str(order.created_ms), "sCode": "0", "sMsg": "Order placed"}
+
+    def reduce_only_reason(self, symbol: str, side: str) -> str:
+        """Which OKX refusal a reduce-only order gets: no position (51169), one on the order's side (51170),
+        or one smaller than the order (51205)."""
+        size = self.sim.account.position(symbol).size
+        if size == 0:
+            return "reduce_only"
+        return "reduce_only_same_side" if (size > 0) == (side == "buy") else "reduce_only_exceeds"
 
     async def place(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read() or b"{}")
@@ -271,7 +295,8 @@ class OkxApi:
             data = []
             for item in items:
                 try:
-                    order = self.sim.cancel_order(item.get("instId"), item.get("ordId"), item.get("clOrdId"))
+                    order = self.sim.cancel_order(item.get("instId"), item.get("ordId") or None,
+                                                  item.get("clOrdId") or None)
                 except SimReject:
                     if isinstance(body, list) and len(items) > 1:
                         data.append({"ordId": item.get("ordId", ""), "clOrdId": item.get("clOrdId", ""),
