@@ -149,7 +149,7 @@ class HyperliquidOrderLink:
         self._mainnet = cfg.environment == "mainnet"
         self._assets = dict(assets)
         self._clock = clock
-        self._last_nonce = 0
+        self._last_nonce = -1
         self._sizes: dict[str, Decimal] = {}  # request id -> order size (a filled answer has totalSz only)
 
     def url(self) -> str:
