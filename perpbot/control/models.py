@@ -159,6 +159,14 @@ class Position(Answer):
     unrealized_pnl: DecimalStr | None = None
     leverage: DecimalStr | None = None
     unhedged_base: DecimalStr | None = None
+    # Margin safety (issue 16), as the venue stated it (push, else REST): None until it has.
+    liquidation_price: DecimalStr | None = None
+    liquidation_distance_pct: DecimalStr | None = None
+    maintenance_margin: DecimalStr | None = None
+    margin_ratio: DecimalStr | None = None
+    adl_rank: int | None = None
+    margin_mode: str | None = None
+    margin_source: str | None = None
 
 
 class Positions(RootModel[list[Position]]):
@@ -172,6 +180,11 @@ class SyncReport(Answer):
     # Keys left to the next pass: something was in flight on them, or a fill landed while the
     # venues were read (the reconciliation reads outside the trade lock).
     skipped: list[Any] | None = None
+    # POST /api/sync/positions?dry_run=true: what a sync would change, nothing applied.
+    dry_run: bool | None = None
+    orders_to_settle: list[dict[str, Any]] | None = None
+    operation_id: str | None = None
+    joined: bool | None = None  # this request joined a sync already running
 
 
 class PauseAnswer(Answer):
@@ -227,6 +240,8 @@ class CloseAllAnswer(Answer):
     state: str | None = None
     results: list[FlattenResult]
     canceled_orders: list[dict[str, Any]] | None = None
+    operation_id: str | None = None
+    joined: bool | None = None  # this request joined a close-all already running (it acted once)
 
 
 class PnlToday(Answer):
@@ -251,13 +266,85 @@ class Fill(Answer):
 
 
 class Trades(RootModel[list[Fill]]):
-    """Fills, oldest first."""
+    """Fills, oldest first; each names its trade (`trade_id`) and, once that trade closed, carries the
+    attribution of the trade's leg on its venue/symbol (`attribution`, a TradeLeg)."""
+
+
+class TradeLeg(Answer):
+    """One leg's attribution (perpbot.portfolio.attribution.LegAttribution): every amount a decimal string."""
+
+    venue: str
+    symbol: str
+    side: str
+    parts: dict[str, DecimalStr | None] | None = None
+
+
+class TradeAttributionAnswer(Answer):
+    """GET /api/trades/{trade_id}: the trade's attribution per leg against its decisions' expectations."""
+
+    trade_id: str
+    strategy: str
+    base: str
+    status: str  # open | closed
+    opened_ts: float
+    closed_ts: float | None = None
+    expected_edge_bps: DecimalStr | None = None
+    expected_edge_usdt: DecimalStr | None = None
+    realized_pnl_usdt: DecimalStr | None = None
+    totals: dict[str, DecimalStr | None]
+    legs: list[TradeLeg]
+
+
+class AttributionRow(Answer):
+    """One UTC day, strategy and venue of GET /api/pnl/attribution (figures as decimal strings)."""
+
+    day: str
+    strategy: str
+    venue: str
+    legs: int
+
+
+class PnlAttribution(Answer):
+    days: int
+    rows: list[AttributionRow]
+
+
+class OperationAnswer(Answer):
+    """A close-all or sync operation (202 while it runs; GET /api/operations/{id})."""
+
+    id: str
+    kind: str
+    status: str  # running | done | failed
+    started_at: float
+    finished_at: float | None = None
+    joined: int | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    poll: str
+
+
+class AuditRecord(Answer):
+    ts: float
+    method: str
+    path: str
+    scope: str | None = None  # the token's scope: trade, read, or null (none or a wrong one)
+    remote: str | None = None
+    origin: str | None = None
+    status: int
+    outcome: str
+    idempotency_key: str | None = None
+    operation_id: str | None = None
+
+
+class AuditTrailAnswer(RootModel[list[AuditRecord]]):
+    """Audit records, oldest first."""
 
 
 class ErrorAnswer(BaseModel):
-    """Every error answer (4xx, 5xx)."""
+    """Every error answer (4xx, 5xx); refusals name their reason (e.g. wrong_token, foreign_origin)."""
 
     error: str
+    reason: str | None = None
 
 
 # Route handler name -> its answer's model (the /metrics route answers Prometheus text: no model).
@@ -279,6 +366,10 @@ RESPONSE_MODELS: dict[str, type[BaseModel]] = {
     "close_all": CloseAllAnswer,
     "pnl_today": PnlToday,
     "trades": Trades,
+    "trade": TradeAttributionAnswer,
+    "pnl_attribution": PnlAttribution,
+    "operation": OperationAnswer,
+    "audit": AuditTrailAnswer,
 }
 
 REF_TEMPLATE = "#/components/schemas/{model}"

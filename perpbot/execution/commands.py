@@ -14,6 +14,7 @@ from perpbot.core.ports import ExchangeClient
 from perpbot.execution.client_ids import client_order_id, new_intent_id
 from perpbot.execution.desk import Desk, publish, s
 from perpbot.execution.orders import OrderLifecycle
+from perpbot.execution.reconcile import diff_positions
 from perpbot.execution.reconciler import Reconcile
 from perpbot.execution.states import TradingStates
 from perpbot.risk.states import OPERATOR_RESUME_AFTER_RECONCILIATION
@@ -143,6 +144,29 @@ class OperatorCommands:
         desk.funding_synced_at = desk.clock()
         publish(desk)
         return report
+
+    async def sync_preview(self) -> Report:
+        """What sync_positions would change, changing nothing (POST /api/sync/positions?dry_run=true):
+        each venue's positions against the local ones (pure diff), and the unresolved orders a sync
+        would ask the venue about. Reads only; no lock, no journal write, no cancel."""
+        desk = self.desk
+        venues = list(desk.clients.items())
+        reads = await asyncio.gather(*(client.fetch_positions() for _, client in venues), return_exceptions=True)
+        changed: list[Report] = []
+        problems: dict[str, str] = {}
+        for (venue, _), remote in zip(venues, reads):
+            if isinstance(remote, errors.VenueErrorBase):
+                problems[venue] = remote.message
+                continue
+            if isinstance(remote, BaseException):
+                raise remote
+            local = {symbol: (p.size, p.entry_price) for (v, symbol), p in desk.portfolio.positions.items()
+                     if v == venue}
+            changed += [change.as_dict() for change in diff_positions(venue, local, remote)]
+        unresolved = await desk.journal.orders_with_status("unknown", "pending", "open")
+        orders = [{"kind": "order", "venue": row.venue, "symbol": row.symbol, "client_order_id": row.client_order_id,
+                   "status": row.status} for row in unresolved]
+        return {"dry_run": True, "changed": changed, "orders_to_settle": orders, "errors": problems}
 
     async def drain(self, grace_s: float) -> bool:
         """Graceful stop: take no new decision, let the execution in flight (both legs and their

@@ -258,6 +258,10 @@ class Engine:
     async def sync_positions(self) -> dict[str, Any]:
         return await self.commands.sync_positions()
 
+    async def sync_preview(self) -> dict[str, Any]:
+        """What sync_positions would change, applying nothing (the control API's dry run)."""
+        return await self.commands.sync_preview()
+
     # ------------------------------------------------------------------ reads (perpbot.control.views)
     def trading_state(self) -> dict[str, Any]:
         return views.trading_state(self.desk)

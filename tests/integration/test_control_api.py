@@ -1,4 +1,6 @@
-"""Control API over a real loopback socket: auth, JSON errors, books, engine routes, OpenAPI, redaction."""
+"""Control API over a real loopback socket: auth, JSON errors, books, engine routes, OpenAPI, redaction.
+The control plane's hardening (generated token, Origin/Host, scopes, idempotency, operations, audit)
+is in tests/security/test_security_control_plane.py."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ import pytest
 from aiohttp import web
 
 from perpbot.book.store import BookStore
+from perpbot.control.auth import read_or_create_token
 from perpbot.control.server import ROUTES, ControlContext, ControlServer, build_app
 from perpbot.settings import ConfigError, Settings
 from perpbot.telemetry.logging import setup_logging, shutdown_logging
 from perpbot.telemetry.metrics import Metrics
 
 TOKEN = "t0ken-for-tests-9f8e"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class RecordingEngine:
@@ -48,6 +52,10 @@ class RecordingEngine:
         self.calls.append("sync")
         return {"changed": []}
 
+    async def sync_preview(self) -> dict[str, Any]:
+        self.calls.append("sync_preview")
+        return {"dry_run": True, "changed": [], "orders_to_settle": [], "errors": {}}
+
     def trading_state(self) -> dict[str, Any]:
         return {"state": "paused" if self.paused_reason else "running"}
 
@@ -69,7 +77,10 @@ class RecordingEngine:
 
 
 def make_settings(tmp_path, **kw) -> Settings:
-    return Settings(http={"host": "127.0.0.1", "port": 0}, log_dir=str(tmp_path / "logs"), **kw)
+    """Settings for a control API under test; the journal (audit trail, generated token) under tmp_path."""
+    kw.setdefault("journal", {"path": str(tmp_path / "data" / "journal.sqlite")})
+    kw.setdefault("http", {"host": "127.0.0.1", "port": 0})
+    return Settings(log_dir=str(tmp_path / "logs"), **kw)
 
 
 @pytest.fixture
@@ -96,7 +107,7 @@ async def test_state_changing_routes_need_the_right_bearer_token(api, tmp_path):
     base, _ = await start(make_settings(tmp_path, api_token=TOKEN), engine)
     async with http.post(f"{base}/api/trading/pause") as resp:
         assert resp.status == 401
-        assert (await resp.json()) == {"error": "missing bearer token"}
+        assert (await resp.json()) == {"error": "missing bearer token", "reason": "missing_token"}
     async with http.post(f"{base}/api/trading/pause", headers={"Authorization": "Bearer nope"}) as resp:
         assert resp.status == 401 and "wrong" in (await resp.json())["error"]
     assert engine.calls == []
@@ -110,19 +121,25 @@ async def test_state_changing_routes_need_the_right_bearer_token(api, tmp_path):
         assert resp.status == 200 and (await resp.json()) == {"state": "paused"}
 
 
-async def test_without_a_token_loopback_allows_commands_and_a_public_bind_refuses(api, tmp_path):
+async def test_without_a_configured_token_commands_need_the_generated_one_and_a_public_bind_refuses(api, tmp_path):
     start, http = api
     engine = RecordingEngine()
-    base, _ = await start(make_settings(tmp_path), engine)
+    settings = make_settings(tmp_path)
+    base, _ = await start(settings, engine)
     async with http.post(f"{base}/api/trading/resume") as resp:
+        assert resp.status == 401  # loopback is no boundary: no token, no command
+    assert engine.calls == []
+    generated, created = read_or_create_token(settings.token_file_path())
+    assert not created  # the server made it at start
+    async with http.post(f"{base}/api/trading/resume", headers={"Authorization": f"Bearer {generated}"}) as resp:
         assert resp.status == 200
     assert engine.calls == ["resume"]
 
-    public = Settings(http={"host": "0.0.0.0", "port": 0}, log_dir=str(tmp_path / "logs"))
+    public = make_settings(tmp_path, http={"host": "0.0.0.0", "port": 0})
     with pytest.raises(ConfigError, match="PERPBOT_API_TOKEN"):
         await ControlServer(ControlContext(settings=public, metrics=Metrics())).start()
 
-    # An app configured for a public host without a token answers 403 to commands.
+    # An app built for a public host without a configured token still checks the generated one.
     app = build_app(ControlContext(settings=public, metrics=Metrics(), engine=engine))
     runner = web.AppRunner(app)
     await runner.setup()
@@ -131,7 +148,7 @@ async def test_without_a_token_loopback_allows_commands_and_a_public_bind_refuse
     try:
         url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/positions/close-all"
         async with http.post(url) as resp:
-            assert resp.status == 403 and "no api_token" in (await resp.json())["error"]
+            assert resp.status == 401 and (await resp.json())["reason"] == "missing_token"
     finally:
         await runner.cleanup()
     assert "close_all" not in engine.calls
@@ -162,9 +179,9 @@ async def test_books_route_answers_strings_404_and_400_as_json(api, tmp_path):
 
 async def test_engine_routes_answer_503_when_running_market_data_only(api, tmp_path):
     start, http = api
-    base, _ = await start(make_settings(tmp_path))
+    base, _ = await start(make_settings(tmp_path, api_token=TOKEN))
     for method, path in [("GET", "/api/balances"), ("GET", "/api/orders/active"), ("POST", "/api/trading/pause")]:
-        async with http.request(method, base + path) as resp:
+        async with http.request(method, base + path, headers=AUTH) as resp:
             assert resp.status == 503
             assert "market-data-only" in (await resp.json())["error"]
 
@@ -172,7 +189,7 @@ async def test_engine_routes_answer_503_when_running_market_data_only(api, tmp_p
 async def test_engine_routes_pass_through_and_a_failing_engine_is_json_not_500(api, tmp_path):
     start, http = api
     engine = RecordingEngine()
-    base, _ = await start(make_settings(tmp_path), engine)
+    base, _ = await start(make_settings(tmp_path, api_token=TOKEN), engine)
     async with http.get(f"{base}/api/balances") as resp:
         assert (await resp.json()) == [{"venue": "okx", "equity": "1000.5"}]  # Decimal as string
     async with http.get(f"{base}/api/trades?hours=2") as resp:
@@ -180,12 +197,12 @@ async def test_engine_routes_pass_through_and_a_failing_engine_is_json_not_500(a
     async with http.get(f"{base}/api/trades?hours=abc") as resp:
         assert resp.status == 400
     engine.fail = True
-    async with http.post(f"{base}/api/positions/close-all") as resp:
+    async with http.post(f"{base}/api/positions/close-all", headers=AUTH) as resp:
         assert resp.status == 503 and (await resp.json())["error"].startswith("internal error")
-    async with http.post(f"{base}/api/trading/pause", data=b"x" * 70000) as resp:
+    async with http.post(f"{base}/api/trading/pause", data=b"x" * 70000, headers=AUTH) as resp:
         assert resp.status == 413
     async with http.post(f"{base}/api/trading/pause", data=b"{bad json",
-                         headers={"Content-Type": "application/json"}) as resp:
+                         headers={"Content-Type": "application/json", **AUTH}) as resp:
         assert resp.status == 400
     async with http.get(f"{base}/metrics") as resp:
         assert resp.status == 200 and "perpbot_system_health" in await resp.text()
