@@ -22,8 +22,32 @@ class Leg:
 
 
 @dataclass(frozen=True, slots=True)
+class LegExpectation:
+    """What the strategy expected of one leg when it decided (perpbot.scanner.expectations): the best
+    price on the book (`top_price`), the depth-weighted average price of the leg's size (`depth_price`),
+    the taker fee rate it priced in, the funding rate per interval then in force and that interval, and
+    the funding expected over the intended holding time (+ received, - paid; USDT)."""
+
+    top_price: Decimal
+    depth_price: Decimal
+    fee_rate: Decimal
+    funding_rate: Decimal
+    funding_interval_s: Decimal
+    expected_funding_usdt: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """The decision's expectations, one per leg (in leg order), and the holding time they assume."""
+
+    legs: tuple[LegExpectation, LegExpectation]
+    hold_s: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """Open or close a two-leg trade. `trade_id` names the trade a close refers to."""
+    """Open or close a two-leg trade. `trade_id` names the trade a close refers to; `expectation` is
+    what the strategy expected of each leg (set by the scanner; None for decisions made elsewhere)."""
 
     strategy: str
     action: Literal["open", "close"]
@@ -33,6 +57,7 @@ class Decision:
     edge_usdt: Decimal
     reason: str
     trade_id: str | None = None
+    expectation: Expectation | None = None
 
 
 @dataclass(frozen=True, slots=True)
