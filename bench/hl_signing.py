@@ -7,6 +7,8 @@ with the three signers in one process, interleaved per round, GC off while timin
 * perpbot: `perpbot.venues.hyperliquid.signing.sign_l1_action` (msgspec msgpack, pycryptodome
   keccak, coincurve/libsecp256k1), key loaded once; a second row also builds the wire from
   Decimals (`order_wire` + `sign_order_action`), i.e. everything from the order's numbers to r/s/v;
+  a third times `HyperliquidOrderLink.place_frame`, the WebSocket order entry's whole build (wire,
+  nonce, signature, the `post` frame as JSON text) from an OrderRequest;
 * ccxt: `hyperliquid.sign_l1_action(action, nonce)` of `ccxt.async_support.hyperliquid` built with
   the simulator stand-in key (`perpbot.sim.trading.clients.SIM_PRIVATE_KEY`), no network: what its
   createOrder runs after building the action;
@@ -67,6 +69,34 @@ def _signers(exchange: Any) -> dict[str, Callable[[int], Any]]:
     }
 
 
+FRAME_ROW = "perpbot OrderLink.place_frame (wire, nonce, sign, JSON)"
+
+
+def _frame_row() -> tuple[Callable[[int], Any], float]:
+    """The bot's whole path from an approved OrderRequest to the text it sends over the WebSocket
+    (perpbot.venues.hyperliquid.order_link: wire from Decimals, nonce, signature, the post frame as JSON).
+    Checked first: the frame's action is the bench's and its signature is perpbot's for the frame's nonce.
+    Returns the timed call and the link's first place_frame in us."""
+    import json
+
+    from perpbot.core.orders import OrderRequest
+    from perpbot.settings import VenueSettings
+    from perpbot.venues.hyperliquid.order_link import HyperliquidOrderLink
+
+    cfg = VenueSettings(environment="mainnet", wallet_address=SIM_WALLET, private_key=SIM_PRIVATE_KEY)
+    link = HyperliquidOrderLink("ws://127.0.0.1:1/ws", cfg, {"BTC": 0})
+    order = OrderRequest("hyperliquid", "BTC", "buy", SIZE, PRICE, CLOID)
+    start = time.perf_counter_ns()
+    frame = link.place_frame("1", order)
+    first_us = (time.perf_counter_ns() - start) / 1e3
+    payload = json.loads(frame)["request"]["payload"]
+    action = signing.order_action([signing.order_wire(0, True, PRICE, SIZE, False, "Ioc", CLOID)])
+    expected = signing.sign_l1_action(signing.load_private_key(SIM_PRIVATE_KEY), action, None, payload["nonce"],
+                                      None, True)
+    assert payload["action"] == action and _same(payload["signature"], expected), payload
+    return (lambda nonce: link.place_frame(str(nonce), order)), first_us
+
+
 def _check(signers: dict[str, Callable[[int], Any]], nonces: list[int]) -> dict[str, float]:
     """Asserts identical signatures for every nonce; returns each signer's first (cold) call in us."""
     names = list(signers)
@@ -102,6 +132,7 @@ async def run(rounds: int, quick: bool) -> tuple[dict[str, float], dict[str, flo
     try:
         signers = _signers(exchange)
         first = _check(signers, [NONCE0 + i for i in range(5 if quick else 25)])
+        signers[FRAME_ROW], first[FRAME_ROW] = _frame_row()  # its own nonces (the link's clock): checked apart
         counts = {name: (2000 if name.startswith("perpbot") else 100 if name.startswith("SDK") else 10)
                   for name in signers}
         if quick:
