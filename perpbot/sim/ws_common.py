@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
@@ -70,6 +71,9 @@ class Grid:
 
 class SimStats:
     def __init__(self) -> None:
+        # Benchmarks only (bench/order_entry.py): called after each public frame is written, with
+        # (venue, text, time.perf_counter()); None in the product.
+        self.frame_hook: Callable[[str, str, float], None] | None = None
         self.frames_sent: Counter[str] = Counter()
         self.connections: Counter[str] = Counter()
         self.faults_applied: Counter[tuple[str, str]] = Counter()
@@ -133,6 +137,8 @@ class Session:
                     await asyncio.sleep(delay_s)
                 await self.ws.send_str(text)
                 self.last_send = loop.time()
+                if self.feed.stats.frame_hook is not None:
+                    self.feed.stats.frame_hook(self.feed.venue, text, time.perf_counter())
                 self.feed.stats.frames_sent[self.feed.venue] += 1
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             return
