@@ -5,12 +5,22 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
+
+from perpbot.core.decisions import Refusal
 
 from perpbot.book.store import BookStore
 from perpbot.core.instruments import Instrument
 from perpbot.risk.states import TradingState
 
 Key = tuple[str, str]
+
+
+class OrderBudget(Protocol):
+    """What the risk gate asks of the venues' request budget (perpbot.execution.rate_budget.RateBudget):
+    may `count` orders leave on `venue` now, keeping `reserve` more possible? Asking charges nothing."""
+
+    def try_order(self, venue: str, count: int = 1, reserve: int = 0, now: float | None = None) -> Refusal | None: ...
 
 
 @dataclass

@@ -11,7 +11,7 @@ from perpbot.core.instruments import Instrument
 from perpbot.core.orders import OrderRequest
 from perpbot.risk import rules
 from perpbot.risk.approved import ApprovedOrder, _mint
-from perpbot.risk.context import RiskContext
+from perpbot.risk.context import OrderBudget, RiskContext
 from perpbot.scanner.depth import BPS, common_base_step, floor_to_step
 from perpbot.settings import ExecutionSettings, RiskSettings
 from perpbot.telemetry.metrics import Metrics
@@ -27,12 +27,19 @@ LOG_EVERY_S = 10.0  # a refusal rule is logged at most this often; every refusal
 class RiskGate:
     """Every order passes here. Synchronous and deterministic: the same decision and context
     always give the same answer; the only side effects are metrics, one log line per refusal,
-    and recording approved orders in `ctx.recent_order_times` for the rate limit."""
+    and recording approved orders in `ctx.recent_order_times` for the rate limit.
 
-    def __init__(self, risk: RiskSettings, execution: ExecutionSettings, metrics: Metrics) -> None:
+    `rate_budget` (the venues' request budget, perpbot.execution.rate_budget) is asked for every order:
+    an order it cannot take now is refused (`rate_budget`, `rate_limited`), never delayed."""
+
+    def __init__(self, risk: RiskSettings, execution: ExecutionSettings, metrics: Metrics,
+                 rate_budget: OrderBudget | None = None) -> None:
         self.risk = risk
         self.execution = execution
         self.metrics = metrics
+        self.rate_budget = rate_budget
+        # Orders an entry leaves free on each of its venues for the repairs it may need.
+        self._entry_reserve = execution.rate_budget.entry_reserve_orders
         self._slip = execution.slippage_bps / BPS
         # The two slippage multipliers, computed once (the same Decimals limit_price always used).
         self._up = _ONE + self._slip
@@ -124,6 +131,7 @@ class RiskGate:
             rules.rule_daily_loss(ctx, risk.daily_loss_limit_usdt),
             rules.rule_unhedged_budget(ctx, risk.unhedged_budget_usdt_seconds),
             rules.rule_order_rate(ctx, risk.max_orders_per_minute, 2),
+            rules.rule_rate_budget(requests, self.rate_budget, ctx.now, self._entry_reserve),
         ]
         refusals = _unique([r for r in found if r is not None])
         return refusals if refusals else requests
@@ -152,7 +160,12 @@ class RiskGate:
         if known is not None:
             return known
         instrument = ctx.instruments[(request.venue, request.symbol)]
-        checks = [rules.rule_order_grid(request, instrument), rules.rule_reduce_only(request, ctx)]
+        checks = [
+            rules.rule_order_grid(request, instrument), rules.rule_reduce_only(request, ctx),
+            # Every purpose: a venue that said stop refuses the order anyway (and a 418 ban grows).
+            rules.rule_rate_budget((request,), self.rate_budget, ctx.now,
+                                   self._entry_reserve if purpose == rules.ENTRY else 0),
+        ]
         if purpose in (rules.ENTRY, rules.EXIT):
             checks += [
                 rules.rule_book_usable((request,), ctx, risk.max_book_age_s),

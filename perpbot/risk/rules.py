@@ -14,7 +14,7 @@ from decimal import Decimal
 from perpbot.core.decisions import Decision, Refusal
 from perpbot.core.instruments import Instrument
 from perpbot.core.orders import OrderRequest
-from perpbot.risk.context import Key, RiskContext
+from perpbot.risk.context import Key, OrderBudget, RiskContext
 from perpbot.risk.states import TradingState
 
 ENTRY = "entry"
@@ -295,6 +295,24 @@ def rule_order_rate(ctx: RiskContext, max_orders_per_minute: int, new_orders: in
         return Refusal(
             "order_rate", f"{count} orders in the last minute + {new_orders} > {max_orders_per_minute}/min"
         )
+    return None
+
+
+def rule_rate_budget(
+    orders: Sequence[OrderRequest], budget: OrderBudget | None, now: float, reserve: int = 0
+) -> Refusal | None:
+    """Every order's venue can take it now within its request limits (entries also keep `reserve`
+    orders free there for their repairs), and none goes to a venue whose Retry-After (after a 429 or
+    418) still runs: refused, never delayed. Rules `rate_limited` and `rate_budget` (the budget's)."""
+    if budget is None:
+        return None
+    counts: dict[str, int] = {}
+    for order in orders:
+        counts[order.venue] = counts.get(order.venue, 0) + 1
+    for venue, count in counts.items():
+        refusal = budget.try_order(venue, count, reserve, now)
+        if refusal is not None:
+            return refusal
     return None
 
 
