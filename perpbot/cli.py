@@ -1,5 +1,6 @@
-"""Command line: `perpbot run | sim | check-config` on a uvloop event loop; a bad config exits 2 with one line,
-a module of the service that does not import exits 3 with one line (nothing is started)."""
+"""Command line: `perpbot run | sim | check-config | token` on a uvloop event loop; a bad config exits 2 with one
+line, a module of the service that does not import exits 3 with one line (nothing is started). `perpbot token`
+prints the control API's trade token (PERPBOT_API_TOKEN, else the generated token file's, created if missing)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,25 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the configuration and print it (secrets redacted)")
     check.add_argument("--config", help="config file (default: $PERPBOT_CONFIG or config.yaml)")
+
+    token = commands.add_parser("token", help="print the control API's trade token (for scripts: "
+                                              "AUTH=\"Authorization: Bearer $(perpbot token)\")")
+    token.add_argument("--config", help="config file (default: $PERPBOT_CONFIG or config.yaml)")
     return parser
+
+
+def _print_token(settings: Settings) -> int:
+    """The trade token on stdout (nothing else), where it comes from on stderr."""
+    from perpbot.control.auth import TokenFileError, trade_token
+
+    try:
+        token, source, created = trade_token(settings)
+    except TokenFileError as exc:
+        print(f"perpbot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(token)
+    print(f"control API token from {source}{' (generated now)' if created else ''}", file=sys.stderr)
+    return 0
 
 
 def _sim_settings(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -96,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "token":
+        return _print_token(settings)
     if args.command == "check-config":
         print(json.dumps(settings.redacted(), indent=2, sort_keys=True))
         print("config ok", file=sys.stderr)

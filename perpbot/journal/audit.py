@@ -32,7 +32,11 @@ def clean(text: str | None, limit: int = MAX_TEXT) -> str | None:
     """Header text as storable UTF-8 (raw bytes a client sent become escapes), bounded."""
     if text is None:
         return None
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
+    try:  # aiohttp keeps header bytes that are not UTF-8 as surrogate escapes: back to those bytes
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")[:limit]
 
 
 @dataclass(frozen=True, slots=True)

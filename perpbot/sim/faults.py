@@ -15,8 +15,10 @@ from typing import Any
 MARKET_FAULTS = ("drop", "stall", "gap", "bad_checksum", "malformed", "delay", "reorder", "price_jump")
 TRADING_FAULTS = (
     "rest_5xx", "timeout", "rate_limit", "reject", "insufficient_margin", "partial_fill",
-    "lost_response", "maintenance",
+    "lost_response", "maintenance", "ip_ban",
 )
+# rate_limit answers HTTP 429 and ip_ban HTTP 418, both with Retry-After (params.retry_after_s, default 1 s);
+# the venue then answers every order the same way until that time has passed (perpbot.sim.trading.gate).
 # Private streams (perpbot.sim.private): private_drop closes every private socket of the venue at its next
 # push; private_stall swallows pushes (socket stays open); fill_duplicate pushes a fill's frames twice;
 # fill_out_of_order pushes the order's state before its fill; listenkey_expire (Binance) expires the listen

@@ -11,6 +11,7 @@ from perpbot.sim.faults import FaultBoard
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.gate import FaultGate, drop_connection_middleware
 from perpbot.sim.trading.matching import SimReject
+from perpbot.sim.trading.usage import usage_middleware
 from perpbot.sim.trading.public_rest import add_public_rest_routes
 
 VENUE_MODULES = {"okx": "Okx", "binance": "Binance", "bybit": "Bybit", "hyperliquid": "Hyperliquid"}
@@ -42,6 +43,9 @@ def add_trading_routes(app: web.Application, venue: str, market: Any, faults: Fa
     sim = SimExchange(venue, market, faults, clock)
     gate = FaultGate(sim, getattr(module, f"{prefix}Wire")(), app)
     app.middlewares.append(drop_connection_middleware)
+    usage = usage_middleware(venue)  # Binance / Bybit usage headers on every answer (perpbot.sim.trading.usage)
+    if usage is not None:
+        app.middlewares.append(usage)
     getattr(module, f"add_{venue}_routes")(app, sim, gate)
     add_public_rest_routes(app, venue, sim, gate, feed)  # REST books, funding-rate history
     app[APP_KEY] = sim
