@@ -18,7 +18,7 @@ import aiohttp
 
 from perpbot.reliability import invariants as inv
 from perpbot.reliability.live import VENUES, LiveBot, wait_for
-from perpbot.sim.faults import MARKET_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
+from perpbot.sim.faults import MARKET_FAULTS, ORDER_WS_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
 
 log = logging.getLogger("perpbot.reliability")
 
@@ -54,10 +54,16 @@ FAULT_SHAPES: dict[str, dict[str, Any]] = {
     "listenkey_expire": {"count": 1},
     "stream_lag": {"count": 4, "params": {"ms": 1500}},
     "rest_lag": {"count": 3, "params": {"ms": 1500}},
+    # Order-entry WebSockets (perpbot.sim.private.order_faults): the socket cut as an order arrives (the
+    # order placed: its outcome unknown to the bot, resolved by query, never re-sent), and an answer lost
+    # on a socket that stays up (unknown after order_timeout_s, resolved the same way).
+    "ws_order_drop": {"count": 1},
+    "ws_answer_lost": {"count": 1},
 }
 # Faults that only fire when an order reaches the venue (an order event to push, a REST lookup of an
 # order): the suite provokes trading there. listenkey_expire fires on the simulator's own key watch.
-PROVOKED_FAULTS = TRADING_FAULTS + tuple(k for k in PRIVATE_FAULTS if k != "listenkey_expire")
+PROVOKED_FAULTS = (TRADING_FAULTS + tuple(k for k in PRIVATE_FAULTS if k != "listenkey_expire")
+                   + ORDER_WS_FAULTS)
 
 COMBINATIONS: dict[str, list[tuple[str, str]]] = {
     "gap+lost_response": [("gap", "binance"), ("lost_response", "okx")],
@@ -164,7 +170,7 @@ def scenarios(short: bool) -> list[Scenario]:
     """Full: each kind on each venue separately (23 x 4), then every combination. Short (CI): each
     kind once, on a venue rotating through the four, then two combinations (SHORT_COMBINATIONS)."""
     out: list[Scenario] = []
-    for i, kind in enumerate(MARKET_FAULTS + TRADING_FAULTS + PRIVATE_FAULTS):
+    for i, kind in enumerate(MARKET_FAULTS + TRADING_FAULTS + PRIVATE_FAULTS + ORDER_WS_FAULTS):
         if short:
             venue = VENUES[i % len(VENUES)]
             if not_applicable(kind, venue):

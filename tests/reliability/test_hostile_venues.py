@@ -5,19 +5,23 @@ invariant broke."""
 from __future__ import annotations
 
 from perpbot.reliability.scenarios import run_hostile, scenarios
-from perpbot.sim.faults import FAULT_KINDS, PRIVATE_FAULTS, TRADING_FAULTS
+from perpbot.sim.faults import FAULT_KINDS, ORDER_WS_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
 
 
 def test_short_matrix_covers_every_kind_and_every_venue_with_trading_faults():
     short = scenarios(short=True)
     kinds = {f["kind"] for s in short for f in s.faults}
-    assert kinds == set(FAULT_KINDS) | set(PRIVATE_FAULTS)
+    assert kinds == set(FAULT_KINDS) | set(PRIVATE_FAULTS) | set(ORDER_WS_FAULTS)
     trading_venues = {f["venue"] for s in short for f in s.faults if f["kind"] in TRADING_FAULTS}
     assert trading_venues == {"okx", "hyperliquid", "binance", "bybit"}
     private_venues = {f["venue"] for s in short for f in s.faults if f["kind"] in PRIVATE_FAULTS}
     assert private_venues == {"okx", "hyperliquid", "binance", "bybit"}
     full = scenarios(short=False)
-    assert len([s for s in full if not s.name.startswith("combo ")]) == (len(FAULT_KINDS) + len(PRIVATE_FAULTS)) * 4
+    singles = [s for s in full if not s.name.startswith("combo ")]
+    assert len(singles) == (len(FAULT_KINDS) + len(PRIVATE_FAULTS) + len(ORDER_WS_FAULTS)) * 4
+    # The order sockets' faults (a socket cut mid-order, a lost answer) run on every venue.
+    assert {(f["kind"], f["venue"]) for s in full if not s.skip for f in s.faults if f["kind"] in ORDER_WS_FAULTS} \
+        == {(k, v) for k in ORDER_WS_FAULTS for v in ("okx", "hyperliquid", "binance", "bybit")}
     # No sequence on Hyperliquid's snapshot frames, no checksum off OKX, no listen key off Binance:
     # those seven cannot occur.
     assert [s.name for s in full if s.skip] == ["gap @ hyperliquid", "bad_checksum @ hyperliquid",

@@ -7,8 +7,8 @@ perpbot.sim.trading.gate.FaultGate runs a REST one, and says what the handler mu
   params {"placed": true} (the default) the order IS placed first, so the client cannot know; with
   {"placed": false} it never reached the book.
 * `ws_answer_lost` — the order is placed and its answer is never sent; the connection stays open.
-* `rate_limit` (the REST fault kind, on orders) — the venue's rate-limit answer, with
-  params.retry_after_s and params.status (429, or 418 for Binance's ban), nothing placed.
+* `rate_limit` / `ip_ban` (the REST fault kinds, on orders) — the venue's rate-limit answer (429, or 418
+  for a ban) with params.retry_after_s, nothing placed.
 * `maintenance`, `reject`, `insufficient_margin`, `partial_fill` — as over REST.
 
 The handler renders `Outcome.answer` (or the SimReject raised by `place`) in its venue's shape.
@@ -51,10 +51,11 @@ def ws_order(sim: SimExchange, symbol: str | None, place: Callable[[Decimal | No
     """Run `place(fill_ratio)` (which returns the venue's answer data or raises SimReject) under the faults."""
     if sim.faults.active(sim.venue, "maintenance", symbol) and _take(sim, "maintenance", symbol):
         return Outcome("maintenance")
-    fault = _take(sim, "rate_limit", symbol)
-    if fault:
-        return Outcome("rate_limited", retry_after_s=int(fault.params.get("retry_after_s", 1)),
-                       status=int(fault.params.get("status", 429)))
+    for kind, status in (("rate_limit", 429), ("ip_ban", 418)):
+        fault = _take(sim, kind, symbol)
+        if fault:
+            return Outcome("rate_limited", retry_after_s=int(fault.params.get("retry_after_s", 1)),
+                           status=int(fault.params.get("status", status)))
     if _take(sim, "reject", symbol):
         return Outcome("answer", error=SimReject("reject", "order rejected by the venue"))
     if _take(sim, "insufficient_margin", symbol):
