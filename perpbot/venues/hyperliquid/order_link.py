@@ -53,6 +53,7 @@ NOT_OPEN_MARKERS = ("Order was never placed, already canceled, or filled",)
 # The address-based limit (ccxt records the live text: "Too many cumulative requests sent (37986 > 10436)
 # for cumulative volume traded $437.92. Place taker orders to free up 1 request per USDC traded.").
 RATE_LIMIT_MARKERS = ("Too many cumulative requests sent",)
+CONNECTED_TEXT = "Websocket connection established."  # sent as plain text on connect (VENUES.md §4)
 MAX_REMEMBERED = 4096  # sizes of requests whose answers never came are forgotten past this many
 
 
@@ -194,6 +195,8 @@ class HyperliquidOrderLink:
         return self._post(request_id, action, nonce, signature)
 
     def parse(self, frame: str | bytes) -> LinkMessage | None:
+        if frame in (CONNECTED_TEXT, CONNECTED_TEXT.encode()):
+            return None  # the venue's plain-text greeting on connect (the official SDK skips it too)
         try:
             message = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:

@@ -85,6 +85,24 @@ async def test_an_ioc_that_crosses_fills_over_the_socket_and_its_fill_is_pushed_
         assert queried is not None and queried.filled_qty == request.qty
 
 
+async def test_a_link_signing_for_mainnet_trades_too_and_a_partial_fill_is_answered_as_such():
+    def mainnet_link(sim):
+        cfg = sim_credentials(VENUE).model_copy(update={"environment": "mainnet"})
+        return hl_link(sim, cfg)
+
+    async with order_rig(VENUE, mainnet_link) as rig:
+        await rig.fault("partial_fill", ratio="0.5")
+        request = rig.ioc(cid("hl-partial"))
+        inst = rig.sim.market.instrument(VENUE, request.symbol)
+        request = OrderRequest(venue=VENUE, symbol=request.symbol, side="buy", qty=request.qty * 2,
+                               price=request.price, client_order_id=request.client_order_id)
+        result = await rig.client.place_order(approved(request))
+        assert result.status == "partially_filled" and 0 < result.filled_qty < request.qty
+        assert result.filled_qty % inst.lot == 0 and result.details_complete is False
+        (order,) = rig.orders_with(request.client_order_id)
+        assert order.filled == result.filled_qty
+
+
 async def test_an_order_below_the_minimum_value_is_refused_with_the_venues_text():
     async with order_rig(VENUE, hl_link) as rig:
         small = rig.ioc(cid("hl-small"))

@@ -178,6 +178,7 @@ def test_a_cancel_taken_is_an_answer_without_error():
 def test_pongs_other_channels_and_unreadable_frames():
     assert link().ping_frame == '{"method":"ping"}'
     assert link().parse('{"channel":"pong"}') == Pong()
+    assert link().parse("Websocket connection established.") is None  # the venue's greeting
     assert link().parse('{"channel":"subscriptionResponse","data":{}}') is None
     assert link().parse('{"channel":"error","data":"Error parsing JSON into valid websocket request: {}"}') is None
     for bad in ("not json", "[1]", '{"channel":"post","data":{"id":"x"}}',
