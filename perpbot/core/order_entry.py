@@ -27,6 +27,11 @@ class OrderAnswer:
     fee: Decimal | None = None
     complete: bool = False  # filled, average and fee all known from the answer itself
     error: VenueErrorBase | None = None
+    # For the rate budget (perpbot.execution.rate_budget.observe): the HTTP-like status the venue gave
+    # (429, 418, ...) and its usage counters as header-like pairs (Bybit's reply `header`, Binance's
+    # `rateLimits` turned into X-MBX-* names); empty when the answer carries none.
+    status_code: int = 200
+    usage: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import itertools
 import logging
 import time
 from decimal import Decimal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from perpbot.core import errors
@@ -38,11 +38,17 @@ from perpbot.settings import FeedSettings
 log = logging.getLogger("perpbot.feeds.order_socket")
 ZERO = Decimal(0)
 
-# Charged per request (the rate budget: perpbot.execution.rate_budget), when one is wired.
+# The rate budget (perpbot.execution.rate_budget), when one is wired: charge(venue, endpoint) as a
+# request leaves ("order" / "cancel"), observe(venue, status, headers) as its answer comes back.
 Charge = Callable[[str, str], None]
+Observe = Callable[[str, int, Mapping[str, str]], None]
 
 
 def _no_charge(venue: str, endpoint: str) -> None:
+    return None
+
+
+def _no_observe(venue: str, status: int, headers: Mapping[str, str]) -> None:
     return None
 
 
@@ -57,6 +63,7 @@ class OrderSocket:
         self.logged_in = False
         self.connection: Connection | None = None
         self.charge: Charge = _no_charge
+        self.observe: Observe = _no_observe
         self._pending: dict[str, tuple[asyncio.Future[OrderAnswer], str]] = {}
         self._ids = itertools.count(1)
         self._stopping = False
@@ -104,6 +111,7 @@ class OrderSocket:
     async def place(self, order: ApprovedOrder) -> OrderResult:
         request = order.request
         answer = await self._request("order", lambda rid: self.link.place_frame(rid, request))
+        self._learn(answer)
         if answer.error is not None:
             raise answer.error
         return OrderResult(
@@ -118,6 +126,7 @@ class OrderSocket:
         """True when the venue took the cancel; False when it says the order is not open (filled,
         cancelled or unknown). ChannelDown / UnknownOutcome as for placements."""
         answer = await self._request("cancel", lambda rid: self.link.cancel_frame(rid, symbol, client_order_id))
+        self._learn(answer)
         if answer.error is None:
             return True
         if isinstance(answer.error, (errors.OrderRejected, errors.OrderNotFound)):
@@ -132,7 +141,7 @@ class OrderSocket:
         frame = build(request_id)  # may raise (a bad order): nothing sent
         future: asyncio.Future[OrderAnswer] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (future, endpoint)
-        self.charge(self.venue, f"ws:{endpoint}")
+        self.charge(self.venue, endpoint)
         try:
             self.sent += 1
             if not await conn.send(frame):
@@ -142,6 +151,17 @@ class OrderSocket:
             return await future
         finally:
             self._pending.pop(request_id, None)
+
+    def _learn(self, answer: OrderAnswer) -> None:
+        """Tell the rate budget what the venue said: its usage counters, a 429/418 and its Retry-After."""
+        headers = dict(answer.usage)
+        status = answer.status_code
+        if isinstance(answer.error, errors.RateLimited):
+            status = status if status in (418, 429) else 429
+            if answer.error.retry_after_s is not None:
+                headers.setdefault("Retry-After", str(int(answer.error.retry_after_s)))
+        if headers or status != 200:
+            self.observe(self.venue, status, headers)
 
     # -- connection callbacks --------------------------------------------------------------
     def _on_connect(self, conn: Connection) -> None:

@@ -77,10 +77,16 @@ async def test_a_lost_answer_times_out_as_the_lifecycle_bounds_it_and_leaves_not
 
 async def test_a_rate_limited_order_is_typed_and_not_placed():
     async with order_rig("okx", okx_link) as rig:
+        seen: list[tuple[str, int, dict]] = []
+        rig.socket.observe = lambda venue, status, headers: seen.append((venue, status, dict(headers)))
+        charged: list[tuple[str, str]] = []
+        rig.socket.charge = lambda venue, endpoint: charged.append((venue, endpoint))
         await rig.fault("rate_limit", on="order", retry_after_s=2)
         with pytest.raises(errors.RateLimited):
             await rig.client.place_order(approved(rig.ioc("ws6rl")))
         assert rig.orders_with("ws6rl") == []
+        # The rate budget is charged as the order leaves and told the venue said 429.
+        assert charged == [("okx", "order")] and seen and seen[0][:2] == ("okx", 429)
 
 
 async def test_with_the_socket_down_the_same_order_goes_over_rest():
