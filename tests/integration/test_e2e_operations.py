@@ -1,5 +1,6 @@
 """Runbook procedures end to end over HTTP against the simulator: emergency stop (pause), resume,
-emergency flatten (close-all, including a position opened behind the bot's back) and resync."""
+emergency flatten (close-all, including a position opened behind the bot's back) and resync (first as
+a dry run that changes nothing, then applied)."""
 
 from __future__ import annotations
 
@@ -27,14 +28,24 @@ def sim_positions(app: App) -> dict[tuple[str, str], D]:
 
 async def test_pause_stops_orders_resume_trades_close_all_flattens_and_sync_adopts_the_venue(tmp_path):
     # Periodic reconciliation far away: the resync below is the operator's, not the timer's.
-    app, task = await start_app(e2e_settings(tmp_path, max_hold_s=1.0, reconcile_interval_s=600.0))
+    settings = e2e_settings(tmp_path, max_hold_s=1.0, reconcile_interval_s=600.0)
+    # No private streams: a position pushed by the venue would be reconciled by the bot at once, and the
+    # inconsistency the runbook's resync (and its dry run) is for would heal before the operator looks.
+    settings.execution.private_streams = False
+    app, task = await start_app(settings)
     engine = app.engine.engine
     base = f"http://127.0.0.1:{app.control.port}"
     try:
         async with aiohttp.ClientSession() as http:
             async def call(method: str, path: str, **kw):
                 async with http.request(method, base + path, **kw) as resp:
-                    return resp.status, await resp.json()
+                    status, body = resp.status, await resp.json()
+                while status == 202:  # a long close-all / sync: follow its operation to the end
+                    async with http.get(base + body["poll"] + "?wait=8") as resp:
+                        view = await resp.json()
+                    if view["status"] != "running":
+                        return (200, view["result"]) if view["status"] == "done" else (503, view)
+                return status, body
 
             await wait_until(lambda: sim_order_count(app) >= 2, timeout=60)  # the bot trades dislocations
 
@@ -80,6 +91,13 @@ async def test_pause_stops_orders_resume_trades_close_all_flattens_and_sync_adop
 
             # Data inconsistency: a position changes behind the bot's back; sync reports it and adopts it.
             app.simulator.exchanges["binance"].set_position("BTCUSDT", D("-0.003"), D("61000.5"))
+            status, preview = await call("POST", "/api/sync/positions?dry_run=true", headers=TOKEN)
+            assert status == 200 and preview["dry_run"] is True, preview
+            assert [(c["venue"], c["symbol"], D(c["local_size"]), D(c["venue_size"])) for c in preview["changed"]] == [
+                ("binance", "BTCUSDT", D(0), D("-0.003"))], preview
+            assert (await call("GET", "/api/positions"))[1] == []  # the dry run applied nothing
+            assert ("binance", "BTCUSDT") not in engine.portfolio.positions or \
+                engine.portfolio.positions[("binance", "BTCUSDT")].size == 0
             status, report = await call("POST", "/api/sync/positions", headers=TOKEN)
             assert status == 200, report
             changes = [c for c in report["changed"] if c.get("kind") != "funding"]
