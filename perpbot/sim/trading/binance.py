@@ -33,7 +33,11 @@ ERROR_CODES = {
     "bad_leverage": (-4028, "Leverage is not valid"),
     "bad_request": (-1102, "Mandatory parameter was not sent, was empty/null, or malformed."),
     "reject": (-2010, "NEW_ORDER_REJECTED"),
+    # The PERCENT_PRICE filter every symbol carries (exchangeInfo): a limit price beyond mark x multiplier.
+    "price_above_cap": (-4016, "Price is higher than mark price multiplier cap."),
+    "price_below_floor": (-4024, "Price is lower than mark price multiplier floor."),
 }
+MULTIPLIER_UP, MULTIPLIER_DOWN = Decimal("1.0500"), Decimal("0.9500")
 EIGHT = Decimal("0.00000001")
 STATUS = {"new": "NEW", "partially_filled": "PARTIALLY_FILLED", "filled": "FILLED", "canceled": "CANCELED"}
 TIF_IN = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "GTX": "POST_ONLY", "GTD": "GTC"}
@@ -86,7 +90,8 @@ class BinanceApi:
                  "stepSize": dec_str(lot)},
                 {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                 {"filterType": "MIN_NOTIONAL", "notional": dec_str(Decimal(inst.min_notional))},
-                {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
+                {"filterType": "PERCENT_PRICE", "multiplierUp": str(MULTIPLIER_UP),
+                 "multiplierDown": str(MULTIPLIER_DOWN),
                  "multiplierDecimal": "4"},
             ],
             "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
@@ -264,6 +269,14 @@ class BinanceApi:
             return json_response({"leverage": int(lever), "maxNotionalValue": "1000000000", "symbol": p["symbol"]})
         return await self.gate.run("private", p.get("symbol"), act)
 
+    def percent_price(self, symbol: str, side: str, price: Decimal) -> None:
+        """The PERCENT_PRICE filter: a buy at most mark x multiplierUp, a sell at least mark x multiplierDown."""
+        mark = Decimal(self.sim.market.mark("binance", self.sim.instrument(symbol).symbol))
+        if side == "BUY" and price > mark * MULTIPLIER_UP:
+            raise SimReject("price_above_cap", f"buy price {price} above {mark * MULTIPLIER_UP}")
+        if side == "SELL" and price < mark * MULTIPLIER_DOWN:
+            raise SimReject("price_below_floor", f"sell price {price} below {mark * MULTIPLIER_DOWN}")
+
     async def new_order(self, request: web.Request) -> web.Response:
         p = await self.params(request)
 
@@ -277,9 +290,11 @@ class BinanceApi:
             if ratio is not None:
                 lot = self.sim.rules(p["symbol"]).lot
                 cap = (qty * ratio // lot) * lot
+            price = Decimal(p["price"]) if type_ == "LIMIT" and p.get("price") else None
+            if price is not None:
+                self.percent_price(p["symbol"], p.get("side", "").upper(), price)
             order = self.sim.place_order(
-                p["symbol"], p.get("side", "").lower(), type_.lower(), qty,
-                Decimal(p["price"]) if type_ == "LIMIT" and p.get("price") else None, tif,
+                p["symbol"], p.get("side", "").lower(), type_.lower(), qty, price, tif,
                 reduce_only=str(p.get("reduceOnly", "false")).lower() == "true",
                 client_id=p.get("newClientOrderId") or None, fill_cap=cap,
             )

@@ -184,6 +184,32 @@ async def test_binance_funding_rate_history_oldest_first_with_8_decimal_strings(
         assert [row.funding_time for row in window] == times[:2]  # from startTime on
 
 
+async def test_binance_percent_price_filter_refuses_a_limit_beyond_the_mark_multipliers() -> None:
+    """exchangeInfo's PERCENT_PRICE (multiplierUp 1.05, multiplierDown 0.95) is enforced: -4016 / -4024
+    with the docs' texts (venue_errors.json); a price inside the band rests."""
+    from binance_sdk_derivatives_trading_usds_futures.rest_api.models import (
+        NewOrderSideEnum, NewOrderTimeInForceEnum, NewOrderTypeEnum,
+    )
+
+    docs = fixture("venue_errors.json")["binance_usdm"]["docs_codes"]["codes"]
+    codes = {row["code"]: row["messages"][0] for row in docs}
+    async with rig() as r:
+        client = binance_client(r)
+        mark = r.sim.market.mark("binance", "BTCUSDT")
+        for side, price, code in ((NewOrderSideEnum.BUY, mark * Decimal("1.06"), -4016),
+                                  (NewOrderSideEnum.SELL, mark * Decimal("0.94"), -4024)):
+            with pytest.raises(Exception) as refused:
+                await asyncio.to_thread(client.rest_api.new_order, symbol="BTCUSDT", side=side,
+                                        type=NewOrderTypeEnum.LIMIT, time_in_force=NewOrderTimeInForceEnum.GTC,
+                                        quantity=0.001, price=float(price.quantize(Decimal(1))))
+            assert str(code) in str(refused.value) and codes[code] in str(refused.value)
+        inside = (mark * Decimal("0.96")).quantize(Decimal(1))  # whole dollars: on the tick grid as a float
+        rested = (await asyncio.to_thread(client.rest_api.new_order, symbol="BTCUSDT", side=NewOrderSideEnum.BUY,
+                                          type=NewOrderTypeEnum.LIMIT, time_in_force=NewOrderTimeInForceEnum.GTC,
+                                          quantity=0.001, price=float(inside))).data()
+        assert rested.status == "NEW"
+
+
 # -------------------------------------------------------------------------------------------- Bybit
 async def test_bybit_instrument_row_is_the_documented_one() -> None:
     """BTCUSDT as the docs' example row: priceScale "2", tick and prices "0.10"-style, funding cap 0.00375,
