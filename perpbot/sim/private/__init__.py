@@ -1,8 +1,9 @@
 """Private (account) WebSocket streams of the simulated venues, fed by SimExchange's event hook.
 
 `mount_private(app, venue, sim, ...)` adds the venue's private endpoint to its aiohttp app:
-OKX /ws/v5/private, Bybit /v5/private, Binance REST /fapi/v1/listenKey + /ws/<listenKey> and
-/private/ws/<listenKey>, Hyperliquid user subscriptions on the public /ws (needs the public feed).
+OKX /ws/v5/private, Bybit /v5/private (and its order entry /v5/trade), Binance REST /fapi/v1/listenKey +
+/ws/<listenKey> and /private/ws/<listenKey> (and the WebSocket API /ws-fapi/v1 for orders), Hyperliquid
+user subscriptions on the public /ws (needs the public feed).
 It also installs the rest_lag view on the SimExchange. Faults: see perpbot.sim.private.common.
 """
 
@@ -18,6 +19,8 @@ from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.ws_common import SimStats
 
 PRIVATE_KEY: web.AppKey[PrivateStream] = web.AppKey("perpbot_sim_private", PrivateStream)
+# The venue's order-entry WebSocket endpoint where it is its own module (Bybit /v5/trade, Binance /ws-fapi/v1).
+ORDER_ENTRY_KEY: web.AppKey[Any] = web.AppKey("perpbot_sim_order_entry", object)
 
 
 def mount_private(app: web.Application, venue: str, sim: SimExchange, stats: SimStats | None = None,
@@ -31,10 +34,14 @@ def mount_private(app: web.Application, venue: str, sim: SimExchange, stats: Sim
         stream = mount_okx_private(app, sim, stats)
     elif venue == "bybit":
         from perpbot.sim.private.bybit import mount_bybit_private
+        from perpbot.sim.private.bybit_orders import mount_bybit_orders
         stream = mount_bybit_private(app, sim, stats)
+        app[ORDER_ENTRY_KEY] = mount_bybit_orders(app, sim, stats)
     elif venue == "binance":
         from perpbot.sim.private.binance import mount_binance_private
+        from perpbot.sim.private.binance_orders import mount_binance_orders
         stream = mount_binance_private(app, sim, stats)
+        app[ORDER_ENTRY_KEY] = mount_binance_orders(app, sim, stats)
     elif venue == "hyperliquid" and feed is not None:
         from perpbot.sim.private.hyperliquid import mount_hyperliquid_private
         from perpbot.sim.trading.hyperliquid import API_KEY
@@ -44,4 +51,4 @@ def mount_private(app: web.Application, venue: str, sim: SimExchange, stats: Sim
     return stream
 
 
-__all__ = ["PRIVATE_KEY", "PrivateStream", "RestLag", "mount_private"]
+__all__ = ["ORDER_ENTRY_KEY", "PRIVATE_KEY", "PrivateStream", "RestLag", "mount_private"]
