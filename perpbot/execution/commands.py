@@ -110,6 +110,8 @@ class OperatorCommands:
                 await desk.journal.close_trade(trade_id)
                 del desk.open_trades[trade_id]
                 log.warning("trade %s closed by close-all", trade_id)
+                if desk.attributions is not None:
+                    await desk.attributions.on_trade_closed(trade_id)
 
     async def flatten(self, client: ExchangeClient, position: VenuePosition, intent_id: str, number: int) -> Report:
         desk = self.desk

@@ -29,6 +29,7 @@ from perpbot.settings import Settings
 from perpbot.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
+    from perpbot.execution.attribution import TradeAttributions
     from perpbot.execution.confirmations import Confirmations
 
 STATES = ("ACTIVE", "REDUCING", "PAUSED", "HALTED")
@@ -124,6 +125,8 @@ class Desk:
     reconcile_skips: int = 0
     # The private streams' bookings and waiters (perpbot.execution.confirmations); None without streams.
     confirmations: Confirmations | None = None
+    # Per-trade attribution (perpbot.execution.attribution), told of every trade that closes; None: not kept.
+    attributions: TradeAttributions | None = None
 
     def __post_init__(self) -> None:
         self.state_since = self.clock()

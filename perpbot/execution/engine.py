@@ -38,6 +38,7 @@ from perpbot.core.instruments import Instrument
 from perpbot.core.orders import OrderResult
 from perpbot.core.ports import ExchangeClient
 from perpbot.core.versioned import VersionedDict
+from perpbot.execution.attribution import TradeAttributions
 from perpbot.execution.commands import OperatorCommands
 from perpbot.execution.confirmations import Confirmations
 from perpbot.execution.desk import STARTING_REASON, STATES, Desk, Key, Sent, mark, publish
@@ -128,6 +129,7 @@ class Engine:
             journal=journal, portfolio=portfolio, metrics=metrics, redis_state=redis_state,
             funding_map=funding_map if funding_map is not None else {}, clock=clock,
         )
+        desk.attributions = TradeAttributions(journal, metrics, clients, clock)
         self.states = TradingStates(desk)
         self.orders = OrderLifecycle(desk)
         self.book = TradeBook(desk)
@@ -279,7 +281,20 @@ class Engine:
         return views.pnl_today(self.desk.portfolio)
 
     async def trades_since(self, since_ts: float) -> list[dict[str, Any]]:
-        return await views.trades_since(self.desk, since_ts)
+        fills = await views.trades_since(self.desk, since_ts)
+        attributions = self.desk.attributions
+        return await attributions.annotate(fills) if attributions is not None else fills
+
+    async def trade_attribution(self, trade_id: str) -> dict[str, Any] | None:
+        """One trade's attribution per leg (perpbot.portfolio.attribution), None for an unknown trade."""
+        attributions = self.desk.attributions
+        result = await attributions.of_trade(trade_id) if attributions is not None else None
+        return result.as_dict() if result is not None else None
+
+    async def pnl_attribution(self, days: int) -> list[dict[str, Any]]:
+        """Per UTC day, strategy and venue: the attribution of the trades closed in the last `days`."""
+        attributions = self.desk.attributions
+        return [row.as_dict() for row in await attributions.summary(days)] if attributions is not None else []
 
     def _mark(self, venue: str, symbol: str) -> Decimal | None:
         return mark(self.desk, venue, symbol)

@@ -118,7 +118,9 @@ class TwoLegTrades:
         await desk.journal.record_intent(
             intent_id, decision.strategy, decision.action, decision.base,
             {"edge_bps": decision.edge_bps, "edge_usdt": decision.edge_usdt, "reason": decision.reason,
-             "legs": [dataclasses.asdict(leg) for leg in legs]},
+             "legs": [dataclasses.asdict(leg) for leg in legs],
+             # What the strategy expected of each leg (perpbot.scanner.expectations): attribution reads it back.
+             "expectation": dataclasses.asdict(decision.expectation) if decision.expectation else None},
             [(a.request, a.purpose) for a in ordered], trade_id=decision.trade_id,
         )
         # Both legs leave together or not at all: a cancellation (a stop past its grace) waits for
@@ -135,6 +137,8 @@ class TwoLegTrades:
         # The trade's new shape and the intent's end in one transaction (perpbot.journal.sqlite).
         await desk.journal.finish_intent(intent_id, label, change)
         self.book.apply(change, decision)
+        if change is not None and change.kind == "close" and desk.attributions is not None:
+            await desk.attributions.on_trade_closed(change.trade_id)
         desk.metrics.trades_total.labels(decision.strategy, label).inc()
         await self._count_leg_failures(attempt > 0 or halted)
         return {"intent_id": intent_id, "outcome": label, "hedged_base": s(hedged), "corrective_orders": attempt}

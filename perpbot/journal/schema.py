@@ -83,6 +83,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX control_audit_ts ON control_audit(ts);
     """,
+    # 5: per-trade attribution (issue 18): each trade's figures per leg against the decisions'
+    # expectations (perpbot.portfolio.attribution as JSON, amounts as exact strings), rewritten when
+    # the trade changes or funding for its holding time arrives; `observed` = its slippage is in the metrics.
+    """
+    CREATE TABLE trade_attributions (
+        trade_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, base TEXT NOT NULL, opened_ts REAL NOT NULL,
+        closed_ts REAL, attribution TEXT NOT NULL, observed INTEGER NOT NULL DEFAULT 0, updated_ts REAL NOT NULL
+    );
+    CREATE INDEX trade_attributions_closed ON trade_attributions(closed_ts);
+    """,
 ]
 
 

@@ -10,6 +10,7 @@ from perpbot.book.store import BookStore
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
+from perpbot.scanner.expectations import intended_hold_s, with_expectation
 from perpbot.scanner.held import HeldTrades
 from perpbot.scanner.protocol import EntryScreen, Key, MarketView, OpenTrade, Strategy, index_by_base
 from perpbot.scanner.screens import ScreenIndex
@@ -192,6 +193,9 @@ class Scanner:
                     log.exception("Strategy %s failed on %s", strategy.name, base)
                 continue
             self._failed.discard((strategy.name, base))
+            # Each decision carries what its strategy expected of its legs (attribution compares the fills).
+            hold_s = intended_hold_s(strategy)
+            found = [with_expectation(decision, view, hold_s) for decision in found]
             for decision in found:
                 if decision.action == "open":
                     key = (strategy.name, tuple((leg.venue, leg.symbol, leg.side) for leg in decision.legs))

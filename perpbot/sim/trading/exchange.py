@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from perpbot.sim.faults import FaultBoard
+from perpbot.sim.trading.fee_tiers import FeeSchedule
 from perpbot.sim.trading.accounts import (
     ZERO, FundingPayment, SimAccount, SimFill, SimOrder, snapshot_account,
 )
@@ -66,6 +67,9 @@ def clock_ms(clock: Any) -> int:
 
 class SimExchange:
     """One simulated venue's trading engine; wire adapters (okx.py, ...) translate to and from it."""
+
+    # The account's fee tiers (perpbot.sim.trading.fee_tiers); None: the instruments' list rates.
+    fee_schedule: FeeSchedule | None = None
 
     def __init__(self, venue: str, market: Any, faults: FaultBoard | None = None, clock: Any = None,
                  start_balance: Decimal = START_BALANCE, order_id_start: int = 1) -> None:
@@ -273,6 +277,8 @@ class SimExchange:
               now: int) -> SimFill:
         inst = self.instrument(order.symbol)
         base_qty = qty * Decimal(inst.contract_size)
+        if self.fee_schedule is not None:  # the account's fee tier, when one is set
+            fee_rate = self.fee_schedule.rate(liquidity, fee_rate, base_qty * price)
         fee = base_qty * price * fee_rate
         signed = base_qty if order.side == "buy" else -base_qty
         realized = self.account.position(order.symbol).apply(signed, price, now)
@@ -445,6 +451,13 @@ class SimExchange:
         log.warning("simulator %s: %s of %s %s at mark %s", self.venue, origin, symbol, position.size, mark)
         fill = self._fill(order, mark, qty, "taker", fee_rate, now)
         return [fill]
+
+    def settle_funding_now(self, symbol: str) -> list[FundingPayment]:
+        """The next funding of `symbol` settled now (its interval cut short) and stamped with the clock:
+        how a test puts a settlement inside a trade's holding time. Later ones follow at the interval."""
+        now_ms = self.now_ms()
+        self._funding_due[symbol] = now_ms
+        return [payment for payment in self.settle_funding(now_ms) if payment.symbol == symbol]
 
     # ----------------------------------------------------------------- admin
     def set_position(self, symbol: str, size: Decimal, price: Decimal) -> None:
