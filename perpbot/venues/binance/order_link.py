@@ -20,7 +20,9 @@ those docs' examples):
 
 The answer of an IOC placed with RESULT is final (FILLED / EXPIRED with executedQty and avgPrice) but
 carries no fee: `complete` stays False, the fee comes from the private stream (or a query). The last
-answer's `rateLimits` are kept in `last_rate_limits` (the rate budget's input).
+answer's `rateLimits` are kept in `last_rate_limits`; `usage_headers()` gives their counts under the REST
+response's header names (X-MBX-USED-WEIGHT-1m, X-MBX-ORDER-COUNT-10s/1m: what perpbot.execution.rate_budget's
+`observe` reads).
 """
 
 from __future__ import annotations
@@ -80,6 +82,24 @@ def rate_limits(raw: Any) -> tuple[RateLimit, ...] | None:
         except (KeyError, TypeError, ValueError):
             continue
     return tuple(found)
+
+
+# rateLimits entry (type, interval, intervalNum) -> the REST response header carrying the same count.
+USAGE_HEADERS = {
+    ("REQUEST_WEIGHT", "MINUTE", 1): "X-MBX-USED-WEIGHT-1m",
+    ("ORDERS", "SECOND", 10): "X-MBX-ORDER-COUNT-10s",
+    ("ORDERS", "MINUTE", 1): "X-MBX-ORDER-COUNT-1m",
+}
+
+
+def usage_headers(limits: tuple[RateLimit, ...] | None) -> dict[str, str]:
+    """An answer's `rateLimits` counts under the REST response's header names (the rate budget reads those)."""
+    found = {}
+    for limit in limits or ():
+        name = USAGE_HEADERS.get((limit.kind, limit.interval, limit.interval_num))
+        if name is not None:
+            found[name] = str(limit.count)
+    return found
 
 
 def sign(secret_key: str, params: dict[str, Any]) -> str:
@@ -172,6 +192,10 @@ class BinanceOrderLink:
 
     def url(self) -> str:
         return self._url
+
+    def usage_headers(self) -> dict[str, str]:
+        """The last answer's rateLimits counts as REST headers (empty before the first answer)."""
+        return usage_headers(self.last_rate_limits)
 
     def login_frames(self) -> list[str]:
         return []  # every request is signed on its own

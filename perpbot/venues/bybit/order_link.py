@@ -18,7 +18,8 @@ are in shared/fixtures/bybit/private_ws_frames.json):
   envelope with the REST retCode/retMsg (the docs: "data ... keep the same as `result` on rest api").
 * ping: {"op": "ping"} -> {"retCode": 0, "retMsg": "OK", "op": "pong", "data": [now_ms], "connId"}.
 
-The rate-limit figures of the last answer's header are kept in `last_limits` (the rate budget's input).
+The rate-limit figures of the last answer's header are kept in `last_limits`; `usage_headers()` gives
+them under the REST response's header names (what perpbot.execution.rate_budget's `observe` reads).
 """
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ class LimitStatus:
     remaining: int | None
     reset_ms: int | None
     server_ms: int | None
+
+
+def usage_headers(limits: LimitStatus | None) -> dict[str, str]:
+    """The answer's figures under the REST response's header names (the rate budget reads those)."""
+    if limits is None:
+        return {}
+    named = (("X-Bapi-Limit", limits.limit), ("X-Bapi-Limit-Status", limits.remaining),
+             ("X-Bapi-Limit-Reset-Timestamp", limits.reset_ms))
+    return {name: str(value) for name, value in named if value is not None}
 
 
 def _int(value: Any) -> int | None:
@@ -131,6 +141,10 @@ class BybitOrderLink:
 
     def url(self) -> str:
         return self._url
+
+    def usage_headers(self) -> dict[str, str]:
+        """The last answer's X-Bapi-Limit figures as REST headers (empty before the first answer)."""
+        return usage_headers(self.last_limits)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

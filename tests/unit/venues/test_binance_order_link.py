@@ -97,6 +97,10 @@ def test_the_docs_answer_is_an_acknowledgement_and_its_rate_limits_are_kept():
     assert the_link.last_rate_limits == (RateLimit("ORDERS", "SECOND", 10, 300, 1),
                                          RateLimit("ORDERS", "MINUTE", 1, 1200, 1),
                                          RateLimit("REQUEST_WEIGHT", "MINUTE", 1, 2400, 1))
+    # The same counts under the REST response's header names, for the rate budget.
+    assert the_link.usage_headers() == {"X-MBX-ORDER-COUNT-10s": "1", "X-MBX-ORDER-COUNT-1m": "1",
+                                        "X-MBX-USED-WEIGHT-1m": "1"}
+    assert link().usage_headers() == {}  # nothing answered yet
 
 
 def result(status: str, executed: str, average: str) -> str:

@@ -93,6 +93,10 @@ def test_the_docs_acknowledgement_carries_the_order_id_and_its_limit_header(fram
     assert answer == OrderAnswer("test-005", venue_order_id="a4c1718e-fe53-4659-a118-1f6ecce04ad9")
     assert answer.complete is False and answer.status == "open"
     assert the_link.last_limits == LimitStatus(limit=10, remaining=9, reset_ms=1711001595208, server_ms=1711001595209)
+    # The same figures under the REST response's header names, for the rate budget.
+    assert the_link.usage_headers() == {"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "9",
+                                        "X-Bapi-Limit-Reset-Timestamp": "1711001595208"}
+    assert link().usage_headers() == {}  # nothing answered yet
 
 
 def error_answer(code: int, msg: str = "why", header: dict | None = None) -> str:
