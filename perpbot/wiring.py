@@ -240,7 +240,7 @@ def _order_sockets(settings: Settings, engine: Engine, clients: dict[str, Any],
         cfg = venue_credentials(settings, venue)
         instruments = {symbol: inst for (v, symbol), inst in engine.instruments.items() if v == venue}
         try:
-            link = order_link(venue, settings, cfg, instruments)
+            link = order_link(venue, settings, cfg, instruments, client.exchange.markets)  # Hyperliquid: asset ids
         except ValueError as exc:  # a missing credential: that venue's orders go over REST
             log.error("order socket of %s not started: %s", venue, exc)
             continue

@@ -30,6 +30,7 @@ from perpbot.venues.okx.feed import OkxFeedAdapter
 from perpbot.venues.binance.private_link import BinancePrivateLink
 from perpbot.venues.bybit.private_link import BybitPrivateLink
 from perpbot.venues.hyperliquid.private_link import HyperliquidPrivateLink
+from perpbot.venues.hyperliquid.order_link import HyperliquidOrderLink, asset_indices
 from perpbot.venues.okx.order_link import OkxOrderLink
 from perpbot.venues.okx.private_link import OkxPrivateLink
 
@@ -84,12 +85,18 @@ def instrument_from_ccxt_market(venue: str, market: dict[str, Any]) -> Instrumen
 
 
 def order_link(venue: str, settings: Settings, cfg: VenueSettings,
-               instruments: dict[str, Instrument]) -> OrderLink | None:
+               instruments: dict[str, Instrument], markets: Any = None) -> OrderLink | None:
     """The venue's order-entry WebSocket link, or None where perpbot has none (orders then go over REST).
-    `instruments`: the venue's instruments by native symbol (Hyperliquid needs their asset indexes)."""
+    `instruments`: the venue's instruments by native symbol. `markets`: the REST client's ccxt markets
+    (Hyperliquid's asset indexes are their baseIds; without them its orders go over REST)."""
     url = settings.order_ws_url(venue)
     if venue == "okx":
         return OkxOrderLink(url, cfg)
+    if venue == "hyperliquid":
+        assets = asset_indices(markets or {})
+        if not assets or not all(symbol in assets for symbol in instruments):
+            return None
+        return HyperliquidOrderLink(url, cfg, assets)
     return None
 
 

@@ -191,3 +191,19 @@ def test_no_login_frames_and_the_key_never_reaches_a_frame():
     sender = link()
     frame = sender.place_frame("1", request())
     assert sender.login_frames() == [] and SDK_KEY[2:] not in frame and SDK_KEY[2:] not in repr(sender.__dict__)
+
+
+def test_the_registry_builds_the_link_from_the_rest_clients_markets_and_falls_back_to_rest_without_them():
+    from perpbot.settings import Settings
+    from perpbot.venues.registry import order_link
+
+    cfg = VenueSettings(wallet_address=SDK_WALLET, private_key=SDK_KEY)
+    markets = {"BTC/USDC:USDC": {"swap": True, "baseName": "BTC", "baseId": "0"},
+               "ETH/USDC:USDC": {"swap": True, "baseName": "ETH", "baseId": "1"},
+               "PURR/USDC": {"spot": True, "swap": False, "baseName": "PURR", "baseId": "10000"}}
+    instruments = {"BTC": object(), "ETH": object()}
+    built = order_link("hyperliquid", Settings(), cfg, instruments, markets)  # type: ignore[arg-type]
+    assert isinstance(built, HyperliquidOrderLink) and built.url() == Settings().order_ws_url("hyperliquid")
+    assert json.loads(built.place_frame("1", request(symbol="ETH")))["request"]["payload"]["action"]["orders"][0]["a"] == 1
+    assert order_link("hyperliquid", Settings(), cfg, instruments) is None  # type: ignore[arg-type]
+    assert order_link("hyperliquid", Settings(), cfg, {"DOGE": object()}, markets) is None  # type: ignore[arg-type]
