@@ -47,6 +47,7 @@ CANCEL = "cancel"
 RATE_LIMITED = "rate_limited"  # refusal rule: the venue said stop (429 / 418 / ban) and its time has not run out
 RATE_BUDGET = "rate_budget"  # refusal rule: the order would take a window over the venue's limit
 EndpointKind = Literal["order", "cancel", "read"]
+ALWAYS_STOP = (429, 418)  # too many requests / banned: a stop on any venue, whatever its table adds
 
 
 # -- the declared limits -------------------------------------------------------------------------
@@ -95,8 +96,8 @@ class RemainingHeaders:
 class VenueLimits:
     """A venue's limits as documented (`source`), its endpoints and how REST requests map to them.
 
-    `stop_statuses`: HTTP statuses that mean "stop now", with the block in seconds when the answer
-    carries no Retry-After (None: the budget's default)."""
+    `stop_statuses`: HTTP statuses that mean "stop now" (429 and 418 always do), with the block in
+    seconds when the answer carries no Retry-After (None or not listed: the budget's default)."""
 
     venue: str
     windows: tuple[WindowSpec, ...]
@@ -349,7 +350,7 @@ class RateBudget:
                 until = reset_ms / 1000 if reset_ms is not None and reset_ms / 1000 > now \
                     else now + window.spec.period_s
                 window.learn(max(0, limit - remaining), until, now)
-        if status in state.limits.stop_statuses:
+        if status in state.limits.stop_statuses or status in ALWAYS_STOP:
             self._stop(state, status, lowered, found, now)
 
     def _stop(self, state: _Venue, status: int, headers: Mapping[str, str], endpoint: Endpoint | None,
@@ -358,7 +359,7 @@ class RateBudget:
         retry_after = _retry_after(headers.get("retry-after"), now)
         source = "Retry-After"
         if retry_after is None:
-            default = state.limits.stop_statuses[status]
+            default = state.limits.stop_statuses.get(status)
             retry_after = self.default_retry_after_s if default is None else default
             source = "no Retry-After, default"
         until = now + retry_after

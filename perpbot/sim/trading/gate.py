@@ -1,8 +1,14 @@
-"""Fault gate shared by the simulated venues' REST handlers: maintenance, rate limits, 5xx, timeouts, lost replies."""
+"""Fault gate shared by the simulated venues' REST handlers: maintenance, rate limits, 5xx, timeouts, lost replies.
+
+A rate_limit (429) or ip_ban (418) fault answers with Retry-After; until that time has passed every further
+order is answered the same way, as the live venues do, and counted in the fault board as
+`retry_after_ignored` (a client that respects Retry-After never shows one).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from typing import Any, Callable, Protocol
 
@@ -14,7 +20,8 @@ from perpbot.sim.trading.matching import SimReject
 
 # Faults that hit every private request unless their params say {"on": "order"};
 # the others only ever hit order placement.
-_ANY_REQUEST_FAULTS = ("maintenance", "rate_limit", "rest_5xx")
+_ANY_REQUEST_FAULTS = ("maintenance", "rate_limit", "ip_ban", "rest_5xx")
+RETRY_AFTER_IGNORED = "retry_after_ignored"  # counted in FaultBoard.fired, not a fault kind
 _ORDER_FAULTS = ("timeout", "lost_response")
 
 
@@ -40,6 +47,9 @@ class FaultGate:
         self.sim = sim
         self.wire = wire
         self._closing = asyncio.Event()
+        # After a 429 / 418 with Retry-After: (monotonic end, status) of the venue's stop.
+        self._stopped_until = 0.0
+        self._stop_status = 429
 
         async def _on_shutdown(_app: web.Application) -> None:
             # Releases held (timeout-fault) responses so the server can stop promptly.
@@ -63,12 +73,15 @@ class FaultGate:
         is_order = kind == "order"
         if self._take("maintenance", symbol, is_order):
             return self.wire.maintenance()
-        fault = self._take("rate_limit", symbol, is_order)
-        if fault:
-            retry_after = int(fault.params.get("retry_after_s", 1))
-            response = self.wire.rate_limited(retry_after)
-            response.headers["Retry-After"] = str(retry_after)
-            return response
+        stopped = self._still_stopped(is_order)
+        if stopped is not None:
+            return stopped
+        for fault_kind, status in (("rate_limit", 429), ("ip_ban", 418)):
+            fault = self._take(fault_kind, symbol, is_order)
+            if fault:
+                retry_after = int(fault.params.get("retry_after_s", 1))
+                self._stopped_until, self._stop_status = time.monotonic() + retry_after, status
+                return self._stop_response(retry_after, status)
         fault = self._take("rest_5xx", symbol, is_order)
         if fault:
             status = int(fault.params.get("status", 503))
@@ -102,6 +115,20 @@ class FaultGate:
                 raise _DropConnection()
             return web.Response(status=int(fault.params.get("status", 502)), text="Bad Gateway")
         return self._call(action, ratio)
+
+    def _stop_response(self, retry_after: int, status: int) -> web.Response:
+        response = self.wire.rate_limited(retry_after)
+        response.set_status(status)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    def _still_stopped(self, is_order: bool) -> web.Response | None:
+        """An order inside the venue's Retry-After: answered with the stop again, and counted."""
+        left = self._stopped_until - time.monotonic()
+        if not is_order or left <= 0:
+            return None
+        self.sim.faults.fired[(self.sim.venue, RETRY_AFTER_IGNORED)] += 1
+        return self._stop_response(max(1, int(left + 0.999)), self._stop_status)
 
     def _call(self, action: Callable[[Decimal | None], Any], ratio: Decimal | None) -> web.Response:
         try:
