@@ -8,7 +8,7 @@ signature, vaultAddress?, expiresAfter?}}}; answer {"channel": "post", "data": {
 words: "a String ... mirroring the HTTP status code and description that would have been returned if
 the request were sent through HTTP"): a body that does not deserialize ("422 Failed to deserialize the
 JSON body into the target type"), the rate-limit fault ("429 Too Many Requests", no Retry-After, as
-over HTTP), maintenance ("503 Service Unavailable").
+over HTTP; "418 I'm a Teapot" for the `ip_ban` fault), maintenance ("503 Service Unavailable").
 
 Authentication as the venue does it: the signer is recovered from the L1 signature over the action,
 nonce and vault (perpbot.venues.hyperliquid.signing's hash, i.e. the official SDK's) and must be the
@@ -24,6 +24,7 @@ Info requests over the socket are not served (the bot makes none): they get an e
 from __future__ import annotations
 
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -44,6 +45,14 @@ RATE_LIMITED = "429 Too Many Requests"
 UNAVAILABLE = "503 Service Unavailable"
 # Signed actions the REST handler runs synchronously (their answers are POST /exchange's, verbatim).
 CANCELS = ("cancel", "cancelByCloid")
+
+
+def http_text(status: int) -> str:
+    """'<status> <reason phrase>', the form of the docs' error strings ("429 Too Many Requests")."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 def signer_of(payload: dict[str, Any], is_mainnet: bool) -> str | None:
@@ -139,8 +148,8 @@ class HyperliquidOrders:
             session.close(abort=True)
         elif outcome.action == "silent":
             return
-        elif outcome.action == "rate_limited":
-            self.refuse(session, req_id, RATE_LIMITED)
+        elif outcome.action == "rate_limited":  # 429 (rate_limit) or 418 (ip_ban): no Retry-After either way
+            self.refuse(session, req_id, RATE_LIMITED if outcome.status == 429 else http_text(outcome.status))
         elif outcome.action == "maintenance":
             self.refuse(session, req_id, UNAVAILABLE)
         elif outcome.error is not None and outcome.error.reason == "bad_body":
@@ -168,7 +177,7 @@ class HyperliquidOrders:
     def relay(self, session: Session, req_id: int, response: web.Response) -> None:
         """An answer of the REST handler, as the socket carries it."""
         if response.status != 200:
-            self.refuse(session, req_id, BAD_BODY if response.status == 422 else f"{response.status} {response.text}")
+            self.refuse(session, req_id, BAD_BODY if response.status == 422 else http_text(response.status))
             return
         body = response.body
         self.answer(session, req_id, orjson.loads(body if isinstance(body, (bytes, str)) else b"null"))

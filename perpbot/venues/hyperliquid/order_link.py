@@ -84,7 +84,7 @@ def error_of(text: str) -> errors.VenueErrorBase:
 def refusal_of(text: str) -> errors.VenueErrorBase:
     """A post the server refused before the action ran ({"type": "error", "payload": "429 ..."})."""
     status = text[:3]
-    if status == "429":
+    if status in ("429", "418"):  # too many requests; 418: an IP ban (the simulator's ip_ban fault)
         return errors.RateLimited(VENUE, text, retry_after_s=None)
     if status in ("502", "503", "504"):
         return errors.TemporaryError(VENUE, text)  # the gateway answered: the action never ran

@@ -190,6 +190,16 @@ async def test_a_rate_limited_order_is_typed_and_not_placed():
         assert rig.orders_with(request.client_order_id) == []
 
 
+async def test_an_ip_ban_is_rate_limited_too_and_nothing_is_placed():
+    async with order_rig(VENUE, hl_link) as rig:
+        await rig.fault("ip_ban", retry_after_s=5)
+        request = rig.ioc(cid("hl-418"))
+        with pytest.raises(errors.RateLimited) as limited:
+            await rig.client.place_order(approved(request))
+        assert limited.value.message.startswith("418")
+        assert rig.orders_with(request.client_order_id) == []
+
+
 async def test_maintenance_is_a_temporary_refusal_and_nothing_is_placed():
     async with order_rig(VENUE, hl_link) as rig:
         await rig.fault("maintenance")

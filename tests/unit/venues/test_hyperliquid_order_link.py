@@ -158,6 +158,7 @@ def test_an_action_refused_whole_is_typed(text, kind):
 
 @pytest.mark.parametrize(("text", "kind"), [
     ("429 Too Many Requests", errors.RateLimited),
+    ("418 I'm a Teapot", errors.RateLimited),
     ("503 Service Unavailable", errors.TemporaryError),
     ("500 Internal Server Error", errors.UnknownOutcome),
     ("422 Failed to deserialize the JSON body into the target type", errors.OrderRejected),
