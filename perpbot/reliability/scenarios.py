@@ -19,6 +19,7 @@ import aiohttp
 from perpbot.reliability import invariants as inv
 from perpbot.reliability.live import VENUES, LiveBot, wait_for
 from perpbot.sim.faults import MARKET_FAULTS, ORDER_WS_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
+from perpbot.sim.trading.gate import RETRY_AFTER_IGNORED
 
 log = logging.getLogger("perpbot.reliability")
 
@@ -39,6 +40,9 @@ FAULT_SHAPES: dict[str, dict[str, Any]] = {
     "rest_5xx": {"count": 2, "params": {"on": "order"}},
     "timeout": {"count": 1, "params": {"hold_s": 3}},
     "rate_limit": {"count": 2, "params": {"on": "order", "retry_after_s": 1}},
+    # 418 with Retry-After: the venue's orders are refused at the risk gate until it has passed (an order
+    # sent inside it is counted by the simulator as retry_after_ignored: a violation).
+    "ip_ban": {"count": 1, "params": {"on": "order", "retry_after_s": 3}},
     "reject": {"count": 2},
     "insufficient_margin": {"count": 2},
     "partial_fill": {"count": 2, "params": {"ratio": "0.5"}},
@@ -77,6 +81,10 @@ COMBINATIONS: dict[str, list[tuple[str, str]]] = {
     # A lost REST answer resolved from a stream that pushes the fill twice.
     "lost_response+fill_duplicate": [("lost_response", "okx"), ("fill_duplicate", "okx")],
     "stream_lag+partial_fill": [("stream_lag", "hyperliquid"), ("partial_fill", "hyperliquid")],
+    # Every venue answers 429 (then 418) with Retry-After at once: orders stop venue by venue, legs already
+    # filled elsewhere are repaired on a venue still taking orders.
+    "rate_limit@all venues": [("rate_limit", venue) for venue in VENUES],
+    "ip_ban@all venues": [("ip_ban", venue) for venue in VENUES],
 }
 # Combinations in the short (CI) matrix: the first two market/trading ones. The private-stream ones run in
 # the full matrix only (private_stall+rest_lag breaks the books: findings.md).
@@ -323,6 +331,10 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
     finally:
         stop.set()
         await sampler
+    ignored = {venue: fired.get((venue, RETRY_AFTER_IGNORED), 0) - fired_before.get((venue, RETRY_AFTER_IGNORED), 0)
+               for venue in VENUES}
+    violations += [f"{n} order(s) sent to {venue} inside its Retry-After (after a 429 / 418)"
+                   for venue, n in ignored.items() if n > 0]
     if never:
         violations.append(f"fault never fired within {fire_deadline_s}s (no order / message reached the venue "
                           f"while it was injected; state {bot.engine.state}, "
