@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
+from perpbot.core.margin import LegMargin
 from perpbot.core.orders import OrderResult
 from perpbot.portfolio.book import FillRecord, Portfolio, dstr
 
@@ -74,8 +75,20 @@ def positions(portfolio: Portfolio, residues: Mapping[Key, Decimal],
             "leverage": s(portfolio.leverage.get(key)),
             # Base held beyond the trade's other leg: a residue no venue could trade, unhedged.
             "unhedged_base": s(residues.get(key, ZERO)),
+            **leg_margin(portfolio.margins.get(key)),
         })
     return out
+
+
+def leg_margin(margin: LegMargin | None) -> dict[str, Any]:
+    """A leg's margin figures as its venue stated them (the distance from the venue's own mark, so the
+    pair is the venue's); all None when the venue has said nothing yet."""
+    if margin is None:
+        return {"liquidation_price": None, "liquidation_distance_pct": None, "maintenance_margin": None,
+                "margin_ratio": None, "adl_rank": None, "margin_mode": None, "margin_source": None}
+    return {"liquidation_price": s(margin.liquidation_price), "liquidation_distance_pct": s(margin.distance_pct),
+            "maintenance_margin": s(margin.maintenance_margin), "margin_ratio": s(margin.margin_ratio),
+            "adl_rank": margin.adl_rank, "margin_mode": margin.margin_mode, "margin_source": margin.source}
 
 
 def balances(portfolio: Portfolio) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from perpbot.core.margin import LegMargin
+
 Side = Literal["buy", "sell"]
 ResultStatus = Literal["filled", "partially_filled", "canceled", "rejected", "open", "expired"]
 
@@ -55,6 +57,7 @@ class VenuePosition:
     mark_price: Decimal | None = None
     unrealized_pnl: Decimal = Decimal(0)
     leverage: Decimal | None = None
+    margin: LegMargin | None = None  # liquidation price, maintenance margin, ADL rank, where the venue says
 
 
 @dataclass(slots=True)

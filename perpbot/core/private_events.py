@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from perpbot.core.margin import LegMargin
 from perpbot.core.orders import Side
 
 PrivateOrderStatus = Literal["open", "partially_filled", "filled", "canceled", "rejected", "expired"]
@@ -98,6 +99,7 @@ class PositionUpdate:
     entry_price: Decimal | None
     ts_ms: int
     recv_ts: float
+    margin: LegMargin | None = None  # when the push carries liquidation price / maintenance margin / ADL
 
 
 @dataclass(frozen=True, slots=True)

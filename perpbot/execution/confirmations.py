@@ -204,6 +204,10 @@ class Confirmations:
             await self._on_funding(event)
         elif isinstance(event, PositionUpdate):
             self.positions[(event.venue, event.symbol)] = event
+            if event.margin is not None:
+                self.desk.portfolio.set_margin(event.margin)
+            elif not event.size:
+                self.desk.portfolio.margins.pop((event.venue, event.symbol), None)
             self._check_position(event)
         elif isinstance(event, BalanceUpdate):
             self.balances[(event.venue, event.currency)] = event

@@ -8,6 +8,7 @@ here does I/O; the helpers are plain functions over the Desk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import deque
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from perpbot.book.store import BookStore
 from perpbot.core.instruments import Instrument
+from perpbot.core.margin import liquidation_distance_pct
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult, Side
 from perpbot.core.ports import ExchangeClient
@@ -123,6 +125,8 @@ class Desk:
     periodic_failures: int = 0
     # (venue, symbol) keys a reconciliation left alone because a trade touched them while it read the venues.
     reconcile_skips: int = 0
+    # Legs whose margin series are exported (perpbot.execution.desk.publish_margins removes the stale ones).
+    margin_series: set[Key] = dataclasses.field(default_factory=set)
     # The private streams' bookings and waiters (perpbot.execution.confirmations); None without streams.
     confirmations: Confirmations | None = None
     # Per-trade attribution (perpbot.execution.attribution), told of every trade that closes; None: not kept.
@@ -177,4 +181,29 @@ def publish(desk: Desk) -> None:
     for venue, balance in desk.portfolio.balances.items():
         m.equity.labels(venue).set(float(balance.equity))
     m.active_positions.set(len(desk.portfolio.open_positions()))
+    publish_margins(desk)
     m.capital_utilization.set(float(desk.portfolio.capital_utilization_percent()))
+
+
+def publish_margins(desk: Desk) -> None:
+    """Each leg's liquidation price, distance from the live mark, maintenance margin and ADL rank as metrics;
+    the series of a leg no longer held are removed."""
+    m = desk.metrics
+    shown: set[tuple[str, str]] = set()
+    for (venue, symbol), margin in desk.portfolio.margins.items():
+        shown.add((venue, symbol))
+        live = mark(desk, venue, symbol) or margin.mark
+        distance = liquidation_distance_pct(margin.size, live, margin.liquidation_price) if live else None
+        for gauge, value in ((m.liquidation_distance, distance), (m.liquidation_price, margin.liquidation_price),
+                             (m.maintenance_margin, margin.maintenance_margin),
+                             (m.adl_rank, None if margin.adl_rank is None else Decimal(margin.adl_rank))):
+            if value is None:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(venue, symbol)
+            else:
+                gauge.labels(venue, symbol).set(float(value))
+    for venue, symbol in desk.margin_series - shown:
+        for gauge in (m.liquidation_distance, m.liquidation_price, m.maintenance_margin, m.adl_rank):
+            with contextlib.suppress(KeyError):
+                gauge.remove(venue, symbol)
+    desk.margin_series = shown

@@ -298,6 +298,11 @@ class Reconciler:
                 portfolio.set_mark(venue, remote_position.symbol, remote_position.mark_price)
             if remote_position.leverage is not None:
                 portfolio.leverage[(venue, remote_position.symbol)] = remote_position.leverage
+            if remote_position.margin is not None:
+                portfolio.set_margin(remote_position.margin)
+        for key in [k for k in portfolio.margins if k[0] == venue and (venue, k[1]) not in busy
+                    and not any(p.symbol == k[1] for p in remote)]:
+            del portfolio.margins[key]  # flat at the venue: no liquidation price any more
         return found
 
     async def sync_funding(self, venue: str, client: ExchangeClient,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from perpbot.core.margin import LegMargin
 from perpbot.core.numbers import plain_or_none
 from perpbot.core.orders import VenueBalance
 
@@ -107,6 +108,8 @@ class Portfolio:
         self.balances: dict[str, VenueBalance] = {}
         self.marks: dict[tuple[str, str], Decimal] = {}
         self.leverage: dict[tuple[str, str], Decimal] = {}
+        # Each leg's margin state as its venue last stated it (push or REST): liquidation price, ADL rank.
+        self.margins: dict[tuple[str, str], LegMargin] = {}
         # Last 24 h and at most MAX_RECENT_* entries, oldest first (appends are in ts order but for
         # restarts, which restore the journal's rows sorted by ts before anything new is booked).
         self.fills: deque[FillRecord] = deque(maxlen=MAX_RECENT_FILLS)
@@ -195,6 +198,18 @@ class Portfolio:
 
     def set_mark(self, venue: str, symbol: str, price: Decimal) -> None:
         self.marks[(venue, symbol)] = price
+
+    def set_margin(self, margin: LegMargin) -> None:
+        """A leg's margin figures as the venue stated them; a flat leg's are dropped. An older statement
+        (by the venue's time) than the one held is ignored, so a slow REST answer cannot undo a push."""
+        key = (margin.venue, margin.symbol)
+        if not margin.size:
+            self.margins.pop(key, None)
+            return
+        held = self.margins.get(key)
+        if held is not None and margin.ts_ms and held.ts_ms > margin.ts_ms:
+            return
+        self.margins[key] = margin
 
     # -- reads ----------------------------------------------------------------------------
     def open_positions(self) -> list[Position]:

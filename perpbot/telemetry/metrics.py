@@ -162,6 +162,23 @@ class Metrics:
         self.component_health = Gauge(
             "perpbot_component_health", "1 when a health component is fine", ["component"], registry=r
         )
+        # --- margin safety per leg (issue 16): the venue's liquidation price against the live mark ---
+        self.liquidation_distance = Gauge(
+            "perpbot_position_liquidation_distance_percent", "How far the mark may move against the leg before "
+            "its venue liquidates it (% of the mark)", ["exchange", "symbol"], registry=r,
+        )
+        self.liquidation_price = Gauge(
+            "perpbot_position_liquidation_price", "The leg's liquidation price as its venue states it",
+            ["exchange", "symbol"], registry=r,
+        )
+        self.maintenance_margin = Gauge(
+            "perpbot_position_maintenance_margin", "The leg's maintenance margin as its venue states it (quote)",
+            ["exchange", "symbol"], registry=r,
+        )
+        self.adl_rank = Gauge(
+            "perpbot_position_adl_rank", "The leg's auto-deleveraging rank where the venue gives one (higher "
+            "goes first)", ["exchange", "symbol"], registry=r,
+        )
         # --- control API (issue 17) --------------------------------------------------------
         self.control_refusals_total = Counter(
             "perpbot_control_refusals", "Control API requests refused (token, scope, origin, host, body)",

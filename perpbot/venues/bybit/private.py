@@ -22,6 +22,7 @@ from typing import Literal
 import orjson
 
 from perpbot.core.events import ParseError
+from perpbot.core.margin import LegMargin
 from perpbot.core.orders import Side
 from perpbot.core.private_events import (
     BalanceUpdate,
@@ -203,8 +204,24 @@ def _position(item: dict, recv_ts: float) -> PrivateEvent:
     elif side not in ("Buy", "", "None"):  # "" (or "None" on older accounts) when flat
         raise ParseError(VENUE, f"unknown position side {side!r}", symbol)
     entry = _opt_decimal(item, "entryPrice", symbol)
-    return PositionUpdate(VENUE, symbol, size, entry if size and entry else None,
-                          int_field(VENUE, item, "updatedTime", symbol), recv_ts)
+    ts = int_field(VENUE, item, "updatedTime", symbol)
+    return PositionUpdate(VENUE, symbol, size, entry if size and entry else None, ts, recv_ts,
+                          _position_margin(item, symbol, size, ts))
+
+
+def _position_margin(item: dict, symbol: str, size: Decimal, ts: int) -> LegMargin | None:
+    """The position push's margin fields (docs: liqPrice, "" or "0" when none; positionMM; adlRankIndicator
+    0-5; tradeMode 0 cross / 1 isolated; leverage; markPrice). The account's MM rate is in `wallet`."""
+    if "liqPrice" not in item:
+        return None
+    liquidation = _opt_decimal(item, "liqPrice", symbol)
+    adl = item.get("adlRankIndicator")
+    mode = {0: "cross", 1: "isolated"}.get(item.get("tradeMode"))  # type: ignore[arg-type]
+    return LegMargin(
+        VENUE, symbol, size, _opt_decimal(item, "markPrice", symbol), liquidation if liquidation else None,
+        _opt_decimal(item, "positionMM", symbol), None, adl if type(adl) is int else None, mode,
+        _opt_decimal(item, "leverage", symbol), ts,
+    )
 
 
 def _wallet(item: dict, ts: int, recv_ts: float) -> list[PrivateEvent]:

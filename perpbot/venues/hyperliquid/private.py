@@ -19,11 +19,13 @@ docs (no recording).
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from perpbot.core.events import ParseError
+from perpbot.core.margin import LegMargin
 from perpbot.core.orders import Side
 from perpbot.core.private_events import (
     BalanceUpdate,
@@ -230,6 +232,22 @@ def _user_event(data: dict, recv_ts: float) -> list[PrivateEvent]:
     return []  # twapHistory / twapSliceFills: perpbot places no TWAPs
 
 
+def _position_margin(position: dict, symbol: str, size: Decimal, ts: int) -> LegMargin | None:
+    """An asset position's margin fields (liquidationPx, null when none; leverage {type, value}). No ADL
+    rank, no per-position maintenance margin; the mark is positionValue / |szi|."""
+    if "liquidationPx" not in position:
+        return None
+    raw = position.get("liquidationPx")
+    liquidation = decimal_field(VENUE, position, "liquidationPx", symbol) if raw not in (None, "") else None
+    value = position.get("positionValue")
+    mark = decimal_field(VENUE, position, "positionValue", symbol) / abs(size) if value and size else None
+    leverage = position.get("leverage")
+    mode = leverage.get("type") if type(leverage) is dict else None
+    lever = leverage.get("value") if type(leverage) is dict else None
+    return LegMargin(VENUE, symbol, size, mark, liquidation if liquidation else None, None, None, None,
+                     str(mode) if mode else None, Decimal(lever) if type(lever) is int else None, ts)
+
+
 def _account_state(state: dict, recv_ts: float) -> list[PrivateEvent]:
     """clearinghouseState -> a PositionUpdate per listed asset position and one USDC BalanceUpdate
     (equity = marginSummary.accountValue, available = withdrawable). Only open positions are listed:
@@ -243,7 +261,8 @@ def _account_state(state: dict, recv_ts: float) -> list[PrivateEvent]:
         size = decimal_field(VENUE, position, "szi", symbol)
         entry_px = position.get("entryPx")
         entry_price = decimal_field(VENUE, position, "entryPx", symbol) if entry_px not in (None, "") else None
-        out.append(PositionUpdate(VENUE, symbol, size, entry_price if size else None, ts, recv_ts))
+        out.append(PositionUpdate(VENUE, symbol, size, entry_price if size else None, ts, recv_ts,
+                                  _position_margin(position, symbol, size, ts)))
     out.append(BalanceUpdate(VENUE, COLLATERAL, decimal_field(VENUE, summary, "accountValue"),
                              decimal_field(VENUE, state, "withdrawable"), None, ts, recv_ts))
     return out

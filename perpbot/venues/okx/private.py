@@ -25,6 +25,7 @@ from typing import Literal
 import orjson
 
 from perpbot.core.events import ParseError
+from perpbot.core.margin import LegMargin
 from perpbot.core.orders import Side
 from perpbot.core.private_events import (
     BalanceUpdate,
@@ -233,7 +234,24 @@ def _position(item: object, recv_ts: float, ctx: PrivateContext) -> PrivateEvent
         return StreamControl(VENUE, "error", f"hedge-mode position leg {symbol} {pos_side}: perpbot needs net mode", recv_ts)
     contracts = _opt_decimal(item, "pos", symbol) or Decimal(0)
     avg = _opt_decimal(item, "avgPx", symbol)
-    return PositionUpdate(VENUE, symbol, contracts * ctx.contract_size(symbol), avg if contracts and avg else None, ts, recv_ts)
+    size = contracts * ctx.contract_size(symbol)
+    return PositionUpdate(VENUE, symbol, size, avg if contracts and avg else None, ts, recv_ts,
+                          _position_margin(item, symbol, size, ts))
+
+
+def _position_margin(item: dict, symbol: str, size: Decimal, ts: int) -> LegMargin | None:
+    """The `positions` push's margin fields (docs: liqPx, mmr = maintenance margin, mgnRatio, adl 1-5,
+    mgnMode, lever, markPx); None for balance_and_position's posData, which carries none of them."""
+    if "liqPx" not in item:
+        return None
+    liquidation = _opt_decimal(item, "liqPx", symbol)
+    adl = item.get("adl")
+    return LegMargin(
+        VENUE, symbol, size, _opt_decimal(item, "markPx", symbol), liquidation if liquidation else None,
+        _opt_decimal(item, "mmr", symbol), _opt_decimal(item, "mgnRatio", symbol),
+        int(adl) if isinstance(adl, str) and adl.isdigit() else None, item.get("mgnMode") or None,
+        _opt_decimal(item, "lever", symbol), ts,
+    )
 
 
 def _account(item: object, recv_ts: float) -> list[PrivateEvent]:

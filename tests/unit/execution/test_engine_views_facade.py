@@ -7,6 +7,7 @@ from decimal import Decimal as D
 from engine_fakes import INSTRUMENTS, OKX, FakeJournal, FakeVenue, make_desk, make_store
 
 from perpbot.control import views
+from perpbot.core.margin import LegMargin
 from perpbot.core.orders import OrderResult
 from perpbot.execution.desk import mark
 from perpbot.execution.engine import Engine
@@ -20,8 +21,28 @@ def test_positions_show_mark_pnl_and_the_unhedged_residue():
     desk = make_desk()
     desk.portfolio.set_position("okx", OKX.symbol, D("0.02"), D("29000"))
     [row] = views.positions(desk.portfolio, {("okx", OKX.symbol): D("0.001")}, lambda v, s: mark(desk, v, s))
+    no_margin_yet = {"liquidation_price": None, "liquidation_distance_pct": None, "maintenance_margin": None,
+                     "margin_ratio": None, "adl_rank": None, "margin_mode": None, "margin_source": None}
     assert row == {"venue": "okx", "symbol": OKX.symbol, "side": "long", "size": "0.02", "entry_price": "29000",
-                   "mark_price": "29995", "unrealized_pnl": "19.9", "leverage": None, "unhedged_base": "0.001"}
+                   "mark_price": "29995", "unrealized_pnl": "19.9", "leverage": None, "unhedged_base": "0.001",
+                   **no_margin_yet}
+
+
+def test_positions_show_the_legs_liquidation_price_and_distance_as_the_venue_stated_them():
+    desk = make_desk()
+    desk.portfolio.set_position("okx", OKX.symbol, D("0.02"), D("29000"))
+    desk.portfolio.set_margin(LegMargin("okx", OKX.symbol, D("0.02"), D("30000"), D("27000.5"), D("2.4"),
+                                        D("41.5"), 2, "cross", D("10"), 5, source="stream"))
+    [row] = views.positions(desk.portfolio, {}, lambda v, s: mark(desk, v, s))
+    assert (row["liquidation_price"], row["liquidation_distance_pct"], row["maintenance_margin"],
+            row["margin_ratio"], row["adl_rank"], row["margin_mode"], row["margin_source"]) == (
+        "27000.5", "9.9983", "2.4", "41.5", 2, "cross", "stream")
+    # An older statement never replaces a newer one; a flat leg's is dropped.
+    desk.portfolio.set_margin(LegMargin("okx", OKX.symbol, D("0.02"), D("30000"), D("1"), None, None, None,
+                                        None, None, 4, source="rest"))
+    assert desk.portfolio.margins[("okx", OKX.symbol)].liquidation_price == D("27000.5")
+    desk.portfolio.set_margin(LegMargin("okx", OKX.symbol, D(0), None, None, None, None, None, None, None, 6))
+    assert ("okx", OKX.symbol) not in desk.portfolio.margins
 
 
 def test_trading_state_and_active_orders():

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from perpbot.core.events import ParseError
+from perpbot.core.margin import LegMargin
 from perpbot.core.private_events import (
     BalanceUpdate,
     FundingEvent,
@@ -89,7 +90,12 @@ def test_every_fixture_frame_is_handled(shared_fixtures):
     (leg,) = seen["position - push|doc-example"]
     assert isinstance(leg, StreamControl) and leg.kind == "error" and "positionIdx=2" in leg.detail
     (position,) = seen["position - push|client-fixture"]
-    assert position == PositionUpdate("bybit", "ETHUSDT", Decimal("-0.01"), Decimal("3641.075"), 1762199125472, 3.0)
+    # With its margin state: liqPrice, positionMM, adlRankIndicator, tradeMode 0 (cross), leverage, markPrice.
+    margin = LegMargin("bybit", "ETHUSDT", Decimal("-0.01"), Decimal("3641.33"), Decimal("51764.83003276"),
+                       Decimal("0.20281586"), None, 2, "cross", Decimal("30"), 1762199125472)
+    assert position == PositionUpdate("bybit", "ETHUSDT", Decimal("-0.01"), Decimal("3641.075"), 1762199125472, 3.0,
+                                      margin)
+    assert margin.distance_pct == Decimal("1321.5912")  # a short 0.01 ETH with the account's collateral behind it
 
     (balance,) = seen["wallet - push|doc-example"]
     assert balance == BalanceUpdate("bybit", "BTC", Decimal("0.00102964"), Decimal("0.00102964"),
