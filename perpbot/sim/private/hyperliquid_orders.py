@@ -15,7 +15,8 @@ nonce and vault (perpbot.venues.hyperliquid.signing's hash, i.e. the official SD
 simulated wallet; any other signer is "User or API Wallet <address> does not exist." (an `err` action
 answer, venue_errors.json). The simulator stands in for mainnet and testnet alike, so a phantom agent of
 either source ("a" or "b") is accepted. An order naming a builder the account never approved is
-"Builder fee has not been approved.", as over REST. Orders, cancels and fills are the REST API's own
+"Builder fee has not been approved.", as over REST; an action whose nonce was already used on the socket
+is "Invalid nonce: duplicate nonce <n>" (the text users of the live venue report). Orders, cancels and fills are the REST API's own
 (perpbot.sim.trading.hyperliquid on the venue's SimExchange), so the private stream pushes the fills;
 placements run under the WebSocket order faults (perpbot.sim.private.order_faults.ws_order).
 Info requests over the socket are not served (the bot makes none): they get an error answer that says so.
@@ -23,6 +24,7 @@ Info requests over the socket are not served (the bot makes none): they get an e
 
 from __future__ import annotations
 
+import heapq
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
@@ -45,6 +47,7 @@ RATE_LIMITED = "429 Too Many Requests"
 UNAVAILABLE = "503 Service Unavailable"
 # Signed actions the REST handler runs synchronously (their answers are POST /exchange's, verbatim).
 CANCELS = ("cancel", "cancelByCloid")
+NONCES_KEPT = 100
 
 
 def http_text(status: int) -> str:
@@ -80,6 +83,19 @@ class HyperliquidOrders:
         self.sim = api.sim
         self.wallet = wallet.lower()
         self.posts = 0  # requests answered or dropped (tests and stats)
+        self._nonces: list[int] = []  # the highest nonces used on the socket (a min-heap) ...
+        self._nonce_set: set[int] = set()  # ... and the same as a set
+
+    def fresh(self, nonce: int) -> bool:
+        """False for a nonce already used (a replayed action); remembers the NONCES_KEPT highest, as the venue
+        keeps the 100 highest per signer (its rule for a nonce below all of them is not modelled)."""
+        if nonce in self._nonce_set:
+            return False
+        heapq.heappush(self._nonces, nonce)
+        self._nonce_set.add(nonce)
+        if len(self._nonces) > NONCES_KEPT:
+            self._nonce_set.discard(heapq.heappop(self._nonces))
+        return True
 
     # -- the socket's side -------------------------------------------------------------------
     def on_post(self, session: Session, request: dict[str, Any]) -> None:
@@ -108,6 +124,10 @@ class HyperliquidOrders:
             return
         if signer != self.wallet and signer_of(payload, False) != self.wallet:
             self.answer(session, req_id, {"status": "err", "response": f"User or API Wallet {signer} does not exist."})
+            return
+        if not self.fresh(payload["nonce"]):
+            self.answer(session, req_id, {"status": "err",
+                                          "response": f"Invalid nonce: duplicate nonce {payload['nonce']}"})
             return
         kind = action["type"]
         if kind == "order":

@@ -228,6 +228,20 @@ async def test_an_order_signed_by_another_key_is_refused_as_the_venue_refuses_an
         assert rig.orders_with(request.client_order_id) == []
 
 
+async def test_a_replayed_action_is_refused_for_its_duplicate_nonce_and_places_nothing_twice():
+    async with order_rig(VENUE, hl_link, start_socket=False) as rig:
+        sender = hl_link(rig.sim)
+        request = rig.ioc(cid("hl-replay"))
+        frame = sender.place_frame("5", request)
+        first = await post_raw(rig, frame)
+        again = await post_raw(rig, frame)
+        assert "filled" in first["data"]["response"]["payload"]["response"]["data"]["statuses"][0]
+        nonce = json.loads(frame)["request"]["payload"]["nonce"]
+        assert again["data"]["response"]["payload"] == {"status": "err",
+                                                        "response": f"Invalid nonce: duplicate nonce {nonce}"}
+        assert len(rig.orders_with(request.client_order_id)) == 1
+
+
 async def test_a_signed_order_naming_an_unapproved_builder_is_refused():
     async with order_rig(VENUE, hl_link, start_socket=False) as rig:
         request = rig.ioc(cid("hl-builder"))
