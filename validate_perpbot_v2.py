@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Post-deploy validation of a running perpbot: every route, every SPEC metric, feeds, books, state, config.
 
-Usage: python validate_perpbot_v2.py [--url http://127.0.0.1:8000] [--token TOKEN] [--exercise-controls]
-URL and token default to $PERPBOT_URL and $PERPBOT_API_TOKEN. Prints one line per check and exits 1 when
-any check fails. Read-only by default: state-changing routes are only probed for authentication, except
-POST /api/sync/positions (a reconciliation) when a token is given. --exercise-controls also pauses, checks
-that active orders empty, and resumes. Standard library only, so it runs wherever Python 3.11 does.
+Usage: python validate_perpbot_v2.py [--url http://127.0.0.1:8000] [--token TOKEN | --token-file FILE]
+                                     [--exercise-controls]
+URL and token default to $PERPBOT_URL and $PERPBOT_API_TOKEN (else $PERPBOT_TOKEN_FILE, the file the bot
+generates when no token is configured: `--token "$(perpbot token)"` works too). The token is sent on every
+request (read routes need it when http.read_token is set) and never printed. Prints one line per check and
+exits 1 when any check fails. Read-only by default: state-changing routes are only probed for
+authentication, except POST /api/sync/positions?dry_run=true (reports differences, applies nothing) when a
+token is given. --exercise-controls also pauses, checks that active orders empty, and resumes. Standard
+library only, so it runs wherever Python 3.11 does.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ class Client:
         req.add_header("Accept", "application/json")
         if method.upper() == "POST":
             req.add_header("Content-Type", "application/json")
-        if auth and self.token:
+        if self.token:  # the trade token also reads (needed for reads once http.read_token is set)
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
@@ -347,16 +351,40 @@ def exercise_controls(c: Client, r: Report, settle_s: float) -> None:
     r.check(status == 200, f"POST /api/trading/resume with token (HTTP {status})")
 
 
+def sync_dry_run(c: Client) -> tuple[int, Any]:
+    """POST /api/sync/positions?dry_run=true; a 202 (still running) is followed through its operation."""
+    status, body, _ = c.request("post", "/api/sync/positions?dry_run=true", auth=True)
+    deadline = time.monotonic() + 3 * c.timeout
+    while status == 202 and isinstance(body, dict) and body.get("poll") and time.monotonic() < deadline:
+        status, view, _ = c.request("get", f"{body['poll']}?wait={int(c.timeout * 0.8)}")
+        if isinstance(view, dict) and view.get("status") == "done":
+            return 200, view.get("result")
+        if not isinstance(view, dict) or view.get("status") != "running":
+            return status if status != 200 else 503, view
+    return status, body
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("PERPBOT_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--token", default=os.environ.get("PERPBOT_API_TOKEN"),
                         help="bearer token (default $PERPBOT_API_TOKEN); never printed")
+    parser.add_argument("--token-file", default=os.environ.get("PERPBOT_TOKEN_FILE"),
+                        help="file holding the token (the bot's generated one, e.g. data/api_token; "
+                             "default $PERPBOT_TOKEN_FILE) when no --token is given")
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--exercise-controls", action="store_true",
                         help="also pause, check active orders empty, and resume")
     args = parser.parse_args(argv)
-    client = Client(args.url, args.token or None, args.timeout)
+    token = args.token
+    if not token and args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as file:
+                token = file.read().strip()
+        except OSError as exc:
+            print(f"cannot read the token file {args.token_file}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    client = Client(args.url, token or None, args.timeout)
     report = Report()
     print(f"perpbot validation of {client.base}", flush=True)
     if check_health(client, report):
@@ -369,8 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         check_auth(client, report)
         check_metrics(client, report, enabled)
         if client.token:
-            status, body, _ = client.request("post", "/api/sync/positions", auth=True)
-            report.check(status == 200 and isinstance(body, dict), f"POST /api/sync/positions with token reconciles (HTTP {status})")
+            status, body = sync_dry_run(client)
+            report.check(status == 200 and isinstance(body, dict),
+                         f"POST /api/sync/positions?dry_run=true with token compares with the venues (HTTP {status})")
+            if status == 200 and isinstance(body, dict) and body.get("changed"):
+                report.warn(f"a sync would change {len(body['changed'])} position(s): POST /api/sync/positions")
         else:
             report.warn("no token given: authenticated routes not exercised")
         if args.exercise_controls:

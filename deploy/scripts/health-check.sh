@@ -2,7 +2,8 @@
 # One-command health check of a perpbot deployment: exit 0 when healthy, 1 with readable reasons otherwise.
 # Checks: API up and ready, every venue feed connected, Redis reachable (when REDIS_URL is set), trading not
 # paused or halted unexpectedly (EXPECT_PAUSED=1 accepts PAUSED), no critical alert firing (when ALERTMANAGER_URL is set).
-# Env: PERPBOT_URL (default http://127.0.0.1:8000), REDIS_URL, ALERTMANAGER_URL, EXPECT_PAUSED, HEALTH_TIMEOUT (s, default 5).
+# Env: PERPBOT_URL (default http://127.0.0.1:8000), REDIS_URL, ALERTMANAGER_URL, EXPECT_PAUSED, HEALTH_TIMEOUT (s, default 5),
+# PERPBOT_READ_TOKEN (else PERPBOT_API_TOKEN): sent on the bot's API reads, needed when http.read_token is set.
 set -euo pipefail
 
 export PERPBOT_URL="${PERPBOT_URL:-http://127.0.0.1:8000}"
@@ -10,6 +11,7 @@ export REDIS_URL="${REDIS_URL:-}"
 export ALERTMANAGER_URL="${ALERTMANAGER_URL:-}"
 export EXPECT_PAUSED="${EXPECT_PAUSED:-0}"
 export HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-5}"
+export PERPBOT_READ_TOKEN="${PERPBOT_READ_TOKEN:-${PERPBOT_API_TOKEN:-}}"
 
 if ! command -v python3 >/dev/null 2>&1; then
   echo "FAIL health-check needs python3 on PATH" >&2
@@ -21,6 +23,7 @@ import json, os, socket, sys, urllib.error, urllib.parse, urllib.request
 
 BASE = os.environ["PERPBOT_URL"].rstrip("/")
 TIMEOUT = float(os.environ["HEALTH_TIMEOUT"])
+READ_TOKEN = os.environ.get("PERPBOT_READ_TOKEN", "")
 failures: list[str] = []
 
 
@@ -32,8 +35,11 @@ def report(ok: bool, what: str) -> None:
 
 def get(url: str) -> tuple[int, object]:
     """(status, parsed JSON or text); raises OSError when nothing answers."""
+    request = urllib.request.Request(url)
+    if READ_TOKEN and url.startswith(BASE):  # never sent to Alertmanager or anywhere else
+        request.add_header("Authorization", f"Bearer {READ_TOKEN}")
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()

@@ -199,7 +199,7 @@ def test_validator_passes_a_healthy_deployment_and_uses_the_token_only_where_all
     assert "PASS  POST /api/trading/pause without a token is refused (HTTP 401)" in proc.stdout
     assert TOKEN not in proc.stdout + proc.stderr
     posted = [(path, auth) for method, path, auth in fake_api.requests if method == "POST"]
-    assert ("/api/sync/positions", f"Bearer {TOKEN}") in posted
+    assert ("/api/sync/positions?dry_run=true", f"Bearer {TOKEN}") in posted  # a dry run: applies nothing
     assert all(auth is None for path, auth in posted if path in ("/api/trading/pause", "/api/positions/close-all"))
 
 
@@ -254,3 +254,15 @@ def test_validator_exercise_controls_pauses_checks_orders_and_resumes(fake_api):
     assert "PASS  active orders empty after pause" in proc.stdout
     assert "FAIL  state PAUSED after pause" in proc.stdout
     assert "PASS  POST /api/trading/resume with token (HTTP 200)" in proc.stdout
+
+
+def test_validator_reads_the_generated_token_from_its_file_and_never_prints_it(fake_api, tmp_path: Path):
+    token_file = tmp_path / "api_token"
+    token_file.write_text(TOKEN + "\n")
+    proc = validate("--url", fake_api.url, "--token-file", str(token_file))
+    assert proc.returncode == 0, proc.stdout
+    assert TOKEN not in proc.stdout + proc.stderr
+    posted = [(path, auth) for method, path, auth in fake_api.requests if method == "POST"]
+    assert ("/api/sync/positions?dry_run=true", f"Bearer {TOKEN}") in posted
+    missing = validate("--url", fake_api.url, "--token-file", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "cannot read the token file" in missing.stderr
