@@ -202,9 +202,20 @@ class CrashRig:
             return await resp.json() if resp.status == 200 else None
 
     async def post(self, path: str) -> dict[str, Any]:
+        """POST a control route with the token; a close-all or sync still running after the API's wait
+        (202 with an operation) is followed until it ends, so the caller gets its result as before."""
         assert self.http is not None
-        async with self.http.post(f"{self.api}/{path}", headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
-            return await resp.json()
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
+        async with self.http.post(f"{self.api}/{path}", headers=auth) as resp:
+            status, body = resp.status, await resp.json()
+        while status == 202 and isinstance(body, dict) and body.get("status") == "running":
+            async with self.http.get(f"{self.root}{body['poll']}?wait=8", headers=auth) as resp:
+                view = await resp.json()
+            if view.get("status") == "done":
+                return dict(view["result"])
+            if view.get("status") != "running":
+                return {"error": view.get("error"), "state": "failed"}
+        return dict(body) if isinstance(body, dict) else {"answer": body}
 
     async def get(self, path: str) -> Any:
         assert self.http is not None
