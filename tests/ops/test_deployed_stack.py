@@ -158,6 +158,28 @@ def test_prometheus_has_data_for_every_dashboard_panel_and_runbook_query(prometh
     assert not pending, "queries with no data after {}s:\n  {}".format(QUERY_DEADLINE_S, "\n  ".join(pending))
 
 
+def test_attribution_rules_are_healthy_and_every_series_they_read_has_data(prometheus):
+    """The attribution rules (issue 18) Prometheus loaded evaluate without error, and every series they
+    read (the bot's perpbot_* and the recorded perpbot:* measures) has data from the bot on the simulator."""
+    def attribution_rules():
+        status, body = http_json(f"{prometheus}/api/v1/rules")
+        return [r for g in body["data"]["groups"] if g["name"] == "perpbot.attribution" for r in g["rules"]]
+    rules = attribution_rules()
+    assert {r["name"] for r in rules} >= {"PerpbotSlippageAboveExpected", "PerpbotFundingDrift", "PerpbotFeeDrift"}
+    pending = dict.fromkeys(sorted({name for r in rules for name in re.findall(r"\bperpbot[:\w]*", r["query"])}
+                                   | {r["name"] for r in rules if r["type"] == "recording"}))
+    assert len(pending) >= 7
+    deadline = time.monotonic() + QUERY_DEADLINE_S
+    while pending and time.monotonic() < deadline:
+        for name in list(pending):
+            if query(prometheus, name):
+                del pending[name]
+        if pending:
+            time.sleep(1.0)  # the next scrape or rule evaluation (1 s) is what can bring data
+    assert not pending, f"series read by the attribution rules with no data: {sorted(pending)}"
+    assert [(r["name"], r.get("lastError")) for r in attribution_rules() if r["health"] != "ok"] == []
+
+
 def test_no_critical_alert_fires_on_a_healthy_simulated_deployment(prometheus):
     firing = query(prometheus, 'ALERTS{alertstate="firing",severity="critical"}')
     assert firing == [], [r["metric"]["alertname"] for r in firing]
