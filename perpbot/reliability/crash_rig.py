@@ -24,7 +24,7 @@ import yaml
 from perpbot.reliability import invariants as inv
 from perpbot.reliability.live import VENUES, Admin, free_port
 from perpbot.reliability.relay import RELAYED_VENUES, PrivateRelay
-from perpbot.settings import SIM_PATHS, SIM_PRIVATE_PATHS
+from perpbot.settings import SIM_PATHS, SIM_ORDER_PATHS, SIM_PRIVATE_PATHS
 from perpbot.wiring import SIM_CREDENTIALS
 
 FINAL = ("filled", "partially_filled", "canceled", "expired", "rejected", "failed", "not_found")
@@ -66,6 +66,8 @@ def _configs(workdir: Path, seed: int) -> tuple[dict[str, Any], dict[str, Any], 
     for venue in VENUES:
         port = relay_ports.get(venue, ports[venue])
         venues[venue]["private_ws_url"] = f"ws://127.0.0.1:{port}{SIM_PRIVATE_PATHS[venue]}"
+        # The order sockets straight to the simulator too (never the venues' real hosts).
+        venues[venue]["order_ws_url"] = f"ws://127.0.0.1:{ports[venue]}{SIM_ORDER_PATHS[venue]}"
     venues["hyperliquid"]["wallet_address"] = SIM_CREDENTIALS["wallet_address"]
     bot_config = {
         "mode": "live", "log_dir": str(workdir / "bot-logs"), "log_level": "WARNING",

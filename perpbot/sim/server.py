@@ -25,6 +25,7 @@ from perpbot.sim.ws_binance import BinanceFeed
 from perpbot.sim.ws_bybit import BybitFeed
 from perpbot.sim.ws_common import SimStats, VenueFeed
 from perpbot.sim.ws_hyperliquid import HyperliquidFeed
+from perpbot.sim.timings import TimingRecorder
 from perpbot.sim.ws_okx import OkxFeed
 
 log = logging.getLogger("perpbot.sim")
@@ -89,6 +90,10 @@ class Simulator:
         self.exchanges: dict[str, Any] = {}  # trading side objects per venue, when installed
         self.private: dict[str, Any] = {}  # private-stream objects per venue (perpbot.sim.private)
         self.match_on_tick = False  # POST /admin/private {"match_on_tick": true} turns it on
+        # Benchmarks (sim.record_timings): jump frames and order arrivals stamped (perpbot.sim.timings).
+        self.timings: TimingRecorder | None = TimingRecorder() if self.sim.record_timings else None
+        if self.timings is not None:
+            self.stats.frame_hook = self.timings.on_frame
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task] = []
         self._started_at = 0.0
@@ -167,6 +172,8 @@ class Simulator:
 
             self.exchanges[venue] = add_trading_routes(app, venue, self.market, self.faults, self.clock,
                                                        stats=self.stats, feed=feed)
+            if self.timings is not None:
+                self.exchanges[venue].arrival_hook = self.timings.on_arrival
             if PRIVATE_KEY in app:
                 self.private[venue] = app[PRIVATE_KEY]
         except ImportError as exc:
@@ -228,6 +235,7 @@ class Simulator:
         app.router.add_delete("/admin/faults", self._delete_faults)
         app.router.add_get("/admin/stats", self._get_stats)
         app.router.add_post("/admin/jump", self._post_jump)
+        app.router.add_get("/admin/timings", self._get_timings)
         app.router.add_get("/admin/accounts", self._get_accounts)
         app.router.add_post("/admin/private", self._post_private)
 
@@ -302,9 +310,17 @@ class Simulator:
             body = await request.json()
             bps = float(body["bps"])
             self.market.apply_jump(body.get("venue"), body.get("symbol"), bps)
+            if self.timings is not None:
+                self.timings.watch(body.get("venue"))
         except (ValueError, TypeError, KeyError) as exc:
             return web.json_response({"error": f"bad jump request: {exc}"}, status=400)
         return web.json_response({"jumped": {"venue": body.get("venue"), "symbol": body.get("symbol"), "bps": bps}})
+
+
+    async def _get_timings(self, request: web.Request) -> web.Response:
+        if self.timings is None:
+            return web.json_response({"error": "timings are off (sim.record_timings)"}, status=404)
+        return web.json_response(self.timings.drain())
 
 
 async def run_forever(settings: Settings) -> None:

@@ -70,6 +70,9 @@ class SimExchange:
 
     # The account's fee tiers (perpbot.sim.trading.fee_tiers); None: the instruments' list rates.
     fee_schedule: FeeSchedule | None = None
+    # Benchmarks only (bench/order_entry.py): called as an order reaches the matching engine, with
+    # (venue, client id, time.perf_counter()); None in the product.
+    arrival_hook: Callable[[str, str | None, float], None] | None = None
 
     def __init__(self, venue: str, market: Any, faults: FaultBoard | None = None, clock: Any = None,
                  start_balance: Decimal = START_BALANCE, order_id_start: int = 1) -> None:
@@ -192,6 +195,8 @@ class SimExchange:
         `fill_cap` (partial_fill fault) caps the immediate fill; the remainder of an IOC is cancelled.
         Raises SimReject; a rejected order is not recorded (but is published as a "reject" event).
         """
+        if self.arrival_hook is not None:
+            self.arrival_hook(self.venue, client_id, time.perf_counter())
         try:
             return self._place_order(symbol, side, type, qty, price, time_in_force, reduce_only, client_id,
                                      fill_cap)
