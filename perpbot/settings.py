@@ -193,6 +193,7 @@ class SimSettings(_Strict):
     funding_divergence: float = Field(0.0003, ge=0)
     okx_checksum_zero: bool = False
     scenario: str | None = None  # path of a fault scenario file
+    record_timings: bool = False  # benchmarks: stamp jump frames and order arrivals (perpbot.sim.timings)
     # Venue keepalive rules (venue defaults; tests shorten them).
     okx_idle_timeout_s: float = Field(30.0, gt=0)
     hyperliquid_idle_timeout_s: float = Field(60.0, gt=0)
