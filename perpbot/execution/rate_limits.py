@@ -119,7 +119,8 @@ def _okx() -> VenueLimits:
     return VenueLimits(
         venue="okx", windows=(account_orders,) + tuple(w for w, _ in pairs),
         endpoints=tuple(e for _, e in pairs), routes=routes, default_endpoint="public_other",
-        stop_statuses={429: None}, source="okx.com/docs-v5 per-endpoint Rate Limit lines",
+        # OKX's 50011 / HTTP 429 carries no Retry-After: its windows are 2 s long.
+        stop_statuses={429: 2.0}, source="okx.com/docs-v5 per-endpoint Rate Limit lines",
     )
 
 
@@ -142,7 +143,8 @@ def _hyperliquid() -> VenueLimits:
             ("POST", "/exchange"): BodyRoute(("action", "type"), actions, "action"),
         },
         default_endpoint="info",
-        stop_statuses={429: 10.0},  # an address over its allowance gets one request per 10 s
+        # No Retry-After on Hyperliquid's answers: an address over its allowance gets one request per 10 s.
+        stop_statuses={429: 10.0, 418: 10.0},
         source="hyperliquid.gitbook.io api/rate-limits-and-user-limits",
     )
 

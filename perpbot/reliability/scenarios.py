@@ -42,7 +42,8 @@ FAULT_SHAPES: dict[str, dict[str, Any]] = {
     "rate_limit": {"count": 2, "params": {"on": "order", "retry_after_s": 1}},
     # 418 with Retry-After: the venue's orders are refused at the risk gate until it has passed (an order
     # sent inside it is counted by the simulator as retry_after_ignored: a violation).
-    "ip_ban": {"count": 1, "params": {"on": "order", "retry_after_s": 3}},
+    # 2 s: OKX and Hyperliquid answers carry no Retry-After, the bot's defaults for them are 2 s and 10 s.
+    "ip_ban": {"count": 1, "params": {"on": "order", "retry_after_s": 2}},
     "reject": {"count": 2},
     "insufficient_margin": {"count": 2},
     "partial_fill": {"count": 2, "params": {"ratio": "0.5"}},

@@ -7,6 +7,7 @@ maintenance) stay active until they expire. Every fault that fires is counted in
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ ORDER_WS_FAULTS = ("ws_order_drop", "ws_answer_lost")
 # holds them there (no decay, unlike price_jump) until a shock of the opposite sign. Outside FAULT_KINDS.
 MARGIN_FAULTS = ("liquidate", "adl", "mark_shock")
 FAULT_KINDS = MARKET_FAULTS + TRADING_FAULTS
+RETRY_AFTER_IGNORED = "retry_after_ignored"  # counted in FaultBoard.fired (an order inside a Retry-After), no kind
 # Every kind the board accepts. PRIVATE_FAULTS stay out of FAULT_KINDS, the set the reliability scenario
 # matrix (perpbot.reliability.scenarios) promises to cover, until that matrix drives private streams.
 ALL_FAULT_KINDS = FAULT_KINDS + PRIVATE_FAULTS + ORDER_WS_FAULTS + MARGIN_FAULTS
@@ -64,6 +66,22 @@ class FaultBoard:
         self._clock = clock
         self._faults: list[Fault] = []
         self.fired: Counter[tuple[str, str]] = Counter()
+        self._stops: dict[str, tuple[float, int]] = {}  # venue -> (end of its Retry-After, status)
+
+    def stop_orders(self, venue: str, status: int, retry_after_s: float) -> None:
+        """A 429 / 418 with Retry-After went out: `venue` answers every order the same (REST or WebSocket)
+        until it has passed. Not undone by clear(): the venue's word stands."""
+        self._stops[venue] = (self._clock() + retry_after_s, status)
+
+    def order_stopped(self, venue: str) -> tuple[int, int] | None:
+        """(seconds left, rounded up; status) while `venue`'s Retry-After runs, else None. The order asking
+        is counted in `fired` as RETRY_AFTER_IGNORED: a client that respects Retry-After never shows one."""
+        until, status = self._stops.get(venue, (0.0, 429))
+        left = until - self._clock()
+        if left <= 0:
+            return None
+        self.fired[(venue, RETRY_AFTER_IGNORED)] += 1
+        return max(1, math.ceil(left)), status
 
     def add(self, fault: Fault) -> Fault:
         if fault.duration_s is not None:

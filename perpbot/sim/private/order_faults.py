@@ -8,7 +8,8 @@ perpbot.sim.trading.gate.FaultGate runs a REST one, and says what the handler mu
   {"placed": false} it never reached the book.
 * `ws_answer_lost` — the order is placed and its answer is never sent; the connection stays open.
 * `rate_limit` / `ip_ban` (the REST fault kinds, on orders) — the venue's rate-limit answer (429, or 418
-  for a ban) with params.retry_after_s, nothing placed.
+  for a ban) with params.retry_after_s, nothing placed; every order until then (REST or WebSocket) gets
+  the same answer and is counted as retry_after_ignored.
 * `maintenance`, `reject`, `insufficient_margin`, `partial_fill` — as over REST.
 
 The handler renders `Outcome.answer` (or the SimReject raised by `place`) in its venue's shape.
@@ -51,11 +52,16 @@ def ws_order(sim: SimExchange, symbol: str | None, place: Callable[[Decimal | No
     """Run `place(fill_ratio)` (which returns the venue's answer data or raises SimReject) under the faults."""
     if sim.faults.active(sim.venue, "maintenance", symbol) and _take(sim, "maintenance", symbol):
         return Outcome("maintenance")
+    stopped = sim.faults.order_stopped(sim.venue)  # inside a Retry-After this venue gave (REST or here)
+    if stopped is not None:
+        return Outcome("rate_limited", retry_after_s=stopped[0], status=stopped[1])
     for kind, status in (("rate_limit", 429), ("ip_ban", 418)):
         fault = _take(sim, kind, symbol)
         if fault:
-            return Outcome("rate_limited", retry_after_s=int(fault.params.get("retry_after_s", 1)),
-                           status=int(fault.params.get("status", status)))
+            outcome = Outcome("rate_limited", retry_after_s=int(fault.params.get("retry_after_s", 1)),
+                              status=int(fault.params.get("status", status)))
+            sim.faults.stop_orders(sim.venue, outcome.status, outcome.retry_after_s)
+            return outcome
     if _take(sim, "reject", symbol):
         return Outcome("answer", error=SimReject("reject", "order rejected by the venue"))
     if _take(sim, "insufficient_margin", symbol):

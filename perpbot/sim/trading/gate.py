@@ -2,26 +2,27 @@
 
 A rate_limit (429) or ip_ban (418) fault answers with Retry-After; until that time has passed every further
 order is answered the same way, as the live venues do, and counted in the fault board as
-`retry_after_ignored` (a client that respects Retry-After never shows one).
+`retry_after_ignored` (a client that respects Retry-After never shows one; the WebSocket order handlers
+share the same stop, perpbot.sim.private.order_faults).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from decimal import Decimal
 from typing import Any, Callable, Protocol
 
 import orjson
 from aiohttp import web
 
+from perpbot.sim.faults import RETRY_AFTER_IGNORED
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.matching import SimReject
 
 # Faults that hit every private request unless their params say {"on": "order"};
 # the others only ever hit order placement.
 _ANY_REQUEST_FAULTS = ("maintenance", "rate_limit", "ip_ban", "rest_5xx")
-RETRY_AFTER_IGNORED = "retry_after_ignored"  # counted in FaultBoard.fired, not a fault kind
+
 _ORDER_FAULTS = ("timeout", "lost_response")
 
 
@@ -47,9 +48,6 @@ class FaultGate:
         self.sim = sim
         self.wire = wire
         self._closing = asyncio.Event()
-        # After a 429 / 418 with Retry-After: (monotonic end, status) of the venue's stop.
-        self._stopped_until = 0.0
-        self._stop_status = 429
 
         async def _on_shutdown(_app: web.Application) -> None:
             # Releases held (timeout-fault) responses so the server can stop promptly.
@@ -80,7 +78,7 @@ class FaultGate:
             fault = self._take(fault_kind, symbol, is_order)
             if fault:
                 retry_after = int(fault.params.get("retry_after_s", 1))
-                self._stopped_until, self._stop_status = time.monotonic() + retry_after, status
+                self.sim.faults.stop_orders(self.sim.venue, status, retry_after)
                 return self._stop_response(retry_after, status)
         fault = self._take("rest_5xx", symbol, is_order)
         if fault:
@@ -123,12 +121,9 @@ class FaultGate:
         return response
 
     def _still_stopped(self, is_order: bool) -> web.Response | None:
-        """An order inside the venue's Retry-After: answered with the stop again, and counted."""
-        left = self._stopped_until - time.monotonic()
-        if not is_order or left <= 0:
-            return None
-        self.sim.faults.fired[(self.sim.venue, RETRY_AFTER_IGNORED)] += 1
-        return self._stop_response(max(1, int(left + 0.999)), self._stop_status)
+        """An order inside the venue's Retry-After: answered with the stop again (and counted by the board)."""
+        stopped = self.sim.faults.order_stopped(self.sim.venue) if is_order else None
+        return None if stopped is None else self._stop_response(*stopped)
 
     def _call(self, action: Callable[[Decimal | None], Any], ratio: Decimal | None) -> web.Response:
         try:
