@@ -17,6 +17,7 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
+from perpbot.sim.instruments import FUNDING_CAPS
 from perpbot.sim.market import diff_views
 from perpbot.sim.ws_common import Grid, Session, VenueFeed, dumps
 
@@ -118,8 +119,9 @@ class OkxFeed(VenueFeed):
         premium = (float(mark) / self.market.index(self.market.instrument("okx", symbol).base)) - 1
         data = {
             "fundingRate": format(rate, "f"), "fundingTime": str(next_ms), "impactValue": "",
-            "instId": symbol, "instType": "SWAP", "interestRate": "0.0001", "maxFundingRate": "0.00375",
-            "method": "current_period", "minFundingRate": "-0.00375", "nextFundingRate": "",
+            "instId": symbol, "instType": "SWAP", "interestRate": "0.0001",
+            "maxFundingRate": format(FUNDING_CAPS["okx"], "f"), "method": "current_period",
+            "minFundingRate": format(-FUNDING_CAPS["okx"], "f"), "nextFundingRate": "",
             "nextFundingTime": str(next_ms + interval_h * 3_600_000), "premium": f"{premium:.10f}",
             "settFundingRate": format(rate, "f"), "settState": "settled", "ts": str(self.now_ms()),
         }

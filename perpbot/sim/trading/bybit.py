@@ -34,6 +34,7 @@ ERROR_CODES = {
     "unknown_symbol": (10001, "params error: symbol invalid"),
     "post_only_cross": (110003, "Order price is out of permissible range"),
     "bad_leverage": (10001, "leverage invalid"),
+    "leverage_unchanged": (110043, "Set leverage has not been modified."),
     "bad_request": (10001, "params error"),
     "reject": (110009, "The number of stop orders exceeds the maximum allowable limit"),
 }
@@ -289,7 +290,11 @@ class BybitApi:
         body = await self.body(request)
 
         def act(_):
-            self.sim.set_leverage(body["symbol"], Decimal(str(body.get("buyLeverage", "1"))))
+            symbol, leverage = body["symbol"], Decimal(str(body.get("buyLeverage", "1")))
+            self.sim.instrument(symbol)
+            if self.sim.account.leverage_of(symbol) == leverage:  # Bybit refuses a no-op change
+                raise SimReject("leverage_unchanged", f"leverage of {symbol} is already {leverage}")
+            self.sim.set_leverage(symbol, leverage)
             return self.ok({})
         return await self.gate.run("private", body.get("symbol"), act)
 

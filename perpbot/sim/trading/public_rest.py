@@ -71,15 +71,23 @@ class FundingHistory:
         return rows
 
 
+class BadParameter(SimReject):
+    """A query parameter that is not an integer; `name` says which."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("bad_request", f"parameter {name} must be an integer")
+        self.name = name
+
+
 def _int_param(query: Any, name: str, default: int | None) -> int | None:
-    """An integer query parameter; '' or absent -> default; not an integer -> SimReject bad_request."""
+    """An integer query parameter; '' or absent -> default; not an integer -> BadParameter."""
     raw = query.get(name)
     if raw in (None, ""):
         return default
     try:
         return int(raw)
     except ValueError:
-        raise SimReject("bad_request", f"parameter {name} must be an integer") from None
+        raise BadParameter(name) from None
 
 
 def _book_levels(sim: SimExchange, symbol: str, depth: int, render: Callable[[Grid, Grid, int, int], list[str]]
@@ -111,7 +119,7 @@ def add_okx_public_routes(app: web.Application, sim: SimExchange, gate: FaultGat
                 return empty_param("instId")
             try:
                 size = _int_param(request.query, "sz", 1)
-            except SimReject:
+            except BadParameter:
                 return param_error("sz")
             if size is None or not 1 <= size <= OKX_BOOK_MAX:
                 return param_error("sz")
@@ -129,8 +137,8 @@ def add_okx_public_routes(app: web.Application, sim: SimExchange, gate: FaultGat
             try:
                 after, before = _int_param(q, "after", None), _int_param(q, "before", None)
                 limit = _int_param(q, "limit", 100)
-            except SimReject as reject:
-                return param_error(reject.message.split()[1])
+            except BadParameter as bad:
+                return param_error(bad.name)
             if limit is None or not 1 <= limit <= 400:
                 return param_error("limit")
             rows = [r for r in reversed(history.rows(inst_id))  # newest first
@@ -189,13 +197,13 @@ def add_bybit_public_routes(app: web.Application, sim: SimExchange, gate: FaultG
                 return parameter_error()
             try:
                 limit = _int_param(q, "limit", 25)
-            except SimReject:
+            except BadParameter:
                 return parameter_error()
             if limit is None or not 1 <= limit <= BYBIT_BOOK_MAX:
                 return parameter_error()
             bids, asks = _book_levels(sim, symbol, limit, lambda pg, sg, p, q: [pg.fixed(p), sg.fixed(q)])
             now = sim.now_ms()
-            update_id, seq = sim.market.tick + 1, sim.market.tick + 1
+            update_id, seq = sim.market.tick + 1, sim.market.tick + 1  # no public feed mounted (tests)
             if feed is not None:  # the deepest public stream's id and the symbol's cross sequence
                 update_id = feed.streams[f"orderbook.1000.{symbol}"].update_id
                 seq = feed.cross_seq[symbol]
@@ -212,7 +220,7 @@ def add_bybit_public_routes(app: web.Application, sim: SimExchange, gate: FaultG
             try:
                 start, end = _int_param(q, "startTime", None), _int_param(q, "endTime", None)
                 limit = _int_param(q, "limit", 200)
-            except SimReject:
+            except BadParameter:
                 return parameter_error()
             if (start is not None and end is None) or limit is None or not 1 <= limit <= 200:
                 return parameter_error()  # documented: startTime alone is an error

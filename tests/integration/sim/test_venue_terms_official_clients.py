@@ -259,3 +259,20 @@ async def test_bybit_funding_history_newest_first_and_start_time_alone_refused()
             await asyncio.to_thread(http.get_funding_rate_history, category="linear", symbol="BTCUSDT",
                                     startTime=next_ms - 10 * interval_h * HOUR_MS)
         assert refused.value.status_code == 10001
+
+
+async def test_bybit_refuses_setting_the_leverage_it_already_has() -> None:
+    """110043 "Set leverage has not been modified." (docs text, venue_errors.json) for a no-op change."""
+    from pybit.exceptions import InvalidRequestError
+
+    docs = {row["retCode"]: row["message"] for row in fixture("venue_errors.json")["bybit"]["docs_codes"]["codes"]}
+    async with rig() as r:
+        http = pybit_http(r)
+        changed = await asyncio.to_thread(http.set_leverage, category="linear", symbol="BTCUSDT", buyLeverage="5",
+                                          sellLeverage="5")
+        assert changed["retCode"] == 0
+        assert r.sim.exchanges["bybit"].account.leverage_of("BTCUSDT") == 5
+        with pytest.raises(InvalidRequestError) as refused:
+            await asyncio.to_thread(http.set_leverage, category="linear", symbol="BTCUSDT", buyLeverage="5",
+                                    sellLeverage="5")
+        assert (refused.value.status_code, refused.value.message) == (110043, docs[110043])
