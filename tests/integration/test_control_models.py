@@ -88,18 +88,28 @@ async def test_live_answers_of_every_route_validate_against_their_models(tmp_pat
             await asyncio.sleep(0.2)
         async with aiohttp.ClientSession(trust_env=False) as http:
             for route in ROUTES:
-                if route.handler_name in ("metrics", "close_all", "pause", "resume"):
+                if route.handler_name in ("metrics", "close_all", "pause", "resume", "operation"):
                     continue
                 path = route.path
                 if "{venue}" in path:
                     venue, symbol = next(iter(bot.app.store.books))
                     path = path.replace("{venue}", venue).replace("{symbol}", symbol)
+                if "{trade_id}" in path:  # a trade the bot made (its attribution)
+                    trades = await bot.app.engine.engine.desk.attributions.store.trades_since(0)
+                    assert trades, "the bot made no trade in 20 s"
+                    path = path.replace("{trade_id}", trades[0].trade_id)
                 async with http.request(route.method, base + path, headers=auth) as resp:
                     assert resp.status in (200, 503) if route.handler_name == "ready" else resp.status == 200, \
                         (route.path, resp.status, await resp.text())
                     _check(route.handler_name, await resp.json())
+            answers = {}
             for name, path in (("pause", "/api/trading/pause"), ("close_all", "/api/positions/close-all"),
                                ("resume", "/api/trading/resume")):
                 async with http.post(base + path, headers=auth, json={"reason": "models test"}) as resp:
                     assert resp.status == 200, (path, await resp.text())
-                    _check(name, await resp.json())
+                    answers[name] = await resp.json()
+                    _check(name, answers[name])
+            # The close-all's operation, as GET /api/operations/{id} answers it once done.
+            async with http.get(f"{base}/api/operations/{answers['close_all']['operation_id']}", headers=auth) as resp:
+                assert resp.status == 200
+                _check("operation", await resp.json())
