@@ -149,14 +149,13 @@ class HttpSettings(_Strict):
     allowed_hosts: list[str] = Field(default_factory=list)
     # A retry carrying the same Idempotency-Key within this window gets the first answer back.
     idempotency_window_s: float = Field(600.0, gt=0)
-    # close-all and sync answer with their result within this, else 202 with an operation to poll.
+    # close-all and sync answer with their result within this (at most 80 % of request_timeout_s), else
+    # 202 with an operation to poll.
     operation_wait_s: float = Field(8.0, gt=0)
 
-    @model_validator(mode="after")
-    def _operation_wait_within_timeout(self) -> "HttpSettings":
-        if self.operation_wait_s >= self.request_timeout_s:
-            raise ValueError("http.operation_wait_s must be below http.request_timeout_s")
-        return self
+    def operation_wait(self) -> float:
+        """The wait in force: operation_wait_s, capped well inside the request timeout."""
+        return min(self.operation_wait_s, 0.8 * self.request_timeout_s)
 
 
 class RedisSettings(_Strict):

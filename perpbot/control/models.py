@@ -263,6 +263,8 @@ class Fill(Answer):
     ts: float | None = None
     strategy: str | None = None
     client_order_id: str | None = None
+    trade_id: str | None = None  # the trade the fill's order belongs to (None: not a trade's order)
+    attribution: TradeLeg | None = None  # its trade's leg on this venue/symbol, once the trade closed
 
 
 class Trades(RootModel[list[Fill]]):
@@ -275,8 +277,36 @@ class TradeLeg(Answer):
 
     venue: str
     symbol: str
-    side: str
-    parts: dict[str, DecimalStr | None] | None = None
+    side: str  # the entry's side: buy = the long leg
+    entry_qty: DecimalStr | None = None
+    entry_price: DecimalStr | None = None
+    entry_top_price: DecimalStr | None = None
+    entry_depth_price: DecimalStr | None = None
+    exit_qty: DecimalStr | None = None
+    exit_price: DecimalStr | None = None
+    exit_top_price: DecimalStr | None = None
+    exit_depth_price: DecimalStr | None = None
+    entry_slippage_usdt: DecimalStr | None = None
+    entry_slippage_bps: DecimalStr | None = None
+    entry_slippage_top_usdt: DecimalStr | None = None
+    entry_slippage_top_bps: DecimalStr | None = None
+    exit_slippage_usdt: DecimalStr | None = None
+    exit_slippage_bps: DecimalStr | None = None
+    exit_slippage_top_usdt: DecimalStr | None = None
+    exit_slippage_top_bps: DecimalStr | None = None
+    fees_usdt: DecimalStr | None = None
+    expected_fees_usdt: DecimalStr | None = None
+    fee_drift_usdt: DecimalStr | None = None
+    funding_usdt: DecimalStr | None = None
+    expected_funding_usdt: DecimalStr | None = None
+    funding_drift_usdt: DecimalStr | None = None
+    held_s: DecimalStr | None = None
+    expected_basis_usdt: DecimalStr | None = None
+    slippage_usdt: DecimalStr | None = None
+    basis_usdt: DecimalStr | None = None
+    total_usdt: DecimalStr | None = None
+    traded_notional_usdt: DecimalStr | None = None
+    parts: dict[str, DecimalStr | None] | None = None  # expected basis, slippage, fees, funding: sum = total_usdt
 
 
 class TradeAttributionAnswer(Answer):
@@ -302,6 +332,22 @@ class AttributionRow(Answer):
     strategy: str
     venue: str
     legs: int
+    entry_slippage_usdt: DecimalStr | None = None
+    exit_slippage_usdt: DecimalStr | None = None
+    entry_slippage_top_usdt: DecimalStr | None = None
+    exit_slippage_top_usdt: DecimalStr | None = None
+    fees_usdt: DecimalStr | None = None
+    expected_fees_usdt: DecimalStr | None = None
+    fee_drift_usdt: DecimalStr | None = None
+    funding_usdt: DecimalStr | None = None
+    expected_funding_usdt: DecimalStr | None = None
+    funding_drift_usdt: DecimalStr | None = None
+    expected_basis_usdt: DecimalStr | None = None
+    slippage_usdt: DecimalStr | None = None
+    basis_usdt: DecimalStr | None = None
+    total_usdt: DecimalStr | None = None
+    traded_notional_usdt: DecimalStr | None = None
+    funding_realized_expected_ratio: DecimalStr | None = None
 
 
 class PnlAttribution(Answer):

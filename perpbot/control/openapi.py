@@ -97,7 +97,7 @@ def response_schema(handler_name: str) -> dict[str, Any]:
 
 
 def _param_schema(name: str) -> dict[str, Any]:
-    if name in ("depth", "hours", "wait"):
+    if name in ("depth", "hours", "wait", "days"):
         return {"type": "integer"}
     if name == "dry_run":
         return {"type": "boolean"}
