@@ -2,7 +2,8 @@
 
 Shapes as the USD-M docs' WebSocket API (see perpbot.venues.binance.order_link): a request {"id",
 "method", "params"} whose params carry apiKey, timestamp and signature = hex(HMAC-SHA256(secret, the
-other params sorted by name as k=v joined by '&')); the answer {"id", "status", "result" | "error",
+other params sorted by name as k=v joined by '&', values as they are or percent-encoded as Binance's SDK
+sends them)); the answer {"id", "status", "result" | "error",
 "rateLimits"}. Checks as the REST API makes them: no apiKey -2014 (401), an unknown key -2015 (401),
 a bad signature -1022, a timestamp outside recvWindow (default 5000 ms; 1000 ms ahead allowed) -1021,
 an unknown method -1102 (inferred: no recorded refusal). `result` is the REST order
@@ -25,6 +26,7 @@ import time
 from collections import deque
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -54,13 +56,18 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def signature_of(params: dict[str, Any]) -> str:
-    """What the venue computes: HMAC-SHA256 over every param but `signature`, sorted, `k=v` joined by '&'."""
+def signatures_of(params: dict[str, Any]) -> tuple[str, str]:
+    """What the venue computes: HMAC-SHA256 over every param but `signature`, sorted, `k=v` joined by '&' --
+    with the values as they are (the docs' example) and percent-encoded (Binance's official SDK signs
+    urlencode(params)); the two agree unless a value has a reserved character. Either is taken."""
     def text(value: Any) -> str:
         return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
-    payload = "&".join(f"{k}={text(params[k])}" for k in sorted(params) if k != "signature")
-    return hmac.new(SIM_SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    def digest(payload: str) -> str:
+        return hmac.new(SIM_SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+    items = [(k, text(params[k])) for k in sorted(params) if k != "signature"]
+    return digest("&".join(f"{k}={v}" for k, v in items)), digest(urlencode(items))
 
 
 class BinanceWsApi:
@@ -115,8 +122,9 @@ class BinanceWsApi:
             return 401, {"code": -2014, "msg": "API-key format invalid."}
         if key != SIM_API_KEY:
             return 401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
-        if not isinstance(params.get("signature"), str) or not hmac.compare_digest(
-                params["signature"].lower(), signature_of(params)):
+        signature = params.get("signature")
+        if not isinstance(signature, str) or not any(
+                hmac.compare_digest(signature.lower(), expected) for expected in signatures_of(params)):
             return 400, {"code": -1022, "msg": "Signature for this request is not valid."}
         try:
             stamp = int(params["timestamp"])

@@ -9,7 +9,8 @@ those docs' examples):
   parameters (perpbot.venues.binance.orders): symbol, side BUY/SELL, type LIMIT, timeInForce IOC/GTC,
   quantity and price as plain decimal strings, newClientOrderId, reduceOnly "true" when asked, plus
   newOrderRespType RESULT (an IOC's answer then carries its final executedQty / avgPrice), apiKey and
-  timestamp; `signature` = hex(HMAC-SHA256(secret, the params sorted by name as k=v joined by '&')).
+  timestamp; `signature` = hex(HMAC-SHA256(secret, the params sorted by name as k=v joined by '&', values
+  percent-encoded as the official SDK encodes them)).
   No broker id or client-id prefix: the id is perpbot's own.
 * answer: {"id", "status": 200, "result": <the order, as REST>, "rateLimits": [{"rateLimitType",
   "interval", "intervalNum", "limit", "count"}, ...]}; an error {"id", "status": 4xx/5xx, "error":
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -103,8 +105,10 @@ def usage_headers(limits: tuple[RateLimit, ...] | None) -> dict[str, str]:
 
 
 def sign(secret_key: str, params: dict[str, Any]) -> str:
-    """hex HMAC-SHA256 of the params sorted by name, `k=v` joined by '&' (values as sent)."""
-    payload = "&".join(f"{key}={_text(params[key])}" for key in sorted(params))
+    """hex HMAC-SHA256 of the params sorted by name, `k=v` joined by '&', values percent-encoded as a query
+    string (what Binance's official SDK signs, binance_common.utils.websocket_api_signature; the same text
+    as the docs' plain `k=v` join for the characters perpbot's orders use)."""
+    payload = urlencode([(key, _text(params[key])) for key in sorted(params)])
     return hmac.new(secret_key.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 

@@ -213,3 +213,44 @@ async def test_the_answers_rate_limits_count_the_orders_placed():
             await rig.client.place_order(approved(rig.ioc(f"bn-count{n}", tif="GTC", away=True)))
         orders = {(r.interval_num, r.interval): r.count for r in link.last_rate_limits or () if r.kind == "ORDERS"}
         assert orders == {(10, "SECOND"): 2, (1, "MINUTE"): 2}
+
+
+async def test_binances_official_sdk_places_and_cancels_on_the_simulators_websocket_api():
+    """binance-sdk-derivatives-trading-usds-futures' own WebSocket API client (test extra) against /ws-fapi/v1:
+    its signing, its request and its parsing of the answers hold on the simulator."""
+    pytest.importorskip("binance_sdk_derivatives_trading_usds_futures")
+    from binance_common.configuration import ConfigurationWebSocketAPI
+    from binance_sdk_derivatives_trading_usds_futures.derivatives_trading_usds_futures import (
+        DerivativesTradingUsdsFutures,
+    )
+    from binance_sdk_derivatives_trading_usds_futures.websocket_api.models import (
+        NewOrderNewOrderRespTypeEnum, NewOrderSideEnum, NewOrderTimeInForceEnum, NewOrderTypeEnum,
+    )
+
+    async with order_rig(VENUE, binance_link, start_socket=False) as rig:
+        def client(secret: str) -> Any:
+            config = ConfigurationWebSocketAPI(api_key="sim-key", api_secret=secret, stream_url=rig.url("/ws-fapi/v1"),
+                                               reconnect_attempts=1)
+            return DerivativesTradingUsdsFutures(config_ws_api=config).websocket_api
+
+        api = client("sim-secret")
+        connection = await api.create_connection()
+        try:
+            filled = rig.ioc("sdk:ioc/1")  # ':' and '/' percent-encoded in the SDK's signed payload
+            answer = await connection.new_order(
+                symbol=filled.symbol, side=NewOrderSideEnum.BUY, type=NewOrderTypeEnum.LIMIT,
+                time_in_force=NewOrderTimeInForceEnum.IOC, quantity=float(filled.qty), price=float(filled.price),
+                new_client_order_id=filled.client_order_id, new_order_resp_type=NewOrderNewOrderRespTypeEnum.RESULT)
+            result = answer.data().result
+            assert result.status == "FILLED" and Decimal(result.executed_qty) == filled.qty
+            assert result.client_order_id == "sdk:ioc/1" and answer.rate_limits
+            resting = rig.ioc("sdk-rest", tif="GTC", away=True)
+            placed = (await connection.new_order(
+                symbol=resting.symbol, side=NewOrderSideEnum.BUY, type=NewOrderTypeEnum.LIMIT,
+                time_in_force=NewOrderTimeInForceEnum.GTC, quantity=float(resting.qty), price=float(resting.price),
+                new_client_order_id="sdk-rest")).data().result
+            assert placed.status == "NEW" and rig.orders_with("sdk-rest")[0].is_open
+            canceled = (await connection.cancel_order(symbol=resting.symbol, orig_client_order_id="sdk-rest")).data()
+            assert canceled.result.status == "CANCELED" and rig.orders_with("sdk-rest")[0].status == "canceled"
+        finally:
+            await connection.close_connection(close_session=True)

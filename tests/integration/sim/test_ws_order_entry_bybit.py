@@ -218,3 +218,50 @@ async def test_a_request_outside_the_time_window_is_refused_before_the_book():
             answer = late.parse(await asyncio.wait_for(ws.recv(), 5))
         assert answer is not None and isinstance(answer.error, errors.TemporaryError)
         assert answer.error.message.startswith("10002") and rig.orders_with("bb-late") == []
+
+
+async def test_pybits_websocket_trading_client_places_and_cancels_on_the_simulators_trade_endpoint(monkeypatch):
+    """pybit's own WebSocketTrading (test extra) against /v5/trade: its auth, its order.create / order.cancel
+    and its reading of the answers hold on the simulator. pybit builds wss://stream.<domain>/v5/trade itself;
+    its module's URL template is pointed at the loopback endpoint for this test."""
+    trading = pytest.importorskip("pybit._websocket_trading")
+    from pybit.unified_trading import WebSocketTrading
+
+    async with order_rig(VENUE, bybit_link, start_socket=False) as rig:
+        monkeypatch.setattr(trading, "TRADE_WSS", rig.url("/v5/trade"))
+        loop = asyncio.get_running_loop()
+
+        def answered() -> tuple[asyncio.Future[dict], Any]:
+            future: asyncio.Future[dict] = loop.create_future()
+            return future, lambda message: loop.call_soon_threadsafe(future.set_result, message)
+
+        client = await asyncio.to_thread(WebSocketTrading, testnet=False, api_key="sim-key", api_secret="sim-secret",
+                                         retries=2, restart_on_error=False)  # 1: pybit gives up even once connected
+        try:
+            await wait_until(lambda: client.auth, timeout=5)
+            filled = rig.ioc("pybit-ioc")
+            done, callback = answered()
+            client.place_order(callback, category="linear", symbol=filled.symbol, side="Buy", orderType="Limit",
+                               qty=str(filled.qty), price=str(filled.price), timeInForce="IOC",
+                               orderLinkId="pybit-ioc")
+            placed = await asyncio.wait_for(done, 5)
+            (order,) = rig.orders_with("pybit-ioc")
+            assert placed["retCode"] == 0 and placed["data"]["orderId"] == order.order_id
+            assert order.status == "filled" and placed["header"]["X-Bapi-Limit"] == "10"
+            resting = rig.ioc("pybit-rest", tif="GTC", away=True)
+            done, callback = answered()
+            client.place_order(callback, category="linear", symbol=resting.symbol, side="Buy", orderType="Limit",
+                               qty=str(resting.qty), price=str(resting.price), timeInForce="GTC",
+                               orderLinkId="pybit-rest")
+            await asyncio.wait_for(done, 5)
+            done, callback = answered()
+            refused, on_error = answered()
+            client.cancel_order(callback, on_error, category="linear", symbol=resting.symbol, orderLinkId="pybit-rest")
+            assert (await asyncio.wait_for(done, 5))["retCode"] == 0
+            assert rig.orders_with("pybit-rest")[0].status == "canceled"
+            done, callback = answered()
+            refused, on_error = answered()
+            client.cancel_order(callback, on_error, category="linear", symbol=resting.symbol, orderLinkId="pybit-rest")
+            assert (await asyncio.wait_for(refused, 5))["retCode"] == 110001  # not open any more
+        finally:
+            await asyncio.to_thread(client.exit)

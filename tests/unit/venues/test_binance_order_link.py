@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import pytest
 
@@ -71,6 +72,15 @@ def test_an_ioc_order_is_the_approved_order_in_the_rest_parameters_signed_and_wi
         "timestamp": 1702555533821}
     payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
     assert signature == hmac.new(b"s", payload.encode(), hashlib.sha256).hexdigest()
+
+
+def test_reserved_characters_are_signed_percent_encoded_as_binances_sdk_signs_them():
+    params = json.loads(link().place_frame("7", request(client_order_id="pb:1/a")))["params"]
+    assert params["newClientOrderId"] == "pb:1/a"  # sent as it is
+    unsigned = {k: v for k, v in params.items() if k != "signature"}
+    payload = urlencode(sorted(unsigned.items()))
+    assert "newClientOrderId=pb%3A1%2Fa" in payload
+    assert params["signature"] == hmac.new(b"s", payload.encode(), hashlib.sha256).hexdigest()
 
 
 def test_reduce_only_gtc_and_a_sell_are_carried():
