@@ -420,7 +420,7 @@ def build_app(ctx: ControlContext) -> web.Application:
     guard_rules = Guard(settings, resolve_tokens(settings))
     operations = Operations()
     idempotency = IdempotencyCache(http.idempotency_window_s)
-    routes = Routes(ctx, operations, http.operation_wait_s)
+    routes = Routes(ctx, operations, http.operation_wait())
     meta: dict[tuple[str, str], Route] = {}
     metrics = ctx.metrics
 

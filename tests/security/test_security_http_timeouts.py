@@ -1,6 +1,7 @@
 """Security: the control server's timeouts on real loopback sockets - unfinished request heads are cut
 off after http.idle_timeout_s, an overrunning handler answers a JSON 504 after http.request_timeout_s
-without holding up other requests, and a slowloris crowd does not stop ordinary reads being answered."""
+without holding up other requests, a long sync answers 202 with its operation instead (never a 504 after
+half the work), and a slowloris crowd does not stop ordinary reads being answered."""
 
 from __future__ import annotations
 
@@ -22,13 +23,24 @@ BOUND_S = 10.0
 
 
 class StuckEngine:
-    """An engine port whose reconciliation never finishes (a venue that accepts the request and
-    goes silent); the read-only calls answer at once, as the real engine's do."""
+    """An engine port whose reconciliation and pause never finish (a venue that accepts the request and
+    goes silent; a trade lock never released); the read-only calls answer at once, as the real engine's do."""
 
     def __init__(self) -> None:
         self.sync_started = asyncio.Event()
         self.sync_cancelled = asyncio.Event()
+        self.pause_started = asyncio.Event()
+        self.pause_cancelled = asyncio.Event()
         self._never = asyncio.Event()
+
+    async def pause(self, reason: str) -> dict[str, Any]:
+        self.pause_started.set()
+        try:
+            await self._never.wait()
+        except asyncio.CancelledError:
+            self.pause_cancelled.set()
+            raise
+        return {"state": "PAUSED"}
 
     async def sync_positions(self) -> dict[str, Any]:
         self.sync_started.set()
@@ -49,6 +61,7 @@ class StuckEngine:
 async def _server(tmp_path, engine: Any = None, **http: Any) -> ControlServer:
     settings = Settings(mode="sim", log_dir=str(tmp_path / "logs"), api_token=TOKEN,
                         http={"host": "127.0.0.1", "port": 0, **http},
+                        journal={"path": str(tmp_path / "journal.sqlite")},
                         sim={"enabled": True, "ports": {v: free_port() for v in ("okx", "hyperliquid", "binance", "bybit")},
                              "admin_port": free_port()})
     server = ControlServer(ControlContext(settings=settings, metrics=Metrics(), engine=engine))
@@ -118,12 +131,12 @@ async def test_overrunning_handler_answers_json_504_and_other_requests_are_serve
     try:
         async with aiohttp.ClientSession() as http:
             async def stuck() -> tuple[int, str, dict[str, Any]]:
-                async with http.post(base + "/api/sync/positions", headers=auth) as resp:
+                async with http.post(base + "/api/trading/pause", headers=auth) as resp:
                     return resp.status, resp.content_type, await resp.json()
 
             slow = asyncio.create_task(stuck())
             async with asyncio.timeout(BOUND_S):
-                await engine.sync_started.wait()
+                await engine.pause_started.wait()
             # While the handler hangs, reads on other connections are answered.
             for path in ("/api/trading/state", "/api/positions", "/health/live", "/api/websocket/status"):
                 async with http.get(base + path) as resp:
@@ -135,11 +148,30 @@ async def test_overrunning_handler_answers_json_504_and_other_requests_are_serve
             assert content_type == "application/json"
             assert body == {"error": "request took longer than 0.5s"}
             # The overrunning handler was cancelled, not left running in the background.
-            assert engine.sync_cancelled.is_set()
+            assert engine.pause_cancelled.is_set()
             async with http.get(base + "/api/trading/state") as resp:
                 assert resp.status == 200 and await resp.json() == {"state": "ACTIVE"}
     finally:
         await server.stop()
+
+
+async def test_a_sync_longer_than_the_request_timeout_answers_202_with_its_operation_not_504(tmp_path):
+    engine = StuckEngine()
+    server = await _server(tmp_path, engine=engine, request_timeout_s=0.5, idle_timeout_s=5.0)
+    base = f"http://127.0.0.1:{server.port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(BOUND_S):
+                async with http.post(base + "/api/sync/positions", headers=auth) as resp:
+                    assert resp.status == 202 and resp.content_type == "application/json"
+                    running = await resp.json()
+            assert engine.sync_started.is_set() and not engine.sync_cancelled.is_set()  # still working
+            async with http.get(base + running["poll"], headers=auth) as resp:
+                assert (await resp.json())["status"] == "running"
+    finally:
+        await server.stop()
+    assert engine.sync_cancelled.is_set()  # stopping the server ends what still runs
 
 
 async def test_body_that_never_finishes_answers_504_after_request_timeout(tmp_path):
