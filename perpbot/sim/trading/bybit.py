@@ -155,6 +155,7 @@ class BybitApi:
                 data.append({
                     "symbol": symbol, "lastPrice": mark, "indexPrice": mark, "markPrice": mark,
                     "prevPrice24h": mark, "price24hPcnt": "0", "highPrice24h": mark, "lowPrice24h": mark,
+                    "prevPrice1h": mark,
                     "openInterest": "0", "openInterestValue": "0", "turnover24h": "0", "volume24h": "0",
                     "fundingRate": dec_str(Decimal(rate)), "nextFundingTime": str(next_ms),
                     "fundingIntervalHour": str(interval_h), "fundingCap": format(CAP, "f"),
@@ -162,6 +163,9 @@ class BybitApi:
                     "bid1Size": self.size_str(symbol, bids[0][1]) if bids else "",
                     "ask1Price": self.price_str(symbol, asks[0][0]) if asks else "",
                     "ask1Size": self.size_str(symbol, asks[0][1]) if asks else "",
+                    # The rest of the recorded linear row (delivery and pre-listing fields, empty on a perpetual).
+                    "predictedDeliveryPrice": "", "basisRate": "", "deliveryFeeRate": "", "deliveryTime": "0",
+                    "basis": "", "preOpenPrice": "", "preQty": "", "curPreListingPhase": "",
                 })
             return self.ok({"category": "linear", "list": data})
         return await self.gate.run("public", None, act)

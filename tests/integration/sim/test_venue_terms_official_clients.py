@@ -224,6 +224,9 @@ async def test_bybit_instrument_row_is_the_documented_one() -> None:
         assert list(row) == list(expected)  # the same key order too
         ticker = (await asyncio.to_thread(http.get_tickers, category="linear", symbol="BTCUSDT"))["result"]["list"][0]
         assert ticker["fundingCap"] == row["upperFundingRate"]
+        recorded = next(c for c in fixture("bybit/recorded_ccxt_rest_responses.json")["cases"]
+                        if c["method"] == "fetchFundingRate")["httpResponse"]["result"]["list"][0]
+        assert set(recorded) - {"timestamp"} <= set(ticker)  # every field of the recorded row ("timestamp" aside)
         assert re.match(r"^\d+\.\d{2}$", ticker["markPrice"]) and re.match(r"^\d+\.\d{3}$", ticker["bid1Size"])
 
 
