@@ -254,3 +254,19 @@ async def test_binances_official_sdk_places_and_cancels_on_the_simulators_websoc
             assert canceled.result.status == "CANCELED" and rig.orders_with("sdk-rest")[0].status == "canceled"
         finally:
             await connection.close_connection(close_session=True)
+
+
+async def test_an_unknown_key_and_a_stale_timestamp_are_refused_before_the_book():
+    async with order_rig(VENUE, binance_link, start_socket=False) as rig:
+        stranger = binance_link(rig.sim, VenueSettings(api_key="someone-else", api_secret="sim-secret"))
+        late = BinanceOrderLink(rig.url("/ws-fapi/v1"), sim_credentials(VENUE), clock=lambda: time.time() - 60)
+        request = rig.ioc("bn-raw")
+        async with connect(rig.url("/ws-fapi/v1")) as ws:
+            await ws.send(stranger.place_frame("1", request))
+            unknown = stranger.parse(await asyncio.wait_for(ws.recv(), 5))
+            await ws.send(late.place_frame("2", request))
+            stale = late.parse(await asyncio.wait_for(ws.recv(), 5))
+        assert unknown is not None and isinstance(unknown.error, errors.OrderRejected)
+        assert unknown.error.message.startswith("-2015")
+        assert stale is not None and isinstance(stale.error, errors.TemporaryError)
+        assert stale.error.message.startswith("-1021") and rig.orders_with("bn-raw") == []

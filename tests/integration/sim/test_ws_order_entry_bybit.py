@@ -265,3 +265,22 @@ async def test_pybits_websocket_trading_client_places_and_cancels_on_the_simulat
             assert (await asyncio.wait_for(refused, 5))["retCode"] == 110001  # not open any more
         finally:
             await asyncio.to_thread(client.exit)
+
+
+async def test_an_order_before_auth_and_a_reused_req_id_are_refused_and_place_nothing_twice():
+    async with order_rig(VENUE, bybit_link, start_socket=False) as rig:
+        link = bybit_link(rig.sim)
+        request = rig.ioc("bb-raw", tif="GTC", away=True)
+        async with connect(rig.url("/v5/trade")) as ws:
+            await ws.send(link.place_frame("1", request))
+            early = link.parse(await asyncio.wait_for(ws.recv(), 5))
+            await ws.send(link.login_frames()[0])
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["retCode"] == 0
+            await ws.send(link.place_frame("2", request))
+            placed = link.parse(await asyncio.wait_for(ws.recv(), 5))
+            await ws.send(link.place_frame("2", request))  # the same reqId again
+            again = link.parse(await asyncio.wait_for(ws.recv(), 5))
+        assert early is not None and isinstance(early.error, errors.OrderRejected) and "10001" in early.error.message
+        assert placed is not None and placed.error is None and placed.venue_order_id
+        assert again is not None and isinstance(again.error, errors.TemporaryError)
+        assert again.error.message.startswith("20006") and len(rig.orders_with("bb-raw")) == 1
