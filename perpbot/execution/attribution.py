@@ -125,12 +125,23 @@ class TradeAttributions:
         except Exception:  # attribution is reporting: it must never stop a trade's bookkeeping
             log.exception("attribution of trade %s failed", trade_id)
 
-    async def since(self, since_ts: float) -> list[TradeAttribution]:
-        """Trades closed at or after `since_ts` (the recent ones recomputed first: late funding)."""
-        now = self.clock()
-        for trade in await self.store.trades_since(max(since_ts, now - REFRESH_S)):
+    async def refresh(self) -> None:
+        """Trades closed in the last REFRESH_S recomputed (funding booked after they closed), and the
+        gauges' 24 h window moved on. Run by the engine's periodic pass."""
+        try:
+            await self._recompute_recent(self.clock() - REFRESH_S)
+            await self.update_gauges()
+        except Exception:  # reporting only: never fails the periodic pass
+            log.exception("attribution refresh failed")
+
+    async def _recompute_recent(self, since_ts: float) -> None:
+        for trade in await self.store.trades_since(since_ts):
             if trade.closed_ts is not None:
                 await self.compute(trade)
+
+    async def since(self, since_ts: float) -> list[TradeAttribution]:
+        """Trades closed at or after `since_ts` (the recent ones recomputed first: late funding)."""
+        await self._recompute_recent(max(since_ts, self.clock() - REFRESH_S))
         return [TradeAttribution.from_dict(row) for row in await self.store.closed_since(since_ts)]
 
     async def summary(self, days: int) -> list[SummaryRow]:

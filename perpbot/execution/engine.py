@@ -189,7 +189,10 @@ class Engine:
         return await self.reconciler.sync_funding(venue, client, lock)
 
     async def periodic(self) -> dict[str, Any]:
-        return await self.reconciler.periodic(self._reconcile_now)
+        report = await self.reconciler.periodic(self._reconcile_now)
+        if self.desk.attributions is not None:  # late funding into recent trades; the 24 h gauges move on
+            await self.desk.attributions.refresh()
+        return report
 
     async def run(self) -> None:
         """Periodic reconciliation, breach checks, heartbeat and metrics until stop()."""

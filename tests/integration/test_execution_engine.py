@@ -359,8 +359,10 @@ async def test_trades_past_the_portfolio_bound_are_read_from_the_journal_and_agr
     trades = await engine.trades_since(0)
     assert sorted((t["venue"], t["side"], t["base_qty"]) for t in trades) == [
         ("hyperliquid", "sell", "0.02"), ("okx", "buy", "0.02")]
-    assert trades[-1] == engine.portfolio.fills[-1].as_dict()
-    memory_since_last = [f.as_dict() for f in engine.portfolio.trades_since(trades[-1]["ts"])]
+    # Each fill names its trade (the entry's intent id); its attribution comes once the trade closes.
+    of_trade = {"trade_id": report["intent_id"], "attribution": None}
+    assert trades[-1] == {**engine.portfolio.fills[-1].as_dict(), **of_trade}
+    memory_since_last = [{**f.as_dict(), **of_trade} for f in engine.portfolio.trades_since(trades[-1]["ts"])]
     assert await engine.trades_since(trades[-1]["ts"]) == memory_since_last  # memory path, same answer
 
 
