@@ -25,6 +25,8 @@ async def test_app_with_the_in_process_simulator_fills_every_book_and_stops_clea
     settings = Settings(
         mode="sim", log_dir=str(tmp_path / "logs"),
         http={"host": "127.0.0.1", "port": 0},
+        # The journal (and the control API's generated token beside it) in the test's directory, not ./data.
+        journal={"path": str(tmp_path / "data" / "journal.sqlite")},
         sim={"enabled": True, "ports": ports, "admin_port": free_port(), "seed": 7, "tick_interval_s": 0.05},
         feeds={"backoff_initial_s": 0.05, "backoff_max_s": 0.5},
     )
