@@ -107,6 +107,9 @@ class VenueLimits:
     remaining_headers: RemainingHeaders | None = None
     default_endpoint: str | None = None
     source: str = ""
+    # False where a stop answering an order or cancel is the account's action allowance, not the IP's
+    # (Hyperliquid's address limits): reads go on meanwhile.
+    order_stops_reads: bool = True
 
 
 # -- the typed view --------------------------------------------------------------------------------
@@ -221,7 +224,8 @@ class _Venue:
     windows: dict[str, _Window]
     endpoints: dict[str, Endpoint]
     order_windows: frozenset[str]  # windows new orders or cancels use: reads keep headroom there
-    blocked_until: float = -math.inf
+    blocked_until: float = -math.inf  # orders and cancels
+    reads_blocked_until: float = -math.inf
     block_reason: str | None = None
     stop_responses: Counter[int] = field(default_factory=Counter)
     reads_deferred: int = 0
@@ -297,8 +301,10 @@ class RateBudget:
         if state is None:
             return 0.0
         now = self._now(now)
-        wait = max(0.0, state.blocked_until - now)
         found = state.endpoints.get(endpoint)
+        blocked_until = state.blocked_until if found is not None and found.kind != "read" \
+            else state.reads_blocked_until
+        wait = max(0.0, blocked_until - now)
         if found is not None:
             for window_name, cost in found.costs:
                 if not cost:
@@ -366,6 +372,9 @@ class RateBudget:
         if until > state.blocked_until:
             state.blocked_until = until
             state.block_reason = f"venue answered HTTP {status} ({source} {retry_after:g}s)"
+        if endpoint is not None and endpoint.kind != "read" and not state.limits.order_stops_reads:
+            return  # the account's action allowance: reads (and the windows they share) go on
+        state.reads_blocked_until = max(state.reads_blocked_until, until)
         if endpoint is not None:
             for window_name, cost in endpoint.costs:
                 if cost:

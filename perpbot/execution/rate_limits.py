@@ -108,7 +108,9 @@ def _okx() -> VenueLimits:
         endpoint("account_config", 5), endpoint("leverage", 20), endpoint("public_other", 20),
     ]
     routes: dict[tuple[str, str], str | BodyRoute] = {
-        ("POST", "/api/v5/trade/order"): ORDER, ("POST", "/api/v5/trade/cancel-order"): CANCEL,
+        # ccxt places one order as a one-order batch: OKX counts it against "Place order" (60 per 2 s).
+        ("POST", "/api/v5/trade/order"): ORDER, ("POST", "/api/v5/trade/batch-orders"): ORDER,
+        ("POST", "/api/v5/trade/cancel-order"): CANCEL,
         ("GET", "/api/v5/trade/order"): "order_query", ("GET", "/api/v5/trade/orders-pending"): "orders_pending",
         ("GET", "/api/v5/trade/fills"): "fills", ("GET", "/api/v5/trade/fills-history"): "fills_history",
         ("GET", "/api/v5/account/positions"): "positions", ("GET", "/api/v5/account/balance"): "balance",
@@ -145,6 +147,7 @@ def _hyperliquid() -> VenueLimits:
         default_endpoint="info",
         # No Retry-After on Hyperliquid's answers: an address over its allowance gets one request per 10 s.
         stop_statuses={429: 10.0, 418: 10.0},
+        order_stops_reads=False,  # the address limits count actions only; info requests go on
         source="hyperliquid.gitbook.io api/rate-limits-and-user-limits",
     )
 

@@ -229,7 +229,13 @@ async def operator_recover(bot: LiveBot, why: str, timeout_s: float = 20.0, atte
         if not inv.venue_positions(accounts):
             break
     resumed = await engine.resume()
-    active = await wait_for(lambda: engine.state == "ACTIVE", timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while not resumed.get("resumed") and engine.state != "ACTIVE" and time.monotonic() < deadline:
+        # Refused while a venue is not reconciled yet (its reads waiting out a Retry-After, say): the
+        # periodic reconciliation catches up; the operator asks again a moment later.
+        await asyncio.sleep(1.0)
+        resumed = await engine.resume()
+    active = await wait_for(lambda: engine.state == "ACTIVE", max(0.0, deadline - time.monotonic()))
     line = (f"{why}: close-all flatten orders {statuses}, resume -> {engine.state}"
             f" ({'ok' if resumed.get('resumed') else resumed.get('reason', 'refused')}), naked after {naked:.1f} USDT")
     log.warning("operator: %s", line)

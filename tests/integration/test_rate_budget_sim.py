@@ -119,10 +119,14 @@ async def test_a_stop_answer_stops_the_venue_orders_for_its_retry_after(venue, k
     refusal = budget.try_order(name)
     assert refusal is not None and refusal.rule == "rate_limited" and f"HTTP {status}" in refusal.detail
     assert budget.snapshot().venue(name).stop_responses == {status: 1}  # type: ignore[union-attr]
-    # A read is deferred (here: nothing to wait for, it fails at once) and the venue sees no order.
     client.max_read_wait_s = 0.0
-    with pytest.raises(errors.RateLimited, match="deferred by the rate budget"):
-        await client.fetch_positions()
+    if name == "hyperliquid":
+        # Its limits on actions are the address's, not the IP's: reads go on meanwhile.
+        assert await client.fetch_positions() is not None
+    else:
+        # A read is deferred (here: nothing to wait for, it fails at once).
+        with pytest.raises(errors.RateLimited, match="deferred by the rate budget"):
+            await client.fetch_positions()
     assert faults.fired[(name, RETRY_AFTER_IGNORED)] == 0
 
 

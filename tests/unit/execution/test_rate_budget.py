@@ -204,3 +204,15 @@ def test_hyperliquid_body_route_field_path():
     b = RateBudget({"h": limits})
     assert b.endpoint_of("h", "post", "/exchange", '{"action": {"type": "order"}}') == ORDER
     assert b.endpoint_of("h", "POST", "/exchange", '{"action": 3}') == "action"
+
+
+def test_an_action_allowance_stop_leaves_reads_going():
+    """Hyperliquid: a 429 answering an order is the address's action allowance: orders stop, reads go on."""
+    b = RateBudget(venue_limits())
+    b.observe("hyperliquid", 429, {}, ORDER, now=T0)
+    refusal = b.try_order("hyperliquid", now=T0 + 9)
+    assert refusal is not None and "default 10s" in refusal.detail
+    assert b.read_wait("hyperliquid", "info", now=T0 + 1) == 0
+    assert b.read_wait("hyperliquid", CANCEL, now=T0 + 1) == pytest.approx(9.0)
+    b.observe("hyperliquid", 429, {}, "info", now=T0 + 1)  # a read answered 429: the IP's limit, all stop
+    assert b.read_wait("hyperliquid", "info", now=T0 + 2) == pytest.approx(9.0)
