@@ -83,7 +83,7 @@ def attribute(trade: TradeRecord, intents: list[IntentRecord], fills: Iterable[A
 class TradeAttributions:
     def __init__(self, journal: Journal, metrics: Metrics, venues: Iterable[str],
                  clock: Callable[[], float] = time.time) -> None:
-        self.store = AttributionJournal(journal)
+        self.store = AttributionJournal(journal, clock)
         self.metrics = metrics
         self.clock = clock
         self.venues = sorted(venues)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -68,8 +70,9 @@ class FundingPayment:
 class AttributionJournal:
     """The attribution's view of the journal (same connection)."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, clock: Callable[[], float] = time.time) -> None:
         self.journal = journal
+        self.clock = clock
 
     async def trade(self, trade_id: str) -> TradeRecord | None:
         rows = await self._trades("WHERE trade_id=?", (trade_id,))
@@ -147,7 +150,7 @@ class AttributionJournal:
             "INSERT INTO trade_attributions VALUES (?,?,?,?,?,?,0,?) ON CONFLICT(trade_id) DO UPDATE SET"
             " closed_ts=excluded.closed_ts, attribution=excluded.attribution, updated_ts=excluded.updated_ts",
             (trade.trade_id, trade.strategy, trade.base, trade.opened_ts, trade.closed_ts,
-             json.dumps(attribution, sort_keys=True), self.journal._clock()),  # noqa: SLF001 - the journal's clock
+             json.dumps(attribution, sort_keys=True), self.clock()),
         )
 
     async def mark_observed(self, trade_id: str) -> bool:

@@ -67,7 +67,7 @@ async def test_a_trade_has_its_own_fills_and_the_funding_of_its_legs_while_open(
     await journal.close_trade("t1")
     await journal.record_funding("okx", "p4", "BTC-USDT-SWAP", D("0.04"), 1700.0)  # after it closed
 
-    view = AttributionJournal(journal)
+    view = AttributionJournal(journal, clock)
     trade = await view.trade("t1")
     assert trade is not None and (trade.opened_ts, trade.closed_ts) == (1000.0, 1600.0)
     intents = await view.intents(trade)
