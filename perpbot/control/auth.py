@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from perpbot.telemetry.logging import redact_also
+
 log = logging.getLogger("perpbot.control")
 
 Scope = Literal["read", "trade"]
@@ -97,6 +99,7 @@ def trade_token(settings: Any) -> tuple[str, str, bool]:
 def resolve_tokens(settings: Any) -> Tokens:
     """The tokens the control API checks; generates the token file when no token is configured."""
     token, source, created = trade_token(settings)
+    redact_also(token)  # a generated token is no configured secret: the log filter learns it here
     if created:
         log.warning("Control API token generated into %s (mode 0600); `perpbot token` prints it", source)
     else:

@@ -95,6 +95,16 @@ def setup_logging(settings: Any, stream: TextIO | None = None) -> Path:
     return path
 
 
+def redact_also(secret: str) -> None:
+    """A secret known only after start-up (the control API's generated token) redacted like the configured ones."""
+    if not secret:
+        return
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, SecretFilter) and secret not in found.secrets:
+                found.secrets = sorted({*found.secrets, secret}, key=len, reverse=True)
+
+
 def shutdown_logging() -> None:
     """Flush and close our handlers (files flushed on exit)."""
     root = logging.getLogger()

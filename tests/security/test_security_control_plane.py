@@ -451,3 +451,23 @@ async def test_the_audit_trail_lists_what_was_done_and_what_was_refused(control,
         assert resp.status == 401
     async with http.get(base2 + "/metrics") as resp:
         assert 'perpbot_control_refusals_total{reason="wrong_token"} 1.0' in await resp.text()
+
+
+async def test_the_generated_token_is_redacted_from_the_logs_like_a_configured_secret(control, tmp_path):
+    import io
+
+    from perpbot.telemetry.logging import setup_logging, shutdown_logging
+
+    start, _ = control
+    settings = settings_for(tmp_path, api_token=None)
+    stream = io.StringIO()
+    log_file = setup_logging(settings, stream=stream)
+    try:
+        await start(settings, HeldEngine())
+        generated, _ = read_or_create_token(settings.token_file_path())
+        logging.getLogger("perpbot.test").error("a careless line with %s in it", generated)
+    finally:
+        shutdown_logging()
+    written = log_file.read_text() + stream.getvalue()
+    assert "a careless line with" in written and str(settings.token_file_path()) in written
+    assert generated not in written
