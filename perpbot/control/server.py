@@ -382,15 +382,16 @@ class Guard:
         return None
 
 
-
-
 class _JsonErrorHandler(RequestHandler):
     """aiohttp's connection handler, with its own errors (bad request line or headers, too-large
     headers: found before any route runs) answered in JSON like every other error."""
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        self.logger.debug("Bad HTTP request from %s: %s", getattr(request, "remote", None), exc)
+        if status >= 500:
+            self.log_exception("Control API connection error from %s", getattr(request, "remote", None), exc_info=exc)
+        else:  # a malformed request: the client's problem, answered and not worth a traceback
+            self.logger.debug("Bad HTTP request from %s: %s", getattr(request, "remote", None), exc)
         if request.writer.output_size > 0:
             raise ConnectionError("Response is sent already, cannot send another response with the error message")
         text = "internal error" if status >= 500 else f"bad HTTP request: {exc.__class__.__name__ if exc else 'parse error'}"
