@@ -155,6 +155,9 @@ class OrderSocket:
     def _learn(self, answer: OrderAnswer) -> None:
         """Tell the rate budget what the venue said: its usage counters, a 429/418 and its Retry-After."""
         headers = dict(answer.usage)
+        latest = getattr(self.link, "usage_headers", None)  # Bybit, Binance: the last answer's counters
+        if latest is not None:
+            headers = {**latest(), **headers}
         status = answer.status_code
         if isinstance(answer.error, errors.RateLimited):
             status = status if status in (418, 429) else 429

@@ -191,6 +191,8 @@ class Simulator:
             if fault is not None:
                 self.market.apply_shock(venue, fault.symbol, float(fault.params.get("bps", -500)))
         self.market.step()
+        if self.timings is not None:
+            self.timings.on_tick()  # a jump asked for before this tick is in the frames it pushes now
         for feed in self.feeds.values():
             feed.on_tick()
         for exchange in self.exchanges.values():
@@ -310,7 +312,7 @@ class Simulator:
             body = await request.json()
             bps = float(body["bps"])
             self.market.apply_jump(body.get("venue"), body.get("symbol"), bps)
-            if self.timings is not None:
+            if self.timings is not None and body.get("watch", True):  # {"watch": false}: not timed
                 self.timings.watch(body.get("venue"))
         except (ValueError, TypeError, KeyError) as exc:
             return web.json_response({"error": f"bad jump request: {exc}"}, status=400)

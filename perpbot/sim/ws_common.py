@@ -71,7 +71,7 @@ class Grid:
 
 class SimStats:
     def __init__(self) -> None:
-        # Benchmarks only (bench/order_entry.py): called after each public frame is written, with
+        # Benchmarks only (bench/order_entry.py): called as each frame is handed to its socket, with
         # (venue, text, time.perf_counter()); None in the product.
         self.frame_hook: Callable[[str, str, float], None] | None = None
         self.frames_sent: Counter[str] = Counter()
@@ -135,10 +135,10 @@ class Session:
                     return
                 if delay_s:
                     await asyncio.sleep(delay_s)
+                if self.feed.stats.frame_hook is not None:  # as the frame is handed to the socket
+                    self.feed.stats.frame_hook(self.feed.venue, text, time.perf_counter())
                 await self.ws.send_str(text)
                 self.last_send = loop.time()
-                if self.feed.stats.frame_hook is not None:
-                    self.feed.stats.frame_hook(self.feed.venue, text, time.perf_counter())
                 self.feed.stats.frames_sent[self.feed.venue] += 1
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             return

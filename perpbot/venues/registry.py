@@ -31,6 +31,8 @@ from perpbot.venues.binance.private_link import BinancePrivateLink
 from perpbot.venues.bybit.private_link import BybitPrivateLink
 from perpbot.venues.hyperliquid.private_link import HyperliquidPrivateLink
 from perpbot.venues.hyperliquid.order_link import HyperliquidOrderLink, asset_indices
+from perpbot.venues.binance.order_link import BinanceOrderLink
+from perpbot.venues.bybit.order_link import BybitOrderLink
 from perpbot.venues.okx.order_link import OkxOrderLink
 from perpbot.venues.okx.private_link import OkxPrivateLink
 
@@ -92,6 +94,10 @@ def order_link(venue: str, settings: Settings, cfg: VenueSettings,
     url = settings.order_ws_url(venue)
     if venue == "okx":
         return OkxOrderLink(url, cfg)
+    if venue == "bybit":
+        return BybitOrderLink(url, cfg)
+    if venue == "binance":
+        return BinanceOrderLink(url, cfg)
     if venue == "hyperliquid":
         assets = asset_indices(markets or {})
         if not assets or not all(symbol in assets for symbol in instruments):
