@@ -54,7 +54,7 @@ def attribute(trade: TradeRecord, intents: list[IntentRecord], fills: Iterable[A
               now: float) -> TradeAttribution:
     """A journalled trade's attribution (pure apart from the rows handed in)."""
     entry = next((i for i in intents if i.intent_id == trade.intent_id), None)
-    exits = [i for i in intents if i.intent_id != trade.intent_id and i.action == "close"]
+    decisions = {i.intent_id: i.decision for i in intents}
     until = trade.closed_ts if trade.closed_ts is not None else now
     held_s = Decimal(str(round(max(0.0, until - trade.opened_ts), 3)))
     fills = list(fills)
@@ -63,16 +63,14 @@ def attribute(trade: TradeRecord, intents: list[IntentRecord], fills: Iterable[A
     for leg in trade.legs:
         venue, symbol = leg["venue"], leg["symbol"]
         own = [f for f in fills if (f.venue, f.symbol) == (venue, symbol)]
-        exit_intents = {f.intent_id for f in own if f.side != leg["side"]}
-        # The exit expectation: of the latest exit decision that traded on this leg.
-        last_exit = next((i for i in reversed(exits) if i.intent_id in exit_intents), None)
+        # Each fill judged by its own decision's expectation (entry, exit, or the repair of either).
+        references = {i: expectation_of(d, venue, symbol) for i, d in decisions.items()}
         legs.append(attribute_leg(LegInputs(
             venue=venue, symbol=symbol, side=leg["side"],
-            fills=tuple(LegFill(f.side, f.base_qty, f.price, f.fee, f.ts) for f in own),
+            fills=tuple(LegFill(f.side, f.base_qty, f.price, f.fee, f.ts,
+                                references.get(f.intent_id) if f.intent_id is not None else None) for f in own),
             funding=tuple(p.amount for p in funding if (p.venue, p.symbol) == (venue, symbol)),
-            entry=expectation_of(entry.decision, venue, symbol) if entry else None,
-            exit=expectation_of(last_exit.decision, venue, symbol) if last_exit else None,
-            held_s=held_s,
+            entry=references.get(trade.intent_id), exit=None, held_s=held_s,
         )))
     decision = entry.decision if entry else {}
     return TradeAttribution(trade.trade_id, trade.strategy, trade.base, trade.opened_ts, trade.closed_ts,

@@ -8,12 +8,13 @@ Signs: slippage is a cost (+ = filled worse than the reference price); fees are 
 received (+) or paid (-); PnL figures are gains (+). For a leg of direction d (+1 long, -1 short):
 
     basis          = d x (exit notional - entry cost of the closed size)           (realised price PnL)
-    expected_basis = d x closed size x (exit depth price - entry depth price)
-    slippage       = entry slippage on the closed size + exit slippage
+    expected_basis = the same at the depth prices the fills' decisions expected
+    slippage       = expected_basis - basis = entry slippage on the closed size + exit slippage
     total          = basis - fees + funding = expected_basis - slippage - fees + funding
 
-so the parts add up to the realised PnL exactly. A leg without an expectation (a trade adopted at
-start-up, an exit by close-all) takes its own fill price as reference: its slippage is 0.
+so the parts add up to the realised PnL exactly. Each fill is judged by the expectation of the decision
+whose order it filled (an entry, an exit, a leg repair of either); a fill no decision expected (a close-all
+flatten, a trade adopted at start-up) takes its own price as reference: its slippage is 0.
 """
 
 from __future__ import annotations
@@ -37,19 +38,22 @@ DAY_S = 86400.0
 
 @dataclass(frozen=True, slots=True)
 class LegFill:
-    """One venue fill on a leg (base units, quote price, fee paid in USDT)."""
+    """One venue fill on a leg (base units, quote price, fee paid in USDT) and the expectation of the
+    decision whose order it filled (None: judged by the leg's entry or exit expectation, if any)."""
 
     side: str
     base_qty: Decimal
     price: Decimal
     fee: Decimal
     ts: float
+    reference: LegExpectation | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LegInputs:
     """One leg of a trade: its entry side, the venue's fills and funding payments while it was held,
-    the entry's and the exit's expectations, and the time it was held."""
+    the entry's expectation (funding, and the reference of entry fills without their own), the exit's
+    (the reference of exit fills without their own), and the time it was held."""
 
     venue: str
     symbol: str
@@ -206,59 +210,73 @@ def _attribute(leg: LegInputs) -> LegAttribution:
     exit_notional = sum((f.base_qty * f.price for f in exits), ZERO)
     entry_price = _divide(entry_notional, entry_qty) if entry_qty else None
     exit_price = _divide(exit_notional, exit_qty) if exit_qty else None
-    entry_depth = leg.entry.depth_price if leg.entry else entry_price
-    entry_top = leg.entry.top_price if leg.entry else entry_price
-    exit_depth = leg.exit.depth_price if leg.exit else exit_price
-    exit_top = leg.exit.top_price if leg.exit else exit_price
 
-    def cost(notional: Decimal, qty: Decimal, reference: Decimal | None, sign: int) -> tuple[Decimal, Decimal]:
-        """(slippage USDT, bps) of `qty` filled for `notional` against `reference` (+ = worse)."""
-        if not qty or reference is None:
-            return ZERO, ZERO
-        expected = qty * reference
-        usdt = sign * (notional - expected)
-        return usdt, _bps(usdt, expected)
+    def reference(fill: LegFill) -> LegExpectation | None:
+        """The expectation a fill is judged by: its own decision's, else the leg's for its side."""
+        return fill.reference or (leg.entry if fill.side == leg.side else leg.exit)
 
-    entry_slip, entry_slip_bps = cost(entry_notional, entry_qty, entry_depth, direction)
-    entry_top_slip, entry_top_bps = cost(entry_notional, entry_qty, entry_top, direction)
-    exit_slip, exit_slip_bps = cost(exit_notional, exit_qty, exit_depth, -direction)
-    exit_top_slip, exit_top_bps = cost(exit_notional, exit_qty, exit_top, -direction)
+    def expected(fills: list[LegFill], price_of: str) -> Decimal:
+        """The fills' notional at their references' prices (a fill with none: at its own price)."""
+        total = ZERO
+        for fill in fills:
+            ref = reference(fill)
+            total += fill.base_qty * (getattr(ref, price_of) if ref is not None else fill.price)
+        return total
+
+    entry_depth_notional, entry_top_notional = expected(entries, "depth_price"), expected(entries, "top_price")
+    exit_depth_notional, exit_top_notional = expected(exits, "depth_price"), expected(exits, "top_price")
+
+    def cost(notional: Decimal, reference_notional: Decimal, sign: int) -> tuple[Decimal, Decimal]:
+        """(slippage USDT, bps) of fills worth `notional` against `reference_notional` (+ = worse)."""
+        usdt = sign * (notional - reference_notional)
+        return usdt, _bps(usdt, reference_notional)
+
+    entry_slip, entry_slip_bps = cost(entry_notional, entry_depth_notional, direction)
+    entry_top_slip, entry_top_bps = cost(entry_notional, entry_top_notional, direction)
+    exit_slip, exit_slip_bps = cost(exit_notional, exit_depth_notional, -direction)
+    exit_top_slip, exit_top_bps = cost(exit_notional, exit_top_notional, -direction)
 
     fees = sum((f.fee for f in leg.fills), ZERO)
     entry_rate = leg.entry.fee_rate if leg.entry else None
-    exit_rate = leg.exit.fee_rate if leg.exit else entry_rate
     expected_fees = ZERO
     for fill in leg.fills:
-        rate = entry_rate if fill.side == leg.side else exit_rate
-        expected_fees += fill.base_qty * fill.price * (rate if rate is not None else ZERO)
-    if entry_rate is None and leg.exit is None:
-        expected_fees = fees  # nothing was expected: no drift to report
+        ref = reference(fill)
+        # A fill judged by nothing (a close-all flatten) is expected at the entry's rate, or as charged.
+        rate = ref.fee_rate if ref is not None else entry_rate
+        expected_fees += fill.base_qty * fill.price * rate if rate is not None else fill.fee
 
     funding = sum(leg.funding, ZERO)
     expected_funding = ZERO
-    if leg.entry is not None and leg.entry.funding_interval_s > 0 and entry_depth is not None:
-        expected_funding = _divide(-direction * entry_qty * entry_depth * leg.entry.funding_rate * leg.held_s,
+    if leg.entry is not None and leg.entry.funding_interval_s > 0 and entry_qty:
+        expected_funding = _divide(-direction * entry_depth_notional * leg.entry.funding_rate * leg.held_s,
                                    leg.entry.funding_interval_s)
 
     closed = min(exit_qty, entry_qty)
     if closed == entry_qty:
-        entry_cost_closed = entry_notional
+        entry_cost_closed, entry_expected_closed = entry_notional, entry_depth_notional
+    elif entry_qty:
+        entry_cost_closed = _divide(entry_notional * closed, entry_qty).quantize(COST_GRID)
+        entry_expected_closed = _divide(entry_depth_notional * closed, entry_qty).quantize(COST_GRID)
     else:
-        entry_cost_closed = _divide(entry_notional * closed, entry_qty).quantize(COST_GRID) if entry_qty else ZERO
-    basis = direction * (exit_notional - entry_cost_closed) if closed else ZERO
-    expected_basis = ZERO
-    slippage = ZERO
-    if closed and entry_depth is not None and exit_depth is not None:
-        expected_basis = direction * closed * (exit_depth - entry_depth)
-        slippage = expected_basis - basis  # = entry slippage on the closed size + exit slippage
-    elif closed:
-        expected_basis = basis
+        entry_cost_closed = entry_expected_closed = ZERO
+    exit_cost, exit_expected = exit_notional, exit_depth_notional
+    if exit_qty > closed:  # the exits went past the entries (a flip): only the closing share counts
+        exit_cost = _divide(exit_notional * closed, exit_qty).quantize(COST_GRID)
+        exit_expected = _divide(exit_depth_notional * closed, exit_qty).quantize(COST_GRID)
+    basis = direction * (exit_cost - entry_cost_closed) if closed else ZERO
+    expected_basis = direction * (exit_expected - entry_expected_closed) if closed else ZERO
+    slippage = expected_basis - basis  # = entry slippage on the closed size + exit slippage
     total = basis - fees + funding
+
+    def average(notional: Decimal, qty: Decimal) -> Decimal | None:
+        return _divide(notional, qty) if qty else None
+
     return LegAttribution(
         venue=leg.venue, symbol=leg.symbol, side=leg.side,
-        entry_qty=_clean(entry_qty), entry_price=entry_price, entry_top_price=entry_top,
-        entry_depth_price=entry_depth, exit_qty=_clean(exit_qty), exit_price=exit_price, exit_top_price=exit_top,
-        exit_depth_price=exit_depth, entry_slippage_usdt=_clean(entry_slip), entry_slippage_bps=entry_slip_bps,
+        entry_qty=_clean(entry_qty), entry_price=entry_price, entry_top_price=average(entry_top_notional, entry_qty),
+        entry_depth_price=average(entry_depth_notional, entry_qty), exit_qty=_clean(exit_qty), exit_price=exit_price,
+        exit_top_price=average(exit_top_notional, exit_qty), exit_depth_price=average(exit_depth_notional, exit_qty),
+        entry_slippage_usdt=_clean(entry_slip), entry_slippage_bps=entry_slip_bps,
         entry_slippage_top_usdt=_clean(entry_top_slip), entry_slippage_top_bps=entry_top_bps,
         exit_slippage_usdt=_clean(exit_slip), exit_slippage_bps=exit_slip_bps,
         exit_slippage_top_usdt=_clean(exit_top_slip), exit_slippage_top_bps=exit_top_bps,

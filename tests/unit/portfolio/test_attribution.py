@@ -138,3 +138,38 @@ def test_parts_always_add_up_to_the_realised_pnl_the_portfolio_books(side, entry
     assert leg.basis_usdt == realized
     assert leg.total_usdt == realized - leg.fees_usdt + funding
     assert sum(leg.parts().values(), D(0)) == leg.total_usdt
+
+
+def test_each_fill_is_judged_by_its_own_decisions_expectation():
+    """Two partial exits decided at different prices, and a close-all flatten no decision expected."""
+    first, second = expectation("60110", "60100"), expectation("60210", "60200")
+    leg = attribute_leg(LegInputs(
+        venue="binance", symbol="BTCUSDT", side="buy",
+        fills=(LegFill("buy", D("0.03"), D("60000"), D("0.9"), 1.0, expectation("59990", "59995")),
+               LegFill("sell", D("0.01"), D("60090"), D("0.3"), 2.0, first),
+               LegFill("sell", D("0.01"), D("60205"), D("0.3"), 3.0, second),
+               LegFill("sell", D("0.01"), D("60150"), D("0.3"), 4.0, None)),
+        funding=(), entry=None, exit=None, held_s=D(3),
+    ))
+    # Exit slippage: 10 under the first decision's depth price, 5 over the second's, none for the flatten.
+    assert leg.exit_slippage_usdt == D("0.01") * 10 - D("0.01") * 5 == D("0.05")
+    assert leg.exit_depth_price == (D("0.01") * 60100 + D("0.01") * 60200 + D("0.01") * 60150) / D("0.03")
+    assert leg.entry_slippage_usdt == D("0.03") * 5 == D("0.15")
+    assert leg.slippage_usdt == D("0.2")
+    assert leg.basis_usdt == D("0.01") * (60090 + 60205 + 60150) - D("0.03") * 60000
+    assert sum(leg.parts().values(), D(0)) == leg.total_usdt
+
+
+def test_an_exit_past_the_entry_realises_only_the_closing_share():
+    leg = attribute_leg(LegInputs(
+        venue="okx", symbol="BTC-USDT-SWAP", side="sell",
+        fills=(LegFill("sell", D("0.01"), D("60000"), D("0"), 1.0, expectation("60010", "60005")),
+               LegFill("buy", D("0.02"), D("59900"), D("0"), 2.0, expectation("59890", "59895"))),
+        funding=(), entry=None, exit=None, held_s=D(1),
+    ))
+    portfolio = Portfolio(clock=lambda: 10.0)
+    realised = portfolio.apply_fill("okx", "X", "sell", D("0.01"), D("60000"), D(0), ts=10.0).realized_pnl
+    realised += portfolio.apply_fill("okx", "X", "buy", D("0.02"), D("59900"), D(0), ts=10.0).realized_pnl
+    assert leg.basis_usdt == realised == D("1")
+    assert leg.expected_basis_usdt == D("0.01") * (60005 - 59895)
+    assert sum(leg.parts().values(), D(0)) == leg.total_usdt
