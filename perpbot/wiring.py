@@ -188,7 +188,7 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
     if service.order_sockets is not None and rate_budget is not None:
         for socket in service.order_sockets.sockets.values():  # WebSocket orders count in the same budget
             socket.charge = rate_budget.charge
-            socket.observe = rate_budget.observe
+            socket.observe = rate_budget.observe_order
     # Started now; it waits for start-up recovery, then refreshes. Kept on the service (a bare task may be collected).
     service.instrument_refresh = asyncio.create_task(
         refresh_instruments(settings, engine, store, journal, from_cache, paper), name="instrument-refresh",

@@ -22,6 +22,7 @@ The API, for every order path (the ccxt REST client, a WebSocket order channel):
   ``X-Bapi-Limit-Status`` / ``X-Bapi-Limit`` / ``X-Bapi-Limit-Reset-Timestamp`` for that endpoint), and a
   429 / 418 (or the venue's ban status) stops the venue for its Retry-After (or the venue's default) and
   marks the endpoint's windows full until then: the budget learns the venue counted more than we did.
+- ``observe_order(venue, status, headers)`` — ``observe`` for an order channel's answer (endpoint ``ORDER``).
 - ``snapshot(now=None) -> BudgetSnapshot`` — a typed view for metrics and operators.
 
 Times are unix seconds (the risk context's clock), so calendar-aligned windows (Binance counts per
@@ -358,6 +359,10 @@ class RateBudget:
                 window.learn(max(0, limit - remaining), until, now)
         if status in state.limits.stop_statuses or status in ALWAYS_STOP:
             self._stop(state, status, lowered, found, now)
+
+    def observe_order(self, venue: str, status: int, headers: Mapping[str, str]) -> None:
+        """`observe` for an order channel's answer (a WebSocket order socket): the endpoint is a new order."""
+        self.observe(venue, status, headers, ORDER)
 
     def _stop(self, state: _Venue, status: int, headers: Mapping[str, str], endpoint: Endpoint | None,
               now: float) -> None:

@@ -231,9 +231,10 @@ async def operator_recover(bot: LiveBot, why: str, timeout_s: float = 20.0, atte
     resumed = await engine.resume()
     deadline = time.monotonic() + timeout_s
     while not resumed.get("resumed") and engine.state != "ACTIVE" and time.monotonic() < deadline:
-        # Refused while a venue is not reconciled yet (its reads waiting out a Retry-After, say): the
-        # periodic reconciliation catches up; the operator asks again a moment later.
+        # Refused while a venue is not reconciled (its reads waited out a Retry-After, say): as the
+        # refusal says, sync positions first, then resume; again a moment later if still refused.
         await asyncio.sleep(1.0)
+        await engine.sync_positions()
         resumed = await engine.resume()
     active = await wait_for(lambda: engine.state == "ACTIVE", max(0.0, deadline - time.monotonic()))
     line = (f"{why}: close-all flatten orders {statuses}, resume -> {engine.state}"

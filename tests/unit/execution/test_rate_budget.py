@@ -216,3 +216,10 @@ def test_an_action_allowance_stop_leaves_reads_going():
     assert b.read_wait("hyperliquid", CANCEL, now=T0 + 1) == pytest.approx(9.0)
     b.observe("hyperliquid", 429, {}, "info", now=T0 + 1)  # a read answered 429: the IP's limit, all stop
     assert b.read_wait("hyperliquid", "info", now=T0 + 2) == pytest.approx(9.0)
+
+
+def test_an_order_socket_answer_is_an_order_answer():
+    b = RateBudget(venue_limits())
+    b.observe_order("hyperliquid", 429, {})  # a WebSocket order answered 429, no Retry-After
+    assert b.try_order("hyperliquid", now=b.clock() + 5) is not None
+    assert b.read_wait("hyperliquid", "info_light") == 0
