@@ -126,6 +126,10 @@ class BybitApi:
             "reduceOnly": order.reduce_only, "closeOnTrigger": False, "smpType": "None", "smpGroup": 0,
             "smpOrderId": "", "tpslMode": "", "tpLimitPrice": "", "slLimitPrice": "", "placeType": "",
             "createdTime": str(order.created_ms), "updatedTime": str(order.updated_ms),
+            # The rest of the recorded /v5/order/realtime row.
+            "createType": "CreateByUser", "marketUnit": "", "slippageTolerance": "0",
+            "slippageToleranceType": "UNKNOWN", "extraFees": "",
+            "cumFeeDetail": {self.sim.account.currency: dec_str(order.fee)} if order.fee else {},
         }
 
     async def body(self, request: web.Request) -> dict[str, Any]:
@@ -265,7 +269,7 @@ class BybitApi:
                     "feeCurrency": fill.fee_currency, "isMaker": fill.liquidity == "maker",
                     "feeRate": dec_str(fill.fee / (fill.base_qty * fill.price)), "tradeIv": "", "markIv": "",
                     "markPrice": dec_str(fill.price), "indexPrice": "", "underlyingPrice": "", "blockTradeId": "",
-                    "closedSize": "0", "seq": int(fill.trade_id),
+                    "closedSize": "0", "seq": int(fill.trade_id), "marketUnit": "",
                 })
             return self.ok({"category": "linear", "nextPageCursor": "", "list": data})
         return await self.gate.run("private", None, act)

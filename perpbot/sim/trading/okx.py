@@ -114,6 +114,12 @@ class OkxApi:
             "rebate": "0", "rebateCcy": self.sim.account.currency, "pnl": "0", "category": "normal",
             "reduceOnly": "true" if order.reduce_only else "false", "cTime": str(order.created_ms),
             "uTime": str(order.updated_ms), "tgtCcy": "",
+            # The rest of the recorded /trade/order row: algo, TP/SL, self-trade and quick-margin fields unused.
+            "tradeId": last.trade_id if last else "", "algoClOrdId": "", "algoId": "", "attachAlgoClOrdId": "",
+            "attachAlgoOrds": [], "cancelSource": "", "cancelSourceReason": "", "ccy": "", "isTpLimit": "false",
+            "linkedAlgoOrd": {"algoId": ""}, "pxType": "", "pxUsd": "", "pxVol": "", "quickMgnType": "",
+            "slOrdPx": "", "slTriggerPx": "", "slTriggerPxType": "", "source": "", "stpId": "",
+            "stpMode": "cancel_maker", "tpOrdPx": "", "tpTriggerPx": "", "tpTriggerPxType": "",
         }
 
     # ------------------------------------------------------------ public
@@ -213,7 +219,10 @@ class OkxApi:
                     "fillPx": dec_str(fill.price), "fillSz": dec_str(fill.qty), "side": fill.side,
                     "posSide": "net", "execType": "T" if fill.liquidity == "taker" else "M",
                     "feeCcy": fill.fee_currency, "fee": dec_str(-fill.fee), "fillPnl": dec_str(fill.realized_pnl),
-                    "ts": str(fill.ts_ms),
+                    "ts": str(fill.ts_ms), "fillTime": str(fill.ts_ms),
+                    "feeRate": dec_str(-fill.fee / (fill.base_qty * fill.price)),  # negative = charged, as the fee
+                    "fillPxVol": "", "fillPxUsd": "", "fillMarkVol": "", "fillFwdPx": "", "fillMarkPx": "",
+                    "fillIdxPx": "",
                 })
             return ok(data)
         return await self.gate.run("private", None, act)

@@ -155,6 +155,30 @@ async def test_okx_rest_order_book_is_the_books_channel_view() -> None:
         await asyncio.to_thread(market.close)
 
 
+def recorded_row(venue: str, method: str) -> dict[str, Any]:
+    """The first row of a recorded answer (shared/fixtures/<venue>/recorded_ccxt_rest_responses.json)."""
+    case = next(c for c in fixture(f"{venue}/recorded_ccxt_rest_responses.json")["cases"] if c["method"] == method)
+    answer = case["httpResponse"]
+    rows = answer["data"] if venue == "okx" else answer["result"]["list"]
+    return dict(rows[0])
+
+
+async def test_okx_order_and_fill_rows_carry_every_recorded_field() -> None:
+    async with rig() as r:
+        trade, _public, _market = okx_apis(r)
+        qty, px, _levels = r.sweep("okx", levels=1)
+        placed = await asyncio.to_thread(trade.place_order, instId="BTC-USDT-SWAP", tdMode="cross", side="buy",
+                                         ordType="ioc", sz=str(qty), px=str(px), clOrdId="rows1")
+        assert placed["code"] == "0", placed
+        order = (await asyncio.to_thread(trade.get_order, instId="BTC-USDT-SWAP", clOrdId="rows1"))["data"][0]
+        fill = (await asyncio.to_thread(trade.get_fills, instType="SWAP"))["data"][0]
+        assert set(recorded_row("okx", "fetchOrder")) <= set(order)
+        assert set(recorded_row("okx", "fetchMyTrades")) <= set(fill)
+        assert order["tradeId"] == fill["tradeId"] and dec(fill["fee"]) < 0 and dec(fill["feeRate"]) < 0
+        assert dec(fill["fee"]) == dec(fill["feeRate"]) * dec(fill["fillSz"]) * dec(fill["fillPx"]) * dec("0.01")
+        await asyncio.to_thread(trade.close)
+
+
 # ------------------------------------------------------------------------------------------ Binance
 async def test_binance_premium_index_numbers_are_in_the_fixed_8_decimal_form() -> None:
     async with rig() as r:
@@ -279,3 +303,22 @@ async def test_bybit_refuses_setting_the_leverage_it_already_has() -> None:
             await asyncio.to_thread(http.set_leverage, category="linear", symbol="BTCUSDT", buyLeverage="5",
                                     sellLeverage="5")
         assert (refused.value.status_code, refused.value.message) == (110043, docs[110043])
+
+
+async def test_bybit_order_and_execution_rows_carry_every_recorded_field() -> None:
+    async with rig() as r:
+        http = pybit_http(r)
+        qty, px, _levels = r.sweep("bybit", levels=1)
+        placed = await asyncio.to_thread(http.place_order, category="linear", symbol="BTCUSDT", side="Buy",
+                                         orderType="Limit", qty=str(qty), price=str(px), timeInForce="IOC",
+                                         orderLinkId="rows1")
+        assert placed["retCode"] == 0
+        order = (await asyncio.to_thread(http.get_open_orders, category="linear", symbol="BTCUSDT",
+                                         orderLinkId="rows1"))["result"]["list"][0]
+        execution = (await asyncio.to_thread(http.get_executions, category="linear",
+                                             symbol="BTCUSDT"))["result"]["list"][0]
+        per_row_cursor = {"nextPageCursor"}  # the recorder's copy of the page cursor inside a row
+        assert set(recorded_row("bybit", "fetchClosedOrder")) <= set(order)
+        assert set(recorded_row("bybit", "fetchOpenOrder")) <= set(order)
+        assert set(recorded_row("bybit", "fetchMyTrades")) - per_row_cursor <= set(execution)
+        assert order["orderStatus"] == "Filled" and order["cumFeeDetail"] == {"USDT": order["cumExecFee"]}
