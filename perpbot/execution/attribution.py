@@ -25,9 +25,11 @@ from perpbot.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
-# Trades closed this recently are recomputed before a summary: their funding may still be arriving
-# (the funding-history sync runs every few minutes; a private stream pushes it at once).
-REFRESH_S = 3600.0
+# Trades closed this recently are recomputed (refresh, summaries): funding settled while they were held may
+# still be on its way (the funding-history sync runs every minute; a private stream pushes it at once).
+REFRESH_S = 600.0
+# The periodic refresh runs at most this often (it recomputes recent trades and reads 24 h of them).
+REFRESH_EVERY_S = 60.0
 # The window the funding and fee gauges sum over.
 GAUGE_WINDOW_S = DAY_S
 BPS = Decimal(10000)
@@ -85,6 +87,7 @@ class TradeAttributions:
         self.metrics = metrics
         self.clock = clock
         self.venues = sorted(venues)
+        self._refreshed_at = float("-inf")
         for venue in self.venues:  # every venue's series exists from the start (0: nothing attributed yet)
             for phase in ("entry", "exit"):
                 metrics.slippage_bps.labels(venue, phase)
@@ -108,7 +111,8 @@ class TradeAttributions:
         return await self.compute(trade) if trade is not None else None
 
     async def on_trade_closed(self, trade_id: str) -> None:
-        """A trade just closed: its attribution saved, its slippage observed (once), the gauges updated."""
+        """A trade just closed: its attribution saved and its slippage observed (once). Runs under the
+        trade lock: a few reads of this trade only; the 24 h gauges move in the periodic refresh."""
         try:
             result = await self.of_trade(trade_id)
             if result is None:
@@ -119,13 +123,16 @@ class TradeAttributions:
                         self.metrics.slippage_bps.labels(leg.venue, "entry").observe(float(leg.entry_slippage_bps))
                     if leg.exit_qty:
                         self.metrics.slippage_bps.labels(leg.venue, "exit").observe(float(leg.exit_slippage_bps))
-            await self.update_gauges()
         except Exception:  # attribution is reporting: it must never stop a trade's bookkeeping
             log.exception("attribution of trade %s failed", trade_id)
 
     async def refresh(self) -> None:
         """Trades closed in the last REFRESH_S recomputed (funding booked after they closed), and the
-        gauges' 24 h window moved on. Run by the engine's periodic pass."""
+        gauges' 24 h window moved on. Run by the engine's periodic pass, at most every REFRESH_EVERY_S."""
+        now = self.clock()
+        if now - self._refreshed_at < REFRESH_EVERY_S:
+            return
+        self._refreshed_at = now
         try:
             await self._recompute_recent(self.clock() - REFRESH_S)
             await self.update_gauges()

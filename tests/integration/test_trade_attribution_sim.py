@@ -148,9 +148,21 @@ async def test_a_trade_held_across_funding_is_attributed_to_the_last_digit_of_th
                 k: r["total_usdt"] for k, r in rows.items()}
             async with http.get(f"{base}/api/pnl/attribution?days=0") as resp:
                 assert resp.status == 400
-        # The metrics: the trade's slippage observed per venue.
-        metrics = engine.metrics.render().decode()
+        # The metrics: the trade's slippage observed per venue; the 24 h gauges are the closed trades' sums.
+        registry = engine.metrics.registry
+        await engine.desk.attributions.update_gauges()
         for venue in VENUES:
-            assert f'perpbot_slippage_bps_count{{exchange="{venue}",phase="entry"}}' in metrics
+            assert registry.get_sample_value("perpbot_slippage_bps_count", {"exchange": venue, "phase": "entry"}) >= 1
+            venue_legs = [leg for t in closed for leg in t["legs"] if leg["venue"] == venue]
+            funding = sum((D(leg["funding_usdt"]) for leg in venue_legs), D(0))
+            expected = sum((D(leg["expected_funding_usdt"]) for leg in venue_legs), D(0))
+            assert registry.get_sample_value("perpbot_funding_realized_expected_ratio", {"exchange": venue}) == float(
+                funding / expected)
+            assert registry.get_sample_value("perpbot_funding_drift_usdt", {"exchange": venue}) == float(funding - expected)
+            drift = sum((D(leg["fee_drift_usdt"]) for leg in venue_legs), D(0))
+            notional = sum((D(leg["traded_notional_usdt"]) for leg in venue_legs), D(0))
+            assert registry.get_sample_value("perpbot_fee_drift_bps", {"exchange": venue}) == float(drift / notional * 10000)
+            if venue == "binance":
+                assert registry.get_sample_value("perpbot_fee_drift_bps", {"exchange": venue}) < 0
     finally:
         await stop_app(app, task)
