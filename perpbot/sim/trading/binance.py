@@ -237,7 +237,7 @@ class BinanceApi:
                     "id": int(fill.trade_id), "maker": fill.liquidity == "maker", "orderId": int(fill.order_id),
                     "price": dec_str(fill.price), "qty": dec_str(fill.qty), "quoteQty": dec_str(fill.qty * fill.price),
                     "realizedPnl": dec_str(fill.realized_pnl), "side": fill.side.upper(), "positionSide": "BOTH",
-                    "symbol": fill.symbol, "time": fill.ts_ms,
+                    "symbol": fill.symbol, "time": fill.ts_ms, "marginAsset": self.sim.account.currency,
                 })
             return json_response(data)
         return await self.gate.run("private", None, act)

@@ -234,6 +234,25 @@ async def test_binance_percent_price_filter_refuses_a_limit_beyond_the_mark_mult
         assert rested.status == "NEW"
 
 
+async def test_binance_trade_rows_carry_every_recorded_field() -> None:
+    from binance_sdk_derivatives_trading_usds_futures.rest_api.models import (
+        NewOrderSideEnum, NewOrderTimeInForceEnum, NewOrderTypeEnum,
+    )
+
+    case = next(c for c in fixture("binance/recorded_ccxt_rest_responses.json")["cases"]
+                if c["method"] == "fetchMyTrades")
+    recorded = case["httpResponse"][0]
+    async with rig() as r:
+        client = binance_client(r)
+        qty, px, _levels = r.sweep("binance", levels=1)
+        await asyncio.to_thread(client.rest_api.new_order, symbol="BTCUSDT", side=NewOrderSideEnum.BUY,
+                                type=NewOrderTypeEnum.LIMIT, time_in_force=NewOrderTimeInForceEnum.IOC,
+                                quantity=float(qty), price=float(px))
+        [trade] = (await asyncio.to_thread(client.rest_api.account_trade_list, symbol="BTCUSDT")).data()
+        sent = trade.to_dict()
+        assert set(recorded) <= set(sent) and sent["marginAsset"] == "USDT"
+
+
 # -------------------------------------------------------------------------------------------- Bybit
 async def test_bybit_instrument_row_is_the_documented_one() -> None:
     """BTCUSDT as the docs' example row: priceScale "2", tick and prices "0.10"-style, funding cap 0.00375,
