@@ -134,6 +134,7 @@ class App:
             return
         ctx.engine = self.engine
         ctx.private_streams = getattr(self.engine, "private_streams", None)  # GET /api/websocket/status
+        ctx.order_sockets = getattr(self.engine, "order_sockets", None)
         log.info("Trading engine wired: mode=%s", self.settings.mode)
         await self.engine.run()
 

@@ -73,6 +73,24 @@ class PrivateStreamStatus(Answer):
     last_error: str | None = None
 
 
+class OrderSocketStatus(Answer):
+    """A venue's order-entry WebSocket: perpbot.feeds.order_socket. While `ready` is false the venue's
+    orders go over REST (counted in `fallbacks`); `unknown` counts orders whose answer was lost (resolved
+    by query of the client order id, never re-sent)."""
+
+    ready: bool | None = None
+    connected: bool | None = None
+    reconnects: int | None = None
+    sent: int | None = None
+    answers: int | None = None
+    unknown: int | None = None
+    late_answers: int | None = None
+    fallbacks: int | None = None
+    login_failures: int | None = None
+    parse_errors: int | None = None
+    last_error: str | None = None
+
+
 class VenueFeedStatus(Answer):
     connected: bool | None = None
     connected_since: float | None = None
@@ -86,6 +104,8 @@ class VenueFeedStatus(Answer):
     # The venue's private stream; null when it has none (paper mode, execution.private_streams off,
     # no trading engine wired yet). The fields above are the public market-data feed's only.
     private: PrivateStreamStatus | None = None
+    # The venue's order socket; null when orders go over REST only (execution.order_entry rest, paper).
+    orders: OrderSocketStatus | None = None
 
 
 class WebsocketStatus(RootModel[dict[str, VenueFeedStatus]]):

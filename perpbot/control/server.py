@@ -102,6 +102,7 @@ class ControlContext:
     health: Any = None  # perpbot.telemetry.health.HealthMonitor
     started_at: float = 0.0
     private_streams: Any = None  # perpbot.feeds.private_stream.PrivateStreams (set once the engine is wired)
+    order_sockets: Any = None  # perpbot.feeds.order_socket.OrderSockets (set once the engine is wired)
     audit: AuditTrail | None = None  # the journal's audit trail (opened by ControlServer.start)
 
 
@@ -118,8 +119,10 @@ class Routes:
     async def websocket_status(self, request: web.Request) -> web.Response:
         sup = self.ctx.supervisor
         streams = self.ctx.private_streams
+        sockets = self.ctx.order_sockets
         return answer("websocket_status", with_private(sup.status() if sup is not None else {},
-                                                       streams.status() if streams is not None else None))
+                                                       streams.status() if streams is not None else None,
+                                                       sockets.status() if sockets is not None else None))
 
     async def book(self, request: web.Request) -> web.Response:
         venue = request.match_info["venue"]
@@ -271,13 +274,17 @@ class Routes:
         return answer("pnl_attribution", {"days": days, "rows": rows})
 
 
-def with_private(public: dict[str, Any], private: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
-    """The feed status per venue, each with its private stream's status under "private" (None when the
-    venue has none). The public feed's fields are left exactly as the supervisor reported them."""
+def with_private(public: dict[str, Any], private: dict[str, dict[str, Any]] | None,
+                 orders: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The feed status per venue, each with its private stream's status under "private" and its order
+    socket's under "orders" (None when the venue has none). The public feed's fields are left exactly
+    as the supervisor reported them."""
     private = private or {}
-    out: dict[str, Any] = {venue: {**item, "private": private.get(venue)} for venue, item in public.items()}
+    orders = orders or {}
+    out: dict[str, Any] = {venue: {**item, "private": private.get(venue), "orders": orders.get(venue)}
+                           for venue, item in public.items()}
     for venue, item in private.items():
-        out.setdefault(venue, {"private": item})  # a private stream with no public feed configured
+        out.setdefault(venue, {"private": item, "orders": orders.get(venue)})  # no public feed configured
     return out
 
 

@@ -133,6 +133,11 @@ async def test_websocket_status_and_metrics_show_a_private_stream_drop_and_its_r
             assert set(private) == PRIVATE_FIELDS, private
             assert private["live"] is True and private["logged_in"] is True and private["connected"] is True
             assert private["connected_since"] is not None and private["login_failures"] == 0
+        # Each venue's order socket beside it (orders over WebSocket by default).
+        await watch.until(lambda: all((watch.status[v].get("orders") or {}).get("ready") for v in VENUES), timeout=30)
+        for venue in VENUES:
+            orders = watch.status[venue]["orders"]
+            assert orders["connected"] is True and orders["unknown"] == 0 and orders["login_failures"] == 0, orders
         reconnects_before = watch.private("okx")["reconnects"]
 
         # 3. private_drop on OKX: its private sockets close at the next push (an account push here).
