@@ -115,11 +115,12 @@ class AttributionJournal:
         """Fills of the trade's orders (entry, exits, leg repairs: same intents) and of close-all
         flattens sent on its legs while it was open."""
         marks = ",".join("?" * len(intent_ids)) or "NULL"
+        columns = "f.venue, f.symbol, f.side, f.base_qty, f.price, f.fee, f.ts, o.intent_id, o.purpose"
+        join = "FROM orders o JOIN fills f ON f.venue = o.venue AND f.client_order_id = o.client_order_id"
         async with self.journal.db.execute(
-            "SELECT f.venue, f.symbol, f.side, f.base_qty, f.price, f.fee, f.ts, o.intent_id, o.purpose"
-            " FROM fills f JOIN orders o ON o.venue = f.venue AND o.client_order_id = f.client_order_id"
-            f" WHERE o.intent_id IN ({marks}) OR (o.purpose = 'flatten' AND o.created_ts BETWEEN ? AND ?)"
-            " ORDER BY f.ts",
+            f"SELECT {columns} {join} WHERE o.intent_id IN ({marks})"
+            f" UNION ALL SELECT {columns} {join} WHERE o.purpose = 'flatten' AND o.created_ts BETWEEN ? AND ?"
+            " ORDER BY 7",
             (*intent_ids, trade.opened_ts, until_ts),
         ) as cur:
             rows = await cur.fetchall()

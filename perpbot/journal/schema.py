@@ -86,12 +86,20 @@ MIGRATIONS: list[str] = [
     # 5: per-trade attribution (issue 18): each trade's figures per leg against the decisions'
     # expectations (perpbot.portfolio.attribution as JSON, amounts as exact strings), rewritten when
     # the trade changes or funding for its holding time arrives; `observed` = its slippage is in the metrics.
+    # The indexes let a trade's intents, orders, fills and funding be read without scanning the journal.
     """
     CREATE TABLE trade_attributions (
         trade_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, base TEXT NOT NULL, opened_ts REAL NOT NULL,
         closed_ts REAL, attribution TEXT NOT NULL, observed INTEGER NOT NULL DEFAULT 0, updated_ts REAL NOT NULL
     );
     CREATE INDEX trade_attributions_closed ON trade_attributions(closed_ts);
+    CREATE INDEX IF NOT EXISTS intents_trade ON intents(trade_id);
+    CREATE INDEX IF NOT EXISTS orders_intent ON orders(intent_id);
+    CREATE INDEX IF NOT EXISTS orders_purpose_created ON orders(purpose, created_ts);
+    CREATE INDEX IF NOT EXISTS fills_order ON fills(venue, client_order_id);
+    CREATE INDEX IF NOT EXISTS funding_payments_ts ON funding_payments(ts);
+    CREATE INDEX IF NOT EXISTS trades_closed ON trades(closed_ts);
+    CREATE INDEX IF NOT EXISTS trades_status ON trades(status);
     """,
 ]
 
