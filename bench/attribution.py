@@ -35,7 +35,7 @@ async def main(path):
         await db.execute("INSERT INTO funding_payments VALUES (?,?,?,?,?)", ("okx", f"p{n}", "BTC-USDT-SWAP", "0.01", ts + 2))
     await db.execute("COMMIT")
     if "--no-index" in sys.argv:
-        for name in ("intents_trade", "orders_intent", "orders_purpose_created", "fills_order", "funding_payments_ts", "trades_closed", "trades_status"):
+        for name in ("intents_trade", "orders_intent", "fills_order", "funding_payments_ts", "trades_closed", "trades_status"):
             await db.execute(f"DROP INDEX {name}")
     attributions = TradeAttributions(j, Metrics(), ["binance", "okx"], clock=lambda: t0 + N * 10)
     times = []

@@ -95,7 +95,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX trade_attributions_closed ON trade_attributions(closed_ts);
     CREATE INDEX IF NOT EXISTS intents_trade ON intents(trade_id);
     CREATE INDEX IF NOT EXISTS orders_intent ON orders(intent_id);
-    CREATE INDEX IF NOT EXISTS orders_purpose_created ON orders(purpose, created_ts);
     CREATE INDEX IF NOT EXISTS fills_order ON fills(venue, client_order_id);
     CREATE INDEX IF NOT EXISTS funding_payments_ts ON funding_payments(ts);
     CREATE INDEX IF NOT EXISTS trades_closed ON trades(closed_ts);
