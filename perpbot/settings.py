@@ -218,6 +218,26 @@ class RiskSettings(_Strict):
     unhedged_budget_usdt_seconds: Decimal = Field(Decimal("5000"), gt=0)
     max_book_age_s: float = Field(2.0, gt=0)
     max_leg_failures: int = Field(3, gt=0)
+    # Margin safety per leg (issue 16, perpbot.risk.margin): distances from the mark to the liquidation price
+    # the venue states, in % of the mark. No entry that would leave a leg closer than liquidation_entry_min_pct;
+    # below liquidation_reduce_pct both legs of the trade are closed together; below liquidation_critical_pct
+    # no entry anywhere. maintenance_margin_rate estimates a leg's maintenance margin where the venue has not
+    # stated one yet. The margin watch looks every margin_check_interval_s.
+    liquidation_entry_min_pct: Decimal = Field(Decimal("20"), gt=0, le=100)
+    liquidation_reduce_pct: Decimal = Field(Decimal("10"), gt=0, le=100)
+    liquidation_critical_pct: Decimal = Field(Decimal("5"), gt=0, le=100)
+    maintenance_margin_rate: Decimal = Field(Decimal("0.005"), ge=0, lt=1)
+    # Share of the trade both legs are reduced by at once (below the critical distance: the whole trade).
+    liquidation_reduce_fraction: Decimal = Field(Decimal("0.5"), gt=0, le=1)
+    margin_check_interval_s: float = Field(0.25, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _liquidation_thresholds_ordered(self) -> "RiskSettings":
+        if not self.liquidation_critical_pct < self.liquidation_reduce_pct < self.liquidation_entry_min_pct:
+            raise ValueError(
+                "risk: need liquidation_critical_pct < liquidation_reduce_pct < liquidation_entry_min_pct, got "
+                f"{self.liquidation_critical_pct} / {self.liquidation_reduce_pct} / {self.liquidation_entry_min_pct}")
+        return self
 
 
 class PriceSpreadSettings(_Strict):

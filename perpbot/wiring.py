@@ -21,6 +21,7 @@ from perpbot.book.store import BookStore
 from perpbot.core.decisions import Leg
 from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.engine import Engine
+from perpbot.execution.margin_guard import MarginGuard
 from perpbot.execution.paper import PaperClient, PaperFunding
 from perpbot.execution.rate_budget import RateBudget
 from perpbot.execution.rate_limits import venue_limits
@@ -63,6 +64,8 @@ class TradingService:
         self.instrument_refresh: asyncio.Task[dict[str, list[str]]] | None = None  # set by build_engine
         self.private_streams: PrivateStreams | None = None  # set by build_engine (venue clients only)
         self.order_sockets: OrderSockets | None = None  # set by build_engine (execution.order_entry "ws")
+        # Reduces both legs of a trade whose leg nears liquidation (issue 16).
+        self.margin_guard = MarginGuard(engine.desk, engine.states, engine.on_decisions, engine.commands)
 
     def __getattr__(self, name: str) -> Any:
         # EngineCommands (pause, resume, close_all, sync_positions, positions, ...) go to the engine.
@@ -110,6 +113,7 @@ class TradingService:
                                            name="scanner")
                 if self.paper_funding is not None:
                     tg.create_task(self.paper_funding.run(self._stop), name="paper-funding")
+                tg.create_task(self.margin_guard.run(), name="margin-watch")  # ends with engine.stop()
                 await self._stop.wait()
                 # Graceful stop (SIGTERM from `docker stop`, SIGINT): no new decision; the execution
                 # in flight finishes both legs and their repair, bounded by shutdown_grace_s (below

@@ -62,6 +62,7 @@ class TradingStates:
             instruments=desk.instruments,
             leverage={v: desk.settings.risk.max_leverage for v in desk.clients},
             private_streams_down=streams_down(desk),
+            margins=dict(portfolio.margins),
         )
 
     async def check_breach(self) -> None:

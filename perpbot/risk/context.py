@@ -11,6 +11,7 @@ from perpbot.core.decisions import Refusal
 
 from perpbot.book.store import BookStore
 from perpbot.core.instruments import Instrument
+from perpbot.core.margin import LegMargin
 from perpbot.risk.states import TradingState
 
 Key = tuple[str, str]
@@ -52,3 +53,5 @@ class RiskContext:
     leverage: dict[str, Decimal] = field(default_factory=dict)
     # Venues whose private stream (orders, fills, positions pushed) is configured but not live.
     private_streams_down: frozenset[str] = frozenset()
+    # Each leg's margin state as its venue stated it (liquidation price, maintenance margin): perpbot.risk.margin.
+    margins: dict[Key, LegMargin] = field(default_factory=dict)

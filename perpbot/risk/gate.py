@@ -9,7 +9,7 @@ from decimal import Decimal
 from perpbot.core.decisions import Decision, Leg, Refusal
 from perpbot.core.instruments import Instrument
 from perpbot.core.orders import OrderRequest
-from perpbot.risk import rules
+from perpbot.risk import margin, rules
 from perpbot.risk.approved import ApprovedOrder, _mint
 from perpbot.risk.context import OrderBudget, RiskContext
 from perpbot.scanner.depth import BPS, common_base_step, floor_to_step
@@ -132,6 +132,11 @@ class RiskGate:
             rules.rule_unhedged_budget(ctx, risk.unhedged_budget_usdt_seconds),
             rules.rule_order_rate(ctx, risk.max_orders_per_minute, 2),
             rules.rule_rate_budget(requests, self.rate_budget, ctx.now, self._entry_reserve),
+            # Margin safety per leg (perpbot.risk.margin): marks known, the legs' liquidation distances.
+            margin.rule_marks_known(deltas, ctx),
+            margin.rule_liquidation_critical(ctx, risk.liquidation_critical_pct),
+            margin.rule_liquidation_entry(deltas, grosses, ctx, risk.liquidation_entry_min_pct,
+                                          risk.maintenance_margin_rate),
         ]
         refusals = _unique([r for r in found if r is not None])
         return refusals if refusals else requests
@@ -181,11 +186,21 @@ class RiskGate:
                 rules.rule_max_open_positions(ctx, risk.max_open_positions),
                 rules.rule_daily_loss(ctx, risk.daily_loss_limit_usdt),
                 rules.rule_unhedged_budget(ctx, risk.unhedged_budget_usdt_seconds),
+                *self._margin_refusals((request,), ctx),
             ]
         for check in checks:
             if check is not None:
                 return check
         return None
+
+    def _margin_refusals(self, requests: tuple[OrderRequest, ...], ctx: RiskContext) -> list[Refusal | None]:
+        """The margin-safety rules of a single entry order (perpbot.risk.margin)."""
+        deltas = rules.position_deltas(requests, ctx)
+        grosses = rules.venue_grosses(deltas, requests, ctx)
+        return [margin.rule_marks_known(deltas, ctx),
+                margin.rule_liquidation_critical(ctx, self.risk.liquidation_critical_pct),
+                margin.rule_liquidation_entry(deltas, grosses, ctx, self.risk.liquidation_entry_min_pct,
+                                              self.risk.maintenance_margin_rate)]
 
     # -- automatic halt --------------------------------------------------------------------------
     def breach(self, ctx: RiskContext) -> str | None:

@@ -66,7 +66,8 @@ REFUSED = [
     ("trading_state", _set("state", TradingState.REDUCING), {}),
     ("max_position_size_usdt", lambda c, d: d, {"max_position_size_usdt": D("5000")}),
     ("max_position_size_usdt", _set("positions", {OKX_BTC.key: D("0.1")}), {"max_position_size_usdt": D("9000")}),
-    ("max_leverage", _set("equity_usdt", {"okx": D("1000"), "binance": D("10000")}), {}),
+    # 5.4x also leaves the leg ~18 % from liquidation: the margin rule is eased to see max_leverage alone.
+    ("max_leverage", _set("equity_usdt", {"okx": D("1000"), "binance": D("10000")}), {"liquidation_entry_min_pct": D("15")}),
     ("capital_utilization", _set("used_margin_usdt", {"okx": D("7000"), "binance": D("8000")}), {}),
     ("max_open_positions", _set("open_trades", 10), {}),
     ("min_edge", lambda c, d: replace(d, edge_bps=D("4.99")), {}),
