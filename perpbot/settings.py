@@ -230,6 +230,8 @@ class RiskSettings(_Strict):
     # Share of the trade both legs are reduced by at once (below the critical distance: the whole trade).
     liquidation_reduce_fraction: Decimal = Field(Decimal("0.5"), gt=0, le=1)
     margin_check_interval_s: float = Field(0.25, gt=0, le=60)
+    # Collateral across venues (perpbot.portfolio.collateral): the smallest transfer worth suggesting.
+    collateral_min_transfer_usdt: Decimal = Field(Decimal("100"), gt=0)
 
     @model_validator(mode="after")
     def _liquidation_thresholds_ordered(self) -> "RiskSettings":

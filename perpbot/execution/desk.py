@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from perpbot.book.store import BookStore
 from perpbot.core.instruments import Instrument
 from perpbot.core.margin import liquidation_distance_pct
+from perpbot.portfolio.collateral import CollateralPlan, collateral_plan
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult, Side
 from perpbot.core.ports import ExchangeClient
@@ -127,6 +128,8 @@ class Desk:
     reconcile_skips: int = 0
     # Legs whose margin series are exported (perpbot.execution.desk.publish_margins removes the stale ones).
     margin_series: set[Key] = dataclasses.field(default_factory=set)
+    # The collateral transfer (source, target) last exported, if any.
+    transfer_series: tuple[str, str] | None = None
     # The private streams' bookings and waiters (perpbot.execution.confirmations); None without streams.
     confirmations: Confirmations | None = None
     # Per-trade attribution (perpbot.execution.attribution), told of every trade that closes; None: not kept.
@@ -182,6 +185,7 @@ def publish(desk: Desk) -> None:
         m.equity.labels(venue).set(float(balance.equity))
     m.active_positions.set(len(desk.portfolio.open_positions()))
     publish_margins(desk)
+    publish_collateral(desk)
     m.capital_utilization.set(float(desk.portfolio.capital_utilization_percent()))
 
 
@@ -207,3 +211,33 @@ def publish_margins(desk: Desk) -> None:
             with contextlib.suppress(KeyError):
                 gauge.remove(venue, symbol)
     desk.margin_series = shown
+
+
+def collateral(desk: Desk) -> CollateralPlan:
+    """Each venue's equity against what its legs and an intended trade need (perpbot.portfolio.collateral)."""
+    settings = desk.settings
+    notional: dict[str, Decimal] = {}
+    for (venue, symbol), position in desk.portfolio.positions.items():
+        if position.size:
+            price = mark(desk, venue, symbol) or position.entry_price
+            notional[venue] = notional.get(venue, ZERO) + abs(position.size) * price
+    strategies = settings.strategies
+    intended = max(strategies.price_spread.order_size_usdt, strategies.funding_spread.order_size_usdt)
+    equity = {venue: balance.equity for venue, balance in desk.portfolio.balances.items()}
+    return collateral_plan(equity, notional, settings.risk.max_leverage, intended,
+                           settings.risk.collateral_min_transfer_usdt)
+
+
+def publish_collateral(desk: Desk) -> None:
+    """The imbalance per venue and the transfer that would restore it as metrics."""
+    m = desk.metrics
+    plan = collateral(desk)
+    for venue, value in plan.imbalance.items():
+        m.collateral_imbalance.labels(venue).set(float(value))
+    shown = (plan.transfer.source, plan.transfer.target) if plan.transfer is not None else None
+    if desk.transfer_series is not None and desk.transfer_series != shown:
+        with contextlib.suppress(KeyError):
+            m.collateral_transfer.remove(*desk.transfer_series)
+    if plan.transfer is not None:
+        m.collateral_transfer.labels(plan.transfer.source, plan.transfer.target).set(float(plan.transfer.amount))
+    desk.transfer_series = shown

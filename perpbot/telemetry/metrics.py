@@ -175,6 +175,14 @@ class Metrics:
             "perpbot_position_maintenance_margin", "The leg's maintenance margin as its venue states it (quote)",
             ["exchange", "symbol"], registry=r,
         )
+        self.collateral_imbalance = Gauge(
+            "perpbot_collateral_imbalance_usdt", "Equity minus the venue's share of the total by what its legs and "
+            "an intended trade need (+ surplus, - deficit)", ["exchange"], registry=r,
+        )
+        self.collateral_transfer = Gauge(
+            "perpbot_collateral_transfer_usdt", "The transfer that would restore the collateral balance (0 series "
+            "absent: none needed); moved by the operator, never automatically", ["source", "target"], registry=r,
+        )
         self.adl_rank = Gauge(
             "perpbot_position_adl_rank", "The leg's auto-deleveraging rank where the venue gives one (higher "
             "goes first)", ["exchange", "symbol"], registry=r,

@@ -86,5 +86,8 @@ async def test_every_legs_liquidation_price_and_distance_equal_the_simulators_ow
             gauge = engine.metrics.liquidation_price.labels(venue, symbol)
             assert gauge._value.get() == float(leg.liquidation_price), (venue, symbol)
             assert engine.metrics.liquidation_distance.labels(venue, symbol)._value.get() > 0
+        # Collateral: each venue's equity against its share; 6000 USDT(C) each behind one leg each: balanced.
+        imbalance = {v: engine.metrics.collateral_imbalance.labels(v)._value.get() for v in SYMBOLS}
+        assert all(abs(value) < 100 for value in imbalance.values()), imbalance
     finally:
         await stop_app(app, task)
