@@ -1,10 +1,20 @@
 """Attribution cost on a journal holding N closed trades (real SQLite): one trade attributed at its close (under
 the trade lock), the 24 h gauges, a one-day summary. `python bench/attribution.py [N] [--no-index]` (--no-index:
 without migration 5's indexes, for comparison)."""
-import asyncio, sys, time, statistics, json
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
 from decimal import Decimal as D
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from perpbot.journal.sqlite import Journal, TradeChange
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perpbot.journal.sqlite import Journal
 from perpbot.execution.attribution import TradeAttributions
 from perpbot.telemetry.metrics import Metrics
 
@@ -52,6 +62,5 @@ async def main(path):
           f"update_gauges {gauges:.0f} ms; summary(1 day) {summary:.0f} ms ({len(rows)} rows)")
     await j.close()
 
-import tempfile, os
 with tempfile.TemporaryDirectory() as d:
     asyncio.run(main(os.path.join(d, "j.sqlite")))
