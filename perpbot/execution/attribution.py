@@ -176,17 +176,14 @@ class TradeAttributions:
         attribution of the trade's leg on the fill's venue/symbol (None while it is open)."""
         keys = [(f["venue"], f["client_order_id"]) for f in fills if f.get("client_order_id")]
         trade_of = await self.store.trade_ids_of(keys) if keys else {}
-        saved: dict[str, dict[str, Any] | None] = {}
+        saved = await self.store.saved_many(list(trade_of.values())) if trade_of else {}
         out = []
         for fill in fills:
             trade_id = trade_of.get((fill["venue"], fill.get("client_order_id") or ""))
+            attribution = saved.get(trade_id) if trade_id is not None else None
             leg = None
-            if trade_id is not None:
-                if trade_id not in saved:
-                    saved[trade_id] = await self.store.saved(trade_id)
-                attribution = saved[trade_id]
-                if attribution is not None:
-                    leg = next((x for x in attribution.get("legs", ())
-                                if (x["venue"], x["symbol"]) == (fill["venue"], fill["symbol"])), None)
+            if attribution is not None and attribution.get("status") == "closed":
+                leg = next((x for x in attribution.get("legs", ())
+                            if (x["venue"], x["symbol"]) == (fill["venue"], fill["symbol"])), None)
             out.append({**fill, "trade_id": trade_id, "attribution": leg})
         return out

@@ -170,6 +170,20 @@ class AttributionJournal:
             row = await cur.fetchone()
         return json.loads(row[0]) if row is not None else None
 
+    async def saved_many(self, trade_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Saved attributions by trade id (a trade not attributed yet is left out)."""
+        out: dict[str, dict[str, Any]] = {}
+        wanted = sorted(set(trade_ids))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            async with self.journal.db.execute(
+                f"SELECT trade_id, attribution FROM trade_attributions WHERE trade_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ) as cur:
+                for trade_id, text in await cur.fetchall():
+                    out[trade_id] = json.loads(text)
+        return out
+
     async def closed_since(self, since_ts: float) -> list[dict[str, Any]]:
         """Saved attributions of trades closed at or after `since_ts`, oldest first."""
         async with self.journal.db.execute(

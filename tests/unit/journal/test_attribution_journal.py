@@ -86,6 +86,7 @@ async def test_a_trade_has_its_own_fills_and_the_funding_of_its_legs_while_open(
     await view.save(trade, {"trade_id": "t1", "realized_pnl_usdt": "1"})
     await view.save(trade, {"trade_id": "t1", "realized_pnl_usdt": "2"})
     assert await view.saved("t1") == {"trade_id": "t1", "realized_pnl_usdt": "2"}
+    assert await view.saved_many(["t1", "t1", "nope"]) == {"t1": {"trade_id": "t1", "realized_pnl_usdt": "2"}}
     assert [a["realized_pnl_usdt"] for a in await view.closed_since(1600.0)] == ["2"]
     assert await view.closed_since(1600.5) == []
     assert await view.mark_observed("t1") is True
