@@ -80,10 +80,9 @@ async def test_ccxt_throttler_is_off(venue):
     assert client.exchange.enableRateLimit is False
 
 
+@pytest.mark.parametrize("venue", ["binance"], indirect=True)
 async def test_binance_usage_headers_are_taken_over(venue):
     name, client, budget, market, _ = venue
-    if name != "binance":
-        pytest.skip("Binance's headers")
     await client.place_order(approved(marketable_buy(name, client, market, "b0000001")))
     # The order counted in the order windows, as the venue's headers say; the reads in the IP weight.
     assert window(budget, name, "orders_10s")[0] == 1
@@ -91,10 +90,9 @@ async def test_binance_usage_headers_are_taken_over(venue):
     assert window(budget, name, "weight_1m")[0] >= 1
 
 
+@pytest.mark.parametrize("venue", ["bybit"], indirect=True)
 async def test_bybit_per_endpoint_headers_set_the_order_allowance(venue):
     name, client, budget, market, _ = venue
-    if name != "bybit":
-        pytest.skip("Bybit's headers")
     await client.place_order(approved(marketable_buy(name, client, market, "b0000002")))
     assert window(budget, name, "order_1s") == (1, 10)
 
