@@ -218,7 +218,6 @@ async def test_the_answers_rate_limits_count_the_orders_placed():
 async def test_binances_official_sdk_places_and_cancels_on_the_simulators_websocket_api():
     """binance-sdk-derivatives-trading-usds-futures' own WebSocket API client (test extra) against /ws-fapi/v1:
     its signing, its request and its parsing of the answers hold on the simulator."""
-    pytest.importorskip("binance_sdk_derivatives_trading_usds_futures")
     from binance_common.configuration import ConfigurationWebSocketAPI
     from binance_sdk_derivatives_trading_usds_futures.derivatives_trading_usds_futures import (
         DerivativesTradingUsdsFutures,

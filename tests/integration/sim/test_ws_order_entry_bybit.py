@@ -224,7 +224,7 @@ async def test_pybits_websocket_trading_client_places_and_cancels_on_the_simulat
     """pybit's own WebSocketTrading (test extra) against /v5/trade: its auth, its order.create / order.cancel
     and its reading of the answers hold on the simulator. pybit builds wss://stream.<domain>/v5/trade itself;
     its module's URL template is pointed at the loopback endpoint for this test."""
-    trading = pytest.importorskip("pybit._websocket_trading")
+    import pybit._websocket_trading as trading  # a test extra: installed by scripts/test.sh, never skipped
     from pybit.unified_trading import WebSocketTrading
 
     async with order_rig(VENUE, bybit_link, start_socket=False) as rig:
