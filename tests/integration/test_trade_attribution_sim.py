@@ -51,7 +51,8 @@ async def test_a_trade_held_across_funding_is_attributed_to_the_last_digit_of_th
 
         attribution = await engine.trade_attribution(trade_id)
         assert attribution is not None and attribution["status"] == "closed", attribution
-        intents = await engine.desk.attributions.store.intents(await engine.desk.attributions.store.trade(trade_id))
+        trade_row = await engine.desk.attributions.store.trade(trade_id)
+        intents = await engine.desk.attributions.store.intents(trade_row)
         client_ids = {(o.venue, o.client_order_id) for i in intents for o in await engine.journal.orders_of_intent(i.intent_id)}
         entry_decision = intents[0].decision
         exit_decisions = [i.decision for i in intents[1:]]
@@ -98,7 +99,15 @@ async def test_a_trade_held_across_funding_is_attributed_to_the_last_digit_of_th
             d = direction(side)
             assert D(leg["entry_slippage_usdt"]) == with_wide.multiply(d, entry_notional - with_wide.multiply(entry_qty, depth_in))
             assert D(leg["exit_slippage_usdt"]) == with_wide.multiply(-d, exit_notional - with_wide.multiply(exit_qty, depth_out))
-            assert D(leg["entry_slippage_top_usdt"]) == d * (entry_notional - entry_qty * D(expected_entry["top_price"]))
+            top_in, top_out = D(expected_entry["top_price"]), D(expected_exit["top_price"])
+            assert D(leg["entry_slippage_top_usdt"]) == d * (entry_notional - entry_qty * top_in)
+            assert D(leg["exit_slippage_top_usdt"]) == with_wide.multiply(-d, exit_notional - with_wide.multiply(exit_qty, top_out))
+            for name, qty, price in (("entry_slippage", entry_qty, depth_in), ("entry_slippage_top", entry_qty, top_in),
+                                     ("exit_slippage", exit_qty, depth_out), ("exit_slippage_top", exit_qty, top_out)):
+                reference = with_wide.multiply(qty, price)  # exact; the bps is a 28-digit division
+                assert D(leg[f"{name}_bps"]) == with_wide.scaleb(D(leg[f"{name}_usdt"]), 4) / reference, name
+            assert D(leg["slippage_usdt"]) == D(leg["entry_slippage_usdt"]) + D(leg["exit_slippage_usdt"])
+            assert D(leg["traded_notional_usdt"]) == entry_notional + exit_notional
             expected_fees = (entry_notional * D(expected_entry["fee_rate"]) + exit_notional * D(expected_exit["fee_rate"]))
             assert D(leg["expected_fees_usdt"]) == expected_fees
             assert D(leg["fee_drift_usdt"]) == fees - expected_fees
@@ -108,7 +117,7 @@ async def test_a_trade_held_across_funding_is_attributed_to_the_last_digit_of_th
             else:
                 assert D(leg["fee_drift_usdt"]) == 0
             held = D(leg["held_s"])
-            assert held > 0
+            assert held == D(str(round(trade_row.closed_ts - trade_row.opened_ts, 3))) and held > 0
             expected_funding = D(-d) * entry_qty * depth_in * D(expected_entry["funding_rate"]) * held / D(
                 expected_entry["funding_interval_s"])
             assert D(leg["expected_funding_usdt"]) == expected_funding
