@@ -33,17 +33,30 @@ async def test_a_trade_held_across_funding_is_attributed_to_the_last_digit_of_th
     try:
         exchanges["binance"].fee_schedule = FeeSchedule((FeeTier(D(0), TIER_TAKER, D("0.0002")),))
         tiered_since = time.time()
-        # 1. A trade opens after the tier is in force, both legs held at the simulator.
-        await wait_until(lambda: any(t["opened_ts"] > tiered_since for t in engine.open_trades.values()) and all(
-            (p := exchanges[v].account.positions.get(s)) is not None and p.size for v, s in VENUES.items()),
-            timeout=60)
-        # 2. Funding settles on both venues while it is held; the lock keeps the engine from trading
-        # meanwhile, and REDUCING lets only its exit run afterwards (no new entry).
-        async with engine._trade_lock:  # noqa: SLF001 - the engine's own serialisation point
-            (trade_id,) = [i for i, t in engine.open_trades.items() if t["opened_ts"] > tiered_since]
+        def held_trade() -> str | None:
+            """A trade opened after the tier came in force, both of its legs held at the simulator."""
+            ids = [i for i, t in engine.open_trades.items() if t["opened_ts"] > tiered_since]
+            held = all((p := exchanges[v].account.positions.get(s)) is not None and p.size for v, s in VENUES.items())
+            return ids[0] if ids and held else None
+
+        # 1. A trade opens after the tier is in force. The trade lock keeps the engine from trading while it
+        # is held here; a trade that closed between the wait and the lock is waited for again.
+        lock = engine._trade_lock  # noqa: SLF001 - the engine's own serialisation point
+        for _ in range(20):
+            await wait_until(lambda: held_trade() is not None, timeout=60)
+            await lock.acquire()
+            if (trade_id := held_trade()) is not None:
+                break
+            lock.release()
+        else:
+            raise AssertionError("no trade stayed open long enough to be held")
+        # 2. Funding settles on both venues while it is held; REDUCING then lets only its exit run.
+        try:
             payments = {v: exchanges[v].settle_funding_now(s) for v, s in VENUES.items()}
             assert all(len(p) == 1 and p[0].amount != 0 for p in payments.values()), payments
             await engine._set_state("REDUCING", "attribution test: exits only", "test")  # noqa: SLF001
+        finally:
+            lock.release()
         # 3. The strategy closes it (max_hold_s), and the funding history is read back from the venues.
         await wait_until(lambda: trade_id not in engine.open_trades, timeout=60)
         report = await engine.sync_positions()
