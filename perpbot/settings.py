@@ -97,6 +97,10 @@ class VenueSettings(_Strict):
     passphrase: SecretStr | None = None  # OKX
     wallet_address: str | None = None  # Hyperliquid
     private_key: SecretStr | None = None  # Hyperliquid
+    # Account setup the preflight checks and sets per symbol (perpbot.execution.preflight); positions are
+    # always one-way. leverage None: risk.max_leverage.
+    margin_mode: Literal["cross", "isolated"] = "cross"
+    leverage: Decimal | None = Field(None, gt=0, le=125)
 
     @field_validator("ws_url", "private_ws_url")
     @classmethod

@@ -22,6 +22,7 @@ from perpbot.core.decisions import Leg
 from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.engine import Engine
 from perpbot.execution.margin_guard import MarginGuard
+from perpbot.execution.preflight import Preflight
 from perpbot.execution.paper import PaperClient, PaperFunding
 from perpbot.execution.rate_budget import RateBudget
 from perpbot.execution.rate_limits import venue_limits
@@ -66,6 +67,7 @@ class TradingService:
         self.order_sockets: OrderSockets | None = None  # set by build_engine (execution.order_entry "ws")
         # Reduces both legs of a trade whose leg nears liquidation (issue 16).
         self.margin_guard = MarginGuard(engine.desk, engine.states, engine.on_decisions, engine.commands)
+        self.preflight: Preflight | None = None  # set by build_engine (venue clients only)
 
     def __getattr__(self, name: str) -> Any:
         # EngineCommands (pause, resume, close_all, sync_positions, positions, ...) go to the engine.
@@ -114,6 +116,8 @@ class TradingService:
                 if self.paper_funding is not None:
                     tg.create_task(self.paper_funding.run(self._stop), name="paper-funding")
                 tg.create_task(self.margin_guard.run(), name="margin-watch")  # ends with engine.stop()
+                if self.preflight is not None:
+                    tg.create_task(self.preflight.run(), name="account-preflight")  # ends with engine.stop()
                 await self._stop.wait()
                 # Graceful stop (SIGTERM from `docker stop`, SIGINT): no new decision; the execution
                 # in flight finishes both legs and their repair, bounded by shutdown_grace_s (below
@@ -187,7 +191,14 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
              len(instruments), ", ".join(f"{v} {len(s)}" for v, s in sorted(from_cache.items())) or "none")
     service = TradingService(engine, scanner, clients, journal, redis_state, paper_funding)
     service.rate_budget = rate_budget
+    rest_clients = {venue: client for venue, client in clients.items() if isinstance(client, CcxtClient)}
     service.private_streams = _private_streams(settings, engine, clients, metrics)
+    if rest_clients:
+        # Each venue blocked until its account preflight passed; again after every private-stream reconnect.
+        preflight = service.preflight = Preflight(engine.desk, rest_clients)
+        if service.private_streams is not None:
+            for stream in service.private_streams.streams.values():
+                stream.on_live = _chain_live(stream.on_live, preflight.on_live)
     service.order_sockets = _order_sockets(settings, engine, clients, metrics)
     if service.order_sockets is not None and rate_budget is not None:
         for socket in service.order_sockets.sockets.values():  # WebSocket orders count in the same budget
@@ -254,6 +265,13 @@ def _order_sockets(settings: Settings, engine: Engine, clients: dict[str, Any],
         clients[venue] = RoutedClient(client, socket, metrics)
         sockets.append(socket)
     return OrderSockets(sockets) if sockets else None
+
+
+def _chain_live(first: Any, then: Any) -> Any:
+    def on_live(venue: str, live: bool) -> None:
+        first(venue, live)
+        then(venue, live)
+    return on_live
 
 
 def _live_check(is_live: Any, venue: str) -> Any:

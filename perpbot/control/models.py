@@ -226,6 +226,7 @@ class TradingState(Answer):
     reconciled: dict[str, bool] | None = None
     leg_failures: int | None = None
     open_trades: int | None = None
+    venues_blocked: dict[str, str] | None = None  # the account preflight's reasons (issue 16)
 
 
 class ActiveOrder(Answer):

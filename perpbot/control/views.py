@@ -57,7 +57,9 @@ def journal_fill(row: Any) -> FillRecord:
 def trading_state(desk: DeskView) -> dict[str, Any]:
     return {"state": desk.state, "reason": desk.state_reason, "since": desk.state_since,
             "reconciled": dict(desk.reconciled), "leg_failures": desk.leg_failures,
-            "open_trades": len(desk.open_trades)}
+            "open_trades": len(desk.open_trades),
+            # Venues the account preflight keeps out of trading, with the reason (issue 16).
+            "venues_blocked": dict(getattr(desk, "venues_blocked", {}))}
 
 
 def positions(portfolio: Portfolio, residues: Mapping[Key, Decimal],

@@ -104,7 +104,9 @@ class CcxtClient:
         self.venue = venue
         # Execution and the venue packages are sibling layers that do not import each other: the
         # composition root should pass the registry's spec in; until it does, it is looked up by name.
-        self.spec: VenueTrading = spec or importlib.import_module("perpbot.venues.registry").trading_spec(venue)
+        chosen = spec or importlib.import_module("perpbot.venues.registry").trading_spec(venue)
+        configured = getattr(chosen, "configured", None)  # the configured margin mode in orders (OKX tdMode)
+        self.spec: VenueTrading = configured(venue_settings) if configured is not None else chosen
         config = self.spec.ccxt_config(venue_settings)
         config.update({"timeout": int(timeout_s * 1000), "enableRateLimit": False})
         self._secrets = tuple(

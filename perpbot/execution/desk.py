@@ -128,6 +128,8 @@ class Desk:
     reconcile_skips: int = 0
     # Legs whose margin series are exported (perpbot.execution.desk.publish_margins removes the stale ones).
     margin_series: set[Key] = dataclasses.field(default_factory=set)
+    # Venues the account preflight keeps out of trading, with the reason (perpbot.execution.preflight).
+    venues_blocked: dict[str, str] = dataclasses.field(default_factory=dict)
     # The collateral transfer (source, target) last exported, if any.
     transfer_series: tuple[str, str] | None = None
     # The private streams' bookings and waiters (perpbot.execution.confirmations); None without streams.

@@ -63,6 +63,7 @@ class TradingStates:
             leverage={v: desk.settings.risk.max_leverage for v in desk.clients},
             private_streams_down=streams_down(desk),
             margins=dict(portfolio.margins),
+            venues_blocked=dict(desk.venues_blocked),
         )
 
     async def check_breach(self) -> None:

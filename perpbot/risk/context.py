@@ -55,3 +55,5 @@ class RiskContext:
     private_streams_down: frozenset[str] = frozenset()
     # Each leg's margin state as its venue stated it (liquidation price, maintenance margin): perpbot.risk.margin.
     margins: dict[Key, LegMargin] = field(default_factory=dict)
+    # Venues the account preflight keeps out of trading (venue -> reason): no entry there.
+    venues_blocked: dict[str, str] = field(default_factory=dict)

@@ -133,6 +133,7 @@ class RiskGate:
             rules.rule_order_rate(ctx, risk.max_orders_per_minute, 2),
             rules.rule_rate_budget(requests, self.rate_budget, ctx.now, self._entry_reserve),
             # Margin safety per leg (perpbot.risk.margin): marks known, the legs' liquidation distances.
+            margin.rule_preflight(deltas, ctx),
             margin.rule_marks_known(deltas, ctx),
             margin.rule_liquidation_critical(ctx, risk.liquidation_critical_pct),
             margin.rule_liquidation_entry(deltas, grosses, ctx, risk.liquidation_entry_min_pct,
@@ -197,7 +198,7 @@ class RiskGate:
         """The margin-safety rules of a single entry order (perpbot.risk.margin)."""
         deltas = rules.position_deltas(requests, ctx)
         grosses = rules.venue_grosses(deltas, requests, ctx)
-        return [margin.rule_marks_known(deltas, ctx),
+        return [margin.rule_preflight(deltas, ctx), margin.rule_marks_known(deltas, ctx),
                 margin.rule_liquidation_critical(ctx, self.risk.liquidation_critical_pct),
                 margin.rule_liquidation_entry(deltas, grosses, ctx, self.risk.liquidation_entry_min_pct,
                                               self.risk.maintenance_margin_rate)]

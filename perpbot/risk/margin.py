@@ -55,6 +55,15 @@ def rule_marks_known(deltas: dict[Key, Decimal], ctx: RiskContext) -> Refusal | 
     return None
 
 
+def rule_preflight(deltas: dict[Key, Decimal], ctx: RiskContext) -> Refusal | None:
+    """No entry on a venue whose account preflight found what it could not fix (or has not run yet)."""
+    for venue in sorted({key[0] for key in deltas}):
+        reason = ctx.venues_blocked.get(venue)
+        if reason is not None:
+            return Refusal("preflight", f"{venue}: {reason}")
+    return None
+
+
 def rule_liquidation_critical(ctx: RiskContext, critical_pct: Decimal) -> Refusal | None:
     below = legs_below(ctx, critical_pct)
     if below:

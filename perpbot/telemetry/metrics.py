@@ -175,6 +175,10 @@ class Metrics:
             "perpbot_position_maintenance_margin", "The leg's maintenance margin as its venue states it (quote)",
             ["exchange", "symbol"], registry=r,
         )
+        self.venue_preflight_ok = Gauge(
+            "perpbot_venue_preflight_ok", "1 when the venue's account setup (position mode, margin mode, leverage, "
+            "collateral) passed its last preflight; 0: kept out of trading", ["exchange"], registry=r,
+        )
         self.collateral_imbalance = Gauge(
             "perpbot_collateral_imbalance_usdt", "Equity minus the venue's share of the total by what its legs and "
             "an intended trade need (+ surplus, - deficit)", ["exchange"], registry=r,

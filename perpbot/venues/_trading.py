@@ -10,6 +10,7 @@ drives any venue through this one shape; the venue registry hands the specs out.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -182,6 +183,7 @@ class TradingSpec:
     trade_fields: FillFields
     time_in_force: Mapping[str, str] = field(default_factory=lambda: {"IOC": "IOC"})
     order_extra: Mapping[str, Any] = field(default_factory=dict)
+    margin_mode_param: str | None = None  # the order parameter naming the margin mode (OKX tdMode)
     lookup_id_param: str | None = None  # the one that finds it again (query, cancel) if not the same
     fetch_extra: Mapping[str, Any] = field(default_factory=dict)
     testnet_headers: Mapping[str, str] = field(default_factory=dict)
@@ -204,6 +206,14 @@ class TradingSpec:
         if settings.environment == "testnet" and self.testnet_headers:
             config["headers"] = dict(self.testnet_headers)
         return config
+
+    def configured(self, settings: VenueSettings) -> "TradingSpec":
+        """This spec with the venue's configured margin mode in every order (where orders name it)."""
+        if self.margin_mode_param is None:
+            return self
+        return dataclasses.replace(
+            self, order_extra={**self.order_extra, self.margin_mode_param: settings.margin_mode},
+            options={**self.options, "defaultMarginMode": settings.margin_mode})
 
     def prepare(self, exchange: Any) -> None:
         """Applied to the constructed exchange once its options are in place."""

@@ -52,6 +52,7 @@ async def test_trades_on_live_private_streams_make_no_rest_request_beyond_their_
         for background in (engine.startup_funding, service.instrument_refresh):
             if background is not None:
                 await asyncio.wait_for(asyncio.shield(background), 30)
+        await asyncio.wait_for(service.preflight.first_pass.wait(), 30)  # the account preflight's reads
         seen = record_requests(service.clients)
         booked_before = engine.desk.confirmations.booked
         fills_before = {v: len(app.simulator.exchanges[v].account.fills) for v in VENUES}

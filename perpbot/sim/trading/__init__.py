@@ -47,6 +47,9 @@ def add_trading_routes(app: web.Application, venue: str, market: Any, faults: Fa
     if usage is not None:
         app.middlewares.append(usage)
     getattr(module, f"add_{venue}_routes")(app, sim, gate)
+    from perpbot.sim.trading.account_routes import add_account_routes
+
+    add_account_routes(app, venue, sim, gate)  # position/margin mode, leverage reads, fee rates (issue 16)
     add_public_rest_routes(app, venue, sim, gate, feed)  # REST books, funding-rate history
     app[APP_KEY] = sim
     if private:

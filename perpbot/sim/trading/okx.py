@@ -250,6 +250,7 @@ class OkxApi:
 
         def act(_):
             symbol = body.get("instId")
+            self.sim.set_margin_mode(symbol, body.get("mgnMode", "cross"))  # refused with a position open
             self.sim.set_leverage(symbol, Decimal(str(body.get("lever"))))
             return ok([{"instId": symbol, "lever": str(body.get("lever")), "mgnMode": body.get("mgnMode", "cross"),
                         "posSide": "net"}])

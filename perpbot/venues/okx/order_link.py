@@ -38,10 +38,11 @@ FUNDS_CODES = frozenset(("51008", "51004"))
 NOT_OPEN_CODES = frozenset(("51400", "51401", "51402", "51410", "51603"))
 
 
-def order_args(request: OrderRequest) -> dict[str, str]:
-    """The `order` op's argument for one approved order (same fields as the REST order)."""
+def order_args(request: OrderRequest, margin_mode: str = "cross") -> dict[str, str]:
+    """The `order` op's argument for one approved order (same fields as the REST order; tdMode the
+    configured margin mode, venues.okx.margin_mode)."""
     arg = {
-        "instId": request.symbol, "tdMode": "cross", "clOrdId": request.client_order_id, "side": request.side,
+        "instId": request.symbol, "tdMode": margin_mode, "clOrdId": request.client_order_id, "side": request.side,
         "ordType": "ioc" if request.time_in_force == "IOC" else "limit",
         "px": plain(request.price), "sz": plain(request.qty),
     }
@@ -86,6 +87,7 @@ class OkxOrderLink:
         self._url = url
         self._key, self._secret = secret(cfg, "api_key"), secret(cfg, "api_secret")
         self._passphrase = secret(cfg, "passphrase")
+        self._margin_mode = cfg.margin_mode
 
     def url(self) -> str:
         return self._url
@@ -94,7 +96,7 @@ class OkxOrderLink:
         return [private.login_frame(self._key, self._secret, self._passphrase, time.time())]
 
     def place_frame(self, request_id: str, order: OrderRequest) -> str:
-        return orjson.dumps({"id": request_id, "op": "order", "args": [order_args(order)]}).decode()
+        return orjson.dumps({"id": request_id, "op": "order", "args": [order_args(order, self._margin_mode)]}).decode()
 
     def cancel_frame(self, request_id: str, symbol: str, client_order_id: str) -> str:
         # By clOrdId alone (the REST cancel sends the same).

@@ -29,6 +29,7 @@ SPEC = TradingSpec(
     client_id=SanitizedId(re.compile(r"[^A-Za-z0-9]"), 32),  # clOrdId: 1-32 alphanumerics
     insufficient_funds_markers=("51008", "51004"),  # insufficient balance / margin
     order_extra={"tdMode": "cross"},
+    margin_mode_param="tdMode",  # venues.okx.margin_mode (cross | isolated) replaces it (TradingSpec.configured)
     # OKX demo trading is the same host plus this header (what ccxt's sandbox mode sends).
     testnet_headers={"x-simulated-trading": "1"},
     order_fields=FillFields(filled="accFillSz", average="avgPx", fee=("fee",), fee_sign=-1, amount="sz"),
