@@ -112,19 +112,25 @@ class TradeAttributions:
 
     async def on_trade_closed(self, trade_id: str) -> None:
         """A trade just closed: its attribution saved and its slippage observed (once). Runs under the
-        trade lock: a few reads of this trade only; the 24 h gauges move in the periodic refresh."""
+        trade lock: a few reads of this trade only; the 24 h gauges move in the periodic refresh, which
+        also catches trades closed by start-up repair."""
         try:
             result = await self.of_trade(trade_id)
             if result is None:
                 return
-            if await self.store.mark_observed(trade_id):
-                for leg in result.legs:
-                    if leg.entry_qty:
-                        self.metrics.slippage_bps.labels(leg.venue, "entry").observe(float(leg.entry_slippage_bps))
-                    if leg.exit_qty:
-                        self.metrics.slippage_bps.labels(leg.venue, "exit").observe(float(leg.exit_slippage_bps))
+            await self._observe_once(result)
         except Exception:  # attribution is reporting: it must never stop a trade's bookkeeping
             log.exception("attribution of trade %s failed", trade_id)
+
+    async def _observe_once(self, result: TradeAttribution) -> None:
+        """A closed trade's slippage into the histogram, the first time only (restarts included)."""
+        if not result.closed or not await self.store.mark_observed(result.trade_id):
+            return
+        for leg in result.legs:
+            if leg.entry_qty:
+                self.metrics.slippage_bps.labels(leg.venue, "entry").observe(float(leg.entry_slippage_bps))
+            if leg.exit_qty:
+                self.metrics.slippage_bps.labels(leg.venue, "exit").observe(float(leg.exit_slippage_bps))
 
     async def refresh(self) -> None:
         """Trades closed in the last REFRESH_S recomputed (funding booked after they closed), and the
@@ -142,7 +148,8 @@ class TradeAttributions:
     async def _recompute_recent(self, since_ts: float) -> None:
         for trade in await self.store.trades_since(since_ts):
             if trade.closed_ts is not None:
-                await self.compute(trade)
+                # A trade closed elsewhere than in a decision (start-up repair) is observed here.
+                await self._observe_once(await self.compute(trade))
 
     async def since(self, since_ts: float) -> list[TradeAttribution]:
         """Trades closed at or after `since_ts` (the recent ones recomputed first: late funding)."""
