@@ -234,6 +234,12 @@ class RiskSettings(_Strict):
     # Share of the trade both legs are reduced by at once (below the critical distance: the whole trade).
     liquidation_reduce_fraction: Decimal = Field(Decimal("0.5"), gt=0, le=1)
     margin_check_interval_s: float = Field(0.25, gt=0, le=60)
+    # USDT per USDC (perpbot.core.quote_rate): Hyperliquid's USDC prices and amounts against the USDT venues'.
+    # as_of: when the rate was taken (epoch s; None: the bot's start). Older than max_age_s: entries pairing
+    # USDC with USDT are refused (never 1:1 by default).
+    usdc_usdt_rate: Decimal = Field(Decimal("1"), gt=Decimal("0.5"), lt=Decimal("1.5"))
+    usdc_usdt_rate_as_of: float | None = None
+    usdc_usdt_max_age_s: float = Field(604800.0, gt=0)
     # Collateral across venues (perpbot.portfolio.collateral): the smallest transfer worth suggesting.
     collateral_min_transfer_usdt: Decimal = Field(Decimal("100"), gt=0)
 

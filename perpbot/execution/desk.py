@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from perpbot.book.store import BookStore
 from perpbot.core.instruments import Instrument
 from perpbot.core.margin import liquidation_distance_pct
+from perpbot.core.quote_rate import QuoteRate
 from perpbot.portfolio.collateral import CollateralPlan, collateral_plan
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult, Side
@@ -128,6 +129,8 @@ class Desk:
     reconcile_skips: int = 0
     # Legs whose margin series are exported (perpbot.execution.desk.publish_margins removes the stale ones).
     margin_series: set[Key] = dataclasses.field(default_factory=set)
+    # The configured USDC/USDT rate counts as taken at start unless risk.usdc_usdt_rate_as_of says when.
+    quote_rate_as_of: float = dataclasses.field(default_factory=time.time)
     # Venues the account preflight keeps out of trading, with the reason (perpbot.execution.preflight).
     venues_blocked: dict[str, str] = dataclasses.field(default_factory=dict)
     # The collateral transfer (source, target) last exported, if any.
@@ -188,6 +191,9 @@ def publish(desk: Desk) -> None:
     m.active_positions.set(len(desk.portfolio.open_positions()))
     publish_margins(desk)
     publish_collateral(desk)
+    rate = quote_rate(desk)
+    m.quote_rate.set(float(rate.usdc_usdt))
+    m.quote_rate_fresh.set(1 if rate.fresh(desk.clock()) else 0)
     m.capital_utilization.set(float(desk.portfolio.capital_utilization_percent()))
 
 
@@ -243,3 +249,10 @@ def publish_collateral(desk: Desk) -> None:
     if plan.transfer is not None:
         m.collateral_transfer.labels(plan.transfer.source, plan.transfer.target).set(float(plan.transfer.amount))
     desk.transfer_series = shown
+
+
+def quote_rate(desk: Desk) -> QuoteRate:
+    """The configured USDC/USDT rate, taken at risk.usdc_usdt_rate_as_of (else the bot's start)."""
+    risk = desk.settings.risk
+    as_of = risk.usdc_usdt_rate_as_of if risk.usdc_usdt_rate_as_of is not None else desk.quote_rate_as_of
+    return QuoteRate(risk.usdc_usdt_rate, as_of, risk.usdc_usdt_max_age_s)

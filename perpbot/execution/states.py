@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from perpbot.execution.desk import STATES, Desk, mark
+from perpbot.execution.desk import STATES, Desk, mark, quote_rate
 from perpbot.risk.context import RiskContext
 from perpbot.risk.states import TradingState, transition
 
@@ -64,6 +64,7 @@ class TradingStates:
             private_streams_down=streams_down(desk),
             margins=dict(portfolio.margins),
             venues_blocked=dict(desk.venues_blocked),
+            quote_rate=quote_rate(desk),
         )
 
     async def check_breach(self) -> None:
@@ -79,3 +80,4 @@ def streams_down(desk: Desk) -> frozenset[str]:
     if confirmations is None:
         return frozenset()
     return frozenset(venue for venue, live in confirmations.live.items() if not live)
+

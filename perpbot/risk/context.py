@@ -12,6 +12,7 @@ from perpbot.core.decisions import Refusal
 from perpbot.book.store import BookStore
 from perpbot.core.instruments import Instrument
 from perpbot.core.margin import LegMargin
+from perpbot.core.quote_rate import QuoteRate
 from perpbot.risk.states import TradingState
 
 Key = tuple[str, str]
@@ -55,5 +56,7 @@ class RiskContext:
     private_streams_down: frozenset[str] = frozenset()
     # Each leg's margin state as its venue stated it (liquidation price, maintenance margin): perpbot.risk.margin.
     margins: dict[Key, LegMargin] = field(default_factory=dict)
+    # USDT per USDC with its age (perpbot.core.quote_rate); None: no rate, USDC/USDT pairs refused.
+    quote_rate: QuoteRate | None = None
     # Venues the account preflight keeps out of trading (venue -> reason): no entry there.
     venues_blocked: dict[str, str] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from perpbot.core.decisions import Decision, Leg, Refusal
 from perpbot.core.instruments import Instrument
 from perpbot.core.orders import OrderRequest
-from perpbot.risk import margin, rules
+from perpbot.risk import margin, quotes, rules
 from perpbot.risk.approved import ApprovedOrder, _mint
 from perpbot.risk.context import OrderBudget, RiskContext
 from perpbot.scanner.depth import BPS, common_base_step, floor_to_step
@@ -118,7 +118,9 @@ class RiskGate:
             rules.rule_trading_state(ctx.state, rules.ENTRY, False),
             rules.rule_order_grid(requests[0], inst_a),
             rules.rule_order_grid(requests[1], inst_b),
-            rules.rule_min_edge(decision.edge_bps, risk.min_edge_bps),
+            # The edge with the USDC/USDT rate where the legs settle in different currencies (perpbot.risk.quotes).
+            quotes.rule_quote_rate(inst_a, inst_b, ctx),
+            rules.rule_min_edge(quotes.entry_edge_bps(decision, inst_a, inst_b, ctx), risk.min_edge_bps),
             rules.rule_book_usable(requests, ctx, risk.max_book_age_s),
             rules.rule_venue_connected(requests, ctx),
             rules.rule_private_stream(requests, ctx),

@@ -15,6 +15,7 @@ from perpbot.core.decisions import Decision, Refusal
 from perpbot.core.instruments import Instrument
 from perpbot.core.orders import OrderRequest
 from perpbot.risk.context import Key, OrderBudget, RiskContext
+from perpbot.risk.quotes import to_usdt
 from perpbot.risk.states import TradingState
 
 ENTRY = "entry"
@@ -130,7 +131,7 @@ def max_position_size_of(
         after = before + delta
         if abs(after) <= abs(before):
             continue
-        notional = abs(after) * _mark(ctx, key, orders)
+        notional = to_usdt(ctx, key, abs(after) * _mark(ctx, key, orders))  # a USDC notional at the rate
         if notional > max_position_size_usdt:
             return Refusal(
                 "max_position_size_usdt",

@@ -175,6 +175,10 @@ class Metrics:
             "perpbot_position_maintenance_margin", "The leg's maintenance margin as its venue states it (quote)",
             ["exchange", "symbol"], registry=r,
         )
+        self.quote_rate = Gauge("perpbot_quote_rate_usdc_usdt", "USDT per USDC the bot compares Hyperliquid "
+                                "(USDC) with the USDT venues by", registry=r)
+        self.quote_rate_fresh = Gauge("perpbot_quote_rate_fresh", "1 while the USDC/USDT rate is younger than "
+                                      "risk.usdc_usdt_max_age_s; 0: USDC/USDT entries refused", registry=r)
         self.venue_preflight_ok = Gauge(
             "perpbot_venue_preflight_ok", "1 when the venue's account setup (position mode, margin mode, leverage, "
             "collateral) passed its last preflight; 0: kept out of trading", ["exchange"], registry=r,
