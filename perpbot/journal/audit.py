@@ -142,13 +142,8 @@ class AuditTrail:
                     self._progress.notify_all()
 
     async def _write(self, batch: list[AuditEntry]) -> None:
-        db = self._journal.db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.executemany(
-                f"INSERT INTO control_audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                [entry.row() for entry in batch])
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+        # One hop to the database thread for the whole batch (Journal._transaction): the write lock is never
+        # held across an await. The engine's write-ahead rows are written from the event loop's thread on the
+        # same file; a transaction that waited for the loop while holding the lock would stall them.
+        sql = f"INSERT INTO control_audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        await self._journal._transaction([(sql, entry.row()) for entry in batch])  # noqa: SLF001

@@ -214,10 +214,11 @@ def _net_exposure(accounts: dict[str, Any]) -> Decimal:
     return sum(inv.net_exposure_usdt(accounts, inv.marks_from(accounts)).values(), Decimal(0))
 
 
-async def operator_recover(bot: LiveBot, why: str, timeout_s: float = 20.0, attempts: int = 3) -> str:
+async def operator_recover(bot: LiveBot, why: str, timeout_s: float = 65.0, attempts: int = 3) -> str:
     """What an operator does after a HALT or a naked leg: close-all (reduce-only flatten of every
     venue position), repeated while a flatten order failed (a fault may still be active), then
-    resume. Returns a one-line account of it for the report."""
+    resume. Returns a one-line account of it for the report. `timeout_s` covers a whole rate-budget
+    window (Hyperliquid's 1200 weight per minute): the sync's reads may have to wait one out."""
     engine = bot.engine
     statuses: list[str] = []
     naked = Decimal(0)
