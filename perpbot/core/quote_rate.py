@@ -26,7 +26,8 @@ class QuoteRate:
     max_age_s: float
 
     def fresh(self, now: float) -> bool:
-        return 0 <= now - self.as_of <= self.max_age_s
+        """No older than max_age_s (a rate stamped ahead of `now`, by another clock, is fresh)."""
+        return now - self.as_of <= self.max_age_s
 
     def to_usdt(self, amount: Decimal, currency: str) -> Decimal:
         """`amount` of `currency` in USDT (USDT as it is)."""
