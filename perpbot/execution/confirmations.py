@@ -217,6 +217,7 @@ class Confirmations:
             log.warning("venue %s pushed %s on %s: %s", event.venue, event.kind, event.symbol, event.detail)
             if event.kind in ("liquidation", "adl"):
                 # Positions changed behind our back (or we were the counterparty): reconcile now.
+                self.desk.forced_closes.add((event.venue, event.symbol))
                 self.reconcile_soon.set()
 
     def _check_position(self, event: PositionUpdate) -> None:

@@ -131,6 +131,9 @@ class Desk:
     margin_series: set[Key] = dataclasses.field(default_factory=set)
     # The configured USDC/USDT rate counts as taken at start unless risk.usdc_usdt_rate_as_of says when.
     quote_rate_as_of: float = dataclasses.field(default_factory=time.time)
+    # (venue, symbol) where the venue pushed a liquidation or ADL of ours ((venue, None): symbol not named);
+    # the margin watch closes their trades' other legs at once (perpbot.execution.margin_guard).
+    forced_closes: set[tuple[str, str | None]] = dataclasses.field(default_factory=set)
     # Venues the account preflight keeps out of trading, with the reason (perpbot.execution.preflight).
     venues_blocked: dict[str, str] = dataclasses.field(default_factory=dict)
     # The collateral transfer (source, target) last exported, if any.

@@ -36,6 +36,7 @@ log = logging.getLogger("perpbot.execution.margin")
 ZERO = Decimal(0)
 Key = tuple[str, str]
 STATEMENT_ASK_S = 5.0  # a venue's figures are asked for again (a reconciliation) at most this often
+NAKED_GRACE_S = 5.0  # a leg short of its trade without a pushed liquidation/ADL is acted on after this long
 
 
 class MarginGuard:
@@ -48,6 +49,7 @@ class MarginGuard:
         self.naked_closes = 0  # legs flattened after the venue closed their partner
         self.reductions = 0  # close decisions handed to the engine
         self._asked_at = float("-inf")
+        self._suspects: dict[str, float] = {}  # trade id -> when a leg was first seen short of the trade
 
     def due(self) -> list[Decision]:
         """One close decision per open trade with a leg (as currently held) below the reduce distance."""
@@ -130,11 +132,15 @@ class MarginGuard:
             confirmations.reconcile_soon.set()
 
     def broken(self) -> list[str]:
-        """Open trades with a leg the venue holds less of than the trade (closed by the venue), while no order
-        of ours is in flight on their venues and symbols."""
+        """Open trades with a leg the venue holds less of than the trade, while no order of ours is in flight
+        on their venues and symbols: at once when the venue pushed a liquidation or ADL there
+        (`desk.forced_closes`), else once the difference has lasted NAKED_GRACE_S (a venue without a stream,
+        or a close it did not announce), so a difference a reconciliation is still settling is left to it."""
         desk = self.desk
         busy = {(o.get("venue"), o.get("symbol")) for o in desk.in_flight.values()}
+        now = desk.clock()
         found = []
+        seen: set[str] = set()
         for trade_id, trade in desk.open_trades.items():
             legs = trade.get("legs") or []
             keys = [(leg["venue"], leg["symbol"]) for leg in legs]
@@ -143,8 +149,14 @@ class MarginGuard:
             held = [desk.portfolio.positions.get(key) for key in keys]
             sizes = [abs(p.size) if p is not None else ZERO for p in held]
             wanted = [Decimal(leg["base_qty"]) for leg in legs]
-            if any(size < want for size, want in zip(sizes, wanted)) and any(sizes):
+            if not (any(size < want for size, want in zip(sizes, wanted)) and any(sizes)):
+                continue
+            seen.add(trade_id)
+            since = self._suspects.setdefault(trade_id, now)
+            announced = any(key in desk.forced_closes or (key[0], None) in desk.forced_closes for key in keys)
+            if announced or now - since >= NAKED_GRACE_S:
                 found.append(trade_id)
+        self._suspects = {t: s for t, s in self._suspects.items() if t in seen}
         return found
 
     async def close_broken(self) -> list[dict[str, Any]]:
@@ -171,6 +183,7 @@ class MarginGuard:
                     self.naked_closes += 1
             await self.commands.reconcile()
             await self.commands.close_flat_trades()
+            desk.forced_closes.clear()
         return results
 
     def _plausible(self, venue: str) -> bool:

@@ -5,6 +5,7 @@ and fees equal the simulator's after each scenario."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 
 import pytest
@@ -26,7 +27,9 @@ WALLET = D("110")  # on the long's venue: a ~36 % move against the long liquidat
 
 def settings_for(tmp_path, long: str, short: str) -> Settings:
     ports = {venue: free_port() for venue in SYMBOLS}
-    venues = {venue: {"enabled": venue in (long, short), "symbols": [symbol]} for venue, symbol in SYMBOLS.items()}
+    # 10x on every venue, set by the account preflight (as the accounts are leveraged in these scenarios).
+    venues = {venue: {"enabled": venue in (long, short), "symbols": [symbol], "leverage": 10}
+              for venue, symbol in SYMBOLS.items()}
     return Settings(
         mode="sim", log_dir=str(tmp_path / "logs"), journal={"path": str(tmp_path / "journal.sqlite")},
         http={"host": "127.0.0.1", "port": 0}, api_token="margin-hostile-token", venues=venues,
@@ -43,8 +46,10 @@ async def open_trade(app: App, long: str, short: str) -> str:
     """One hedged trade through the engine's own path (risk gate, both legs, journal): long on `long`."""
     engine = app.engine.engine
     streams = app.engine.private_streams
-    assert streams is not None
+    assert streams is not None and app.engine.preflight is not None
     await wait_until(lambda: all(s.live for s in streams.streams.values()), timeout=30)
+    await asyncio.wait_for(app.engine.preflight.first_pass.wait(), 30)
+    assert engine.desk.venues_blocked == {}
     market = app.simulator.market
     _, asks = market.levels(long, SYMBOLS[long])
     bids, _ = market.levels(short, SYMBOLS[short])
@@ -77,8 +82,9 @@ def assert_bot_equals_simulator(app: App, venues: tuple[str, str]) -> None:
 
 
 async def leveraged(app: App, long: str) -> None:
+    await asyncio.wait_for(app.engine.preflight.first_pass.wait(), 30)  # it sets the 10x
     sim = app.simulator.exchanges[long]
-    sim.set_leverage(SYMBOLS[long], D(10))
+    assert sim.account.leverage_of(SYMBOLS[long]) == D(10)
     sim.account.balances[sim.account.currency] = WALLET
     await app.engine.engine.sync_positions()  # the bot reads the smaller equity
 
@@ -142,5 +148,26 @@ async def test_one_leg_closed_by_the_venue_makes_the_bot_close_the_other_within_
         assert engine.metrics.private_margin_events_total.labels(
             long, "liquidation" if kind == "liquidate" else "adl")._value.get() >= 1 or long == "hyperliquid"
         assert_bot_equals_simulator(app, (long, short))
+    finally:
+        await stop_app(app, task)
+
+
+async def test_a_leg_gone_without_a_pushed_liquidation_is_closed_only_after_the_grace(tmp_path):
+    """A venue that closes a leg without saying why (no liquidation or ADL pushed: an adjustment): the margin
+    watch waits NAKED_GRACE_S (a reconciliation may still be settling it), then closes the other leg."""
+    from perpbot.execution.margin_guard import NAKED_GRACE_S
+
+    long, short = "okx", "binance"
+    app, task = await start_app(settings_for(tmp_path, long, short))
+    engine = app.engine.engine
+    try:
+        await open_trade(app, long, short)
+        app.simulator.exchanges[long].set_position(SYMBOLS[long], D(0), D(0))
+        await wait_until(lambda: engine.portfolio.positions[(long, SYMBOLS[long])].size == 0, timeout=20)
+        seen_at = engine.desk.clock()
+        await wait_until(lambda: sim_size(app, short) == 0, timeout=20)
+        assert engine.desk.clock() - seen_at >= NAKED_GRACE_S - 0.5  # not before the grace (less the check step)
+        await wait_until(lambda: engine.desk.open_trades == {}, timeout=10)
+        assert app.engine.margin_guard.naked_closes == 1
     finally:
         await stop_app(app, task)

@@ -185,6 +185,8 @@ def _fill(item: Any, snapshot: bool, recv_ts: float) -> list[PrivateEvent]:
         decimal_field(VENUE, item, "fee", symbol), str(item.get("feeToken") or COLLATERAL),
         "taker" if crossed else "maker", ts, recv_ts, snapshot,
     )]
+    if item.get("dir") == "Auto-Deleveraging" and not snapshot:
+        out.append(MarginEvent(VENUE, symbol, "adl", f"auto-deleveraging tid={trade_id}", ts, recv_ts))
     liquidation = item.get("liquidation")
     if liquidation is not None and not snapshot:
         # The fill is part of a liquidation: ours when liquidatedUser is our address, else we were
