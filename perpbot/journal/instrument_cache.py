@@ -14,9 +14,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from perpbot.core.instruments import Instrument
+from perpbot.journal.eager import EagerConnection
 from perpbot.journal.schema import dec
 
 log = logging.getLogger("perpbot.journal.sqlite")
@@ -89,7 +88,7 @@ class InstrumentCache:
 
     @property
     @abc.abstractmethod
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> EagerConnection:
         """The open connection: Journal.db (this class is only ever a base of Journal)."""
 
     instrument_text = staticmethod(instrument_text)

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-import aiosqlite
-
 from perpbot.core.shielding import uncancellable
 from perpbot.core.states import OrderStatus
+from perpbot.journal.eager import EagerConnection
 from perpbot.journal.schema import JournalError
 from perpbot.journal.schema import text as _text
 
@@ -57,7 +56,7 @@ class Settlement:
 
     @property
     @abc.abstractmethod
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> EagerConnection:
         """The open connection: Journal.db (this class is only ever a base of Journal)."""
 
     async def settle_order(self, venue: str, client_order_id: str, fill: FillEntry | None, order: OrderState) -> bool:

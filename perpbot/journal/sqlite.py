@@ -30,6 +30,7 @@ from perpbot.journal.venue_trades import VenueTrades
 from perpbot.journal.rows import (
     FillRow, FundingRow, IntentRow, OrderRow, PositionRow, StateChangeRow, TradeChange, TradeRow,
 )
+from perpbot.journal.eager import EagerConnection
 from perpbot.journal.schema import MIGRATIONS, JournalError, amount, dec
 from perpbot.journal.schema import text as _text
 
@@ -52,7 +53,7 @@ class Journal(InstrumentCache, VenueTrades, Settlement):
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
         self._clock = clock
-        self._db: aiosqlite.Connection | None = None
+        self._db: EagerConnection | None = None
         # The write-ahead rows of an order pair go through a second, synchronous connection in the event
         # loop's own thread (see record_intent); None for ":memory:" (a second connection would be
         # another database) and until open().
@@ -64,7 +65,7 @@ class Journal(InstrumentCache, VenueTrades, Settlement):
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db = EagerConnection(await aiosqlite.connect(self.path, isolation_level=None))
         await self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a row the engine relied on before sending an order must survive a power cut. In WAL mode
         # NORMAL skips the fsync at each commit, so a power cut may lose the last transactions: an order
@@ -87,7 +88,7 @@ class Journal(InstrumentCache, VenueTrades, Settlement):
             self._db = None
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> EagerConnection:
         if self._db is None:
             raise JournalError("journal is not open")
         return self._db

@@ -13,9 +13,8 @@ import abc
 from dataclasses import dataclass
 from decimal import Decimal
 
-import aiosqlite
-
 from perpbot.core.private_events import VenueFill
+from perpbot.journal.eager import EagerConnection
 from perpbot.journal.schema import amount
 from perpbot.journal.schema import text as _text
 
@@ -42,7 +41,7 @@ class VenueTrades:
 
     @property
     @abc.abstractmethod
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> EagerConnection:
         """The open connection: Journal.db (this class is only ever a base of Journal)."""
 
     async def note_venue_trade(self, fill: VenueFill) -> bool:
