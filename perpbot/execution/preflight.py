@@ -29,12 +29,15 @@ from functools import partial
 from decimal import Decimal
 from typing import Any
 
+import ccxt.async_support as ccxt  # type: ignore[import-untyped]
+
 from perpbot.core import errors
 from perpbot.core.numbers import decimal_or_none
 from perpbot.execution.desk import Desk
 
 log = logging.getLogger("perpbot.execution.preflight")
 PENDING = "preflight pending"
+RETRY_S = 5.0  # a pass the venue could not answer (network, 5xx, rate limit) is tried again after this long
 # Substrings of a venue's answer meaning "already so, nothing to change".
 UNCHANGED_MARKERS = ("-4046", "-4059", "110025", "110043", "not modified", "No need to change")
 COLLATERAL = {"hyperliquid": "USDC"}
@@ -46,10 +49,17 @@ class PreflightResult:
     fixed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     fees: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)  # symbol -> (maker, taker)
+    transient: bool = False  # a problem was the venue not answering (tried again after RETRY_S)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def _transient(exc: BaseException) -> bool:
+    """The venue did not answer (network, timeout, 5xx, rate limit): no finding about the account."""
+    return isinstance(exc, (ccxt.NetworkError, errors.TemporaryError, errors.RateLimited, errors.UnknownOutcome,
+                            asyncio.TimeoutError))
 
 
 def _unchanged(exc: Exception) -> bool:
@@ -69,6 +79,7 @@ class Preflight:
         self._wanted: set[str] = set()
         self._wake = asyncio.Event()
         self._connected: set[str] = set()  # venues whose stream has been live once (the start pass covers that)
+        self._retry: set[str] = set()  # venues whose last pass the venue did not answer
         self.first_pass = asyncio.Event()  # set once every venue was checked at start
         for venue in clients:
             desk.venues_blocked[venue] = PENDING
@@ -89,13 +100,24 @@ class Preflight:
         await self.check_all()
         self.first_pass.set()
         while not self.desk.stop_event.is_set():
-            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self.desk.stop_event.wait())]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for wait in waits:
-                    wait.cancel()
-            self._wake.clear()
+            if not self._wanted:
+                # Wait for a reconnect, or (a pass the venue did not answer) RETRY_S.
+                self._wake.clear()
+                retry: asyncio.Future[Any] | None = asyncio.ensure_future(asyncio.sleep(RETRY_S)) if self._retry else None
+                waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait()),
+                                                    asyncio.ensure_future(self.desk.stop_event.wait())]
+                if retry is not None:
+                    waits.append(retry)
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for wait in waits:
+                        wait.cancel()
+                if self.desk.stop_event.is_set():
+                    return
+                if retry is not None and retry.done() and not retry.cancelled():
+                    self._wanted |= self._retry
+            self._retry -= self._wanted
             venues, self._wanted = self._wanted, set()
             for venue in sorted(venues):
                 await self.check(venue)
@@ -113,8 +135,13 @@ class Preflight:
             await self._check(venue, client, result)
         except errors.VenueErrorBase as exc:
             result.problems.append(f"account not readable: {exc.message}")
+            result.transient = result.transient or _transient(exc)
         except Exception as exc:  # a ccxt error the client did not translate
             result.problems.append(f"account not readable: {type(exc).__name__}: {exc}")
+            result.transient = result.transient or _transient(exc)
+        if result.transient:
+            self._retry.add(venue)
+            self._wake.set()
         self.results[venue] = result
         self.history.append(result)
         if result.ok:
@@ -181,6 +208,10 @@ class Preflight:
             await call()
         except Exception as exc:  # noqa: BLE001 - the venue's refusal is the finding
             if _unchanged(exc):
+                return
+            if _transient(exc):
+                result.transient = True
+                result.problems.append(f"{what or 'account setting'} not answered: {exc}")
                 return
             result.problems.append(f"{what or 'account setting'} refused: {exc}")
             return

@@ -125,3 +125,20 @@ async def test_a_private_stream_reconnect_checks_that_venues_account_again(tmp_p
         assert "position mode hedge -> one-way" in latest.fixed
     finally:
         await stop_app(app, task)
+
+
+async def test_a_preflight_the_venue_did_not_answer_is_tried_again_not_left_blocked(tmp_path):
+    from perpbot.sim.faults import Fault
+
+    app, task = await started(tmp_path)
+    engine = app.engine.engine
+    try:
+        app.simulator.faults.add(Fault("rest_5xx", "binance", count=1))
+        result = await app.engine.preflight.check("binance")
+        assert result.transient and not result.ok
+        assert "binance" in engine.desk.venues_blocked
+        # The next pass (RETRY_S later) finds the venue answering and the account right: trading again.
+        await wait_until(lambda: "binance" not in engine.desk.venues_blocked, timeout=20)
+        assert app.engine.preflight.results["binance"].ok
+    finally:
+        await stop_app(app, task)
