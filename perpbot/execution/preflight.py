@@ -103,7 +103,8 @@ class Preflight:
             if not self._wanted:
                 # Wait for a reconnect, or (a pass the venue did not answer) RETRY_S.
                 self._wake.clear()
-                retry: asyncio.Future[Any] | None = asyncio.ensure_future(asyncio.sleep(RETRY_S)) if self._retry else None
+                retry: asyncio.Future[Any] | None = (asyncio.ensure_future(asyncio.sleep(RETRY_S))
+                                                     if self._retry else None)
                 waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait()),
                                                     asyncio.ensure_future(self.desk.stop_event.wait())]
                 if retry is not None:

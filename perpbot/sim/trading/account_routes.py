@@ -199,7 +199,8 @@ def add_bybit_account_routes(app: web.Application, sim: SimExchange, gate: Fault
 
         def act(_: Any) -> web.Response:
             rows = [{"symbol": s, "makerFeeRate": dec_str(sim.instrument(s).maker_fee),
-                     "takerFeeRate": dec_str(sim.instrument(s).taker_fee)} for s in sim.symbols() if symbol in (None, s)]
+                     "takerFeeRate": dec_str(sim.instrument(s).taker_fee)}
+                    for s in sim.symbols() if symbol in (None, s)]
             return answer({"list": rows})
         return await gate.run("private", symbol, act)
 

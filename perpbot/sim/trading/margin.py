@@ -219,7 +219,8 @@ def leg_json(leg: SimLegRisk | None) -> dict[str, Any]:
         return {}
     return {
         "liquidation_price": format(leg.liquidation_price, "f") if leg.liquidation_price is not None else None,
-        "maintenance_margin": format(leg.maintenance_margin, "f"), "maintenance_rate": format(leg.maintenance_rate, "f"),
+        "maintenance_margin": format(leg.maintenance_margin, "f"),
+        "maintenance_rate": format(leg.maintenance_rate, "f"),
         "initial_margin": format(leg.initial_margin, "f"), "margin_mode": leg.margin_mode, "adl_rank": leg.adl_rank,
         "distance_pct": format(leg.distance_pct, "f") if leg.distance_pct is not None else None,
         "mark": format(leg.mark, "f"),
