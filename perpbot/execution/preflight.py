@@ -41,6 +41,17 @@ RETRY_S = 5.0  # a pass the venue could not answer (network, 5xx, rate limit) is
 # Substrings of a venue's answer meaning "already so, nothing to change".
 UNCHANGED_MARKERS = ("-4046", "-4059", "110025", "110043", "not modified", "No need to change")
 COLLATERAL = {"hyperliquid": "USDC"}
+# The extra parameters ccxt's setMarginMode / setLeverage need per ccxt class (OKX names the other setting in
+# the same call; Hyperliquid's updateLeverage carries both). Nothing extra elsewhere: ccxt passes unknown
+# parameters on to the venue, and Binance refuses a request with parameters it does not read (-1104).
+MARGIN_MODE_PARAMS: dict[str, Callable[[Decimal, str], dict[str, Any]]] = {
+    "okx": lambda leverage, mode: {"lever": str(int(leverage))},
+    "hyperliquid": lambda leverage, mode: {"leverage": int(leverage)},
+}
+LEVERAGE_PARAMS: dict[str, Callable[[Decimal, str], dict[str, Any]]] = {
+    "okx": lambda leverage, mode: {"mgnMode": mode},
+    "hyperliquid": lambda leverage, mode: {"marginMode": mode},
+}
 
 
 @dataclass(slots=True)
@@ -180,14 +191,16 @@ class Preflight:
             if seen_mode is None or seen_mode != wanted_mode:
                 what = f"{native} margin mode {seen_mode} -> {wanted_mode}" if seen_mode is not None else None
                 if has.get("setMarginMode"):
-                    params = {"leverage": int(wanted_leverage), "lever": str(int(wanted_leverage))}
+                    extra = MARGIN_MODE_PARAMS.get(exchange.id)
+                    params = extra(wanted_leverage, wanted_mode) if extra is not None else {}
                     await self._fix(result, what, partial(exchange.set_margin_mode, wanted_mode, ccxt_symbol, params))
                 elif seen_mode is not None:
                     result.problems.append(f"{native} margin mode is {seen_mode}, {wanted_mode} wanted")
             if seen_leverage is None or seen_leverage != wanted_leverage:
                 what = f"{native} leverage {seen_leverage} -> {wanted_leverage}" if seen_leverage is not None else None
-                await self._fix(result, what, partial(exchange.set_leverage, int(wanted_leverage), ccxt_symbol,
-                                                      {"marginMode": wanted_mode, "mgnMode": wanted_mode}))
+                extra = LEVERAGE_PARAMS.get(exchange.id)
+                params = extra(wanted_leverage, wanted_mode) if extra is not None else {}
+                await self._fix(result, what, partial(exchange.set_leverage, int(wanted_leverage), ccxt_symbol, params))
         await self._collateral(venue, client, result)
         await self._fees(venue, client, result)
 

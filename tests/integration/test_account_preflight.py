@@ -118,11 +118,11 @@ async def test_a_private_stream_reconnect_checks_that_venues_account_again(tmp_p
         sim = app.simulator.exchanges["binance"]
         sim.set_position_mode("hedge")  # changed at the venue while the bot runs
         passes = len(app.engine.preflight.history)
+        history = app.engine.preflight.history
         streams.streams["binance"].restart("test: reconnect")
-        await wait_until(lambda: sim.account.position_mode == "one_way", timeout=30)
-        latest = app.engine.preflight.history[-1]
-        assert len(app.engine.preflight.history) > passes and latest.venue == "binance"
-        assert "position mode hedge -> one-way" in latest.fixed
+        await wait_until(lambda: len(history) > passes and history[-1].venue == "binance", timeout=30)
+        assert sim.account.position_mode == "one_way"
+        assert "position mode hedge -> one-way" in history[-1].fixed
     finally:
         await stop_app(app, task)
 
