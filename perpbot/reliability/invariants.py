@@ -64,11 +64,12 @@ def check_positions(local: Mapping[tuple[str, str], Decimal], accounts: Mapping[
 
 def check_orders_approved(accounts: Mapping[str, Any], journal_orders: Iterable[JournalOrder]) -> list[str]:
     """Every order at a venue carries a client id the journal wrote before sending (risk-approved);
-    no client id is used twice at one venue (no duplicate order for one intent)."""
+    no client id is used twice at one venue (no duplicate order for one intent). The venue's own closes
+    (`is_forced`: a liquidation, an ADL) are no order of ours; any other order without a client id is."""
     known = {(o.venue, o.client_order_id) for o in journal_orders}
     violations = []
     for venue, account in accounts.items():
-        ids = Counter(order.get("client_id") for order in account.get("orders") or [])
+        ids = Counter(order.get("client_id") for order in account.get("orders") or [] if not is_forced(order))
         for client_id, count in sorted(ids.items(), key=lambda item: str(item[0])):
             if client_id is None or (venue, client_id) not in known:
                 violations.append(f"{venue}: venue order with client id {client_id!r} has no journal row")
@@ -80,9 +81,11 @@ def check_orders_approved(accounts: Mapping[str, Any], journal_orders: Iterable[
 def check_fills(accounts: Mapping[str, Any], journal_fills: Iterable[JournalFill]) -> list[str]:
     """Base quantity filled per order at the venue equals the base quantity the journal recorded."""
     venue_filled: dict[tuple[str, str | None], Decimal] = defaultdict(Decimal)
+    forced = forced_order_ids(accounts)
     for venue, account in accounts.items():
         for fill in account.get("fills") or []:
-            venue_filled[(venue, fill.get("client_id"))] += Decimal(fill["base_qty"])
+            if (venue, fill.get("order_id")) not in forced:  # the venue's own close: unexplained_corrections
+                venue_filled[(venue, fill.get("client_id"))] += Decimal(fill["base_qty"])
     journal_filled: dict[tuple[str, str | None], Decimal] = defaultdict(Decimal)
     for fill in journal_fills:
         journal_filled[(fill.venue, fill.client_order_id)] += fill.base_qty
@@ -125,9 +128,11 @@ def check_fees(accounts: Mapping[str, Any], journal_fills: Iterable[JournalFill]
     its fills, exactly: a duplicated fill push must not charge the fee twice, a REST answer (order-level
     fee) and the stream's per-execution fees must agree."""
     venue_fee: dict[tuple[str, str | None], Decimal] = defaultdict(Decimal)
+    forced = forced_order_ids(accounts)
     for venue, account in accounts.items():
         for fill in account.get("fills") or []:
-            venue_fee[(venue, fill.get("client_id"))] += Decimal(fill.get("fee") or "0")
+            if (venue, fill.get("order_id")) not in forced:  # a liquidation's fee is the venue's, not booked
+                venue_fee[(venue, fill.get("client_id"))] += Decimal(fill.get("fee") or "0")
     journal_fee: dict[tuple[str, str | None], Decimal] = defaultdict(Decimal)
     for fill in journal_fills:
         if fill.fee is not None:
@@ -202,6 +207,123 @@ def check_state(state: str, reason: str, recovered: bool) -> list[str]:
     if state == "HALTED" and reason.strip():
         return []
     return [f"trading state {state} ({reason!r}) after the venue recovered: neither ACTIVE nor HALTED with a reason"]
+
+
+# --- the venue's own closes (liquidation, ADL) ----------------------------------------------------------
+FORCED_ORIGINS = ("liquidation", "adl")
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedClose:
+    """One close the venue made itself (no client id; the simulator's `origin`), with its fills summed."""
+
+    venue: str
+    symbol: str
+    order_id: str
+    origin: str  # "liquidation" / "adl"
+    base_qty: Decimal  # signed: what it did to the position (a long liquidated: negative)
+    price: Decimal  # the last fill's price (the mark)
+    ts_ms: int  # the venue's time of its first fill
+
+
+def is_forced(order: Mapping[str, Any]) -> bool:
+    """An order the venue placed itself to close a position: no client id and a forced `origin`."""
+    return order.get("client_id") is None and order.get("origin") in FORCED_ORIGINS
+
+
+def forced_order_ids(accounts: Mapping[str, Any]) -> set[tuple[str, str]]:
+    return {(venue, order["order_id"]) for venue, account in accounts.items()
+            for order in account.get("orders") or [] if is_forced(order)}
+
+
+def forced_closes(accounts: Mapping[str, Any]) -> list[ForcedClose]:
+    """Every filled close the venues made themselves, oldest first."""
+    out = []
+    for venue, account in accounts.items():
+        fills = account.get("fills") or []
+        for order in account.get("orders") or []:
+            if not is_forced(order):
+                continue
+            own = [f for f in fills if f.get("order_id") == order["order_id"]]
+            if not own:
+                continue
+            base = sum((Decimal(f["base_qty"]) for f in own), ZERO)
+            signed = base if order.get("side") == "buy" else -base
+            out.append(ForcedClose(venue, order["symbol"], order["order_id"], str(order["origin"]), signed,
+                                   Decimal(own[-1]["price"]), min(int(f["ts_ms"]) for f in own)))
+    return sorted(out, key=lambda c: (c.ts_ms, c.venue, c.order_id))
+
+
+def unexplained_corrections(changes: Iterable[Mapping[str, Any]], forced: Iterable[ForcedClose]
+                            ) -> tuple[list[Mapping[str, Any]], list[ForcedClose]]:
+    """The bot books no fill for a venue's own close (no order of its own): its reconciliation takes the
+    position from the venue instead. A position correction is explained when, on its venue and symbol, the
+    forced closes add up to exactly the correction (venue - local = the forced closes' signed size).
+    Returns (every other correction: the bot's own accounting had drifted, judged as before; the forced
+    closes no correction has explained yet, for a later reconciliation)."""
+    forced = list(forced)
+    pending: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for close in forced:
+        pending[(close.venue, close.symbol)] += close.base_qty
+    unexplained: list[Mapping[str, Any]] = []
+    for change in changes:
+        key = (str(change.get("venue")), str(change.get("symbol")))
+        if change.get("kind") == "position" and key in pending and \
+                Decimal(str(change["venue_size"])) - Decimal(str(change["local_size"])) == pending[key]:
+            del pending[key]
+        else:
+            unexplained.append(change)
+    return unexplained, [c for c in forced if (c.venue, c.symbol) in pending]
+
+
+def naked_after_forced_close(close: ForcedClose, accounts: Mapping[str, Any], lots: Mapping[str, Decimal]
+                             ) -> tuple[Decimal | None, int | None]:
+    """From the venues' own fill times: the unhedged notional x seconds from a forced close until the
+    venues' net position in its base is back under one lot of the coarsest venue (the bot closed the
+    other leg), and the time that took in ms. (None, None) while it is not back yet."""
+    base = base_of(close.venue, close.symbol)
+    lot = lots.get(base, ZERO)
+    events: list[tuple[int, Decimal]] = []
+    for venue, account in accounts.items():
+        for fill in account.get("fills") or []:
+            if base_of(venue, fill["symbol"]) != base:
+                continue
+            qty = Decimal(fill["base_qty"])
+            events.append((int(fill["ts_ms"]), qty if fill.get("side") == "buy" else -qty))
+    events.sort(key=lambda e: e[0])
+    net = sum((q for ts, q in events if ts <= close.ts_ms), ZERO)  # the forced fill included
+    usdt_s, since = ZERO, close.ts_ms
+    for ts, qty in (e for e in events if e[0] > close.ts_ms):
+        if not net or abs(net) < lot:
+            break
+        usdt_s += abs(net) * close.price * Decimal(ts - since) / 1000
+        net, since = net + qty, ts
+    if net and abs(net) >= lot:
+        return None, None
+    return usdt_s, since - close.ts_ms
+
+
+def check_forced_close_hedged(forced: Iterable[ForcedClose], accounts: Mapping[str, Any],
+                              lots: Mapping[str, Decimal], budget: Decimal, halted: bool = False
+                              ) -> tuple[list[str], list[str]]:
+    """After a venue closed one leg itself, the bot closed the other (the venues' net in that base back
+    under a lot) within the unhedged-exposure budget, measured from the venues' fill times. Returns
+    (violations, one measured line per forced close for the report)."""
+    violations, figures = [], []
+    for close in forced:
+        usdt_s, took_ms = naked_after_forced_close(close, accounts, lots)
+        what = f"{close.origin} of {close.venue} {close.symbol} {close.base_qty}"
+        if usdt_s is None:
+            if not halted:
+                violations.append(f"{what}: the other leg is still open (the venues' net not back under a lot) "
+                                  "and trading is not HALTED")
+            figures.append(f"{what}: other leg not closed")
+            continue
+        figures.append(f"{what}: other leg closed after {took_ms} ms, naked {usdt_s:.1f} USDT*s")
+        if usdt_s > budget:
+            violations.append(f"{what}: naked {usdt_s:.1f} USDT*s before the bot closed the other leg, over the "
+                              f"budget {budget}")
+    return violations, figures
 
 
 # --- trades, exits and residues (the crash suite's exit and repair kill points) -----------------------

@@ -113,6 +113,8 @@ class LiveBot:
         self.admin = Admin(self.settings.sim.admin_port)
         self._task: asyncio.Task | None = None
         self.reconcile_position_changes: list[dict[str, Any]] = []
+        self.forced_seen: set[tuple[str, str]] = set()  # (venue, order id) of the venue's closes already judged
+        self.forced_unexplained: list[inv.ForcedClose] = []  # judged, the bot's correction still to come
 
     @property
     def service(self) -> Any:
@@ -205,6 +207,20 @@ class LiveBot:
                         out[venue] = out.get(venue, 0.0) + sample.value
         return out
 
+    def lots(self) -> dict[str, Decimal]:
+        """Per base asset: one lot (base units) of the coarsest venue that lists it."""
+        from perpbot.sim.instruments import make_instrument
+
+        lots = {}
+        for venue, symbol in self.engine.instruments:
+            instrument = make_instrument(venue, symbol)
+            lots[(venue, symbol)] = instrument.lot * instrument.contract_size
+        return inv.coarse_lots(lots)
+
+    def new_forced_closes(self, accounts: dict[str, Any]) -> list[inv.ForcedClose]:
+        """The venues' own closes (liquidation, ADL) not seen by an earlier check."""
+        return [c for c in inv.forced_closes(accounts) if (c.venue, c.order_id) not in self.forced_seen]
+
     def local_positions(self) -> dict[tuple[str, str], Decimal]:
         return {k: p.size for k, p in self.engine.portfolio.positions.items() if p.size}
 
@@ -246,9 +262,16 @@ class LiveBot:
                 violations += inv.check_order_fills(accounts, orders)
                 violations += inv.check_fees(accounts, fills)
             violations += inv.check_orders_approved(accounts, orders)
-            for change in self.reconcile_position_changes:
+            # A venue's own close is booked by the reconciliation (not an order of ours): the correction
+            # it makes is expected, exactly its size; any other correction is drift.
+            forced = self.new_forced_closes(accounts)
+            self.forced_seen |= {(c.venue, c.order_id) for c in forced}
+            changes, self.forced_unexplained = inv.unexplained_corrections(
+                self.reconcile_position_changes, self.forced_unexplained + forced)
+            for change in changes:
                 violations.append(f"reconciliation had to correct a local position: {change}")
             self.reconcile_position_changes.clear()
-            return violations, {"accounts": accounts, "unresolved": [o.client_order_id for o in unresolved]}
+            return violations, {"accounts": accounts, "unresolved": [o.client_order_id for o in unresolved],
+                                "forced": forced}
         finally:
             engine._trade_lock.release()  # noqa: SLF001

@@ -2,7 +2,9 @@
 while the bot trades, each followed by recovery measurement and the invariant checks. The private-stream
 faults (perpbot.sim.faults.PRIVATE_FAULTS: dropped / stalled / lagging streams, duplicated or reordered
 fill pushes, an expired Binance listen key, REST behind the stream) run the same way on every venue
-where they apply."""
+where they apply, and so do the margin faults (MARGIN_FAULTS): a leg liquidated or auto-deleveraged by
+the venue, after which the bot must close the other leg within the unhedged budget, and a held mark
+shock on one venue, which must never end in a liquidation."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import aiohttp
 
 from perpbot.reliability import invariants as inv
 from perpbot.reliability.live import VENUES, LiveBot, wait_for
-from perpbot.sim.faults import MARKET_FAULTS, ORDER_WS_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
+from perpbot.sim.faults import MARGIN_FAULTS, MARKET_FAULTS, ORDER_WS_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
 from perpbot.sim.trading.gate import RETRY_AFTER_IGNORED
 
 log = logging.getLogger("perpbot.reliability")
@@ -64,11 +66,20 @@ FAULT_SHAPES: dict[str, dict[str, Any]] = {
     # on a socket that stays up (unknown after order_timeout_s, resolved the same way).
     "ws_order_drop": {"count": 1},
     "ws_answer_lost": {"count": 1},
+    # Margin (perpbot.sim.trading.margin_engine, on every market tick): the venue closes the faulted
+    # venue's next position itself, a liquidation (taker fee) or an ADL (a position in profit, whole);
+    # a mark shock moves the venue's prices and holds them until the suite takes it back after the phase
+    # (it stays well short of a liquidation at the suite's leverage: none may follow).
+    "liquidate": {"count": 1},
+    "adl": {"count": 1},
+    "mark_shock": {"count": 1, "params": {"bps": 150}},
 }
+# The venue's own closes: a position must be held there when the fault is taken.
+FORCED_FAULTS = ("liquidate", "adl")
 # Faults that only fire when an order reaches the venue (an order event to push, a REST lookup of an
 # order): the suite provokes trading there. listenkey_expire fires on the simulator's own key watch.
 PROVOKED_FAULTS = (TRADING_FAULTS + tuple(k for k in PRIVATE_FAULTS if k != "listenkey_expire")
-                   + ORDER_WS_FAULTS)
+                   + ORDER_WS_FAULTS + FORCED_FAULTS)
 
 COMBINATIONS: dict[str, list[tuple[str, str]]] = {
     "gap+lost_response": [("gap", "binance"), ("lost_response", "okx")],
@@ -116,6 +127,8 @@ def fault(kind: str, venue: str) -> dict[str, Any]:
 CHECKSUM_VENUES = ("okx",)
 # Hyperliquid's l2Book frames are whole snapshots without a sequence: a lost one is no gap.
 SEQUENCED_VENUES = ("okx", "binance", "bybit")
+# Venues that auto-deleverage profitable positions (docs/RUNBOOK.md, margin safety per venue).
+ADL_VENUES = ("okx", "binance", "bybit")
 
 
 def not_applicable(kind: str, venue: str) -> str | None:
@@ -126,6 +139,9 @@ def not_applicable(kind: str, venue: str) -> str | None:
         return f"n/a: {venue}'s book frames are whole snapshots, no sequence to break"
     if kind == "listenkey_expire" and venue != "binance":
         return f"n/a: {venue}'s private stream has no listen key (Binance's user-data stream only)"
+    if kind == "adl" and venue not in ADL_VENUES:
+        return (f"n/a: {venue} states no ADL rank and pushes no ADL of a leg the suite can provoke (its "
+                "liquidations go to the liquidator vault first)")
     return None
 
 
@@ -155,6 +171,7 @@ class ScenarioResult:
     fire_s: list[float] = dataclasses.field(default_factory=list)  # injection -> every fault fired
     unhedged_usdt_seconds: Decimal = Decimal(0)
     skip: str | None = None
+    forced: list[str] = dataclasses.field(default_factory=list)  # per venue close: how soon the other leg closed
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "runs": self.runs, "faults_fired": self.faults_fired, "fired": dict(self.fired),
@@ -162,7 +179,8 @@ class ScenarioResult:
                 "books_recovery_s": max(self.books_recovery_s, default=None),
                 "active_recovery_s": max(self.active_recovery_s, default=None),
                 "fire_s": max(self.fire_s, default=None),
-                "unhedged_usdt_seconds": str(self.unhedged_usdt_seconds), "skip": self.skip}
+                "unhedged_usdt_seconds": str(self.unhedged_usdt_seconds), "skip": self.skip,
+                "forced": list(self.forced)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScenarioResult":
@@ -172,14 +190,14 @@ class ScenarioResult:
         return cls(d["name"], d["runs"], d["faults_fired"], dict(d.get("fired", {})), list(d["violations"]),
                    list(d["halts"]), list(d.get("operator", [])), listed(d["books_recovery_s"]),
                    listed(d["active_recovery_s"]), listed(d.get("fire_s")), Decimal(d["unhedged_usdt_seconds"]),
-                   d.get("skip"))
+                   d.get("skip"), list(d.get("forced", [])))
 
 
 def scenarios(short: bool) -> list[Scenario]:
-    """Full: each kind on each venue separately (23 x 4), then every combination. Short (CI): each
+    """Full: each kind on each venue separately (every kind x 4), then every combination. Short (CI): each
     kind once, on a venue rotating through the four, then two combinations (SHORT_COMBINATIONS)."""
     out: list[Scenario] = []
-    for i, kind in enumerate(MARKET_FAULTS + TRADING_FAULTS + PRIVATE_FAULTS + ORDER_WS_FAULTS):
+    for i, kind in enumerate(MARKET_FAULTS + TRADING_FAULTS + PRIVATE_FAULTS + ORDER_WS_FAULTS + MARGIN_FAULTS):
         if short:
             venue = VENUES[i % len(VENUES)]
             if not_applicable(kind, venue):
@@ -257,6 +275,58 @@ def _venues_held(bot: LiveBot, venues) -> bool:
     return False
 
 
+async def _take_back_shocks(bot: LiveBot, scenario: Scenario, fired: dict[tuple[str, str], int]) -> None:
+    """A mark shock holds the venue's prices until an opposite one: the suite takes each fired one back
+    (the venue's prices follow the others again) before the recovery is measured."""
+    for spec in scenario.faults:
+        if spec["kind"] != "mark_shock" or not fired.get((spec["venue"], "mark_shock")):
+            continue
+        before = (await bot.admin.fired()).get((spec["venue"], "mark_shock"), 0)
+        await bot.admin.inject({**spec, "params": {"bps": -float(spec["params"]["bps"])}})
+        if not await _fired_past(bot, (spec["venue"], "mark_shock"), before, 10.0):
+            log.warning("the opposite mark shock on %s did not fire within 10 s", spec["venue"])
+
+
+async def _fired_past(bot: LiveBot, key: tuple[str, str], before: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (await bot.admin.fired()).get(key, 0) > before:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def _await_forced_hedged(bot: LiveBot, timeout_s: float) -> bool:
+    """Wait (bounded) until the other leg of every new forced close is closed at the venues, or the bot
+    HALTED: the margin watch acts on the pushed liquidation / ADL, the check after it judges how fast."""
+    deadline = time.monotonic() + timeout_s
+    lots = bot.lots()
+    while True:
+        accounts = await bot.admin.accounts()
+        forced = bot.new_forced_closes(accounts)
+        if not forced or bot.engine.state == "HALTED" or all(
+                inv.naked_after_forced_close(c, accounts, lots)[0] is not None for c in forced):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.2)
+
+
+def _forced_violations(bot: LiveBot, scenario: Scenario, extra: dict[str, Any], result: ScenarioResult,
+                       halted: bool) -> list[str]:
+    """The venues' own closes seen since the last check: none unless the scenario asked for one (a mark
+    shock must never end in a liquidation), and after each the other leg closed within the budget."""
+    forced: list[inv.ForcedClose] = extra.get("forced", [])
+    asked = {(f["venue"], "liquidation" if f["kind"] == "liquidate" else "adl")
+             for f in scenario.faults if f["kind"] in FORCED_FAULTS}
+    violations = [f"the venue closed a leg itself without a fault asking for it: {c.origin} of {c.venue} "
+                  f"{c.symbol} {c.base_qty}" for c in forced if (c.venue, c.origin) not in asked]
+    hedged, figures = inv.check_forced_close_hedged(forced, extra["accounts"], bot.lots(),
+                                                    Decimal(bot.settings.risk.unhedged_budget_usdt_seconds), halted)
+    result.forced += figures
+    return violations + hedged
+
+
 async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fault_window_s: float = 4.0,
                     recovery_timeout_s: float = 20.0, fire_deadline_s: float = FIRE_DEADLINE_S) -> None:
     """Start from an ACTIVE bot, inject the scenario's faults, provoke trading on the venues with
@@ -331,10 +401,13 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
         for (venue, kind), n in fired_delta.items():
             result.fired[f"{venue} {kind}"] = result.fired.get(f"{venue} {kind}", 0) + n
         never = [f"{kind} @ {venue}" for (venue, kind), n in fired_delta.items() if n == 0]
+        await _take_back_shocks(bot, scenario, fired_delta)
         books_ok = await wait_for(bot.books_valid, recovery_timeout_s)
         books_at = time.monotonic()
         state_ok = await wait_for(lambda: bot.engine.state in ("ACTIVE", "HALTED"), recovery_timeout_s)
         state_at = time.monotonic()
+        # A leg the venue closed itself: the bot closes the other (judged below from the fill times).
+        await _await_forced_hedged(bot, recovery_timeout_s)
         # Give trades already under way (a held timeout reply, a resolve by query) time to settle.
         violations, extra = await bot.quiescent_check()
     finally:
@@ -357,6 +430,7 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
     if state == "ACTIVE" and state_ok:
         result.active_recovery_s.append(round(state_at - fault_end, 3))
     violations += inv.check_state(state, reason, state_ok)
+    violations += _forced_violations(bot, scenario, extra, result, state == "HALTED")
     integrity = [v for (v, k), n in fired_delta.items() if k in INTEGRITY_FAULTS and n > 0]
     violations += inv.check_books_invalidated(invalid_before, bot.invalidations(), resyncs_before, bot.resyncs(),
                                               integrity)

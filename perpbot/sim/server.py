@@ -293,7 +293,8 @@ class Simulator:
                                   "listen_key_ttl_s": getattr(binance, "listen_key_ttl_s", None)})
 
     async def _get_accounts(self, request: web.Request) -> web.Response:
-        """Every venue's account as the venue knows it, plus every order ever placed (open or not),
+        """Every venue's account as the venue knows it, plus every order ever placed (open or not, the venue's own
+        liquidations and ADLs marked by `origin`),
         so an outside checker (the reliability suite) can compare it with the bot's journal."""
         body = {}
         for venue, exchange in self.exchanges.items():
@@ -301,7 +302,8 @@ class Simulator:
             snapshot["orders"] = [
                 {"order_id": o.order_id, "client_id": o.client_id, "symbol": o.symbol, "side": o.side,
                  "qty": format(o.qty, "f"), "filled": format(o.filled, "f"), "reduce_only": o.reduce_only,
-                 "status": o.status, "created_ms": o.created_ms}
+                 "status": o.status, "created_ms": o.created_ms, "updated_ms": o.updated_ms,
+                 "origin": o.origin}  # origin: "liquidation" / "adl" for the venue's own closes, else None
                 for o in exchange.account.orders.values()
             ]
             body[venue] = snapshot

@@ -1,33 +1,38 @@
-"""Every simulator fault kind (market, trading and private-stream), each on one venue (rotating through
+"""Every simulator fault kind (market, trading, private-stream, order-socket, margin), each on one venue (rotating through
 the four) plus two combinations, injected while the bot trades: each fault really fired, and no
 invariant broke."""
 
 from __future__ import annotations
 
 from perpbot.reliability.scenarios import run_hostile, scenarios
-from perpbot.sim.faults import FAULT_KINDS, ORDER_WS_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
+from perpbot.sim.faults import FAULT_KINDS, MARGIN_FAULTS, ORDER_WS_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
 
 
 def test_short_matrix_covers_every_kind_and_every_venue_with_trading_faults():
     short = scenarios(short=True)
     kinds = {f["kind"] for s in short for f in s.faults}
-    assert kinds == set(FAULT_KINDS) | set(PRIVATE_FAULTS) | set(ORDER_WS_FAULTS)
+    assert kinds == set(FAULT_KINDS) | set(PRIVATE_FAULTS) | set(ORDER_WS_FAULTS) | set(MARGIN_FAULTS)
     trading_venues = {f["venue"] for s in short for f in s.faults if f["kind"] in TRADING_FAULTS}
     assert trading_venues == {"okx", "hyperliquid", "binance", "bybit"}
     private_venues = {f["venue"] for s in short for f in s.faults if f["kind"] in PRIVATE_FAULTS}
     assert private_venues == {"okx", "hyperliquid", "binance", "bybit"}
     full = scenarios(short=False)
     singles = [s for s in full if not s.name.startswith("combo ")]
-    assert len(singles) == (len(FAULT_KINDS) + len(PRIVATE_FAULTS) + len(ORDER_WS_FAULTS)) * 4
+    kinds_total = len(FAULT_KINDS) + len(PRIVATE_FAULTS) + len(ORDER_WS_FAULTS) + len(MARGIN_FAULTS)
+    assert len(singles) == kinds_total * 4
     # The order sockets' faults (a socket cut mid-order, a lost answer) run on every venue.
     assert {(f["kind"], f["venue"]) for s in full if not s.skip for f in s.faults if f["kind"] in ORDER_WS_FAULTS} \
         == {(k, v) for k in ORDER_WS_FAULTS for v in ("okx", "hyperliquid", "binance", "bybit")}
-    # No sequence on Hyperliquid's snapshot frames, no checksum off OKX, no listen key off Binance:
-    # those seven cannot occur.
+    # The margin faults (a leg liquidated, a leg auto-deleveraged, a held mark shock) run on every venue
+    # but ADL on Hyperliquid, which has none to provoke.
+    assert {(f["kind"], f["venue"]) for s in full if not s.skip for f in s.faults if f["kind"] in MARGIN_FAULTS} \
+        == {(k, v) for k in MARGIN_FAULTS for v in ("okx", "hyperliquid", "binance", "bybit")} - {("adl", "hyperliquid")}
+    # No sequence on Hyperliquid's snapshot frames, no checksum off OKX, no listen key off Binance, no ADL
+    # on Hyperliquid: those eight cannot occur.
     assert [s.name for s in full if s.skip] == ["gap @ hyperliquid", "bad_checksum @ hyperliquid",
                                                 "bad_checksum @ binance", "bad_checksum @ bybit",
                                                 "listenkey_expire @ okx", "listenkey_expire @ hyperliquid",
-                                                "listenkey_expire @ bybit"]
+                                                "listenkey_expire @ bybit", "adl @ hyperliquid"]
     # Every private-stream kind runs on every venue where it applies, in the full matrix.
     runnable = {(f["kind"], f["venue"]) for s in full if not s.skip for f in s.faults}
     assert {(k, v) for k in PRIVATE_FAULTS for v in ("okx", "hyperliquid", "binance", "bybit")

@@ -165,3 +165,73 @@ def test_summary_is_median_and_max():
     assert inv.summary([]) == (None, None)
     assert inv.summary([3.0, 1.0, 2.0]) == (2.0, 3.0)
     assert inv.summary([4.0, 1.0, 2.0, 3.0]) == (2.5, 4.0)
+
+
+# --- the venue's own closes (liquidation, ADL) ---------------------------------------------------------
+def _liquidated_long(short_closed_ms=None):
+    """A hedged 0.01 BTC (long OKX, short Binance); OKX liquidates the long at t=1000 ms, and the bot buys
+    the Binance short back at `short_closed_ms` (None: never)."""
+    okx = {"positions": {}, "orders": [
+        {"order_id": "1", "client_id": "pbA", "symbol": "BTC-USDT-SWAP", "side": "buy", "filled": "1", "origin": None},
+        {"order_id": "2", "client_id": None, "symbol": "BTC-USDT-SWAP", "side": "sell", "filled": "1",
+         "origin": "liquidation"}], "fills": [
+        {"order_id": "1", "client_id": "pbA", "symbol": "BTC-USDT-SWAP", "side": "buy", "base_qty": "0.01",
+         "price": "60000", "fee": "0.3", "ts_ms": 0},
+        {"order_id": "2", "client_id": None, "symbol": "BTC-USDT-SWAP", "side": "sell", "base_qty": "0.01",
+         "price": "40000", "fee": "0.2", "ts_ms": 1000}]}
+    fills = [{"order_id": "7", "client_id": "pbB", "symbol": "BTCUSDT", "side": "sell", "base_qty": "0.01",
+              "price": "60000", "fee": "0.3", "ts_ms": 0}]
+    orders = [{"order_id": "7", "client_id": "pbB", "symbol": "BTCUSDT", "side": "sell", "filled": "0.01"}]
+    if short_closed_ms is not None:
+        fills.append({"order_id": "8", "client_id": "pbC", "symbol": "BTCUSDT", "side": "buy", "base_qty": "0.01",
+                      "price": "40000", "fee": "0.2", "ts_ms": short_closed_ms})
+        orders.append({"order_id": "8", "client_id": "pbC", "symbol": "BTCUSDT", "side": "buy", "filled": "0.01"})
+    return {"okx": okx, "binance": {"positions": {}, "orders": orders, "fills": fills}}
+
+
+def test_a_venues_liquidation_is_not_an_unapproved_order_nor_a_fill_the_journal_missed():
+    accounts = _liquidated_long(short_closed_ms=1500)
+    rows = [inv.JournalOrder("okx", "pbA", "filled", Decimal(1)),
+            inv.JournalOrder("binance", "pbB", "filled", Decimal(1)),
+            inv.JournalOrder("binance", "pbC", "filled", Decimal(1))]
+    fills = [inv.JournalFill("okx", "pbA", Decimal("0.01"), Decimal("0.3")),
+             inv.JournalFill("binance", "pbB", Decimal("0.01"), Decimal("0.3")),
+             inv.JournalFill("binance", "pbC", Decimal("0.01"), Decimal("0.2"))]
+    assert inv.check_orders_approved(accounts, rows) == []
+    assert inv.check_fills(accounts, fills) == []
+    assert inv.check_fees(accounts, fills) == []
+    # Anything else without a client id is still caught: an order with no origin, or an origin not forced.
+    for origin in (None, "manual"):
+        stray = _liquidated_long(short_closed_ms=1500)
+        stray["okx"]["orders"][1]["origin"] = origin
+        assert "client id None has no journal row" in inv.check_orders_approved(stray, rows)[0]
+        assert inv.check_fills(stray, fills) and inv.check_fees(stray, fills)
+
+
+def test_a_position_correction_is_explained_only_by_a_forced_close_of_exactly_its_size():
+    [close] = inv.forced_closes(_liquidated_long())
+    assert (close.venue, close.origin, close.base_qty, close.ts_ms) == ("okx", "liquidation", Decimal("-0.01"), 1000)
+    exact = {"kind": "position", "venue": "okx", "symbol": "BTC-USDT-SWAP", "local_size": "0.01", "venue_size": "0"}
+    assert inv.unexplained_corrections([exact], [close]) == ([], [])
+    # A correction of another size, or on another venue, is drift: reported; the close awaits its own.
+    partial = {**exact, "venue_size": "0.005"}
+    elsewhere = {**exact, "venue": "binance", "symbol": "BTCUSDT"}
+    assert inv.unexplained_corrections([partial, elsewhere], [close]) == ([partial, elsewhere], [close])
+    # Without a forced close, every correction is drift.
+    assert inv.unexplained_corrections([exact], []) == ([exact], [])
+
+
+def test_the_other_leg_must_close_within_the_unhedged_budget_measured_from_the_venues_fill_times():
+    lots = {"BTC": Decimal("0.001")}
+    quick = _liquidated_long(short_closed_ms=1500)
+    [close] = inv.forced_closes(quick)
+    # 0.01 BTC x 40000 naked for 0.5 s = 200 USDT*s.
+    assert inv.naked_after_forced_close(close, quick, lots) == (Decimal("200"), 500)
+    violations, figures = inv.check_forced_close_hedged([close], quick, lots, Decimal(5000))
+    assert violations == [] and "closed after 500 ms, naked 200.0 USDT*s" in figures[0]
+    slow = _liquidated_long(short_closed_ms=14_000)  # 13 s: 5200 USDT*s
+    assert "over the budget 5000" in inv.check_forced_close_hedged([close], slow, lots, Decimal(5000))[0][0]
+    never = _liquidated_long()
+    assert inv.naked_after_forced_close(close, never, lots) == (None, None)
+    assert "still open" in inv.check_forced_close_hedged([close], never, lots, Decimal(5000))[0][0]
+    assert inv.check_forced_close_hedged([close], never, lots, Decimal(5000), halted=True)[0] == []
