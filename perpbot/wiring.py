@@ -184,7 +184,8 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
     engine = Engine(settings, clients, RiskGate(settings.risk, settings.execution, metrics, rate_budget), store,
                     instruments,
                     funding_map, journal, Portfolio(), metrics, redis_state)
-    scanner = Scanner(store, build_strategies(settings.strategies), metrics, instruments, funding_map)
+    scanner = Scanner(store, build_strategies(settings.strategies, settings.risk.usdc_usdt_rate), metrics,
+                      instruments, funding_map)
     paper = {venue: client for venue, client in clients.items() if isinstance(client, PaperClient)}
     paper_funding = PaperFunding(paper, funding_map if funding_map is not None else {}) if paper else None
     log.info("Trading wired: mode=%s venues=%s instruments=%d (cached: %s)", settings.mode, sorted(clients),

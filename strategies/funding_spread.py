@@ -1,4 +1,7 @@
-"""Funding-spread strategy: long the venue paying the lower hourly funding, short the higher."""
+"""Funding-spread strategy: long the venue paying the lower hourly funding, short the higher.
+
+Notionals, fees and the price spread of a USDC-settled leg (Hyperliquid) count in USDT at the USDC/USDT rate
+(risk.usdc_usdt_rate, perpbot.core.quote_rate), never 1:1 unless the rate is 1."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from perpbot.book.l2 import L2Book
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
+from perpbot.core.quote_rate import usdt_per
 from perpbot.scanner.depth import BPS
 from perpbot.scanner.edges import best_first, close_decision, long_short, own_exits, pair_size, quote_pair
 from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Screens, Usable, held_keys
@@ -33,12 +37,14 @@ class FundingSpreadStrategy:
     exceeds both venues' taker fees for entry and exit plus the price spread paid at entry
     (depth-weighted for the size). Exit: spread < `exit_hourly_spread` (this includes a flip,
     when the side we are long now pays more) or after `max_hold_s`.
+    `usdc_usdt`: USDT per USDC, the rate a USDC leg's notional and fees count at.
     """
 
     name = "funding_spread"
 
-    def __init__(self, settings: FundingSpreadSettings) -> None:
+    def __init__(self, settings: FundingSpreadSettings, usdc_usdt: Decimal = Decimal(1)) -> None:
         self.settings = settings
+        self.usdc_usdt = usdc_usdt
         # Funding changes rarely, books often: keep each update's hourly rate until it is replaced.
         self._hourly: dict[tuple[str, str], tuple[FundingUpdate, Decimal]] = {}
 
@@ -122,13 +128,14 @@ class FundingSpreadStrategy:
         spread = high[0] - low[0]
         if spread < settings.entry_hourly_spread or spread <= 0:
             return None
-        qty = pair_size(low[1], low[2], high[1], high[2], settings.order_size_usdt)
+        rate_low, rate_high = usdt_per(low[1].quote, self.usdc_usdt), usdt_per(high[1].quote, self.usdc_usdt)
+        qty = pair_size(low[1], low[2], high[1], high[2], settings.order_size_usdt, rate_low, rate_high)
         if qty <= 0:
             return None
-        quote = quote_pair(low[1], low[2], high[1], high[2], qty)
+        quote = quote_pair(low[1], low[2], high[1], high[2], qty, rate_low, rate_high)
         if quote is None:
             return None
-        notional = (quote.buy.notional + quote.sell.notional) / 2
+        notional = (quote.buy_usdt + quote.sell_usdt) / 2
         expected_funding = spread * settings.horizon_hours * notional
         # quote.edge_usdt already holds -(price spread paid) - entry fees; exit fees are
         # estimated at the same notionals (same taker rates).
@@ -140,7 +147,7 @@ class FundingSpreadStrategy:
             action="open",
             base=base,
             legs=quote.legs(),
-            edge_bps=edge_usdt / quote.buy.notional * BPS,
+            edge_bps=edge_usdt / quote.buy_usdt * BPS,
             edge_usdt=edge_usdt,
             reason=(
                 f"funding spread {spread * BPS:.3f}bps/h long {low[1].venue} "
@@ -184,7 +191,8 @@ class FundingSpreadStrategy:
         if long_book is None or short_book is None or long_inst is None or short_inst is None:
             return None  # cannot price the close on unusable books; retried on the next update
         qty = min(long_leg.base_qty, short_leg.base_qty)
-        quote = quote_pair(short_inst, short_book, long_inst, long_book, qty)
+        quote = quote_pair(short_inst, short_book, long_inst, long_book, qty,
+                           usdt_per(short_inst.quote, self.usdc_usdt), usdt_per(long_inst.quote, self.usdc_usdt))
         if quote is None:
             return None
         return close_decision(self.name, trade, quote, short_leg, long_leg, short_book, long_book, reason)

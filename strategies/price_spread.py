@@ -1,4 +1,7 @@
-"""Price-spread strategy: buy where the depth-weighted ask is below another venue's bid, net of fees."""
+"""Price-spread strategy: buy where the depth-weighted ask is below another venue's bid, net of fees.
+
+Prices of a USDC-settled venue (Hyperliquid) are compared with the USDT venues' through the USDC/USDT rate
+(risk.usdc_usdt_rate, perpbot.core.quote_rate), in the edges and in every screen, never 1:1 unless the rate is 1."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from perpbot.book.l2 import L2Book
 from perpbot.core.decisions import Decision
 from perpbot.core.events import FundingUpdate
 from perpbot.core.instruments import Instrument
+from perpbot.core.quote_rate import usdt_per
 from perpbot.scanner.depth import BPS, exponent_of, mid_price
 from perpbot.scanner.edges import best_first, close_decision, long_short, own_exits, pair_size_at, quote_pair
 from perpbot.scanner.protocol import Key, MarketView, OpenTrade, Screens, Usable, held_keys
@@ -35,12 +39,16 @@ class PriceSpreadStrategy:
     Exit: when entry edge + edge of the reverse trade now >= `exit_edge_bps` (the spread has
     converged: closing costs less than the entry gained), or after `max_hold_s`.
     One open trade per venue pair: no new entry on a pair that already holds one.
+    `usdc_usdt`: USDT per USDC; a USDC book's prices count at that rate in edges and screens.
     """
 
     name = "price_spread"
 
-    def __init__(self, settings: PriceSpreadSettings) -> None:
+    def __init__(self, settings: PriceSpreadSettings, usdc_usdt: Decimal = Decimal(1)) -> None:
         self.settings = settings
+        self.usdc_usdt = usdc_usdt
+        # Rate 1: raw prices of any two books compare as they are (the factor-free pre-checks hold).
+        self._plain = usdc_usdt == 1
         # Per instrument: integer fee factors for the entry screen (see may_enter).
         self._factors: dict[Key, tuple[int, int]] = {}
         # Per open trade (by id): (trade, long key, short key, exit factors or None), see _exit_screen.
@@ -49,15 +57,18 @@ class PriceSpreadStrategy:
         self.pair_screen = True  # likewise for the per-pair entry screen in evaluate
 
     def _factors_of(self, inst: Instrument, key: Key) -> tuple[int, int]:
-        """(sell, buy) factors x 2**40: ceil((1 - fee) x 2**40) + 1 and
-        floor((1 + fee + min_edge) x 2**40) - 1. The rounding and the +-1 only ever loosen
-        the screen (by ~1e-12, far above Decimal's 28-digit error in the real quote)."""
+        """(sell, buy) factors x 2**40: ceil((1 - fee) x r x 2**40) + 1 and
+        floor((1 + fee + min_edge) x r x 2**40) - 1, r the book's USDT per quote unit (1 for USDT).
+        The rounding and the +-1 only ever loosen the screen (by ~1e-12, far above Decimal's
+        28-digit error in the real quote)."""
         factors = self._factors.get(key)
         if factors is None:
             one = Decimal(1 << 40)
             fee = inst.taker_fee
-            sell = int(((1 - fee) * one).to_integral_value(ROUND_CEILING)) + 1
-            buy = int(((1 + fee + self.settings.min_edge_bps / BPS) * one).to_integral_value(ROUND_FLOOR)) - 1
+            rate = usdt_per(inst.quote, self.usdc_usdt) or 1
+            sell = int(((1 - fee) * rate * one).to_integral_value(ROUND_CEILING)) + 1
+            buy = int(((1 + fee + self.settings.min_edge_bps / BPS) * rate * one)
+                      .to_integral_value(ROUND_FLOOR)) - 1
             factors = self._factors[key] = (sell, buy)
         return factors
 
@@ -73,7 +84,8 @@ class PriceSpreadStrategy:
         vwap_ask; depth only lowers vwap_bid below the best bid and raises vwap_ask above the
         best ask, so it needs best_bid x (1 - fee_sell) >= best_ask x (1 + fee_buy + min_edge)
         for some pair: compared as exact integers (scaled prices x the factors above). A quiet
-        market stops at the first, factor-free test: no bid above any ask."""
+        market stops at the first, factor-free test: no bid above any ask (only with a USDC/USDT
+        rate of 1: otherwise raw prices of a USDC and a USDT book do not compare)."""
         max_bid = min_ask = None
         for _, _, book in usable:
             keys = book.bid_keys
@@ -82,7 +94,7 @@ class PriceSpreadStrategy:
             keys = book.ask_keys
             if keys and (min_ask is None or keys[0] < min_ask):
                 min_ask = keys[0]
-        if max_bid is None or min_ask is None or max_bid <= min_ask:
+        if max_bid is None or min_ask is None or (self._plain and max_bid <= min_ask):
             return False
         best_sell = 0
         best_buy = None
@@ -106,7 +118,7 @@ class PriceSpreadStrategy:
     def evaluate(self, view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[Decision]:
         decisions = own_exits(self.name, base, open_trades, view, self._exit)
         exits = len(decisions)  # entries follow the exits, best edge first (see best_first)
-        tops = _crossed_tops(view, base, open_trades)
+        tops = _crossed_tops(view, base, open_trades, self._plain)
         mids: dict[int, Decimal | None] = {}  # id(book) -> its mid, computed once for all the pairs it is in
         for i, a in enumerate(tops):
             for b in tops[i + 1 :]:
@@ -115,8 +127,10 @@ class PriceSpreadStrategy:
                 for buy, sell in ((a, b), (b, a)):
                     ask, bid = buy[3], sell[2]
                     # Exact: depth only worsens both prices and fees are >= 0, so unless the
-                    # best bid exceeds the best ask no size can have a positive edge.
-                    if ask is not None and bid is not None and bid > ask:
+                    # best bid exceeds the best ask no size can have a positive edge (raw prices
+                    # of books in one currency; across USDC and USDT the factored test in _entry).
+                    if ask is not None and bid is not None and (
+                            bid > ask or (not self._plain and buy[0].quote != sell[0].quote)):
                         decision = self._entry(base, buy, sell, ask, bid, mids)
                         if decision is not None:
                             decisions.append(decision)
@@ -124,8 +138,8 @@ class PriceSpreadStrategy:
 
     def _entry(self, base: str, buy: _Top, sell: _Top, ask: int, bid: int,
                mids: dict[int, Decimal | None]) -> Decision | None:
-        """The entry buying on `buy`'s book (best ask `ask`) and selling on `sell`'s (best bid `bid` > `ask`),
-        if its edge at depth for the order size reaches min_edge_bps."""
+        """The entry buying on `buy`'s book (best ask `ask`) and selling on `sell`'s (best bid `bid` > `ask` in
+        one currency), if its edge at depth for the order size, in USDT, reaches min_edge_bps."""
         buy_i, buy_b = buy[0], buy[1]
         sell_i, sell_b = sell[0], sell[1]
         # Exact too (may_enter's test for this one pair): a cross inside both taker fees and min_edge at the
@@ -139,10 +153,11 @@ class PriceSpreadStrategy:
         mid_sell = mids.get(id(sell_b))
         if mid_sell is None:
             mid_sell = mids[id(sell_b)] = mid_price(sell_b)
-        qty = pair_size_at(buy_i, mid_buy, sell_i, mid_sell, self.settings.order_size_usdt)
+        rate_buy, rate_sell = usdt_per(buy_i.quote, self.usdc_usdt), usdt_per(sell_i.quote, self.usdc_usdt)
+        qty = pair_size_at(buy_i, mid_buy, sell_i, mid_sell, self.settings.order_size_usdt, rate_buy, rate_sell)
         if qty <= 0:
             return None
-        quote = quote_pair(buy_i, buy_b, sell_i, sell_b, qty)
+        quote = quote_pair(buy_i, buy_b, sell_i, sell_b, qty, rate_buy, rate_sell)
         if quote is None or quote.edge_bps < self.settings.min_edge_bps:
             return None
         return Decision(
@@ -162,10 +177,11 @@ class PriceSpreadStrategy:
         """(a, b) with: best_bid(long) x a < best_ask(short) x b  =>  the close cannot reach exit_edge_bps.
 
         The close buys back on the short venue (vwap >= its best ask, taker fee fb) and sells on the
-        long venue (vwap <= its best bid, fee fs), so its edge_bps <= (bid (1 - fs) / ask - 1 - fb) x 1e4.
-        The round trip entry_edge_bps + edge_bps stays under exit_edge_bps when
-        bid (1 - fs) 1e4 < ask (1e4 (1 + fb) + exit_edge_bps - entry_edge_bps - margin), computed
-        exactly (wide context) and scaled to integers. None when a fee >= 1 (no screen)."""
+        long venue (vwap <= its best bid, fee fs), so with rl, rs each venue's USDT per quote unit its
+        edge_bps <= (bid rl (1 - fs) / (ask rs) - 1 - fb) x 1e4. The round trip entry_edge_bps + edge_bps
+        stays under exit_edge_bps when bid rl (1 - fs) 1e4 < ask rs (1e4 (1 + fb) + exit_edge_bps -
+        entry_edge_bps - margin), computed exactly (wide context) and scaled to integers. None when a
+        fee >= 1 (no screen)."""
         fs, fb = long_inst.taker_fee, short_inst.taker_fee
         if fs >= 1 or fb >= 1:
             return None
@@ -173,6 +189,11 @@ class PriceSpreadStrategy:
         sell = wide.multiply(wide.subtract(1, fs), BPS)
         limit = wide.add(wide.multiply(wide.add(1, fb), BPS), wide.subtract(self.settings.exit_edge_bps, trade.entry_edge_bps))
         limit = wide.subtract(limit, _EXIT_MARGIN_BPS)
+        rate_long, rate_short = usdt_per(long_inst.quote, self.usdc_usdt), usdt_per(short_inst.quote, self.usdc_usdt)
+        if rate_long is not None:
+            sell = wide.multiply(sell, rate_long)
+        if rate_short is not None:
+            limit = wide.multiply(limit, rate_short)
         exponent = min(exponent_of(sell), exponent_of(limit))
         a = int(wide.scaleb(sell, -exponent))
         b = int(wide.scaleb(limit, -exponent))
@@ -233,7 +254,8 @@ class PriceSpreadStrategy:
                 return None
         # Closing = buy back on the short venue, sell on the long venue (priced at the smaller size).
         qty = min(long_leg.base_qty, short_leg.base_qty)
-        quote = quote_pair(short_inst, short_book, long_inst, long_book, qty)
+        quote = quote_pair(short_inst, short_book, long_inst, long_book, qty,
+                           usdt_per(short_inst.quote, self.usdc_usdt), usdt_per(long_inst.quote, self.usdc_usdt))
         if quote is None:
             return None
         round_trip_bps = trade.entry_edge_bps + quote.edge_bps
@@ -247,14 +269,15 @@ class PriceSpreadStrategy:
 
 
 
-def _crossed_tops(view: MarketView, base: str, open_trades: list[OpenTrade]) -> list[_Top]:
+def _crossed_tops(view: MarketView, base: str, open_trades: list[OpenTrade], plain: bool = True) -> list[_Top]:
     """The usable books of `base` an entry may use, with their best prices; none when no venue's bid
-    exceeds another's ask (then nothing can be entered). Best prices are read once per book: most
-    scans end at this integer pre-check."""
+    exceeds another's ask (then nothing can be entered; with `plain`, a USDC/USDT rate of 1, else raw
+    prices in two currencies do not compare and only an empty side ends it). Best prices are read once
+    per book: most scans end at this integer pre-check."""
     tops = [(inst, book, book.best_bid(), book.best_ask()) for inst, book in view.books_for(base)]
     bids = [top[2] for top in tops if top[2] is not None]
     asks = [top[3] for top in tops if top[3] is not None]
-    if not bids or not asks or max(bids) <= min(asks):
+    if not bids or not asks or (plain and max(bids) <= min(asks)):
         return []
     busy = held_keys(open_trades)
     if busy:  # books of held venue/symbols take no part in a new entry (the test below, hoisted)

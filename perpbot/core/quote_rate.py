@@ -43,4 +43,10 @@ class QuoteRate:
         return -move if buy_quote == USDC else move
 
 
-__all__ = ["USDC", "USDT", "QuoteRate"]
+def usdt_per(quote: str, usdc_usdt: Decimal) -> Decimal | None:
+    """USDT per unit of `quote` as the strategies' edge arithmetic takes it (perpbot.scanner.edges): None
+    where no conversion is needed (a USDT leg, or a rate of exactly 1), else the rate."""
+    return usdc_usdt if quote == USDC and usdc_usdt != 1 else None
+
+
+__all__ = ["USDC", "USDT", "QuoteRate", "usdt_per"]

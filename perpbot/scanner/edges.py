@@ -1,4 +1,8 @@
-"""Pure edge arithmetic of a two-leg trade: depth-weighted prices for the size, both taker fees."""
+"""Pure edge arithmetic of a two-leg trade: depth-weighted prices for the size, both taker fees.
+
+A leg settled in USDC (Hyperliquid) is priced in USDT through the bot's USDC/USDT rate (perpbot.core.quote_rate):
+the strategies pass each leg's USDT per quote unit (`None`: the leg is in USDT, or the rate is 1), never 1:1 by
+omission when the rate differs."""
 
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ from perpbot.scanner.protocol import MarketView, OpenTrade
 class PairQuote:
     """Buy `qty` on one venue and sell it on another, as the books stand.
 
-    edge_usdt = sell notional - buy notional - taker fees of both legs (exact Decimal);
-    edge_bps = edge_usdt / buy notional x 10000.
+    edge_usdt = sell notional - buy notional - taker fees of both legs, all in USDT (a USDC leg's notional
+    times the USDC/USDT rate; exact Decimal); edge_bps = edge_usdt / buy notional (USDT) x 10000.
+    `buy`/`sell` keep each venue's own figures (its quote currency); buy_usdt/sell_usdt are their notionals
+    in USDT.
     """
 
     buy_instrument: Instrument
@@ -29,6 +35,8 @@ class PairQuote:
     fees_usdt: Decimal
     edge_usdt: Decimal
     edge_bps: Decimal
+    buy_usdt: Decimal
+    sell_usdt: Decimal
 
     @property
     def qty(self) -> Decimal:
@@ -49,9 +57,12 @@ def quote_pair(
     sell_instrument: Instrument,
     sell_book: L2Book,
     qty: Decimal,
+    buy_rate: Decimal | None = None,
+    sell_rate: Decimal | None = None,
 ) -> PairQuote | None:
     """Depth-weighted quote of buying `qty` on the first book and selling it on the second;
-    None when either book cannot fill the whole size."""
+    None when either book cannot fill the whole size. `buy_rate`/`sell_rate`: USDT per unit of that
+    leg's quote currency (None: USDT, or a rate of exactly 1)."""
     wanted = decimal_to_scaled(qty)  # converted once for both sides
     if wanted <= 0:
         return None
@@ -61,26 +72,36 @@ def quote_pair(
     sell = sweep_scaled(sell_book, False, qty, wanted)
     if sell is None:
         return None
-    fees = buy.notional * buy_instrument.taker_fee + sell.notional * sell_instrument.taker_fee
-    edge = sell.notional - buy.notional - fees
-    return PairQuote(buy_instrument, sell_instrument, buy, sell, fees, edge, edge / buy.notional * BPS)
+    buy_usdt = buy.notional if buy_rate is None else buy.notional * buy_rate
+    sell_usdt = sell.notional if sell_rate is None else sell.notional * sell_rate
+    fees = buy_usdt * buy_instrument.taker_fee + sell_usdt * sell_instrument.taker_fee
+    edge = sell_usdt - buy_usdt - fees
+    return PairQuote(buy_instrument, sell_instrument, buy, sell, fees, edge, edge / buy_usdt * BPS,
+                     buy_usdt, sell_usdt)
 
 
 def pair_size(
-    a: Instrument, book_a: L2Book, b: Instrument, book_b: L2Book, order_size_usdt: Decimal
+    a: Instrument, book_a: L2Book, b: Instrument, book_b: L2Book, order_size_usdt: Decimal,
+    rate_a: Decimal | None = None, rate_b: Decimal | None = None,
 ) -> Decimal:
-    """Base quantity for `order_size_usdt` at the pair's average mid, on both lot grids;
-    0 when a side is empty or the size is below either venue's minimum."""
-    return pair_size_at(a, mid_price(book_a), b, mid_price(book_b), order_size_usdt)
+    """Base quantity for `order_size_usdt` at the pair's average mid (in USDT: a USDC book's mid times
+    its rate, as in quote_pair), on both lot grids; 0 when a side is empty or the size is below either
+    venue's minimum."""
+    return pair_size_at(a, mid_price(book_a), b, mid_price(book_b), order_size_usdt, rate_a, rate_b)
 
 
 def pair_size_at(
-    a: Instrument, mid_a: Decimal | None, b: Instrument, mid_b: Decimal | None, order_size_usdt: Decimal
+    a: Instrument, mid_a: Decimal | None, b: Instrument, mid_b: Decimal | None, order_size_usdt: Decimal,
+    rate_a: Decimal | None = None, rate_b: Decimal | None = None,
 ) -> Decimal:
     """pair_size with the books' mids already computed (a strategy pricing many pairs of the same
     books computes each mid once)."""
     if mid_a is None or mid_b is None:
         return Decimal(0)
+    if rate_a is not None:
+        mid_a *= rate_a
+    if rate_b is not None:
+        mid_b *= rate_b
     mid = (mid_a + mid_b) / 2
     qty = hedge_qty(a, b, order_size_usdt / mid)
     if qty <= 0:

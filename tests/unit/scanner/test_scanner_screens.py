@@ -1,7 +1,9 @@
 """Entry screens: skipping strategies on quiet bases never changes what the scanner decides."""
 
 import random
+from decimal import Decimal
 
+import pytest
 from market_helpers import BINANCE_BTC, BYBIT_BTC, HYPERLIQUID_BTC, NOW, OKX_BTC, funding, instruments_map, put_book
 
 from perpbot.book.store import BookStore
@@ -26,10 +28,13 @@ class Unscreened:
         return NO_SCREENS
 
 
-def _random_market(rng: random.Random, store: BookStore) -> dict:
+def _random_market(rng: random.Random, store: BookStore, usdc_usdt: Decimal = Decimal(1)) -> dict:
+    """Books mostly aligned in USDT: Hyperliquid's in USDC, so its prices are the USDT ones over the rate."""
     rates = {}
     for inst in BTC:
         bid = 60000 + rng.choice([0, 0, 0, rng.randint(-90, 90)])  # mostly aligned books, whole dollars
+        if inst.quote == "USDC":
+            bid = int(bid / usdc_usdt)
         ask = bid + rng.choice([1, 1, 2, 5])
         size = "500" if inst.venue == "okx" else "5"
         age = 10.0 if rng.random() < 0.1 else 0.0  # some books stale
@@ -40,13 +45,14 @@ def _random_market(rng: random.Random, store: BookStore) -> dict:
     return rates
 
 
-def test_screened_scanner_decides_exactly_what_full_evaluation_decides_on_random_markets():
+@pytest.mark.parametrize("usdc_usdt", ["1", "0.9985", "1.0025"])  # Hyperliquid's USDC at par, cheap, dear
+def test_screened_scanner_decides_exactly_what_full_evaluation_decides_on_random_markets(usdc_usdt):
     rng = random.Random(20240611)
     skipped = entries = 0
     for _ in range(400):
         store = BookStore(stale_after_s=5.0)
-        rates = _random_market(rng, store)
-        built = build_strategies(StrategiesSettings())
+        rates = _random_market(rng, store, Decimal(usdc_usdt))
+        built = build_strategies(StrategiesSettings(), Decimal(usdc_usdt))
         fast = Scanner(store, built, Metrics(), INSTRUMENTS, rates, clock=lambda: NOW)
         full = Scanner(store, [Unscreened(s) for s in built], Metrics(), INSTRUMENTS, rates, clock=lambda: NOW)
         key = rng.choice(list(INSTRUMENTS))

@@ -25,9 +25,11 @@ def side(draw, top: int, step: int, contract: bool):
 
 
 @st.composite
-def cases(draw):
+def cases(draw, mixed: bool = False):
+    """A held trade and two books; `mixed`: the second venue settles in USDC, at a USDC/USDT rate drawn too."""
     okx = dataclasses.replace(OKX_BTC, taker_fee=D(draw(fees)))
-    binance = dataclasses.replace(BINANCE_BTC, taker_fee=D(draw(fees)))
+    binance = dataclasses.replace(BINANCE_BTC, taker_fee=D(draw(fees)), quote="USDC" if mixed else "USDT")
+    rate = D(draw(st.sampled_from(["1", "0.9987", "1.0004", "1.0021"]))) if mixed else D(1)
     okx_bid = 600000 + draw(st.integers(-1500, 1500))
     binance_ask = 600000 + draw(st.integers(-1500, 1500))
     store = BookStore(stale_after_s=5.0)
@@ -41,15 +43,15 @@ def cases(draw):
     age = draw(st.sampled_from([10.0, 599.0, 600.0, 601.0]))
     trade = OpenTrade("t-1", "price_spread", "BTC", legs, NOW - age, entry)
     exit_edge = D(draw(st.sampled_from(["0", "-5", "2", "0.5"])))
-    return view, trade, PriceSpreadSettings(exit_edge_bps=exit_edge, max_hold_s=600.0)
+    return view, trade, PriceSpreadSettings(exit_edge_bps=exit_edge, max_hold_s=600.0), rate
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cases())
+@given(st.one_of(cases(), cases(mixed=True)))
 def test_exit_with_screen_equals_exit_without(case):
-    view, trade, config = case
-    screened = PriceSpreadStrategy(config)
-    full = PriceSpreadStrategy(config)
+    view, trade, config, rate = case
+    screened = PriceSpreadStrategy(config, rate)
+    full = PriceSpreadStrategy(config, rate)
     full.exit_screen = False
     got = screened.evaluate(view, "BTC", [trade])
     assert got == full.evaluate(view, "BTC", [trade])
