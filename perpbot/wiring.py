@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from perpbot.book.store import BookStore
 from perpbot.core.decisions import Leg
+from perpbot.core.instruments import Instrument
+from perpbot.core.quote_rate import USDC
 from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.engine import Engine
 from perpbot.execution.margin_guard import MarginGuard
@@ -183,7 +186,7 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
     rate_budget = _rate_budget(settings, clients, metrics)
     engine = Engine(settings, clients, RiskGate(settings.risk, settings.execution, metrics, rate_budget), store,
                     instruments,
-                    funding_map, journal, Portfolio(), metrics, redis_state)
+                    funding_map, journal, _portfolio(settings, instruments), metrics, redis_state)
     scanner = Scanner(store, build_strategies(settings.strategies, settings.risk.usdc_usdt_rate), metrics,
                       instruments, funding_map)
     paper = {venue: client for venue, client in clients.items() if isinstance(client, PaperClient)}
@@ -277,6 +280,13 @@ def _chain_live(first: Any, then: Any) -> Any:
 
 def _live_check(is_live: Any, venue: str) -> Any:
     return lambda: is_live(venue)
+
+
+def _portfolio(settings: Settings, instruments: Mapping[tuple[str, str], Instrument]) -> Portfolio:
+    """The portfolio, summing a USDC venue's amounts (the venues with USDC-settled instruments) in USDT at
+    risk.usdc_usdt_rate."""
+    usdc = frozenset(inst.venue for inst in instruments.values() if inst.quote == USDC)
+    return Portfolio(usdc_usdt=settings.risk.usdc_usdt_rate, usdc_venues=usdc)
 
 
 def _rate_budget(settings: Settings, clients: dict[str, Any], metrics: Metrics) -> RateBudget | None:

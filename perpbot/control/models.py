@@ -163,6 +163,9 @@ class Balance(Answer):
     equity: DecimalStr | None = None
     available: DecimalStr | None = None
     used_margin: DecimalStr | None = None
+    currency: str | None = None  # the venue's settlement currency (USDT, or USDC on Hyperliquid)
+    equity_usdt: DecimalStr | None = None  # equity in USDT (a USDC venue's at usdc_usdt)
+    usdc_usdt: DecimalStr | None = None  # the USDC/USDT rate equity_usdt was taken at
 
 
 class Balances(RootModel[list[Balance]]):
@@ -271,6 +274,7 @@ class PnlToday(Answer):
     fees: DecimalStr | None = None
     funding: DecimalStr | None = None
     net: DecimalStr | None = None
+    usdc_usdt: DecimalStr | None = None  # USDT per USDC: a USDC venue's amounts are counted in USDT at it
 
 
 class Fill(Answer):

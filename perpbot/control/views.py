@@ -94,8 +94,12 @@ def leg_margin(margin: LegMargin | None) -> dict[str, Any]:
 
 
 def balances(portfolio: Portfolio) -> list[dict[str, Any]]:
+    """Each venue's balance in its own currency, with its equity in USDT and the USDC/USDT rate used."""
+    rate = s(portfolio.usdc_usdt)
     return [{"venue": b.venue, "equity": s(b.equity), "available": s(b.available),
-             "used_margin": s(b.used_margin)} for b in portfolio.balances.values()]
+             "used_margin": s(b.used_margin), "currency": "USDC" if b.venue in portfolio.usdc_venues else "USDT",
+             "equity_usdt": s(portfolio.to_usdt(b.venue, b.equity)), "usdc_usdt": rate}
+            for b in portfolio.balances.values()]
 
 
 def active_orders(desk: DeskView) -> list[dict[str, Any]]:

@@ -231,10 +231,12 @@ def collateral(desk: Desk) -> CollateralPlan:
     for (venue, symbol), position in desk.portfolio.positions.items():
         if position.size:
             price = mark(desk, venue, symbol) or position.entry_price
-            notional[venue] = notional.get(venue, ZERO) + abs(position.size) * price
+            notional[venue] = notional.get(venue, ZERO) + desk.portfolio.to_usdt(venue, abs(position.size) * price)
     strategies = settings.strategies
     intended = max(strategies.price_spread.order_size_usdt, strategies.funding_spread.order_size_usdt)
-    equity = {venue: balance.equity for venue, balance in desk.portfolio.balances.items()}
+    # In USDT: a USDC venue's equity and notional at the USDC/USDT rate (perpbot.portfolio.collateral).
+    portfolio = desk.portfolio
+    equity = {venue: portfolio.to_usdt(venue, balance.equity) for venue, balance in portfolio.balances.items()}
     return collateral_plan(equity, notional, settings.risk.max_leverage, intended,
                            settings.risk.collateral_min_transfer_usdt)
 

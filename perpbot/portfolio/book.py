@@ -10,6 +10,12 @@ tens of thousands of fills a day). Today's PnL does not depend on that window: r
 and funding of the current UTC day are running sums, updated by every fill and payment booked.
 `complete_since(ts)` says whether the in-memory history still holds every fill since `ts`; when
 it does not, readers take the journal (which keeps every fill) instead.
+
+Quote currencies: each venue's own figures (positions, fills, balances, `unrealized`) stay in its
+settlement currency; where amounts of several venues are summed (`pnl_today`, `unrealized_total`,
+`total_equity`, `capital_utilization_percent`), those of a USDC venue (Hyperliquid) are counted in
+USDT at `usdc_usdt` (risk.usdc_usdt_rate, see perpbot.core.quote_rate), never 1:1 unless it is 1.
+`pnl_today` says the rate it used.
 """
 
 from __future__ import annotations
@@ -102,8 +108,12 @@ class FillRecord:
 
 
 class Portfolio:
-    def __init__(self, clock=time.time) -> None:
+    def __init__(self, clock=time.time, usdc_usdt: Decimal = Decimal(1),
+                 usdc_venues: frozenset[str] = frozenset()) -> None:
         self._clock = clock
+        # USDT per USDC, and the venues whose amounts are USDC: sums across venues count those at the rate.
+        self.usdc_usdt = usdc_usdt
+        self.usdc_venues = usdc_venues
         self.positions: dict[tuple[str, str], Position] = {}
         self.balances: dict[str, VenueBalance] = {}
         self.marks: dict[tuple[str, str], Decimal] = {}
@@ -156,13 +166,21 @@ class Portfolio:
         if len(self.fills) == self.fills.maxlen:
             self._evicted_fill_ts = max(self._evicted_fill_ts, self.fills[0].ts)
         self.fills.append(record)
-        self._add_today(record.ts, record.realized_pnl, record.fee, ZERO)
+        self._add_today(record.venue, record.ts, record.realized_pnl, record.fee, ZERO)
 
-    def _add_today(self, ts: float, realized: Decimal, fee: Decimal, funding: Decimal) -> None:
-        """Adds to the sums of ts's UTC day an amount booked at `ts` (ignored when that day is over)."""
+    def to_usdt(self, venue: str, amount: Decimal) -> Decimal:
+        """An amount in `venue`'s settlement currency, in USDT (a USDC venue's at usdc_usdt)."""
+        return amount * self.usdc_usdt if venue in self.usdc_venues else amount
+
+    def _add_today(self, venue: str, ts: float, realized: Decimal, fee: Decimal, funding: Decimal) -> None:
+        """Adds to the sums of ts's UTC day an amount booked at `ts` by `venue`, in USDT (ignored when that
+        day is over)."""
         day = self.day_start(ts)
         if day < self.day_start():
             return
+        if venue in self.usdc_venues:
+            rate = self.usdc_usdt
+            realized, fee, funding = realized * rate, fee * rate, funding * rate
         sums = self._days.setdefault(day, [ZERO, ZERO, ZERO])
         sums[0] += realized
         sums[1] += fee
@@ -186,7 +204,7 @@ class Portfolio:
         self.funding_totals[key] = self.funding_totals.get(key, ZERO) + amount
         if recent:
             self.funding.append((ts, venue, symbol, amount))
-            self._add_today(ts, ZERO, ZERO, amount)
+            self._add_today(venue, ts, ZERO, ZERO, amount)
 
     def funding_total(self, venue: str | None = None, symbol: str | None = None) -> Decimal:
         """Lifetime funding (+ received, - paid), optionally for one venue and/or symbol."""
@@ -216,6 +234,7 @@ class Portfolio:
         return [p for p in self.positions.values() if p.size != 0]
 
     def unrealized(self, venue: str, symbol: str) -> Decimal:
+        """One leg's unrealised PnL in its venue's own currency."""
         position = self.positions.get((venue, symbol))
         mark = self.marks.get((venue, symbol))
         if position is None or position.size == 0 or mark is None:
@@ -223,13 +242,15 @@ class Portfolio:
         return (mark - position.entry_price) * position.size
 
     def unrealized_total(self) -> Decimal:
-        return sum((self.unrealized(p.venue, p.symbol) for p in self.open_positions()), ZERO)
+        """Every leg's unrealised PnL, in USDT."""
+        return sum((self.to_usdt(p.venue, self.unrealized(p.venue, p.symbol)) for p in self.open_positions()), ZERO)
 
     def day_start(self, now: float | None = None) -> float:
         now = self._clock() if now is None else now
         return now - (now % DAY_S)
 
     def pnl_today(self) -> dict[str, Decimal]:
+        """Today's PnL of every venue in USDT, with the USDC/USDT rate a USDC venue's amounts were counted at."""
         start = self.day_start()
         for day in [d for d in self._days if d < start]:
             del self._days[day]
@@ -239,7 +260,7 @@ class Portfolio:
         unrealized = self.unrealized_total()
         return {
             "realized": realized, "fees": fees, "funding": funding, "unrealized": unrealized,
-            "net": realized - fees + funding + unrealized,
+            "net": realized - fees + funding + unrealized, "usdc_usdt": self.usdc_usdt,
         }
 
     def trades_since(self, since_ts: float) -> list[FillRecord]:
@@ -252,13 +273,15 @@ class Portfolio:
         return self._evicted_fill_ts < since_ts
 
     def total_equity(self) -> Decimal:
-        return sum((b.equity for b in self.balances.values()), ZERO)
+        """Every venue's equity, in USDT."""
+        return sum((self.to_usdt(b.venue, b.equity) for b in self.balances.values()), ZERO)
 
     def capital_utilization_percent(self) -> Decimal:
+        """Used margin over equity across venues, both in USDT."""
         equity = self.total_equity()
         if equity <= 0:
             return ZERO
-        used = sum((b.used_margin for b in self.balances.values()), ZERO)
+        used = sum((self.to_usdt(b.venue, b.used_margin) for b in self.balances.values()), ZERO)
         return used / equity * 100
 
     def _prune(self) -> None:

@@ -9,8 +9,9 @@ needs; the imbalance is equity minus target. The suggested transfer moves the sm
 and the largest deficit from one venue to the other, when it is at least `min_transfer`. Nothing is moved
 automatically: the transfer is shown (metric, alert) for the operator.
 
-Hyperliquid's collateral is USDC, the others' USDT: amounts are added as the equities are reported (the
-USDC/USDT rate is not applied here).
+Hyperliquid's collateral is USDC, the others' USDT: the caller (perpbot.execution.desk.collateral) hands
+every equity and notional in USDT, a USDC venue's at the USDC/USDT rate (Portfolio.to_usdt), so the plan,
+its imbalances and the transfer are in USDT (a transfer out of Hyperliquid is amount / rate USDC).
 """
 
 from __future__ import annotations

@@ -44,7 +44,33 @@ def test_pnl_today_sums_realised_fees_funding_and_marks():
     p.set_mark("okx", "X", D("103"))
     pnl = p.pnl_today()
     assert pnl == {"realized": D("4"), "fees": D("0.2"), "funding": D("0.25"), "unrealized": D("3"),
-                   "net": D("4") - D("0.2") + D("0.25") + D("3")}
+                   "net": D("4") - D("0.2") + D("0.25") + D("3"), "usdc_usdt": D("1")}
+
+
+def test_sums_across_venues_count_a_usdc_venue_in_usdt_at_the_rate_and_say_which():
+    p = Portfolio(clock, usdc_usdt=D("0.998"), usdc_venues=frozenset({"hyperliquid"}))
+    # Long 1 BTC on Hyperliquid (USDC), short 1 on OKX (USDT); both marked 2 up or down since.
+    p.apply_fill("hyperliquid", "BTC", "buy", D("1"), D("100"), D("0.05"))
+    p.apply_fill("okx", "X", "sell", D("1"), D("100.2"), D("0.05"))
+    p.apply_fill("hyperliquid", "BTC", "sell", D("0.5"), D("104"), D("0.02"))  # realises 2 USDC
+    p.apply_funding("hyperliquid", "BTC", D("0.5"))
+    p.apply_funding("okx", "X", D("-0.25"))
+    p.set_mark("hyperliquid", "BTC", D("102"))
+    p.set_mark("okx", "X", D("102.2"))
+    # Each venue's own figures stay in its currency.
+    assert p.unrealized("hyperliquid", "BTC") == D("1") and p.unrealized("okx", "X") == D("-2.0")
+    rate = D("0.998")
+    pnl = p.pnl_today()
+    assert pnl["realized"] == 2 * rate
+    assert pnl["fees"] == (D("0.05") + D("0.02")) * rate + D("0.05")
+    assert pnl["funding"] == D("0.5") * rate - D("0.25")
+    assert pnl["unrealized"] == 1 * rate - 2
+    assert pnl["net"] == pnl["realized"] - pnl["fees"] + pnl["funding"] + pnl["unrealized"]
+    assert pnl["usdc_usdt"] == rate
+    p.set_balance(VenueBalance("hyperliquid", D("1000"), D("800"), D("200")))
+    p.set_balance(VenueBalance("okx", D("1000"), D("1000"), D("0")))
+    assert p.total_equity() == D("1998.000")
+    assert p.capital_utilization_percent() == D("199.6") / D("1998") * 100
 
 
 def test_capital_utilisation_is_used_margin_over_equity():
