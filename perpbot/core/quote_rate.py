@@ -3,8 +3,10 @@
 Never silently 1:1: the rate is a configured value with the time it was taken (risk.usdc_usdt_rate,
 risk.usdc_usdt_rate_as_of) and a maximum age (risk.usdc_usdt_max_age_s). A stale rate is no rate: an entry
 that pairs a USDC leg with a USDT leg is then refused (rule `quote_rate`). With a fresh rate, a USDC price
-or amount is worth `rate` USDT: the risk gate takes the decision's edge again with it (a buy in USDC costs
-price x rate USDT) and counts USDC notionals at the rate in the size limits.
+or amount is worth `rate` USDT: the strategies price a USDC leg at it (`usdt_per`, perpbot.scanner.edges), the
+risk gate takes the decision's edge again with it (a buy in USDC costs price x rate USDT) and counts USDC
+notionals at the rate in the size limits, and the portfolio's sums across venues (PnL, equity, collateral)
+count a USDC venue's amounts at it.
 """
 
 from __future__ import annotations
