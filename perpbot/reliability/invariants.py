@@ -276,47 +276,56 @@ def unexplained_corrections(changes: Iterable[Mapping[str, Any]], forced: Iterab
     return unexplained, [c for c in forced if (c.venue, c.symbol) in pending]
 
 
-def naked_after_forced_close(close: ForcedClose, accounts: Mapping[str, Any], lots: Mapping[str, Decimal]
-                             ) -> tuple[Decimal | None, int | None]:
-    """From the venues' own fill times: the unhedged notional x seconds from a forced close until the
-    venues' net position in its base is back under one lot of the coarsest venue (the bot closed the
-    other leg), and the time that took in ms. (None, None) while it is not back yet."""
+def naked_after_forced_close(close: ForcedClose, accounts: Mapping[str, Any], lots: Mapping[str, Decimal],
+                             partner: tuple[str, str] | None = None) -> tuple[Decimal | None, int | None]:
+    """From the venues' own fill times: the unhedged notional x seconds from a forced close until the bot's
+    reduce-only orders of the opposite side (closing the partner leg: a liquidated long's short is bought
+    back) on the partner leg's venue and symbol (`partner`, from the journal's trade; None: any other venue
+    of the base) have filled its size, to less than one lot of the coarsest venue; and the time that took in
+    ms. (None, None) while they have not. Entries (never reduce-only) cannot pass for the close, nor can
+    closes of other trades when the partner is known (one open trade per venue and symbol)."""
     base = base_of(close.venue, close.symbol)
     lot = lots.get(base, ZERO)
+    closing_side = "buy" if close.base_qty < 0 else "sell"  # the partner's close: the forced close's opposite
     events: list[tuple[int, Decimal]] = []
     for venue, account in accounts.items():
+        if venue == close.venue:
+            continue
+        reducing = {o["order_id"] for o in account.get("orders") or []
+                    if o.get("client_id") is not None and o.get("reduce_only") and o.get("side") == closing_side}
         for fill in account.get("fills") or []:
-            if base_of(venue, fill["symbol"]) != base:
+            if partner is not None and (venue, fill["symbol"]) != partner:
                 continue
-            qty = Decimal(fill["base_qty"])
-            events.append((int(fill["ts_ms"]), qty if fill.get("side") == "buy" else -qty))
-    events.sort(key=lambda e: e[0])
-    net = sum((q for ts, q in events if ts <= close.ts_ms), ZERO)  # the forced fill included
-    usdt_s, since = ZERO, close.ts_ms
-    for ts, qty in (e for e in events if e[0] > close.ts_ms):
-        if not net or abs(net) < lot:
+            if (fill.get("order_id") in reducing and base_of(venue, fill["symbol"]) == base
+                    and int(fill["ts_ms"]) >= close.ts_ms):
+                events.append((int(fill["ts_ms"]), Decimal(fill["base_qty"])))
+    naked, usdt_s, since = abs(close.base_qty), ZERO, close.ts_ms
+    for ts, qty in sorted(events, key=lambda e: e[0]):
+        if naked < lot or naked <= 0:
             break
-        usdt_s += abs(net) * close.price * Decimal(ts - since) / 1000
-        net, since = net + qty, ts
-    if net and abs(net) >= lot:
+        usdt_s += naked * close.price * Decimal(ts - since) / 1000
+        naked, since = naked - qty, ts
+    if naked >= lot and naked > 0:
         return None, None
     return usdt_s, since - close.ts_ms
 
 
 def check_forced_close_hedged(forced: Iterable[ForcedClose], accounts: Mapping[str, Any],
-                              lots: Mapping[str, Decimal], budget: Decimal, halted: bool = False
-                              ) -> tuple[list[str], list[str]]:
-    """After a venue closed one leg itself, the bot closed the other (the venues' net in that base back
-    under a lot) within the unhedged-exposure budget, measured from the venues' fill times. Returns
+                              lots: Mapping[str, Decimal], budget: Decimal, halted: bool = False,
+                              partners: Mapping[str, tuple[str, str]] | None = None) -> tuple[list[str], list[str]]:
+    """After a venue closed one leg itself, the bot closed the other (`naked_after_forced_close`) within the
+    unhedged-exposure budget, measured from the venues' fill times. Returns
     (violations, one measured line per forced close for the report)."""
     violations, figures = [], []
     for close in forced:
-        usdt_s, took_ms = naked_after_forced_close(close, accounts, lots)
-        what = f"{close.origin} of {close.venue} {close.symbol} {close.base_qty}"
+        partner = (partners or {}).get(close.order_id)
+        usdt_s, took_ms = naked_after_forced_close(close, accounts, lots, partner)
+        what = f"{close.origin} of {close.venue} {close.symbol} {close.base_qty}" + (
+            f" (partner {partner[0]} {partner[1]})" if partner else "")
         if usdt_s is None:
             if not halted:
-                violations.append(f"{what}: the other leg is still open (the venues' net not back under a lot) "
-                                  "and trading is not HALTED")
+                violations.append(f"{what}: the bot has not closed the other leg (no reduce-only close of its "
+                                  "size on another venue) and trading is not HALTED")
             figures.append(f"{what}: other leg not closed")
             continue
         figures.append(f"{what}: other leg closed after {took_ms} ms, naked {usdt_s:.1f} USDT*s")

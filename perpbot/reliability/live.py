@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -221,6 +222,27 @@ class LiveBot:
         """The venues' own closes (liquidation, ADL) not seen by an earlier check."""
         return [c for c in inv.forced_closes(accounts) if (c.venue, c.order_id) not in self.forced_seen]
 
+    async def partners(self, forced: list[inv.ForcedClose]) -> dict[str, tuple[str, str]]:
+        """Forced close's order id -> the other leg (venue, symbol) of the journal's trade that held the
+        closed leg then (the latest opened before it; one open trade per venue and symbol)."""
+        if not forced:
+            return {}
+        rows = []
+        async with self.engine.journal.db.execute("SELECT legs, opened_ts FROM trades") as cur:
+            async for legs, opened_ts in cur:
+                rows.append((json.loads(legs), float(opened_ts)))
+        out: dict[str, tuple[str, str]] = {}
+        for close in forced:
+            held = [(opened, legs) for legs, opened in rows if opened * 1000 <= close.ts_ms + 1000
+                    and any((leg["venue"], leg["symbol"]) == (close.venue, close.symbol) for leg in legs)]
+            if held:
+                _, legs = max(held, key=lambda h: h[0])
+                others = [(leg["venue"], leg["symbol"]) for leg in legs
+                          if (leg["venue"], leg["symbol"]) != (close.venue, close.symbol)]
+                if len(others) == 1:
+                    out[close.order_id] = others[0]
+        return out
+
     def local_positions(self) -> dict[tuple[str, str], Decimal]:
         return {k: p.size for k, p in self.engine.portfolio.positions.items() if p.size}
 
@@ -272,6 +294,6 @@ class LiveBot:
                 violations.append(f"reconciliation had to correct a local position: {change}")
             self.reconcile_position_changes.clear()
             return violations, {"accounts": accounts, "unresolved": [o.client_order_id for o in unresolved],
-                                "forced": forced}
+                                "forced": forced, "partners": await self.partners(forced)}
         finally:
             engine._trade_lock.release()  # noqa: SLF001

@@ -304,8 +304,14 @@ async def _await_forced_hedged(bot: LiveBot, timeout_s: float) -> bool:
     while True:
         accounts = await bot.admin.accounts()
         forced = bot.new_forced_closes(accounts)
-        if not forced or bot.engine.state == "HALTED" or all(
-                inv.naked_after_forced_close(c, accounts, lots)[0] is not None for c in forced):
+        partners = await bot.partners(forced)
+        held = inv.venue_positions(accounts)
+        local = bot.local_positions()
+        halted = bot.engine.state == "HALTED"
+        # The other leg closed (or the bot HALTED), and the forced one booked (its position is the venue's).
+        if all((halted or inv.naked_after_forced_close(c, accounts, lots, partners.get(c.order_id))[0] is not None)
+               and local.get((c.venue, c.symbol), Decimal(0)) == held.get((c.venue, c.symbol), Decimal(0))
+               for c in forced):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -322,7 +328,8 @@ def _forced_violations(bot: LiveBot, scenario: Scenario, extra: dict[str, Any], 
     violations = [f"the venue closed a leg itself without a fault asking for it: {c.origin} of {c.venue} "
                   f"{c.symbol} {c.base_qty}" for c in forced if (c.venue, c.origin) not in asked]
     hedged, figures = inv.check_forced_close_hedged(forced, extra["accounts"], bot.lots(),
-                                                    Decimal(bot.settings.risk.unhedged_budget_usdt_seconds), halted)
+                                                    Decimal(bot.settings.risk.unhedged_budget_usdt_seconds), halted,
+                                                    extra.get("partners"))
     result.forced += figures
     return violations + hedged
 

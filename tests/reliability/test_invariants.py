@@ -168,9 +168,9 @@ def test_summary_is_median_and_max():
 
 
 # --- the venue's own closes (liquidation, ADL) ---------------------------------------------------------
-def _liquidated_long(short_closed_ms=None):
+def _liquidated_long(short_closed_ms=None, reduce_only=True):
     """A hedged 0.01 BTC (long OKX, short Binance); OKX liquidates the long at t=1000 ms, and the bot buys
-    the Binance short back at `short_closed_ms` (None: never)."""
+    the Binance short back at `short_closed_ms` (None: never), reduce-only (else: an entry of another trade)."""
     okx = {"positions": {}, "orders": [
         {"order_id": "1", "client_id": "pbA", "symbol": "BTC-USDT-SWAP", "side": "buy", "filled": "1", "origin": None},
         {"order_id": "2", "client_id": None, "symbol": "BTC-USDT-SWAP", "side": "sell", "filled": "1",
@@ -185,7 +185,8 @@ def _liquidated_long(short_closed_ms=None):
     if short_closed_ms is not None:
         fills.append({"order_id": "8", "client_id": "pbC", "symbol": "BTCUSDT", "side": "buy", "base_qty": "0.01",
                       "price": "40000", "fee": "0.2", "ts_ms": short_closed_ms})
-        orders.append({"order_id": "8", "client_id": "pbC", "symbol": "BTCUSDT", "side": "buy", "filled": "0.01"})
+        orders.append({"order_id": "8", "client_id": "pbC", "symbol": "BTCUSDT", "side": "buy", "filled": "0.01",
+                       "reduce_only": reduce_only})
     return {"okx": okx, "binance": {"positions": {}, "orders": orders, "fills": fills}}
 
 
@@ -233,5 +234,20 @@ def test_the_other_leg_must_close_within_the_unhedged_budget_measured_from_the_v
     assert "over the budget 5000" in inv.check_forced_close_hedged([close], slow, lots, Decimal(5000))[0][0]
     never = _liquidated_long()
     assert inv.naked_after_forced_close(close, never, lots) == (None, None)
-    assert "still open" in inv.check_forced_close_hedged([close], never, lots, Decimal(5000))[0][0]
+    assert "has not closed the other leg" in inv.check_forced_close_hedged([close], never, lots, Decimal(5000))[0][0]
+    # A buy that is no close (an entry of another trade) does not pass for the other leg's close.
+    assert inv.naked_after_forced_close(close, _liquidated_long(1500, reduce_only=False), lots) == (None, None)
     assert inv.check_forced_close_hedged([close], never, lots, Decimal(5000), halted=True)[0] == []
+
+
+def test_with_the_partner_known_another_trades_exit_does_not_pass_for_its_close():
+    lots = {"BTC": Decimal("0.001")}
+    accounts = _liquidated_long(short_closed_ms=1500)
+    [close] = inv.forced_closes(accounts)
+    # The bot's reduce-only buy was on Binance BTCUSDT: the partner of the trade there counts it...
+    assert inv.naked_after_forced_close(close, accounts, lots, ("binance", "BTCUSDT")) == (Decimal("200"), 500)
+    # ...a partner on Bybit does not (that buy closed another trade's leg): the other leg is still open.
+    assert inv.naked_after_forced_close(close, accounts, lots, ("bybit", "BTCUSDT")) == (None, None)
+    partners = {close.order_id: ("bybit", "BTCUSDT")}
+    [violation] = inv.check_forced_close_hedged([close], accounts, lots, Decimal(5000), partners=partners)[0]
+    assert "(partner bybit BTCUSDT)" in violation and "has not closed the other leg" in violation
