@@ -10,7 +10,10 @@ perpbot.sim.trading.gate.FaultGate runs a REST one, and says what the handler mu
 * `rate_limit` / `ip_ban` (the REST fault kinds, on orders) — the venue's rate-limit answer (429, or 418
   for a ban) with params.retry_after_s, nothing placed; every order until then (REST or WebSocket) gets
   the same answer and is counted as retry_after_ignored.
-* `maintenance`, `reject`, `insufficient_margin`, `partial_fill` — as over REST.
+* `maintenance`, `reject`, `insufficient_margin`, `partial_fill` — as over REST; `rest_5xx` is the venue's
+  busy / unavailable answer (nothing placed); `timeout` places the order and never answers (unless
+  params.placed is false); `lost_response` places it and cuts the socket (or, with params.mode other than
+  "drop", never answers). So every trading fault of the hostile matrix reaches an order on either path.
 
 The handler renders `Outcome.answer` (or the SimReject raised by `place`) in its venue's shape.
 """
@@ -62,6 +65,9 @@ def ws_order(sim: SimExchange, symbol: str | None, place: Callable[[Decimal | No
                               status=int(fault.params.get("status", status)))
             sim.faults.stop_orders(sim.venue, outcome.status, outcome.retry_after_s)
             return outcome
+    if _take(sim, "rest_5xx", symbol):
+        # The venue's server error before the order was taken: answered as its busy / unavailable code.
+        return Outcome("maintenance")
     if _take(sim, "reject", symbol):
         return Outcome("answer", error=SimReject("reject", "order rejected by the venue"))
     if _take(sim, "insufficient_margin", symbol):
@@ -70,6 +76,18 @@ def ws_order(sim: SimExchange, symbol: str | None, place: Callable[[Decimal | No
     fault = _take(sim, "partial_fill", symbol)
     if fault:
         ratio = Decimal(str(fault.params.get("ratio", "0.5")))
+    # The venue's timeout and lost reply reach a WebSocket order too: placed (timeout: unless params.placed is
+    # false), then no answer on a socket that stays up (timeout, lost_response "status" mode) or the socket cut
+    # (lost_response "drop" mode, its default).
+    fault = _take(sim, "timeout", symbol)
+    if fault:
+        if fault.params.get("placed", True):
+            _run(place, ratio)
+        return Outcome("silent")
+    fault = _take(sim, "lost_response", symbol)
+    if fault:
+        _run(place, ratio)
+        return Outcome("drop" if fault.params.get("mode", "drop") == "drop" else "silent")
     fault = _take(sim, "ws_order_drop", symbol)
     if fault:
         if fault.params.get("placed", True):

@@ -95,3 +95,22 @@ async def test_with_the_socket_down_the_same_order_goes_over_rest():
         result = await rig.client.place_order(approved(request))
         assert rig.client.rest_orders == 1 and rig.socket.fallbacks == 1 and rig.socket.sent == 0
         assert result.client_order_id == "ws7rest" and len(rig.orders_with("ws7rest")) == 1
+
+
+async def test_the_venues_rest_faults_reach_a_websocket_order_too():
+    """rest_5xx is the venue's busy answer (not placed); timeout places and never answers; lost_response places
+    and cuts the socket: every trading fault of the hostile matrix reaches an order on either path."""
+    async with order_rig("okx", okx_link) as rig:
+        await rig.fault("rest_5xx", on="order")
+        with pytest.raises(errors.TemporaryError):
+            await rig.client.place_order(approved(rig.ioc("ws8busy")))
+        assert rig.orders_with("ws8busy") == []
+        await rig.fault("timeout")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await rig.client.place_order(approved(rig.ioc("ws9slow")))
+        assert len(rig.orders_with("ws9slow")) == 1
+        await rig.fault("lost_response")
+        with pytest.raises(errors.UnknownOutcome):
+            await rig.client.place_order(approved(rig.ioc("ws10lost")))
+        assert len(rig.orders_with("ws10lost")) == 1
