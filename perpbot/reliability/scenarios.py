@@ -275,6 +275,29 @@ def _venues_held(bot: LiveBot, venues) -> bool:
     return False
 
 
+async def _aim_forced(bot: LiveBot, spec: dict[str, Any], timeout_s: float = FIRE_DEADLINE_S / 2
+                      ) -> dict[str, Any]:
+    """A liquidation or ADL is aimed at a leg of a hedged trade the bot holds on the venue, with nothing of
+    ours in flight (as the venue would take a settled position): the suite provokes an entry there until
+    one is open, then names its symbol in the fault. Without one in time, the fault goes in unaimed (it then
+    takes whatever position the venue holds next, an entry's first leg perhaps)."""
+    venue, engine = spec["venue"], bot.engine
+    deadline, next_provoke, sign = time.monotonic() + timeout_s, 0.0, 1.0
+    while time.monotonic() < deadline:
+        if not engine.in_flight:
+            for trade in list(engine.open_trades.values()):
+                legs = trade.get("legs") or []
+                if len(legs) == 2 and any(leg["venue"] == venue for leg in legs):
+                    symbol = next(leg["symbol"] for leg in legs if leg["venue"] == venue)
+                    return {**spec, "symbol": symbol}
+        if time.monotonic() >= next_provoke:
+            await bot.admin.jump(venue, sign * PROVOKE_BPS)
+            sign, next_provoke = -sign, time.monotonic() + PROVOKE_EVERY_S
+        await asyncio.sleep(0.05)
+    log.warning("no settled trade on %s within %.0fs: %s injected unaimed", venue, timeout_s, spec["kind"])
+    return spec
+
+
 async def _take_back_shocks(bot: LiveBot, scenario: Scenario, fired: dict[tuple[str, str], int]) -> None:
     """A mark shock holds the venue's prices until an opposite one: the suite takes each fired one back
     (the venue's prices follow the others again) before the recovery is measured."""
@@ -356,8 +379,9 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
         # Timed faults end this long after they first fired (maintenance: held until then).
         holds = {(f["venue"], f["kind"]): FAULT_SHAPES[f["kind"]]["duration_s"] for f in scenario.faults
                  if f["kind"] in TIMED_FAULTS}
+        specs = [await _aim_forced(bot, spec) if spec["kind"] in FORCED_FAULTS else spec for spec in scenario.faults]
         injected_at = time.monotonic()
-        for spec in scenario.faults:
+        for spec in specs:
             await admin.inject(spec)
         first_fired: dict[tuple[str, str], float] = {}
         next_provoke, sign = injected_at, 1.0
