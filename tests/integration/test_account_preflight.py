@@ -120,7 +120,7 @@ async def test_a_private_stream_reconnect_checks_that_venues_account_again(tmp_p
         passes = len(app.engine.preflight.history)
         history = app.engine.preflight.history
         streams.streams["binance"].restart("test: reconnect")
-        await wait_until(lambda: len(history) > passes and history[-1].venue == "binance", timeout=30)
+        await wait_until(lambda: len(history) > passes and history[-1].venue == "binance", timeout=60)
         assert sim.account.position_mode == "one_way"
         assert "position mode hedge -> one-way" in history[-1].fixed
     finally:
