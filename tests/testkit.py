@@ -57,3 +57,16 @@ def with_changes(obj: dict, change: dict) -> dict:
         else:
             obj[key] = value
     return obj
+
+
+def sim_venue_settings(venue: str) -> Any:
+    """A venue's settings holding the simulator's account credentials (its REST ignores the secret; its
+    private streams and order sockets check it)."""
+    from perpbot.settings import VenueSettings
+    from perpbot.venue_instruments import SIM_CREDENTIALS
+
+    if venue == "hyperliquid":
+        return VenueSettings(wallet_address=SIM_CREDENTIALS["wallet_address"],
+                             private_key=SIM_CREDENTIALS["private_key"])
+    return VenueSettings(api_key=SIM_CREDENTIALS["api_key"], api_secret=SIM_CREDENTIALS["api_secret"],
+                         passphrase=SIM_CREDENTIALS["passphrase"])

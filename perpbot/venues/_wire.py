@@ -7,11 +7,13 @@ parsers' helpers: _trading (orders), _markets (symbols, instruments), _streams (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import orjson
 
+from perpbot.core import errors
 from perpbot.core.events import ParseError
 
 
@@ -21,6 +23,41 @@ def decode(venue: str, frame: str | bytes) -> Any:
         return orjson.loads(frame)
     except (orjson.JSONDecodeError, TypeError) as exc:
         raise ParseError(venue, f"not JSON: {exc}") from None
+
+
+def json_object(venue: str, frame: str | bytes, what: str = "order socket") -> dict[str, Any]:
+    """A frame that must be one JSON object (an order socket's answers); anything else is a ParseError."""
+    try:
+        message = orjson.loads(frame)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise ParseError(venue, f"{what}: not JSON ({exc})") from None
+    if not isinstance(message, dict):
+        raise ParseError(venue, f"{what}: not a JSON object")
+    return message
+
+
+@dataclass(frozen=True)
+class ErrorCodes:
+    """A venue's order error codes by what they mean for the order (its order link's table)."""
+
+    rate_limited: frozenset[Any] = frozenset()
+    unknown: frozenset[Any] = frozenset()  # the venue does not know whether it took the order
+    temporary: frozenset[Any] = frozenset()  # certainly not taken: busy, unavailable, bad timestamp
+    funds: frozenset[Any] = frozenset()
+    not_open: frozenset[Any] = frozenset()  # a cancel of an order that is not (or no longer) open
+
+    def error(self, venue: str, code: Any, text: str, retry_after_s: float | None = None) -> errors.VenueErrorBase:
+        if code in self.rate_limited:
+            return errors.RateLimited(venue, text, retry_after_s=retry_after_s)
+        if code in self.unknown:
+            return errors.UnknownOutcome(venue, text)
+        if code in self.temporary:
+            return errors.TemporaryError(venue, text)
+        if code in self.funds:
+            return errors.InsufficientFunds(venue, text)
+        if code in self.not_open:
+            return errors.OrderNotFound(venue, text)
+        return errors.OrderRejected(venue, text)
 
 
 def field(venue: str, obj: Any, key: str, kind: type | tuple[type, ...], symbol: str | None = None) -> Any:

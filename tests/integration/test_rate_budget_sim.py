@@ -5,7 +5,6 @@ reads wait it out; ccxt's own throttler is off."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 
 import pytest
 from aiohttp import web
@@ -17,22 +16,17 @@ from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.client_ids import client_order_id
 from perpbot.execution.rate_budget import ORDER, RateBudget
 from perpbot.execution.rate_limits import venue_limits
-from perpbot.settings import VenueSettings
 from perpbot.sim.faults import Fault, FaultBoard
 from perpbot.sim.market import Market
 from perpbot.sim.trading import add_trading_routes
 from perpbot.sim.trading.gate import RETRY_AFTER_IGNORED
-from testkit import approved
+from testkit import approved, sim_venue_settings
 
 VENUES = ["okx", "binance", "bybit", "hyperliquid"]
 NATIVE = {"okx": "BTC-USDT-SWAP", "binance": "BTCUSDT", "bybit": "BTCUSDT", "hyperliquid": "BTC"}
 
 
-def venue_settings(venue: str) -> VenueSettings:
-    if venue == "hyperliquid":
-        return VenueSettings(wallet_address="0x7e5f4552091a69125d5dfcb7b8c2659029395bdf",
-                             private_key="0x" + "0" * 63 + "1")
-    return VenueSettings(api_key="sim-key", api_secret="sim-secret-value", passphrase="sim-pass")
+venue_settings = sim_venue_settings
 
 
 async def start(name: str):

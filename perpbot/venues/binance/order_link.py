@@ -46,6 +46,7 @@ from perpbot.core.order_entry import LinkMessage, OrderAnswer
 from perpbot.core.orders import OrderRequest, ResultStatus
 from perpbot.settings import VenueSettings
 from perpbot.venues._private import secret
+from perpbot.venues._wire import ErrorCodes, json_object
 
 VENUE = "binance"
 # Codes (USD-M "Error Codes" page; shared/fixtures/venue_errors.json, perpbot.venues.binance.orders).
@@ -140,6 +141,10 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+CODES = ErrorCodes(rate_limited=RATE_LIMIT_CODES, unknown=UNKNOWN_CODES, temporary=TEMPORARY_CODES,
+                   funds=FUNDS_CODES, not_open=NOT_OPEN_CODES)
+
+
 def error_of(status: int, error: Any) -> errors.VenueErrorBase:
     body = error if isinstance(error, dict) else {}
     code = body.get("code")
@@ -152,15 +157,9 @@ def error_of(status: int, error: Any) -> errors.VenueErrorBase:
             if isinstance(until, int) and isinstance(now, int) and until > now:
                 retry_after_s = (until - now) / 1000
         return errors.RateLimited(VENUE, text, retry_after_s=retry_after_s)
-    if code in UNKNOWN_CODES:
-        return errors.UnknownOutcome(VENUE, text)
-    if code in TEMPORARY_CODES or status >= 500:
+    if status >= 500 and code not in UNKNOWN_CODES:
         return errors.TemporaryError(VENUE, text)
-    if code in FUNDS_CODES:
-        return errors.InsufficientFunds(VENUE, text)
-    if code in NOT_OPEN_CODES:
-        return errors.OrderNotFound(VENUE, text)
-    return errors.OrderRejected(VENUE, text)
+    return CODES.error(VENUE, code, text)
 
 
 def parse_answer(message: dict[str, Any]) -> OrderAnswer:
@@ -216,12 +215,7 @@ class BinanceOrderLink:
         return self._request(request_id, "order.cancel", {"symbol": symbol, "origClientOrderId": client_order_id})
 
     def parse(self, frame: str | bytes) -> LinkMessage | None:
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(VENUE, f"order socket: not JSON ({exc})") from None
-        if not isinstance(message, dict):
-            raise ParseError(VENUE, "order socket: not a JSON object")
+        message = json_object(VENUE, frame)
         if message.get("id") is None or "status" not in message:
             return None  # an answer to nothing of ours (a request the venue could not read has id null)
         limits = rate_limits(message.get("rateLimits"))

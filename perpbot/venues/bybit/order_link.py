@@ -38,6 +38,7 @@ from perpbot.core.order_entry import LinkMessage, LoginAnswer, OrderAnswer, Pong
 from perpbot.core.orders import OrderRequest
 from perpbot.settings import VenueSettings
 from perpbot.venues._private import secret
+from perpbot.venues._wire import ErrorCodes, json_object
 from perpbot.venues.bybit import private
 
 VENUE = "bybit"
@@ -99,21 +100,16 @@ def order_args(request: OrderRequest) -> dict[str, Any]:
     return arg
 
 
+CODES = ErrorCodes(rate_limited=RATE_LIMIT_CODES, temporary=TEMPORARY_CODES, funds=FUNDS_CODES,
+                   not_open=NOT_OPEN_CODES)
+
+
 def error_of(code: int, message: str, limits: LimitStatus | None = None) -> errors.VenueErrorBase:
-    text = f"{code} {message}".strip()
-    if code in RATE_LIMIT_CODES:
-        retry_after_s = None
-        if limits is not None and limits.reset_ms is not None and limits.server_ms is not None \
-                and limits.reset_ms > limits.server_ms:
-            retry_after_s = (limits.reset_ms - limits.server_ms) / 1000
-        return errors.RateLimited(VENUE, text, retry_after_s=retry_after_s)
-    if code in TEMPORARY_CODES:
-        return errors.TemporaryError(VENUE, text)
-    if code in FUNDS_CODES:
-        return errors.InsufficientFunds(VENUE, text)
-    if code in NOT_OPEN_CODES:
-        return errors.OrderNotFound(VENUE, text)
-    return errors.OrderRejected(VENUE, text)
+    retry_after_s = None  # a rate limit lasts until the venue's reset timestamp (10006)
+    if limits is not None and limits.reset_ms is not None and limits.server_ms is not None \
+            and limits.reset_ms > limits.server_ms:
+        retry_after_s = (limits.reset_ms - limits.server_ms) / 1000
+    return CODES.error(VENUE, code, f"{code} {message}".strip(), retry_after_s)
 
 
 def parse_answer(message: dict[str, Any], limits: LimitStatus | None) -> OrderAnswer:
@@ -164,12 +160,7 @@ class BybitOrderLink:
                              {"category": "linear", "symbol": symbol, "orderLinkId": client_order_id})
 
     def parse(self, frame: str | bytes) -> LinkMessage | None:
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(VENUE, f"order socket: not JSON ({exc})") from None
-        if not isinstance(message, dict):
-            raise ParseError(VENUE, "order socket: not a JSON object")
+        message = json_object(VENUE, frame)
         op = message.get("op")
         if op == "pong":
             return Pong()

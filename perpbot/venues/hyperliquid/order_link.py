@@ -43,6 +43,7 @@ from perpbot.core.order_entry import LinkMessage, OrderAnswer, Pong
 from perpbot.core.orders import OrderRequest, ResultStatus
 from perpbot.settings import VenueSettings
 from perpbot.venues._private import secret
+from perpbot.venues._wire import json_object
 from perpbot.venues.hyperliquid import private
 from perpbot.venues.hyperliquid.orders import SPEC
 from perpbot.venues.hyperliquid.signing import Tif, load_private_key, order_wire, sign_l1_action, sign_order_action
@@ -197,12 +198,7 @@ class HyperliquidOrderLink:
     def parse(self, frame: str | bytes) -> LinkMessage | None:
         if frame in (CONNECTED_TEXT, CONNECTED_TEXT.encode()):
             return None  # the venue's plain-text greeting on connect (the official SDK skips it too)
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(VENUE, f"order socket: not JSON ({exc})") from None
-        if not isinstance(message, dict):
-            raise ParseError(VENUE, "order socket: not a JSON object")
+        message = json_object(VENUE, frame)
         channel = message.get("channel")
         if channel == "pong":
             return Pong()

@@ -22,12 +22,12 @@ from typing import Any
 import orjson
 
 from perpbot.core import errors
-from perpbot.core.events import ParseError
 from perpbot.core.numbers import plain
 from perpbot.core.order_entry import LinkMessage, LoginAnswer, OrderAnswer, Pong
 from perpbot.core.orders import OrderRequest
 from perpbot.settings import VenueSettings
 from perpbot.venues._private import secret
+from perpbot.venues._wire import ErrorCodes, json_object
 from perpbot.venues.okx import private
 
 VENUE = "okx"
@@ -51,17 +51,12 @@ def order_args(request: OrderRequest, margin_mode: str = "cross") -> dict[str, s
     return arg
 
 
+CODES = ErrorCodes(rate_limited=RATE_LIMIT_CODES, temporary=TEMPORARY_CODES, funds=FUNDS_CODES,
+                   not_open=NOT_OPEN_CODES)
+
+
 def error_of(code: str, message: str) -> errors.VenueErrorBase:
-    text = f"{code} {message}".strip()
-    if code in RATE_LIMIT_CODES:
-        return errors.RateLimited(VENUE, text, retry_after_s=None)
-    if code in TEMPORARY_CODES:
-        return errors.TemporaryError(VENUE, text)
-    if code in FUNDS_CODES:
-        return errors.InsufficientFunds(VENUE, text)
-    if code in NOT_OPEN_CODES:
-        return errors.OrderNotFound(VENUE, text)
-    return errors.OrderRejected(VENUE, text)
+    return CODES.error(VENUE, code, f"{code} {message}".strip())
 
 
 def parse_answer(message: dict[str, Any]) -> OrderAnswer:
@@ -106,12 +101,7 @@ class OkxOrderLink:
     def parse(self, frame: str | bytes) -> LinkMessage | None:
         if frame == "pong" or frame == b"pong":
             return Pong()
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(VENUE, f"order socket: not JSON ({exc})") from None
-        if not isinstance(message, dict):
-            raise ParseError(VENUE, "order socket: not a JSON object")
+        message = json_object(VENUE, frame)
         event = message.get("event")
         if event == "login":
             return LoginAnswer(str(message.get("code", "0")) == "0", str(message.get("msg", "")))

@@ -29,11 +29,10 @@ from aiohttp.test_utils import TestServer
 from perpbot.core.orders import OrderRequest
 from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.client_ids import client_order_id
-from perpbot.settings import VenueSettings
 from perpbot.sim.faults import FaultBoard
 from perpbot.sim.market import Market
 from perpbot.sim.trading import add_trading_routes
-from testkit import approved
+from testkit import approved, sim_venue_settings
 
 FIXTURES = Path("/work/shared/fixtures")
 VENUES = ["okx", "binance", "bybit", "hyperliquid"]
@@ -90,11 +89,7 @@ class RecordingProxy:
                                                          "transfer-encoding", "date", "server")})
 
 
-def venue_settings(venue: str) -> VenueSettings:
-    if venue == "hyperliquid":
-        return VenueSettings(wallet_address="0x7e5f4552091a69125d5dfcb7b8c2659029395bdf",
-                             private_key="0x" + "0" * 63 + "1")
-    return VenueSettings(api_key="sim-key", api_secret="sim-secret-value", passphrase="sim-pass")
+venue_settings = sim_venue_settings
 
 
 @dataclass

@@ -22,7 +22,6 @@ from perpbot.core import errors
 from perpbot.core.private_events import VenueFill
 from perpbot.settings import VenueSettings
 from perpbot.sim.private import ORDER_ENTRY_KEY
-from perpbot.sim.trading import APP_KEY
 from perpbot.venues.binance.order_link import BinanceOrderLink, order_params
 from perpbot.venues.binance.private_link import BinancePrivateLink
 
@@ -37,11 +36,7 @@ def binance_link(sim, cfg: VenueSettings | None = None) -> BinanceOrderLink:
 
 
 def venue_endpoint(rig) -> Any:
-    """The simulator's /ws-fapi/v1 endpoint object of this venue (it keeps the requests it read)."""
-    for runner in rig.sim._runners:  # noqa: SLF001 - the test reads what arrived at the venue
-        if runner.app.get(APP_KEY) is rig.exchange:
-            return runner.app[ORDER_ENTRY_KEY]
-    raise AssertionError("no order entry endpoint on the Binance app")
+    return rig.endpoint(ORDER_ENTRY_KEY)
 
 
 class UserStream:

@@ -21,7 +21,6 @@ from perpbot.core import errors
 from perpbot.core.private_events import VenueFill
 from perpbot.settings import VenueSettings
 from perpbot.sim.private import ORDER_ENTRY_KEY
-from perpbot.sim.trading import APP_KEY
 from perpbot.venues.bybit.order_link import BybitOrderLink, order_args
 from perpbot.venues.bybit.private_link import BybitPrivateLink
 
@@ -36,11 +35,7 @@ def bybit_link(sim, cfg: VenueSettings | None = None) -> BybitOrderLink:
 
 
 def venue_endpoint(rig) -> Any:
-    """The simulator's /v5/trade endpoint object of this venue (it keeps the requests it read)."""
-    for runner in rig.sim._runners:  # noqa: SLF001 - the test reads what arrived at the venue
-        if runner.app.get(APP_KEY) is rig.exchange:
-            return runner.app[ORDER_ENTRY_KEY]
-    raise AssertionError("no order entry endpoint on the Bybit app")
+    return rig.endpoint(ORDER_ENTRY_KEY)
 
 
 class PrivateStream:

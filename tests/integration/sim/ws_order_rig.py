@@ -18,21 +18,16 @@ from perpbot.core.ports import OrderLink
 from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.order_routing import RoutedClient
 from perpbot.feeds.order_socket import OrderSocket
-from perpbot.settings import FeedSettings, Settings, VenueSettings
+from perpbot.settings import FeedSettings, Settings
 from perpbot.sim.server import Simulator
 
-from testkit import wait_until
+from testkit import sim_venue_settings, wait_until
 
 VENUES = ("okx", "binance", "bybit", "hyperliquid")
 NATIVE = {"okx": "BTC-USDT-SWAP", "binance": "BTCUSDT", "bybit": "BTCUSDT", "hyperliquid": "BTC"}
 
 
-def sim_credentials(venue: str) -> VenueSettings:
-    """The simulator's account credentials (perpbot.sim.private.common, perpbot.sim.trading.clients)."""
-    if venue == "hyperliquid":
-        return VenueSettings(wallet_address="0x7e5f4552091a69125d5dfcb7b8c2659029395bdf",
-                             private_key="0x" + "0" * 63 + "1")
-    return VenueSettings(api_key="sim-key", api_secret="sim-secret", passphrase="sim-pass")
+sim_credentials = sim_venue_settings  # the simulator's account (perpbot.sim.private.common)
 
 
 @dataclass
@@ -72,6 +67,16 @@ class OrderRig:
         qty = (least / inst.lot).to_integral_value(rounding="ROUND_CEILING") * inst.lot
         return OrderRequest(venue=self.venue, symbol=symbol, side=side, qty=qty, price=price,  # type: ignore[arg-type]
                             client_order_id=cid, reduce_only=reduce_only, time_in_force=tif)  # type: ignore[arg-type]
+
+    def endpoint(self, key: Any) -> Any:
+        """The simulator's order-entry endpoint object of this venue, stored under `key` on its app (it keeps
+        the requests it read)."""
+        from perpbot.sim.trading import APP_KEY
+
+        for runner in self.sim._runners:  # noqa: SLF001 - the test reads what arrived at the venue
+            if runner.app.get(APP_KEY) is self.exchange:
+                return runner.app[key]
+        raise AssertionError(f"no order entry endpoint on the {self.venue} app")
 
     def orders_with(self, cid: str) -> list[Any]:
         return [o for o in self.exchange.account.orders.values() if o.client_id == cid]
