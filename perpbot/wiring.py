@@ -11,6 +11,7 @@ another URL), `paper` the paper client over the live books. The venues' clients 
 from __future__ import annotations
 
 import asyncio
+import functools
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from perpbot.execution.order_routing import RoutedClient
 from perpbot.feeds.order_socket import OrderSocket, OrderSockets
 from perpbot.feeds.private_stream import PrivateStream, PrivateStreams
 from perpbot.journal.redis_state import RedisState
+from perpbot.journal.audit import record_bot_change
 from perpbot.journal.sqlite import Journal
 from perpbot.portfolio.book import Portfolio
 from perpbot.risk.gate import RiskGate
@@ -199,7 +201,9 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
     service.private_streams = _private_streams(settings, engine, clients, metrics)
     if rest_clients:
         # Each venue blocked until its account preflight passed; again after every private-stream reconnect.
-        preflight = service.preflight = Preflight(engine.desk, rest_clients)
+        # Its fixes go into the control audit trail beside the operators' requests (GET /api/audit).
+        preflight = service.preflight = Preflight(engine.desk, rest_clients,
+                                                  audit=functools.partial(record_bot_change, journal))
         if service.private_streams is not None:
             for stream in service.private_streams.streams.values():
                 stream.on_live = _chain_live(stream.on_live, preflight.on_live)

@@ -147,3 +147,15 @@ class AuditTrail:
         # same file; a transaction that waited for the loop while holding the lock would stall them.
         sql = f"INSERT INTO control_audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
         await self._journal._transaction([(sql, entry.row()) for entry in batch])  # noqa: SLF001
+
+
+async def record_bot_change(journal: Journal, kind: str, details: dict[str, Any]) -> None:
+    """A change the bot made on its own (the account preflight's fixes: position mode, margin mode, leverage)
+    in the same trail as the operators' requests: method BOT, path `<kind>/<venue>`, scope "bot", the change as
+    its outcome. Written through the engine's journal (one hop, like every explicit transaction)."""
+    venue = str(details.get("venue", ""))
+    outcome = "; ".join(f"{key} {value}" for key, value in details.items() if key != "venue") or "ok"
+    entry = AuditEntry(ts=time.time(), method="BOT", path=f"{kind}/{venue}", scope="bot", remote=None, origin=None,
+                       status=200, outcome=outcome)
+    sql = f"INSERT INTO control_audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    await journal._transaction([(sql, entry.row())])  # noqa: SLF001

@@ -123,6 +123,10 @@ async def test_a_private_stream_reconnect_checks_that_venues_account_again(tmp_p
         await wait_until(lambda: len(history) > passes and history[-1].venue == "binance", timeout=60)
         assert sim.account.position_mode == "one_way"
         assert "position mode hedge -> one-way" in history[-1].fixed
+        # The fix is in the audit trail beside the operators' requests (logged and audited).
+        rows = await app.engine.journal.db.execute_fetchall(
+            "SELECT method, path, scope, outcome FROM control_audit WHERE path = 'preflight_fix/binance'")
+        assert ("BOT", "preflight_fix/binance", "bot", "fix position mode hedge -> one-way") in rows, rows
     finally:
         await stop_app(app, task)
 
