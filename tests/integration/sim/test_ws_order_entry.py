@@ -12,7 +12,8 @@ import pytest
 from perpbot.core import errors
 from perpbot.venues.okx.order_link import OkxOrderLink
 
-from testkit import approved, wait_until
+from testkit import approved
+import ws_order_scenarios as scenarios
 from ws_order_rig import order_rig, sim_credentials
 
 
@@ -52,27 +53,12 @@ async def test_a_resting_order_is_cancelled_over_the_socket_and_an_unknown_one_i
 
 async def test_a_socket_cut_when_the_order_arrives_is_unknown_and_found_by_query_not_resent():
     async with order_rig("okx", okx_link) as rig:
-        await rig.fault("ws_order_drop")
-        request = rig.ioc("ws4drop")
-        with pytest.raises(errors.UnknownOutcome):
-            await rig.client.place_order(approved(request))
-        assert rig.client.rest_orders == 0  # never sent again over REST
-        found = await rig.rest.fetch_order(request.symbol, "ws4drop")
-        assert found is not None and found.filled_qty == request.qty
-        assert len(rig.orders_with("ws4drop")) == 1
-        await wait_until(rig.socket.ready, timeout=10)  # the socket comes back by itself
+        await scenarios.socket_cut_is_unknown_and_found_by_query(rig, "ws4drop")
 
 
 async def test_a_lost_answer_times_out_as_the_lifecycle_bounds_it_and_leaves_nothing_pending():
     async with order_rig("okx", okx_link) as rig:
-        await rig.fault("ws_answer_lost")
-        request = rig.ioc("ws5lost")
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):
-                await rig.client.place_order(approved(request))
-        assert rig.socket._pending == {}  # noqa: SLF001
-        assert len(rig.orders_with("ws5lost")) == 1
-        assert (await rig.rest.fetch_order(request.symbol, "ws5lost")) is not None
+        await scenarios.lost_answer_times_out(rig, "ws5lost")
 
 
 async def test_a_rate_limited_order_is_typed_and_not_placed():
@@ -91,10 +77,7 @@ async def test_a_rate_limited_order_is_typed_and_not_placed():
 
 async def test_with_the_socket_down_the_same_order_goes_over_rest():
     async with order_rig("okx", okx_link, start_socket=False) as rig:
-        request = rig.ioc("ws7rest")
-        result = await rig.client.place_order(approved(request))
-        assert rig.client.rest_orders == 1 and rig.socket.fallbacks == 1 and rig.socket.sent == 0
-        assert result.client_order_id == "ws7rest" and len(rig.orders_with("ws7rest")) == 1
+        await scenarios.socket_down_goes_over_rest(rig, "ws7rest")
 
 
 async def test_the_venues_rest_faults_reach_a_websocket_order_too():

@@ -25,7 +25,8 @@ from perpbot.sim.private import ORDER_ENTRY_KEY
 from perpbot.venues.binance.order_link import BinanceOrderLink, order_params
 from perpbot.venues.binance.private_link import BinancePrivateLink
 
-from testkit import approved, wait_until
+from testkit import approved
+import ws_order_scenarios as scenarios
 from ws_order_rig import order_rig, sim_credentials
 
 VENUE = "binance"
@@ -142,35 +143,17 @@ async def test_a_resting_order_is_cancelled_over_the_socket_and_one_not_open_is_
 
 async def test_the_router_cancels_over_the_socket_and_reads_the_final_state_over_rest():
     async with order_rig(VENUE, binance_link) as rig:
-        request = rig.ioc("bn-route-cancel", tif="GTC", away=True)
-        await rig.client.place_order(approved(request))
-        final = await rig.client.cancel_order(request.symbol, "bn-route-cancel")
-        assert final is not None and final.status == "canceled" and final.filled_qty == 0
+        await scenarios.router_cancels_over_the_socket(rig, "bn-route-cancel")
 
 
 async def test_a_socket_cut_when_the_order_arrives_is_unknown_and_found_by_query_not_resent():
     async with order_rig(VENUE, binance_link) as rig:
-        await rig.fault("ws_order_drop")
-        request = rig.ioc("bn-drop")
-        with pytest.raises(errors.UnknownOutcome):
-            await rig.client.place_order(approved(request))
-        assert rig.client.rest_orders == 0  # never sent again over REST
-        found = await rig.rest.fetch_order(request.symbol, "bn-drop")
-        assert found is not None and found.filled_qty == request.qty
-        assert len(rig.orders_with("bn-drop")) == 1
-        await wait_until(rig.socket.ready, timeout=10)  # the socket comes back by itself
+        await scenarios.socket_cut_is_unknown_and_found_by_query(rig, "bn-drop")
 
 
 async def test_a_lost_answer_times_out_as_the_lifecycle_bounds_it_and_leaves_nothing_pending():
     async with order_rig(VENUE, binance_link) as rig:
-        await rig.fault("ws_answer_lost")
-        request = rig.ioc("bn-lost")
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):
-                await rig.client.place_order(approved(request))
-        assert rig.socket._pending == {}  # noqa: SLF001
-        assert len(rig.orders_with("bn-lost")) == 1
-        assert (await rig.rest.fetch_order(request.symbol, "bn-lost")) is not None
+        await scenarios.lost_answer_times_out(rig, "bn-lost")
 
 
 @pytest.mark.parametrize(("status", "wait_s"), [(429, 2), (418, 120)])
@@ -186,18 +169,12 @@ async def test_429_and_418_are_rate_limits_with_the_venues_retry_after_and_nothi
 
 async def test_maintenance_is_a_temporary_refusal_and_nothing_is_placed():
     async with order_rig(VENUE, binance_link) as rig:
-        await rig.fault("maintenance")
-        with pytest.raises(errors.TemporaryError):
-            await rig.client.place_order(approved(rig.ioc("bn-503")))
-        assert rig.orders_with("bn-503") == []
+        await scenarios.maintenance_is_temporary(rig, "bn-503")
 
 
 async def test_with_the_socket_down_the_same_order_goes_over_rest():
     async with order_rig(VENUE, binance_link, start_socket=False) as rig:
-        request = rig.ioc("bn-rest-fallback")
-        result = await rig.client.place_order(approved(request))
-        assert rig.client.rest_orders == 1 and rig.socket.fallbacks == 1 and rig.socket.sent == 0
-        assert result.client_order_id == "bn-rest-fallback" and len(rig.orders_with("bn-rest-fallback")) == 1
+        await scenarios.socket_down_goes_over_rest(rig, "bn-rest-fallback")
 
 
 async def test_the_answers_rate_limits_count_the_orders_placed():

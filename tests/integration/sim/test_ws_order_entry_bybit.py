@@ -25,6 +25,7 @@ from perpbot.venues.bybit.order_link import BybitOrderLink, order_args
 from perpbot.venues.bybit.private_link import BybitPrivateLink
 
 from testkit import approved, wait_until
+import ws_order_scenarios as scenarios
 from ws_order_rig import order_rig, sim_credentials
 
 VENUE = "bybit"
@@ -129,35 +130,17 @@ async def test_a_resting_order_is_cancelled_over_the_socket_and_one_not_open_is_
 
 async def test_the_router_cancels_over_the_socket_and_reads_the_final_state_over_rest():
     async with order_rig(VENUE, bybit_link) as rig:
-        request = rig.ioc("bb-route-cancel", tif="GTC", away=True)
-        await rig.client.place_order(approved(request))
-        final = await rig.client.cancel_order(request.symbol, "bb-route-cancel")
-        assert final is not None and final.status == "canceled" and final.filled_qty == 0
+        await scenarios.router_cancels_over_the_socket(rig, "bb-route-cancel")
 
 
 async def test_a_socket_cut_when_the_order_arrives_is_unknown_and_found_by_query_not_resent():
     async with order_rig(VENUE, bybit_link) as rig:
-        await rig.fault("ws_order_drop")
-        request = rig.ioc("bb-drop")
-        with pytest.raises(errors.UnknownOutcome):
-            await rig.client.place_order(approved(request))
-        assert rig.client.rest_orders == 0  # never sent again over REST
-        found = await rig.rest.fetch_order(request.symbol, "bb-drop")
-        assert found is not None and found.filled_qty == request.qty
-        assert len(rig.orders_with("bb-drop")) == 1
-        await wait_until(rig.socket.ready, timeout=10)  # the socket comes back, logged in again
+        await scenarios.socket_cut_is_unknown_and_found_by_query(rig, "bb-drop")
 
 
 async def test_a_lost_answer_times_out_as_the_lifecycle_bounds_it_and_leaves_nothing_pending():
     async with order_rig(VENUE, bybit_link) as rig:
-        await rig.fault("ws_answer_lost")
-        request = rig.ioc("bb-lost")
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):
-                await rig.client.place_order(approved(request))
-        assert rig.socket._pending == {}  # noqa: SLF001
-        assert len(rig.orders_with("bb-lost")) == 1
-        assert (await rig.rest.fetch_order(request.symbol, "bb-lost")) is not None
+        await scenarios.lost_answer_times_out(rig, "bb-lost")
 
 
 async def test_a_rate_limited_order_waits_as_long_as_the_header_says_and_is_not_placed():
@@ -171,19 +154,13 @@ async def test_a_rate_limited_order_waits_as_long_as_the_header_says_and_is_not_
 
 async def test_maintenance_is_a_temporary_refusal_and_nothing_is_placed():
     async with order_rig(VENUE, bybit_link) as rig:
-        await rig.fault("maintenance")
-        with pytest.raises(errors.TemporaryError) as refused:
-            await rig.client.place_order(approved(rig.ioc("bb-restart")))
-        assert refused.value.message.startswith("10019")
-        assert rig.orders_with("bb-restart") == []
+        refused = await scenarios.maintenance_is_temporary(rig, "bb-restart")
+        assert refused.message.startswith("10019")
 
 
 async def test_with_the_socket_down_the_same_order_goes_over_rest():
     async with order_rig(VENUE, bybit_link, start_socket=False) as rig:
-        request = rig.ioc("bb-rest-fallback")
-        result = await rig.client.place_order(approved(request))
-        assert rig.client.rest_orders == 1 and rig.socket.fallbacks == 1 and rig.socket.sent == 0
-        assert result.client_order_id == "bb-rest-fallback" and len(rig.orders_with("bb-rest-fallback")) == 1
+        await scenarios.socket_down_goes_over_rest(rig, "bb-rest-fallback")
 
 
 async def test_a_refused_login_keeps_the_socket_down_and_orders_go_over_rest():

@@ -29,7 +29,8 @@ from perpbot.venues.hyperliquid.signing import (
     sign_digest,
 )
 
-from testkit import approved, wait_until
+from testkit import approved
+import ws_order_scenarios as scenarios
 from ws_order_rig import order_rig, sim_credentials
 
 VENUE = "hyperliquid"
@@ -148,35 +149,17 @@ async def test_a_resting_order_is_cancelled_by_cloid_and_a_second_cancel_finds_i
 
 async def test_the_router_cancels_over_the_socket_and_reads_the_final_state_over_rest():
     async with order_rig(VENUE, hl_link) as rig:
-        request = rig.ioc(cid("hl-route-cancel"), tif="GTC", away=True)
-        await rig.client.place_order(approved(request))
-        final = await rig.client.cancel_order(request.symbol, request.client_order_id)
-        assert final is not None and final.status == "canceled" and final.filled_qty == 0
+        await scenarios.router_cancels_over_the_socket(rig, cid("hl-route-cancel"))
 
 
 async def test_a_socket_cut_when_the_order_arrives_is_unknown_and_found_by_query_not_resent():
     async with order_rig(VENUE, hl_link) as rig:
-        await rig.fault("ws_order_drop")
-        request = rig.ioc(cid("hl-drop"))
-        with pytest.raises(errors.UnknownOutcome):
-            await rig.client.place_order(approved(request))
-        assert rig.client.rest_orders == 0  # never sent again over REST
-        found = await rig.rest.fetch_order(request.symbol, request.client_order_id)
-        assert found is not None and found.filled_qty == request.qty
-        assert len(rig.orders_with(request.client_order_id)) == 1
-        await wait_until(rig.socket.ready, timeout=10)  # the socket comes back by itself
+        await scenarios.socket_cut_is_unknown_and_found_by_query(rig, cid("hl-drop"))
 
 
 async def test_a_lost_answer_times_out_as_the_lifecycle_bounds_it_and_leaves_nothing_pending():
     async with order_rig(VENUE, hl_link) as rig:
-        await rig.fault("ws_answer_lost")
-        request = rig.ioc(cid("hl-lost"))
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):
-                await rig.client.place_order(approved(request))
-        assert rig.socket._pending == {}  # noqa: SLF001
-        assert len(rig.orders_with(request.client_order_id)) == 1
-        assert (await rig.rest.fetch_order(request.symbol, request.client_order_id)) is not None
+        await scenarios.lost_answer_times_out(rig, cid("hl-lost"))
 
 
 async def test_a_rate_limited_order_is_typed_and_not_placed():
@@ -202,20 +185,12 @@ async def test_an_ip_ban_is_rate_limited_too_and_nothing_is_placed():
 
 async def test_maintenance_is_a_temporary_refusal_and_nothing_is_placed():
     async with order_rig(VENUE, hl_link) as rig:
-        await rig.fault("maintenance")
-        request = rig.ioc(cid("hl-503"))
-        with pytest.raises(errors.TemporaryError):
-            await rig.client.place_order(approved(request))
-        assert rig.orders_with(request.client_order_id) == []
+        await scenarios.maintenance_is_temporary(rig, cid("hl-503"))
 
 
 async def test_with_the_socket_down_the_same_order_goes_over_rest():
     async with order_rig(VENUE, hl_link, start_socket=False) as rig:
-        request = rig.ioc(cid("hl-rest-fallback"))
-        result = await rig.client.place_order(approved(request))
-        assert rig.client.rest_orders == 1 and rig.socket.fallbacks == 1 and rig.socket.sent == 0
-        assert result.client_order_id == request.client_order_id
-        assert len(rig.orders_with(request.client_order_id)) == 1
+        await scenarios.socket_down_goes_over_rest(rig, cid("hl-rest-fallback"))
 
 
 async def test_an_order_signed_by_another_key_is_refused_as_the_venue_refuses_an_unknown_wallet():
