@@ -12,7 +12,7 @@ from perpbot.core.decisions import Refusal
 from perpbot.core.orders import OrderRequest, Side, VenuePosition
 from perpbot.core.ports import ExchangeClient
 from perpbot.execution.client_ids import client_order_id, new_intent_id
-from perpbot.execution.desk import Desk, publish, s
+from perpbot.execution.desk import Desk, in_flight_keys, publish, s
 from perpbot.execution.orders import OrderLifecycle
 from perpbot.execution.reconcile import diff_positions
 from perpbot.execution.reconciler import Reconcile
@@ -28,6 +28,21 @@ def flatten_status(remaining: Any, rejected: bool, unknown: bool) -> str:
     if remaining == 0:
         return "closed"
     return "rejected" if rejected else "unknown" if unknown else "partial"
+
+
+def flat_trades(desk: Desk) -> list[str]:
+    """Open trades none of whose legs is held (as booked), with no order in flight and no position in doubt on
+    them (perpbot.execution.doubts): the venues hold nothing of them any more."""
+    busy = set(in_flight_keys(desk))
+    found = []
+    for trade_id, trade in desk.open_trades.items():
+        keys = [(leg["venue"], leg["symbol"]) for leg in trade["legs"]]
+        if any(key in busy or key in desk.doubted for key in keys):
+            continue
+        held = [desk.portfolio.positions.get(key) for key in keys]
+        if all(p is None or p.size == 0 for p in held):
+            found.append(trade_id)
+    return found
 
 
 class OperatorCommands:
@@ -100,16 +115,15 @@ class OperatorCommands:
         publish(desk)
         return {"state": desk.state, "results": results, "canceled_orders": canceled}
 
-    async def close_flat_trades(self) -> None:
+    async def close_flat_trades(self, by: str = "close-all") -> None:
         """Trades whose legs are all flat at the venues are over: without this the scanner would keep
-        sending exits for positions that no longer exist."""
+        sending exits for positions that no longer exist. Under the trade lock (`by`: who, for the log)."""
         desk = self.desk
-        for trade_id, trade in list(desk.open_trades.items()):
-            sizes = [desk.portfolio.positions.get((leg["venue"], leg["symbol"])) for leg in trade["legs"]]
-            if all(p is None or p.size == 0 for p in sizes):
+        for trade_id in flat_trades(desk):
+            if trade_id in desk.open_trades:
                 await desk.journal.close_trade(trade_id)
                 del desk.open_trades[trade_id]
-                log.warning("trade %s closed by close-all", trade_id)
+                log.warning("trade %s closed by %s", trade_id, by)
                 if desk.attributions is not None:
                     await desk.attributions.on_trade_closed(trade_id)
 

@@ -32,6 +32,7 @@ from perpbot.core.private_events import (
     BalanceUpdate, FundingEvent, MarginEvent, OrderUpdate, PositionUpdate, PrivateEvent, VenueFill,
 )
 from perpbot.execution.desk import Desk
+from perpbot.execution.doubts import adopt_statement, doubt
 from perpbot.journal.venue_trades import TradeTotals
 
 log = logging.getLogger("perpbot.execution.confirmations")
@@ -208,7 +209,7 @@ class Confirmations:
                 self.desk.portfolio.set_margin(event.margin)
             elif not event.size:
                 self.desk.portfolio.margins.pop((event.venue, event.symbol), None)
-            self._check_position(event)
+            await self._check_position(event)
         elif isinstance(event, BalanceUpdate):
             self.balances[(event.venue, event.currency)] = event
             self._on_balance(event)
@@ -216,21 +217,46 @@ class Confirmations:
             self.desk.metrics.private_margin_events_total.labels(event.venue, event.kind).inc()
             log.warning("venue %s pushed %s on %s: %s", event.venue, event.kind, event.symbol, event.detail)
             if event.kind in ("liquidation", "adl"):
-                # Positions changed behind our back (or we were the counterparty): reconcile now.
+                # Positions changed behind our back (or we were the counterparty): reconcile now, and no
+                # order goes there until the venue's position after it is booked (a push already here, or
+                # the reconciliation's read).
                 self.desk.forced_closes.add((event.venue, event.symbol))
                 self.reconcile_soon.set()
+                if event.symbol is not None:
+                    doubt(self.desk, event.venue, event.symbol, f"the venue pushed {event.kind}", event.recv_ts)
+                    await self.settle_doubts()
 
-    def _check_position(self, event: PositionUpdate) -> None:
-        """A pushed position that differs from the book's while nothing of ours is in flight on it
-        (a manual trade, a liquidation, an order the bot lost track of) runs the reconciliation now."""
+    def _busy(self, venue: str, symbol: str) -> bool:
+        """An order of ours in flight on the venue/symbol: being sent, a sender still settling (its record
+        is forgotten only after the settle), or still working at the venue."""
+        if any(o.get("venue") == venue and o.get("symbol") == symbol for o in self.desk.in_flight.values()):
+            return True
+        return any(key[0] == venue and t.symbol == symbol
+                   and (t.done is not None or (t.update is not None and not t.update.final))
+                   for key, t in self._tracked.items())
+
+    async def settle_doubts(self) -> None:
+        """Each position in doubt (perpbot.execution.doubts) whose venue pushed a position after the doubt
+        began, with nothing of ours in flight there and no fill of ours booked there since the push came,
+        takes the pushed size: the venue's own statement, without a REST read (whose rate budget may be
+        spent just when a liquidation makes it needed)."""
         desk = self.desk
-        busy = any(o.get("venue") == event.venue and o.get("symbol") == event.symbol for o in desk.in_flight.values())
-        # A sender still settling (its record is forgotten only after the settle), or an order of
-        # ours still working, counts as in flight too.
-        if busy or any(key[0] == event.venue and t.symbol == event.symbol
-                       and (t.done is not None or (t.update is not None and not t.update.final))
-                       for key, t in self._tracked.items()):
+        for key, since in list(desk.doubted.items()):
+            push = self.positions.get(key)
+            if push is None or push.recv_ts < since or push.recv_ts <= desk.fill_booked_at.get(key, 0.0) \
+                    or self._busy(*key):
+                continue
+            await adopt_statement(desk, key, push.size, push.entry_price, "pushed it")
+
+    async def _check_position(self, event: PositionUpdate) -> None:
+        """A pushed position that differs from the book's while nothing of ours is in flight on it
+        (a manual trade, a liquidation, an order the bot lost track of) runs the reconciliation now;
+        on a position in doubt it is booked at once (settle_doubts)."""
+        desk = self.desk
+        if self._busy(event.venue, event.symbol):
             return
+        if (event.venue, event.symbol) in desk.doubted:
+            await self.settle_doubts()
         position = desk.portfolio.positions.get((event.venue, event.symbol))
         held = position.size if position is not None else Decimal(0)
         if held != event.size:

@@ -112,6 +112,7 @@ class Desk:
     recent_order_times: deque[float] = dataclasses.field(default_factory=lambda: deque(maxlen=10_000))
     unhedged_usdt_seconds: Decimal = ZERO
     residue_accrued_at: float | None = None
+    residue_notional: Decimal = ZERO  # the residues' notional at the last accrual (held until the next)
     # Counts its writes: the scanner's view of the open trades is rebuilt only when it changed.
     open_trades: VersionedDict[str, dict[str, Any]] = dataclasses.field(default_factory=VersionedDict)
     in_flight: dict[str, dict[str, Any]] = dataclasses.field(default_factory=InFlight)  # client id -> order
@@ -134,6 +135,15 @@ class Desk:
     # (venue, symbol) where the venue pushed a liquidation or ADL of ours ((venue, None): symbol not named);
     # the margin watch closes their trades' other legs at once (perpbot.execution.margin_guard).
     forced_closes: set[tuple[str, str | None]] = dataclasses.field(default_factory=set)
+    # (venue, symbol) -> since when (epoch s) its local position is in doubt: a reduce-only order of ours was
+    # refused there, or the venue pushed a liquidation/ADL of it. No order goes there until a statement of the
+    # venue's taken after that time is booked (perpbot.execution.doubts).
+    doubted: dict[Key, float] = dataclasses.field(default_factory=dict)
+    # (venue, symbol) -> when a fill of ours there was last booked (epoch s): a pushed position received
+    # before it may not show that fill yet.
+    fill_booked_at: dict[Key, float] = dataclasses.field(default_factory=dict)
+    # Local positions a pushed statement corrected (as the reconciliation's position changes), newest last.
+    pushed_corrections: deque[dict[str, Any]] = dataclasses.field(default_factory=lambda: deque(maxlen=1000))
     # Venues the account preflight keeps out of trading, with the reason (perpbot.execution.preflight).
     venues_blocked: dict[str, str] = dataclasses.field(default_factory=dict)
     # The collateral transfer (source, target) last exported, if any.

@@ -26,6 +26,9 @@ class LegOutcome:
 class Done:
     hedged: Decimal  # base quantity held on both legs
     residual: Decimal  # leg0 - leg1 left within the dust tolerance
+    # An exit stopped with the legs unequal because a leg's position is in doubt (its reduce-only order
+    # refused): the venue's statement decides what is left (perpbot.execution.doubts), not a repair.
+    awaiting: bool = False
 
 
 @dataclass(frozen=True, slots=True)

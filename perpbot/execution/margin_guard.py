@@ -11,7 +11,9 @@ awaited (pushed, or read by the reconciliation it asks for) before the trade is 
 
 A leg the venue closed shows as a position (reconciled from the venue) smaller than the trade's leg while
 no order of ours is in flight there: every leg of that trade still held is flattened reduce-only (the
-operator commands' flatten) and the trade, flat on both venues, is closed.
+operator commands' flatten) and the trade, flat on both venues, is closed. A leg whose position is in doubt
+(perpbot.execution.doubts: a refused reduce-only order, a forced close not yet stated) waits for the venue's
+statement, which each pass books when it was pushed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from perpbot.core.decisions import Decision, Leg
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import Side, VenuePosition
 from perpbot.execution.client_ids import new_intent_id
-from perpbot.execution.commands import OperatorCommands
+from perpbot.execution.commands import OperatorCommands, flat_trades
 from perpbot.execution.desk import Desk
 from perpbot.execution.states import TradingStates
 from perpbot.risk.gate import RiskGate
@@ -173,8 +175,8 @@ class MarginGuard:
                     key = (leg["venue"], leg["symbol"])
                     position = desk.portfolio.positions.get(key)
                     client = desk.clients.get(key[0])
-                    if position is None or not position.size or client is None:
-                        continue
+                    if position is None or not position.size or client is None or key in desk.doubted:
+                        continue  # (in doubt: flattened once the venue has said what it holds)
                     log.warning("margin watch: trade %s lost a leg to its venue; closing %s %s %s", trade_id,
                                 key[0], key[1], position.size)
                     held = VenuePosition(key[0], key[1], position.size, position.entry_price,
@@ -182,9 +184,19 @@ class MarginGuard:
                     results.append(await self.commands.flatten(client, held, intent_id, number))
                     self.naked_closes += 1
             await self.commands.reconcile()
-            await self.commands.close_flat_trades()
+            await self.commands.close_flat_trades("the margin watch: a leg closed by its venue, the other flattened")
             desk.forced_closes.clear()
         return results
+
+    async def close_gone(self) -> None:
+        """Close the trades the venues hold nothing of any more (both legs closed by the venues, or an exit
+        whose refused leg the venue turned out to have closed itself): else exits would be sent for them
+        forever."""
+        desk = self.desk
+        if not flat_trades(desk):
+            return
+        async with desk.trade_lock:
+            await self.commands.close_flat_trades("the margin watch: the venues hold none of its legs")
 
     def _plausible(self, venue: str) -> bool:
         """Could a leg on `venue` come near the entry minimum at all? Its equity over its gross notional is
@@ -208,7 +220,10 @@ class MarginGuard:
         """Close what venues left naked; hand the trades in danger to the engine (both legs each); ask the
         venues' figures again after."""
         self._ask_statements()
+        if self.desk.confirmations is not None:
+            await self.desk.confirmations.settle_doubts()  # positions pushed since an order ended there
         await self.close_broken()
+        await self.close_gone()
         decisions = self.due()
         if not decisions:
             return []

@@ -13,6 +13,7 @@ from decimal import Decimal
 from perpbot.core import errors
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult, ResultStatus
+from perpbot.execution.doubts import doubt
 from perpbot.execution.desk import ZERO, Desk, Sent, side
 from perpbot.journal.settlement import FillEntry, OrderState
 from perpbot.journal.sqlite import FINAL_STATUSES
@@ -65,6 +66,7 @@ class OrderLifecycle:
             desk.metrics.orders_rejected_total.labels(request.venue, type(exc).__name__).inc()
             log.warning("Order rejected: %s %s %s id=%s reason=%s", request.venue, request.symbol, request.side,
                         request.client_order_id, exc.message)
+            self._doubt_if_reducing(request, exc.message)
             return Sent(rejected=True, error=exc.message)
         except (errors.RateLimited, errors.TemporaryError) as exc:
             # Certainly not on the book: nothing to resolve.
@@ -223,6 +225,7 @@ class OrderLifecycle:
         new = await desk.journal.settle_order(request.venue, request.client_order_id, fill, OrderState(
             status, result.venue_order_id, result.filled_qty, result.avg_price, result.fee, result.reason))
         if fill is not None:
+            desk.fill_booked_at[(request.venue, request.symbol)] = time.time()
             if new:
                 desk.portfolio.apply_fill(request.venue, request.symbol, request.side, fill.base_qty, fill.price,
                                           fill.fee, ts=fill.ts, strategy=strategy,
@@ -240,7 +243,14 @@ class OrderLifecycle:
             log.warning("Order rejected: %s %s id=%s reason=%s", request.venue, request.symbol,
                         request.client_order_id, result.reason)
             desk.metrics.orders_rejected_total.labels(request.venue, "rejected").inc()
+            self._doubt_if_reducing(request, result.reason)
         return Sent(filled_base=filled_base, rejected=rejected, result=result)
+
+    def _doubt_if_reducing(self, request: OrderRequest, reason: str | None) -> None:
+        """A refused reduce-only order: the venue may hold less there than the bot thinks (a liquidation not
+        booked yet). Nothing more is sent there until the venue has said what it holds (perpbot.execution.doubts)."""
+        if request.reduce_only:
+            doubt(self.desk, request.venue, request.symbol, f"reduce-only {request.side} refused: {reason}")
 
     def _fill_entry(self, request: OrderRequest, result: OrderResult,
                     previous: tuple[Decimal, Decimal, Decimal], strategy: str | None) -> FillEntry:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
@@ -23,6 +24,7 @@ from perpbot.core import errors
 from perpbot.core.orders import OrderRequest, OrderResult, VenuePosition
 from perpbot.core.ports import ExchangeClient
 from perpbot.execution.desk import STARTING_REASON, Desk, Key, in_flight_keys, publish, s, sent_count, side
+from perpbot.execution.doubts import settle_by_read
 from perpbot.execution.orders import OrderLifecycle
 from perpbot.execution.reconcile import diff_positions, moved_keys
 from perpbot.execution.states import TradingStates
@@ -66,6 +68,7 @@ class _VenueReads:
         # Funding payments fetched with the reads (outside the lock), or the venue error fetching them;
         # None: fetched when written (a reconciliation under its caller's lock).
         self.funding: list[Any] | errors.VenueErrorBase | None = None
+        self.read_at = 0.0  # when the positions read began (epoch s): doubts older than it are answered
 
 
 class Reconciler:
@@ -223,12 +226,15 @@ class Reconciler:
                 continue
             answers.append((row, result))
         # Read after the orders' answers: the positions include what those orders filled.
+        read_at = time.time()
         reads = list(await asyncio.gather(client.fetch_positions(), client.fetch_balance(),
                                           client.fetch_open_orders(), return_exceptions=True))
         for read in reads:
             if isinstance(read, BaseException) and not isinstance(read, errors.VenueErrorBase):
                 raise read
-        return _VenueReads(answers, reads, problem)
+        venue_reads = _VenueReads(answers, reads, problem)
+        venue_reads.read_at = read_at
+        return venue_reads
 
     async def _settle_answers(self, answers: Answers) -> Found:
         found: Found = []
@@ -260,6 +266,7 @@ class Reconciler:
             return found, reads.failed[0].message
         remote, balance, open_orders = reads.reads
         found += await self._adopt(venue, remote, balance, open_orders, busy)
+        settle_by_read(desk, venue, reads.read_at, busy)
         desk.reconciled[venue] = True
         desk.venue_connected[venue] = True
         if funding:

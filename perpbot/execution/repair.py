@@ -37,11 +37,13 @@ class LegRepair:
 
     async def correct(self, intent_id: str, strategy: str | None, requests: list[OrderRequest],
                       outcomes: list[LegOutcome], start_attempt: int = 0,
-                      target: Decimal = ZERO) -> tuple[Done | Halt, int, bool]:
+                      target: Decimal = ZERO, closing: bool = False) -> tuple[Done | Halt, int, bool]:
         """Run the legs policy until the legs match or trading halts. `start_attempt` counts
         corrective orders already sent for this intent (after a restart), so their client ids
         are never reused and the retry cap still holds. `outcomes` is updated in place: on return
-        it holds what each leg finally did."""
+        it holds what each leg finally did. `closing`: an exit, which stops (Done, awaiting) when a leg's
+        reduce-only order was refused and its position is in doubt: the venue may have closed that leg
+        itself (a liquidation, an ADL), and unwinding the other leg would re-open a naked position."""
         attempt = start_attempt
         max_retries = self.desk.settings.execution.max_hedge_retries
         naked_since: float | None = None
@@ -50,6 +52,11 @@ class LegRepair:
             if isinstance(action, Done):
                 self.account_unhedged(naked_since, ZERO)
                 return action, attempt, False
+            if closing and self._leg_in_doubt(requests, outcomes):
+                residual = outcomes[0].filled - outcomes[1].filled - target
+                log.warning("intent %s: an exit leg was refused and its position is in doubt; no repair until the "
+                            "venue states it (legs differ by %s)", intent_id, residual)
+                return Done(hedged=min(o.filled for o in outcomes), residual=residual, awaiting=True), attempt, False
             if naked_since is None:
                 naked_since = self.desk.clock()
             if isinstance(action, Halt):
@@ -80,6 +87,9 @@ class LegRepair:
                     outcomes[action.leg] = dataclasses.replace(outcomes[action.leg], rejected=True)
                 continue
             await self._send_corrective(intent_id, strategy, order, outcomes)
+
+    def _leg_in_doubt(self, requests: list[OrderRequest], outcomes: list[LegOutcome]) -> bool:
+        return any(o.rejected and (r.venue, r.symbol) in self.desk.doubted for r, o in zip(requests, outcomes))
 
     async def _halt(self, intent_id: str, action: Halt, requests: list[OrderRequest], outcomes: list[LegOutcome],
                     naked_since: float, target: Decimal) -> None:

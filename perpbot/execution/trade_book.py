@@ -73,13 +73,16 @@ class TradeBook:
         return total
 
     def accrue_residue(self) -> None:
-        """Residues count against the unhedged budget for as long as they are held."""
+        """Residues count against the unhedged budget for as long as they are held: the notional held since
+        the last call (it changes only where this is called: a trade's change, a periodic pass) times the
+        time since, so a residue that appears now is not charged for the time before it."""
         desk = self.desk
         now = desk.clock()
         since, desk.residue_accrued_at = desk.residue_accrued_at, now
-        notional = self.residue_usdt()
-        if since is not None and notional > 0:
-            desk.unhedged_usdt_seconds += notional * Decimal(str(round(now - since, 3)))
+        held, notional = desk.residue_notional, self.residue_usdt()
+        desk.residue_notional = notional
+        if since is not None and held > 0:
+            desk.unhedged_usdt_seconds += held * Decimal(str(round(now - since, 3)))
         desk.metrics.unhedged_notional.set(float(notional))
         desk.metrics.unhedged_usdt_seconds.set(float(desk.unhedged_usdt_seconds))
 
@@ -122,7 +125,7 @@ class TradeBook:
             trade = dict(trades[change.trade_id])
             trade["legs"] = [dict(leg) for leg in change.legs]
             trades[change.trade_id] = trade
+        self.accrue_residue()  # the residue held until now is charged, the new one from now on
         residue = self.residues()
-        self.desk.metrics.unhedged_notional.set(float(self.residue_usdt()))
         if residue:
             log.warning("unhedged residue held: %s", {f"{v} {s}": dstr(q) for (v, s), q in residue.items()})

@@ -15,6 +15,7 @@ from perpbot.core.orders import OrderRequest
 from perpbot.core.shielding import uncancellable
 from perpbot.execution.client_ids import client_order_id, new_intent_id
 from perpbot.execution.desk import ZERO, Desk, publish, request_base, s
+from perpbot.execution.doubts import doubted_leg
 from perpbot.execution.legs import Done, LegOutcome
 from perpbot.execution.orders import OrderLifecycle
 from perpbot.execution.repair import LegRepair
@@ -82,6 +83,11 @@ class TwoLegTrades:
         """One decision under the trade lock."""
         if self.desk.stopping:  # the stop came while this decision waited for the trade before it
             return {"outcome": "skipped", "reason": "shutting down"}
+        doubted = await self.doubted(decision)
+        if doubted:
+            # A refused reduce-only order or a liquidation/ADL there: the venue may hold less than the bot
+            # thinks. Sent blind, an exit is refused again (and a repair would re-open the other leg).
+            return {"outcome": "skipped", "reason": f"position {doubted} in doubt: waiting for the venue's statement"}
         held = self.held_by_open_trade(decision) if decision.action == "open" else None
         if held:
             # The scanner's decisions of one batch were all taken against the same open
@@ -94,6 +100,14 @@ class TwoLegTrades:
             # of the batch) while it waited for the lock: there is nothing left to reduce.
             return {"outcome": "skipped", "reason": f"trade {decision.trade_id} is no longer open"}
         return await self.execute(decision)
+
+    async def doubted(self, decision: Decision) -> str | None:
+        """'venue symbol' of a leg whose position is in doubt, once the pushes already here are booked."""
+        if doubted_leg(self.desk, decision.legs) is None:
+            return None
+        if self.desk.confirmations is not None:
+            await self.desk.confirmations.settle_doubts()
+        return doubted_leg(self.desk, decision.legs)
 
     def held_by_open_trade(self, decision: Decision) -> str | None:
         """'venue symbol' of the first entry leg already used by an open trade, else None."""
@@ -130,9 +144,11 @@ class TwoLegTrades:
         bases = [request_base(desk, r) for r in requests]
         outcomes = [LegOutcome(b, x.filled_base, x.rejected, x.unknown) for b, x in zip(bases, sent)]
         outcome, attempt, halted = await self.repair.correct(
-            intent_id, decision.strategy, requests, outcomes, target=target_of(decision.action, requests, bases))
+            intent_id, decision.strategy, requests, outcomes, target=target_of(decision.action, requests, bases),
+            closing=decision.action == "close")
         hedged = outcome.hedged if isinstance(outcome, Done) else ZERO
-        label = outcome_label(halted, attempt, hedged)
+        label = "awaiting_position" if isinstance(outcome, Done) and outcome.awaiting else \
+            outcome_label(halted, attempt, hedged)
         change = self.book.trade_change(decision, intent_id, requests, outcomes)
         # The trade's new shape and the intent's end in one transaction (perpbot.journal.sqlite).
         await desk.journal.finish_intent(intent_id, label, change)

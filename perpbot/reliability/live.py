@@ -288,6 +288,10 @@ class LiveBot:
             # it makes is expected, exactly its size; any other correction is drift.
             forced = self.new_forced_closes(accounts)
             self.forced_seen |= {(c.venue, c.order_id) for c in forced}
+            # A position in doubt booked from the venue's push is judged like a reconciliation's correction.
+            pushed = engine.desk.pushed_corrections
+            self.reconcile_position_changes += list(pushed)
+            pushed.clear()
             changes, self.forced_unexplained = inv.unexplained_corrections(
                 self.reconcile_position_changes, self.forced_unexplained + forced)
             for change in changes:

@@ -1,0 +1,75 @@
+"""Positions in doubt: when the local position of a venue/symbol may not be the venue's, no order goes there
+until the venue has said what it holds.
+
+A doubt starts when a reduce-only order of ours is refused there (the venue holds less than the bot thinks:
+retried blind, the exit is refused again and again, and a leg repair would re-open the other leg of a trade
+the venue already closed), or when the venue pushes a liquidation or ADL of it. It ends when a statement the
+venue made after that moment is booked:
+- the reconciliation's REST read of the venue begun after it (perpbot.execution.reconciler), or
+- the position the private stream pushed after it, taken when no order of ours is in flight there and no
+  fill of ours was booked there since the push arrived (Confirmations.settle_doubts).
+Pure bookkeeping over the Desk, apart from the journal write of a position a push corrected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Iterable
+from decimal import Decimal
+
+from perpbot.core.decisions import Leg
+from perpbot.execution.desk import ZERO, Desk, Key
+from perpbot.execution.reconcile import PositionChange
+
+log = logging.getLogger("perpbot.execution.engine")
+
+
+def doubt(desk: Desk, venue: str, symbol: str, why: str, since: float | None = None) -> None:
+    """Put a venue/symbol in doubt (`since`: when the cause was received, epoch s; now by default). An
+    earlier doubt keeps its time: any statement made after the first cause settles both. Brings the
+    reconciliation forward."""
+    key = (venue, symbol)
+    when = time.time() if since is None else since
+    if key in desk.doubted:
+        desk.doubted[key] = min(desk.doubted[key], when)
+    else:
+        desk.doubted[key] = when
+        log.warning("position %s %s in doubt (%s): no order there until the venue states what it holds",
+                    venue, symbol, why)
+    if desk.confirmations is not None:
+        desk.confirmations.reconcile_soon.set()
+
+
+def doubted_leg(desk: Desk, legs: Iterable[Leg]) -> str | None:
+    """'venue symbol' of the first leg whose position is in doubt, else None."""
+    for leg in legs:
+        if (leg.venue, leg.symbol) in desk.doubted:
+            return f"{leg.venue} {leg.symbol}"
+    return None
+
+
+def settle_by_read(desk: Desk, venue: str, read_at: float, busy: Collection[Key]) -> None:
+    """A reconciliation booked the venue's positions as read from `read_at` on: the doubts it answers end
+    (a key it left alone, busy, keeps its doubt)."""
+    for key, since in list(desk.doubted.items()):
+        if key[0] == venue and key not in busy and since <= read_at:
+            del desk.doubted[key]
+            log.info("position %s %s settled by the reconciliation", *key)
+
+
+async def adopt_statement(desk: Desk, key: Key, size: Decimal, entry: Decimal | None, source: str) -> None:
+    """The venue's stated position becomes the local one and the doubt on it ends. A correction is
+    journalled, logged and kept in desk.pushed_corrections (as a reconciliation's position change)."""
+    position = desk.portfolio.positions.get(key)
+    held = position.size if position is not None else ZERO
+    if held != size:
+        kept_entry = position.entry_price if position is not None else ZERO
+        new_entry = ZERO if not size else (entry if entry else kept_entry)
+        desk.portfolio.set_position(key[0], key[1], size, new_entry)
+        booked = desk.portfolio.positions[key]
+        await desk.journal.save_position(key[0], key[1], booked.size, booked.entry_price, booked.realized_pnl)
+        change = {**PositionChange(key[0], key[1], held, size, new_entry).as_dict(), "source": source}
+        desk.pushed_corrections.append(change)
+        log.warning("position %s %s: local %s -> %s as the venue %s", key[0], key[1], held, size, source)
+    desk.doubted.pop(key, None)
