@@ -230,6 +230,7 @@ class TradingState(Answer):
     leg_failures: int | None = None
     open_trades: int | None = None
     venues_blocked: dict[str, str] | None = None  # the account preflight's reasons (issue 16)
+    positions_in_doubt: dict[str, float] | None = None  # "venue symbol" -> since (epoch s): waiting for the venue
 
 
 class ActiveOrder(Answer):

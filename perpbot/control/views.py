@@ -59,7 +59,10 @@ def trading_state(desk: DeskView) -> dict[str, Any]:
             "reconciled": dict(desk.reconciled), "leg_failures": desk.leg_failures,
             "open_trades": len(desk.open_trades),
             # Venues the account preflight keeps out of trading, with the reason (issue 16).
-            "venues_blocked": dict(getattr(desk, "venues_blocked", {}))}
+            "venues_blocked": dict(getattr(desk, "venues_blocked", {})),
+            # "venue symbol" -> since when (epoch s) no order goes there until the venue states the position
+            # (a refused reduce-only order, a liquidation/ADL pushed: perpbot.execution.doubts).
+            "positions_in_doubt": {f"{v} {sym}": since for (v, sym), since in getattr(desk, "doubted", {}).items()}}
 
 
 def positions(portfolio: Portfolio, residues: Mapping[Key, Decimal],

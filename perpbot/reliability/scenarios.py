@@ -193,20 +193,12 @@ class ScenarioResult:
                    d.get("skip"), list(d.get("forced", [])))
 
 
-# Kinds the short (CI) matrix leaves to the full one while finding 16 (docs/RELIABILITY.md) is open: after a
-# forced close the bot's position is not always booked within the quiescent check (2 of 22 runs), so CI would fail
-# on a known, open defect of issue 16 at random. The full matrix runs them on every venue.
-SHORT_EXCLUDED = ("liquidate", "adl")
-
-
 def scenarios(short: bool) -> list[Scenario]:
     """Full: each kind on each venue separately (every kind x 4), then every combination. Short (CI): each
-    kind once (but SHORT_EXCLUDED), on a venue rotating through the four, then two combinations
+    kind once, on a venue rotating through the four, then two combinations
     (SHORT_COMBINATIONS)."""
     out: list[Scenario] = []
     for i, kind in enumerate(MARKET_FAULTS + TRADING_FAULTS + PRIVATE_FAULTS + ORDER_WS_FAULTS + MARGIN_FAULTS):
-        if short and kind in SHORT_EXCLUDED:
-            continue
         if short:
             venue = VENUES[i % len(VENUES)]
             if not_applicable(kind, venue):

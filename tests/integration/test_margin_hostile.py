@@ -11,6 +11,7 @@ from decimal import Decimal as D
 import pytest
 
 from perpbot.app import App
+from perpbot.control.views import trading_state
 from perpbot.core.decisions import Decision, Leg
 from perpbot.settings import Settings
 from perpbot.sim.faults import Fault
@@ -169,5 +170,62 @@ async def test_a_leg_gone_without_a_pushed_liquidation_is_closed_only_after_the_
         assert engine.desk.clock() - seen_at >= NAKED_GRACE_S - 0.5  # not before the grace (less the check step)
         await wait_until(lambda: engine.desk.open_trades == {}, timeout=10)
         assert app.engine.margin_guard.naked_closes == 1
+    finally:
+        await stop_app(app, task)
+
+
+def our_orders(app: App, venue: str) -> list:
+    return [o for o in app.simulator.exchanges[venue].account.orders.values() if o.origin is None]
+
+
+@pytest.mark.parametrize("long, short", PAIRS, ids=[f"{a}-long-{b}-short" for a, b in PAIRS])
+async def test_an_exit_racing_an_adl_is_refused_once_never_retried_blind_and_never_reopens_the_other_leg(
+        tmp_path, long, short):
+    """The venue deleverages the long while its push is still on the way (stream_lag) and the strategy exits:
+    the long's reduce-only sell is refused. The bot puts that position in doubt: the exit is not repaired by
+    re-opening the short it just closed, no later exit goes to the doubted leg, and once the venue has stated
+    the position (its push, or a REST read begun after the refusal) the trade, flat on both venues, is closed.
+    Finding 16 of docs/RELIABILITY.md: before, the refused exit was retried ~20 times a second and the other
+    leg re-opened, until three "leg repairs" HALTed trading."""
+    app, task = await start_app(settings_for(tmp_path, long, short))
+    engine = app.engine.engine
+    symbol = SYMBOLS[long]
+    try:
+        trade_id = await open_trade(app, long, short)
+        app.simulator.faults.add(Fault("stream_lag", long, duration_s=3.0, params={"ms": 1500}))
+        # Its reads fail meanwhile (orders go on): only the push, when it comes, can settle the doubt.
+        app.simulator.faults.add(Fault("rest_5xx", long, duration_s=6.0, params={"on": "read"}))
+        app.simulator.faults.add(Fault("mark_shock", long, symbol, params={"bps": 100}))  # the long in profit
+        app.simulator.faults.add(Fault("adl", long, symbol))
+        await wait_until(lambda: sim_size(app, long) == 0, timeout=20)
+        assert engine.portfolio.positions[(long, symbol)].size == QTY  # not pushed yet: the bot still holds it
+        market = app.simulator.market
+        bids, _ = market.levels(long, symbol)
+        _, asks = market.levels(short, SYMBOLS[short])
+        exit_ = Decision("price_spread", "close", "BTC",
+                         (Leg(long, symbol, "sell", QTY, bids[0][0]), Leg(short, SYMBOLS[short], "buy", QTY, asks[0][0])),
+                         D(0), D(0), "converged", trade_id=trade_id)
+        [report] = await engine.on_decisions([exit_])
+        assert report["outcome"] == "awaiting_position", report
+        refused = [(r.venue, r.side) for r in await engine.desk.journal.orders_with_status("rejected")]
+        assert refused == [(long, "sell")]  # the venue refused the long's exit (it holds no long any more)
+        assert [o.side for o in our_orders(app, short)] == ["sell", "buy"]  # the exit's buy, no re-opening sell
+        assert sim_size(app, short) == 0
+        # Asked again while in doubt: skipped, nothing sent.
+        assert (long, symbol) in engine.desk.doubted
+        assert list(trading_state(engine.desk)["positions_in_doubt"]) == [f"{long} {symbol}"]  # /api/trading/state
+        [again] = await engine.on_decisions([exit_])
+        assert again["outcome"] == "skipped" and "in doubt" in again["reason"], again
+        assert len(await engine.desk.journal.orders_with_status("rejected")) == 1
+        assert [o.side for o in our_orders(app, long)] == ["buy"] and len(our_orders(app, short)) == 2
+        # The venue's pushed position settles it (its reads still fail); the margin watch closes the trade
+        # the venues hold nothing of.
+        await wait_until(lambda: engine.desk.open_trades == {} and not engine.desk.doubted, timeout=20)
+        assert app.simulator.faults.active(long, "rest_5xx", None) is not None  # settled with no REST read
+        assert [(c["venue"], c["local_size"], c["venue_size"], c["source"]) for c in engine.desk.pushed_corrections
+                ] == [(long, str(QTY), "0", "pushed it")]
+        assert engine.state == "ACTIVE" and engine.desk.leg_failures == 0
+        await engine.sync_positions()
+        assert_bot_equals_simulator(app, (long, short))
     finally:
         await stop_app(app, task)

@@ -4,15 +4,14 @@ invariant broke."""
 
 from __future__ import annotations
 
-from perpbot.reliability.scenarios import SHORT_EXCLUDED, run_hostile, scenarios
+from perpbot.reliability.scenarios import run_hostile, scenarios
 from perpbot.sim.faults import FAULT_KINDS, MARGIN_FAULTS, ORDER_WS_FAULTS, PRIVATE_FAULTS, TRADING_FAULTS
 
 
 def test_short_matrix_covers_every_kind_and_every_venue_with_trading_faults():
     short = scenarios(short=True)
     kinds = {f["kind"] for s in short for f in s.faults}
-    # liquidate / adl run in the full matrix only while finding 16 is open (SHORT_EXCLUDED).
-    assert kinds == (set(FAULT_KINDS) | set(PRIVATE_FAULTS) | set(ORDER_WS_FAULTS) | set(MARGIN_FAULTS)) - set(SHORT_EXCLUDED)
+    assert kinds == set(FAULT_KINDS) | set(PRIVATE_FAULTS) | set(ORDER_WS_FAULTS) | set(MARGIN_FAULTS)
     trading_venues = {f["venue"] for s in short for f in s.faults if f["kind"] in TRADING_FAULTS}
     assert trading_venues == {"okx", "hyperliquid", "binance", "bybit"}
     private_venues = {f["venue"] for s in short for f in s.faults if f["kind"] in PRIVATE_FAULTS}

@@ -65,7 +65,8 @@ def ws_order(sim: SimExchange, symbol: str | None, place: Callable[[Decimal | No
                               status=int(fault.params.get("status", status)))
             sim.faults.stop_orders(sim.venue, outcome.status, outcome.retry_after_s)
             return outcome
-    if _take(sim, "rest_5xx", symbol):
+    server_error = sim.faults.active(sim.venue, "rest_5xx", symbol)
+    if server_error is not None and server_error.params.get("on") != "read" and _take(sim, "rest_5xx", symbol):
         # The venue's server error before the order was taken: answered as its busy / unavailable code.
         return Outcome("maintenance")
     if _take(sim, "reject", symbol):

@@ -19,7 +19,8 @@ from perpbot.sim.faults import RETRY_AFTER_IGNORED
 from perpbot.sim.trading.exchange import SimExchange
 from perpbot.sim.trading.matching import SimReject
 
-# Faults that hit every private request unless their params say {"on": "order"};
+# Faults that hit every private request unless their params say {"on": "order"} (orders only) or
+# {"on": "read"} (every private request but orders: a venue whose reads fail while it trades);
 # the others only ever hit order placement.
 _ANY_REQUEST_FAULTS = ("maintenance", "rate_limit", "ip_ban", "rest_5xx")
 
@@ -60,7 +61,8 @@ class FaultGate:
         if fault is None:
             return None
         default_on = "any" if kind in _ANY_REQUEST_FAULTS else "order"
-        if fault.params.get("on", default_on) == "order" and not is_order:
+        on = fault.params.get("on", default_on)
+        if (on == "order" and not is_order) or (on == "read" and is_order):
             return None
         return self.sim.faults.take(self.sim.venue, kind, symbol)
 

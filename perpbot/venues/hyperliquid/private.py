@@ -106,9 +106,9 @@ def parse_private(frame: str | bytes, recv_ts: float, ctx: PrivateContext) -> li
     if channel == "user":
         return _user_event(_object(data, channel), recv_ts)
     if channel == "clearinghouseState":
-        return _account_state(field(VENUE, _object(data, channel), "clearinghouseState", dict), recv_ts)
+        return _account_state(field(VENUE, _object(data, channel), "clearinghouseState", dict), recv_ts, ctx)
     if channel == "webData2":
-        return _account_state(field(VENUE, _object(data, channel), "clearinghouseState", dict), recv_ts)
+        return _account_state(field(VENUE, _object(data, channel), "clearinghouseState", dict), recv_ts, ctx)
     # `post` (answers to actions sent over the socket) belongs to order entry; the rest is public.
     return []
 
@@ -250,10 +250,11 @@ def _position_margin(position: dict, symbol: str, size: Decimal, ts: int) -> Leg
                      str(mode) if mode else None, Decimal(lever) if type(lever) is int else None, ts)
 
 
-def _account_state(state: dict, recv_ts: float) -> list[PrivateEvent]:
+def _account_state(state: dict, recv_ts: float, ctx: PrivateContext) -> list[PrivateEvent]:
     """clearinghouseState -> a PositionUpdate per listed asset position and one USDC BalanceUpdate
-    (equity = marginSummary.accountValue, available = withdrawable). Only open positions are listed:
-    a coin missing from the list is flat, which the consumer infers from the full snapshot."""
+    (equity = marginSummary.accountValue, available = withdrawable). Only open positions are listed (the
+    state is a full snapshot): each traded coin (`ctx.contract_sizes`) missing from it is stated flat, a
+    PositionUpdate of size 0, as the other venues push a closed position."""
     ts = int_field(VENUE, state, "time") if "time" in state else round(recv_ts * 1000)
     summary = field(VENUE, state, "marginSummary", dict)
     out: list[PrivateEvent] = []
@@ -265,6 +266,9 @@ def _account_state(state: dict, recv_ts: float) -> list[PrivateEvent]:
         entry_price = decimal_field(VENUE, position, "entryPx", symbol) if entry_px not in (None, "") else None
         out.append(PositionUpdate(VENUE, symbol, size, entry_price if size else None, ts, recv_ts,
                                   _position_margin(position, symbol, size, ts)))
+    listed = {update.symbol for update in out if isinstance(update, PositionUpdate)}
+    out += [PositionUpdate(VENUE, coin, Decimal(0), None, ts, recv_ts) for coin in ctx.contract_sizes
+            if coin not in listed]
     out.append(BalanceUpdate(VENUE, COLLATERAL, decimal_field(VENUE, summary, "accountValue"),
                              decimal_field(VENUE, state, "withdrawable"), None, ts, recv_ts))
     return out

@@ -177,3 +177,45 @@ async def test_an_exit_of_a_trade_no_longer_open_is_skipped_not_sent():
     [report] = await trades.on_decisions([stale])
     assert report == {"outcome": "skipped", "reason": "trade gone is no longer open"}
     assert venue(desk, "okx").placed == [] and venue(desk, "hyperliquid").placed == []
+
+
+def exit_decision(trade_id: str = "t1") -> Decision:
+    return Decision(strategy="price_spread", action="close", base="BTC", trade_id=trade_id,
+                    legs=(Leg("okx", OKX.symbol, "sell", D("0.02"), D("29990")),
+                          Leg("hyperliquid", "BTC", "buy", D("0.02"), D("30005"))),
+                    edge_bps=D("0"), edge_usdt=D("0"), reason="converged")
+
+
+async def test_an_exit_whose_reduce_only_leg_is_refused_waits_for_the_venue_never_reopens_the_other_leg():
+    """Finding 16: the venue refused the Hyperliquid leg's reduce-only buy (it had deleveraged that short). The
+    OKX leg's sell is not undone by re-buying (that would leave OKX naked long), the trade keeps the refused
+    leg, and the next exit is not sent while Hyperliquid's position is in doubt."""
+    desk = ready(make_desk(script_hl=["reject"]))
+    desk.open_trades["t1"] = trade()
+    desk.portfolio.set_position("okx", OKX.symbol, D("0.02"), D("30000"))
+    desk.portfolio.set_position("hyperliquid", "BTC", D("-0.02"), D("29995"))
+    trades, _, _ = parts(desk)
+    [report] = await trades.on_decisions([exit_decision()])
+    assert report["outcome"] == "awaiting_position" and report["corrective_orders"] == 0
+    assert [(r.side, r.reduce_only) for r in venue(desk, "okx").placed] == [("sell", True)]  # no re-buy
+    assert list(desk.doubted) == [("hyperliquid", "BTC")] and desk.leg_failures == 0
+    assert [leg["base_qty"] for leg in desk.open_trades["t1"]["legs"]] == ["0", "0.02"]
+    [again] = await trades.on_decisions([exit_decision()])
+    assert again == {"outcome": "skipped", "reason": "position hyperliquid BTC in doubt: waiting for the venue's "
+                                                     "statement"}
+    assert len(venue(desk, "hyperliquid").placed) == 1 and len(venue(desk, "okx").placed) == 1
+
+
+async def test_a_residue_is_charged_from_when_it_appears_not_from_the_last_accrual():
+    clock = [100.0]
+    desk = make_desk()
+    desk.clock = lambda: clock[0]
+    book = TradeBook(desk)
+    book.accrue_residue()  # no residue
+    clock[0] += 60
+    desk.open_trades["t1"] = trade(okx="0.02", hl="0.0203")
+    book.accrue_residue()  # it appears here: the 60 s before cost nothing
+    assert desk.unhedged_usdt_seconds == 0
+    clock[0] += 10
+    book.accrue_residue()
+    assert desk.unhedged_usdt_seconds == D("0.0003") * D("30000") * 10

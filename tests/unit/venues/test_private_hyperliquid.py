@@ -178,6 +178,23 @@ def test_recorded_clearinghouse_state_through_its_channel(shared_fixtures):
     assert len(web) == 13 and web[0].ts_ms == 1700000001000
 
 
+def test_a_traded_coin_missing_from_the_state_is_pushed_flat(shared_fixtures):
+    """clearinghouseState lists open positions only: a coin the bot trades that is not listed (liquidated,
+    deleveraged, closed) is a PositionUpdate of size 0, as the other venues push a closed position."""
+    state = _cassette(shared_fixtures, "test_get_user_state")
+    traded = PrivateContext("hyperliquid", {"BTC": Decimal(1), "NOTLISTED": Decimal(1)})
+    frame = {"channel": "clearinghouseState", "data": {"dex": "", "user": USER, "clearinghouseState": state}}
+    events = parse_private(orjson.dumps(frame), 1700000000.25, traded)
+    positions = {e.symbol: e.size for e in events if isinstance(e, PositionUpdate)}
+    assert positions["BTC"] == Decimal("-0.00785") and positions["NOTLISTED"] == 0
+    assert len(positions) == 13  # the 12 listed and the traded coin not listed
+    emptied = dict(state, assetPositions=[])
+    frame["data"]["clearinghouseState"] = emptied
+    flat = [e for e in parse_private(orjson.dumps(frame), 1700000000.25, traded) if isinstance(e, PositionUpdate)]
+    assert {(e.symbol, e.size, e.entry_price, e.margin) for e in flat} == {("BTC", 0, None, None),
+                                                                          ("NOTLISTED", 0, None, None)}
+
+
 def test_controls_and_other_channels(shared_fixtures):
     ack = _fixture(shared_fixtures, "doc_ws_examples.json")["subscribe_trades_ack"]
     assert _parse(ack) == [StreamControl("hyperliquid", "subscribed", "trades", 1781528066.5)]
