@@ -139,6 +139,9 @@ class Desk:
     # refused there, or the venue pushed a liquidation/ADL of it. No order goes there until a statement of the
     # venue's taken after that time is booked (perpbot.execution.doubts).
     doubted: dict[Key, float] = dataclasses.field(default_factory=dict)
+    # venue -> since when (epoch s) its free margin is in doubt: it refused an entry for margin while the bot's
+    # view allowed it (its equity read before a move): no entry there until its balance is read again.
+    margin_doubted: dict[str, float] = dataclasses.field(default_factory=dict)
     # (venue, symbol) -> when a fill of ours there was last booked (epoch s): a pushed position received
     # before it may not show that fill yet.
     fill_booked_at: dict[Key, float] = dataclasses.field(default_factory=dict)

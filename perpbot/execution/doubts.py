@@ -8,6 +8,8 @@ venue made after that moment is booked:
 - the reconciliation's REST read of the venue begun after it (perpbot.execution.reconciler), or
 - the position the private stream pushed after it, taken when no order of ours is in flight there and no
   fill of ours was booked there since the push arrived (Confirmations.settle_doubts).
+A venue's free margin is in doubt in the same way when it refuses an entry for margin that the bot's view of
+its balance allowed (doubt_margin): no entry goes there until the reconciliation has read its balance again.
 Pure bookkeeping over the Desk, apart from the journal write of a position a push corrected.
 """
 
@@ -41,6 +43,17 @@ def doubt(desk: Desk, venue: str, symbol: str, why: str, since: float | None = N
         desk.confirmations.reconcile_soon.set()
 
 
+def doubt_margin(desk: Desk, venue: str, why: str) -> None:
+    """The venue refused an entry for margin the bot's view of it allowed: its balance as the bot knows it is
+    stale (an equity read before a mark moved, collateral moved by hand). No entry goes there until the
+    reconciliation has read its balance again (the risk gate's rule `margin_refused`)."""
+    if venue not in desk.margin_doubted:
+        log.warning("%s refused an entry for margin (%s): no entry there until its balance is read again", venue, why)
+    desk.margin_doubted.setdefault(venue, time.time())
+    if desk.confirmations is not None:
+        desk.confirmations.reconcile_soon.set()
+
+
 def doubted_leg(desk: Desk, legs: Iterable[Leg]) -> str | None:
     """'venue symbol' of the first leg whose position is in doubt, else None."""
     for leg in legs:
@@ -56,6 +69,9 @@ def settle_by_read(desk: Desk, venue: str, read_at: float, busy: Collection[Key]
         if key[0] == venue and key not in busy and since <= read_at:
             del desk.doubted[key]
             log.info("position %s %s settled by the reconciliation", *key)
+    if desk.margin_doubted.get(venue, read_at) < read_at:
+        del desk.margin_doubted[venue]
+        log.info("%s balance read again: entries there go through the gate as before", venue)
 
 
 async def adopt_statement(desk: Desk, key: Key, size: Decimal, entry: Decimal | None, source: str) -> None:

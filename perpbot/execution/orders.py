@@ -13,7 +13,7 @@ from decimal import Decimal
 from perpbot.core import errors
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult, ResultStatus
-from perpbot.execution.doubts import doubt
+from perpbot.execution.doubts import doubt, doubt_margin
 from perpbot.execution.desk import ZERO, Desk, Sent, side
 from perpbot.journal.settlement import FillEntry, OrderState
 from perpbot.journal.sqlite import FINAL_STATUSES
@@ -67,6 +67,8 @@ class OrderLifecycle:
             log.warning("Order rejected: %s %s %s id=%s reason=%s", request.venue, request.symbol, request.side,
                         request.client_order_id, exc.message)
             self._doubt_if_reducing(request, exc.message)
+            if isinstance(exc, errors.InsufficientFunds) and not request.reduce_only:
+                doubt_margin(desk, request.venue, exc.message)
             return Sent(rejected=True, error=exc.message)
         except (errors.RateLimited, errors.TemporaryError) as exc:
             # Certainly not on the book: nothing to resolve.

@@ -64,6 +64,7 @@ class TradingStates:
             private_streams_down=streams_down(desk),
             margins=dict(portfolio.margins),
             venues_blocked=dict(desk.venues_blocked),
+            margin_doubted=frozenset(desk.margin_doubted),
             quote_rate=quote_rate(desk),
         )
 

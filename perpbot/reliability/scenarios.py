@@ -68,14 +68,19 @@ FAULT_SHAPES: dict[str, dict[str, Any]] = {
     "ws_answer_lost": {"count": 1},
     # Margin (perpbot.sim.trading.margin_engine, on every market tick): the venue closes the faulted
     # venue's next position itself, a liquidation (taker fee) or an ADL (a position in profit, whole);
-    # a mark shock moves the venue's prices and holds them until the suite takes it back after the phase
-    # (it stays well short of a liquidation at the suite's leverage: none may follow).
+    # a mark shock moves the venue's prices and holds them until the suite takes it back after the phase.
+    # The shock is aimed (_aim_shock): the venue's wallet is lowered until the legs there stand
+    # SHOCK_FROM_PCT from liquidation, and the shock takes one leg to SHOCK_TO_PCT, past the bot's reduce
+    # threshold: the bot must reduce both legs of that trade, and the venue must liquidate nothing.
     "liquidate": {"count": 1},
     "adl": {"count": 1},
     "mark_shock": {"count": 1, "params": {"bps": 150}},
 }
 # The venue's own closes: a position must be held there when the fault is taken.
 FORCED_FAULTS = ("liquidate", "adl")
+SHOCK_FROM_PCT = Decimal(15)  # the legs' distance to liquidation the aimed shock starts from (no entry there: < 20)
+SHOCK_TO_PCT = Decimal("7.5")  # where it leaves the aimed leg: below risk.liquidation_reduce_pct (10), above critical
+SHOCK_REDUCE_WAIT_S = 15.0  # how long the shock is held for the bot's reduction before it is taken back
 # Faults that only fire when an order reaches the venue (an order event to push, a REST lookup of an
 # order): the suite provokes trading there. listenkey_expire fires on the simulator's own key watch.
 PROVOKED_FAULTS = (TRADING_FAULTS + tuple(k for k in PRIVATE_FAULTS if k != "listenkey_expire")
@@ -172,6 +177,7 @@ class ScenarioResult:
     unhedged_usdt_seconds: Decimal = Decimal(0)
     skip: str | None = None
     forced: list[str] = dataclasses.field(default_factory=list)  # per venue close: how soon the other leg closed
+    shocks: list[str] = dataclasses.field(default_factory=list)  # per aimed mark shock: what the bot did
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "runs": self.runs, "faults_fired": self.faults_fired, "fired": dict(self.fired),
@@ -180,7 +186,7 @@ class ScenarioResult:
                 "active_recovery_s": max(self.active_recovery_s, default=None),
                 "fire_s": max(self.fire_s, default=None),
                 "unhedged_usdt_seconds": str(self.unhedged_usdt_seconds), "skip": self.skip,
-                "forced": list(self.forced)}
+                "forced": list(self.forced), "shocks": list(self.shocks)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScenarioResult":
@@ -190,7 +196,7 @@ class ScenarioResult:
         return cls(d["name"], d["runs"], d["faults_fired"], dict(d.get("fired", {})), list(d["violations"]),
                    list(d["halts"]), list(d.get("operator", [])), listed(d["books_recovery_s"]),
                    listed(d["active_recovery_s"]), listed(d.get("fire_s")), Decimal(d["unhedged_usdt_seconds"]),
-                   d.get("skip"), list(d.get("forced", [])))
+                   d.get("skip"), list(d.get("forced", [])), list(d.get("shocks", [])))
 
 
 def scenarios(short: bool) -> list[Scenario]:
@@ -299,6 +305,126 @@ async def _aim_forced(bot: LiveBot, spec: dict[str, Any], timeout_s: float = FIR
     return spec
 
 
+@dataclasses.dataclass
+class AimedShock:
+    """A mark shock aimed at a leg: the collateral taken from the venue's wallet to bring its legs near
+    liquidation (given back after the phase) and the margin watch's reductions before it."""
+
+    venue: str
+    symbol: str
+    removed: Decimal
+    reductions_before: int
+    trade_id: str
+
+
+def _lower_wallet(sim: Any, distance_pct: Decimal) -> Decimal:
+    """The venue account's wallet lowered until its nearest leg is `distance_pct` from liquidation (bisection
+    over the simulator's own margin figures, no await in between: no market tick can act on a half-set wallet).
+    Returns what was taken."""
+    account = sim.account
+    original = account.wallet
+    low, high = Decimal(0), original
+
+    def nearest(wallet: Decimal) -> Decimal | None:
+        account.balances[account.currency] = wallet
+        distances = [leg.distance_pct for leg in sim.risk().legs.values()]
+        return min((d for d in distances if d is not None), default=None)
+
+    for _ in range(60):
+        middle = (low + high) / 2
+        distance = nearest(middle)
+        if distance is None or distance > distance_pct:
+            high = middle
+        else:
+            low = middle
+    nearest(high)  # the smallest wallet found with every leg at least distance_pct away
+    return original - high
+
+
+async def _aim_shock(bot: LiveBot, spec: dict[str, Any]) -> tuple[dict[str, Any], AimedShock | None]:
+    """A mark shock aimed at a leg of a settled hedged trade on the venue (found or provoked as for a forced
+    close): the venue's wallet is lowered until its legs stand SHOCK_FROM_PCT from liquidation, the bot reads
+    the venue (as its reconciliation would), and the shock is sized to leave that leg SHOCK_TO_PCT from its
+    liquidation price. Unaimed (no trade in time): the plain shock, no reduction expected."""
+    aimed = await _aim_forced(bot, spec)
+    symbol = aimed.get("symbol")
+    if symbol is None:
+        return spec, None
+    venue = spec["venue"]
+    sim = bot.app.simulator.exchanges[venue]
+    removed = _lower_wallet(sim, SHOCK_FROM_PCT)
+    # The shock goes to the leg nearest its liquidation (cross margin: the others have more room), which must
+    # be a leg of a hedged trade (an orphan residue nearest would be the one to go).
+    legs = [leg for leg in sim.risk().legs.values() if leg.distance_pct is not None]
+    traded = {leg["symbol"] for trade in bot.engine.open_trades.values() if len(trade.get("legs") or []) == 2
+              for leg in trade["legs"] if leg["venue"] == venue}
+    leg = min(legs, key=lambda leg: leg.distance_pct or Decimal(0), default=None)
+    if leg is None or leg.liquidation_price is None or leg.symbol not in traded:
+        sim.account.credit(removed)
+        return spec, None
+    symbol = leg.symbol
+    if not await _bot_read_liquidation(bot, sim, symbol):
+        sim.account.credit(removed)
+        log.warning("the bot did not read %s %s's new liquidation price in time: the shock goes in unaimed",
+                    venue, symbol)
+        return spec, None
+    leg = sim.leg_risk(symbol)
+    if leg is None or leg.liquidation_price is None:
+        sim.account.credit(removed)
+        return spec, None
+    factor = 1 - SHOCK_TO_PCT / 100 if leg.size > 0 else 1 + SHOCK_TO_PCT / 100
+    bps = float((leg.liquidation_price / factor / leg.mark - 1) * 10_000)
+    log.warning("mark shock aimed at %s %s (%s): wallet lowered by %s, liquidation %s, mark %s -> %+.0f bps",
+                venue, symbol, leg.size, removed.quantize(Decimal("0.01")), leg.liquidation_price, leg.mark, bps)
+    trade_id = next((trade_id for trade_id, trade in bot.engine.open_trades.items()
+                     if any((leg["venue"], leg["symbol"]) == (venue, symbol) for leg in trade["legs"])), None)
+    if trade_id is None:  # its trade ended while the bot read the venue: nothing to aim at
+        sim.account.credit(removed)
+        return spec, None
+    shock = AimedShock(venue, symbol, removed, bot.service.margin_guard.reductions, trade_id)
+    return {**aimed, "symbol": symbol, "params": {"bps": bps}}, shock
+
+
+async def _bot_read_liquidation(bot: LiveBot, sim: Any, symbol: str, timeout_s: float = 10.0) -> bool:
+    """The bot holds the venue's liquidation price of the leg as it stands now (within 1 %): a wallet lowered
+    from outside is known to the bot only once it has read the venue (a reconciliation that found the leg busy
+    with an order left the old figure), so the suite syncs until it has."""
+    key = (sim.venue, symbol)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        await bot.engine.sync_positions()
+        stated, leg = bot.engine.portfolio.margins.get(key), sim.leg_risk(symbol)
+        if (stated is not None and stated.liquidation_price and leg is not None and leg.liquidation_price
+                and abs(stated.liquidation_price / leg.liquidation_price - 1) < Decimal("0.01")):
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def _reduced_before_take_back(bot: LiveBot, shocks: list[AimedShock], result: ScenarioResult
+                                    ) -> list[str]:
+    """Each aimed shock answered by a reduction of the margin watch (both legs of the trade) while it is held;
+    then the collateral is given back and the bot reads it."""
+    guard = bot.service.margin_guard
+    violations = []
+    for shock in shocks:
+        # Reduced by the margin watch, or the trade ended meanwhile by the strategy's own exit (nothing left
+        # to reduce: the exit took both legs).
+        what = f"{shock.venue} {shock.symbol} shocked to {SHOCK_TO_PCT}% from liquidation"
+        if not await wait_for(lambda: guard.reductions > shock.reductions_before
+                              or shock.trade_id not in bot.engine.open_trades, SHOCK_REDUCE_WAIT_S):
+            violations.append(f"no reduction of both legs within {SHOCK_REDUCE_WAIT_S:g}s: {what}")
+        elif guard.reductions > shock.reductions_before:
+            result.shocks.append(f"{what}: both legs reduced by the margin watch")
+        else:
+            result.shocks.append(f"{what}: its trade closed by the strategy's exit first")
+    for shock in shocks:
+        bot.app.simulator.exchanges[shock.venue].account.credit(shock.removed)
+    if shocks:
+        await bot.engine.sync_positions()
+    return violations
+
+
 async def _take_back_shocks(bot: LiveBot, scenario: Scenario, fired: dict[tuple[str, str], int]) -> None:
     """A mark shock holds the venue's prices until an opposite one: the suite takes each fired one back
     (the venue's prices follow the others again) before the recovery is measured."""
@@ -380,7 +506,14 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
         # Timed faults end this long after they first fired (maintenance: held until then).
         holds = {(f["venue"], f["kind"]): FAULT_SHAPES[f["kind"]]["duration_s"] for f in scenario.faults
                  if f["kind"] in TIMED_FAULTS}
-        specs = [await _aim_forced(bot, spec) if spec["kind"] in FORCED_FAULTS else spec for spec in scenario.faults]
+        specs, shocks = [], []
+        for spec in scenario.faults:
+            if spec["kind"] in FORCED_FAULTS:
+                spec = await _aim_forced(bot, spec)
+            elif spec["kind"] == "mark_shock":
+                spec, shock = await _aim_shock(bot, spec)
+                shocks += [shock] if shock is not None else []
+            specs.append(spec)
         injected_at = time.monotonic()
         for spec in specs:
             await admin.inject(spec)
@@ -433,6 +566,10 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
         for (venue, kind), n in fired_delta.items():
             result.fired[f"{venue} {kind}"] = result.fired.get(f"{venue} {kind}", 0) + n
         never = [f"{kind} @ {venue}" for (venue, kind), n in fired_delta.items() if n == 0]
+        shock_violations = await _reduced_before_take_back(bot, shocks, result)
+        result.shocks += [f"{spec['venue']}: unaimed (no settled trade there in time), {spec['params']['bps']} bps"
+                          for spec in specs if spec["kind"] == "mark_shock"
+                          and not any(s.venue == spec["venue"] for s in shocks)]
         await _take_back_shocks(bot, scenario, fired_delta)
         books_ok = await wait_for(bot.books_valid, recovery_timeout_s)
         books_at = time.monotonic()
@@ -461,6 +598,7 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
     state, reason = bot.engine.state, bot.engine.state_reason
     if state == "ACTIVE" and state_ok:
         result.active_recovery_s.append(round(state_at - fault_end, 3))
+    violations += shock_violations
     violations += inv.check_state(state, reason, state_ok)
     violations += _forced_violations(bot, scenario, extra, result, state == "HALTED")
     integrity = [v for (v, k), n in fired_delta.items() if k in INTEGRITY_FAULTS and n > 0]

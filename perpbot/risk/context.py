@@ -60,3 +60,6 @@ class RiskContext:
     quote_rate: QuoteRate | None = None
     # Venues the account preflight keeps out of trading (venue -> reason): no entry there.
     venues_blocked: dict[str, str] = field(default_factory=dict)
+    # Venues that refused an entry for margin the gate's view allowed: no entry there until their balance is
+    # read again (perpbot.execution.doubts.doubt_margin).
+    margin_doubted: frozenset[str] = frozenset()

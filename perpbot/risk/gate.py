@@ -136,6 +136,7 @@ class RiskGate:
             rules.rule_rate_budget(requests, self.rate_budget, ctx.now, self._entry_reserve),
             # Margin safety per leg (perpbot.risk.margin): marks known, the legs' liquidation distances.
             margin.rule_preflight(deltas, ctx),
+            margin.rule_margin_refused(deltas, ctx),
             margin.rule_marks_known(deltas, ctx),
             margin.rule_liquidation_critical(ctx, risk.liquidation_critical_pct),
             margin.rule_liquidation_entry(deltas, grosses, ctx, risk.liquidation_entry_min_pct,
@@ -200,7 +201,8 @@ class RiskGate:
         """The margin-safety rules of a single entry order (perpbot.risk.margin)."""
         deltas = rules.position_deltas(requests, ctx)
         grosses = rules.venue_grosses(deltas, requests, ctx)
-        return [margin.rule_preflight(deltas, ctx), margin.rule_marks_known(deltas, ctx),
+        return [margin.rule_preflight(deltas, ctx), margin.rule_margin_refused(deltas, ctx),
+                margin.rule_marks_known(deltas, ctx),
                 margin.rule_liquidation_critical(ctx, self.risk.liquidation_critical_pct),
                 margin.rule_liquidation_entry(deltas, grosses, ctx, self.risk.liquidation_entry_min_pct,
                                               self.risk.maintenance_margin_rate)]

@@ -64,6 +64,15 @@ def rule_preflight(deltas: dict[Key, Decimal], ctx: RiskContext) -> Refusal | No
     return None
 
 
+def rule_margin_refused(deltas: dict[Key, Decimal], ctx: RiskContext) -> Refusal | None:
+    """No entry on a venue that refused one for margin the gate's view of its balance allowed, until that
+    balance has been read again (the view was stale: the gate would let the venue refuse the next too)."""
+    for venue in sorted({key[0] for key in deltas} & ctx.margin_doubted):
+        return Refusal("margin_refused", f"{venue} refused an entry for margin: waiting for its balance to be read "
+                                         f"again")
+    return None
+
+
 def rule_liquidation_critical(ctx: RiskContext, critical_pct: Decimal) -> Refusal | None:
     below = legs_below(ctx, critical_pct)
     if below:

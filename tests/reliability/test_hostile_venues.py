@@ -50,5 +50,9 @@ async def test_every_fault_kind_fires_during_live_trading_and_breaks_no_invarian
         assert r.fired and all(n > 0 for n in r.fired.values()), (r.name, r.fired)
     # A HALT is allowed (it is the bot protecting itself), but the suite must have flattened and
     # resumed after it, so every later scenario started ACTIVE.
+    # The mark shock is aimed: a leg taken past the reduce threshold, answered by a reduction of both legs
+    # (or its trade already closed by the strategy's exit), never by a liquidation (a violation above).
+    [shock] = [r for r in results if r.name.startswith("mark_shock")]
+    assert any("both legs reduced" in line or "closed by the strategy" in line for line in shock.shocks), shock.shocks
     halted = [r for r in results if r.halts]
     assert all(r.operator for r in halted)
