@@ -3,6 +3,7 @@ and what waits meanwhile. The journal is the real SQLite one; the venues are in-
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal as D
 
 import pytest
@@ -110,3 +111,19 @@ def test_a_later_cause_keeps_the_first_doubts_time():
     doubt(desk, "okx", OKX.symbol, "reduce-only sell refused", NOW + 1)
     assert desk.doubted == {KEY: NOW}  # the venue's position pushed after the ADL answers both
 
+
+
+async def test_a_margin_refusal_of_an_entry_doubts_the_venues_balance_until_a_read_begun_after_it(desk):
+    from perpbot.execution.states import TradingStates
+
+    orders = OrderLifecycle(desk)
+    entry = OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30000"), "e1")
+    await desk.journal.record_order(entry, "entry", "i1")
+    before = time.time()
+    assert (await orders.send(approved(entry, "entry"), "s")).rejected  # the fake venue: insufficient margin
+    assert list(desk.margin_doubted) == ["okx"]
+    assert TradingStates(desk).risk_context().margin_doubted == frozenset({"okx"})
+    settle_by_read(desk, "okx", before, ())
+    assert "okx" in desk.margin_doubted  # a read begun before the refusal tells nothing of it
+    settle_by_read(desk, "okx", time.time() + 1, ())
+    assert desk.margin_doubted == {}

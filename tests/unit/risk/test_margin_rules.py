@@ -82,3 +82,15 @@ def test_legs_below_a_threshold_are_found_closest_first_from_the_live_mark():
     # A statement about a leg no longer held is not a leg to protect.
     ctx.positions = {}
     assert margin.legs_below(ctx, D("10")) == []
+
+
+def test_a_venue_that_refused_an_entry_for_margin_takes_none_until_its_balance_is_read_again():
+    ctx = context(margin_doubted=frozenset({"binance"}))
+    assert refused_rules(ctx) == ["margin_refused"]
+    ctx = context(margin_doubted=frozenset({"bybit"}))  # another venue's doubt: this entry is not on it
+    assert refused_rules(ctx) == []
+    # An exit on the doubted venue still goes.
+    exit_order = OrderRequest("binance", BINANCE_BTC.symbol, "sell", D("0.01"), D("60000"), "cid-x", True, "IOC")
+    answer = gate().approve_order(exit_order, "exit", context(margin_doubted=frozenset({"binance"}),
+                                                            positions={BINANCE_BTC.key: D("0.01")}), "intent-x")
+    assert not hasattr(answer, "rule"), answer
