@@ -1,9 +1,9 @@
 """Positions in doubt: when the local position of a venue/symbol may not be the venue's, no order goes there
 until the venue has said what it holds.
 
-A doubt starts when a reduce-only order of ours is refused there (the venue holds less than the bot thinks:
-retried blind, the exit is refused again and again, and a leg repair would re-open the other leg of a trade
-the venue already closed), or when the venue pushes a liquidation or ADL of it. It ends when a statement the
+A doubt starts when the venue refuses a reduce-only order of ours for the position it holds (it holds less
+than the bot thinks: retried blind, the exit is refused again and again, and a leg repair would re-open the
+other leg of a trade the venue already closed), or when the venue pushes a liquidation or ADL of it. It ends when a statement the
 venue made after that moment is booked:
 - the reconciliation's REST read of the venue begun after it (perpbot.execution.reconciler), or
 - the position the private stream pushed after it, taken when no order of ours is in flight there and no
@@ -25,6 +25,25 @@ from perpbot.execution.desk import ZERO, Desk, Key
 from perpbot.execution.reconcile import PositionChange
 
 log = logging.getLogger("perpbot.execution.engine")
+
+# How each venue says "this reduce-only order would not reduce your position" (../shared/fixtures/venue_errors.json
+# and the venues' docs): the position is not what the bot thinks. Other refusals of a reduce-only order (margin,
+# an IOC with nothing to match, a price band) leave the position as it was: the leg repair goes on as usual.
+REDUCE_ONLY_REFUSALS: dict[str, tuple[str, ...]] = {
+    "okx": ("51169", "51170", "51205"),  # no position / same direction / larger than the position
+    "binance": ("-2022",),  # ReduceOnly Order is rejected.
+    "bybit": ("110017",),  # Reduce-only rule not satisfied (also: current position is zero)
+    "hyperliquid": ("Reduce only order would increase position",),
+}
+
+
+def is_reduce_only_refusal(venue: str, reason: str | None) -> bool:
+    """The venue refused a reduce-only order because of the position it holds (any refusal, on a venue whose
+    codes are not listed)."""
+    markers = REDUCE_ONLY_REFUSALS.get(venue)
+    if markers is None:
+        return True
+    return reason is not None and any(marker in reason for marker in markers)
 
 
 def doubt(desk: Desk, venue: str, symbol: str, why: str, since: float | None = None) -> None:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from perpbot.core import errors
 from perpbot.core.numbers import scaled_to_decimal
 from perpbot.core.orders import OrderRequest, OrderResult, ResultStatus
-from perpbot.execution.doubts import doubt, doubt_margin
+from perpbot.execution.doubts import doubt, doubt_margin, is_reduce_only_refusal
 from perpbot.execution.desk import ZERO, Desk, Sent, side
 from perpbot.journal.settlement import FillEntry, OrderState
 from perpbot.journal.sqlite import FINAL_STATUSES
@@ -249,9 +249,10 @@ class OrderLifecycle:
         return Sent(filled_base=filled_base, rejected=rejected, result=result)
 
     def _doubt_if_reducing(self, request: OrderRequest, reason: str | None) -> None:
-        """A refused reduce-only order: the venue may hold less there than the bot thinks (a liquidation not
-        booked yet). Nothing more is sent there until the venue has said what it holds (perpbot.execution.doubts)."""
-        if request.reduce_only:
+        """A reduce-only order the venue refused for the position it holds: it may hold less there than the bot
+        thinks (a liquidation not booked yet). Nothing more is sent there until the venue has said what it holds
+        (perpbot.execution.doubts)."""
+        if request.reduce_only and is_reduce_only_refusal(request.venue, reason):
             doubt(self.desk, request.venue, request.symbol, f"reduce-only {request.side} refused: {reason}")
 
     def _fill_entry(self, request: OrderRequest, result: OrderResult,

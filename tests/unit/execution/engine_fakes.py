@@ -140,7 +140,8 @@ class FakeJournal:
 
 class FakeVenue:
     """A venue in memory: orders fill in full at their limit unless `script` says otherwise
-    ('reject', 'lost': placed but the answer lost, ('partial', venue qty)); positions as set."""
+    ('reject': insufficient margin, 'lost': placed but the answer lost, ('partial', venue qty), ('refuse',
+    message): refused with the venue's message); positions as set."""
 
     def __init__(self, venue: str, script: list[Any] | None = None) -> None:
         self.venue = venue
@@ -159,6 +160,8 @@ class FakeVenue:
         step = self.script.pop(0) if self.script else None
         if step == "reject":
             raise errors.InsufficientFunds(self.venue, "insufficient margin")
+        if isinstance(step, tuple) and step[0] == "refuse":  # ("refuse", the venue's message)
+            raise errors.OrderRejected(self.venue, step[1])
         filled = step[1] if isinstance(step, tuple) else request.qty
         status = "filled" if filled == request.qty else "partially_filled"
         result = OrderResult(self.venue, request.symbol, request.client_order_id, f"v{len(self.placed)}", status,

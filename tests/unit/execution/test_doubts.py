@@ -12,18 +12,19 @@ from engine_fakes import OKX, make_desk, ready
 from perpbot.core.orders import OrderRequest
 from perpbot.core.private_events import MarginEvent, PositionUpdate
 from perpbot.execution.confirmations import Confirmations
-from perpbot.execution.doubts import doubt, settle_by_read
+from perpbot.execution.doubts import doubt, is_reduce_only_refusal, settle_by_read
 from perpbot.execution.orders import OrderLifecycle
 from perpbot.journal.sqlite import Journal
 from testkit import approved
 
 NOW = 1_800_000_000.0
 KEY = ("okx", OKX.symbol)
+NO_POSITION = "51169 Order failed because you don't have any positions in this direction for this contract"
 
 
 @pytest.fixture
 async def desk(tmp_path):
-    desk = ready(make_desk(script_okx=["reject", "reject"]))
+    desk = ready(make_desk(script_okx=["reject", "reject", ("refuse", NO_POSITION)]))
     real = Journal(tmp_path / "journal.sqlite")
     await real.open()
     desk.journal = real
@@ -46,16 +47,34 @@ def held(desk) -> D:
     return desk.portfolio.positions[KEY].size
 
 
-async def test_a_refused_reduce_only_order_puts_its_position_in_doubt_a_refused_entry_does_not(desk):
+async def test_a_reduce_only_order_refused_for_the_position_puts_it_in_doubt_other_refusals_do_not(desk):
     orders = OrderLifecycle(desk)
     entry = OrderRequest("okx", OKX.symbol, "buy", D("1"), D("30000"), "e1")
     exit_ = OrderRequest("okx", OKX.symbol, "sell", D("2"), D("29990"), "x1", reduce_only=True)
-    for request, purpose in ((entry, "entry"), (exit_, "exit")):
+    again = OrderRequest("okx", OKX.symbol, "sell", D("2"), D("29990"), "x2", reduce_only=True)
+    for request, purpose in ((entry, "entry"), (exit_, "exit"), (again, "exit")):
         await desk.journal.record_order(request, purpose, "i1")
-    assert (await orders.send(approved(entry, "entry"), "s")).rejected
+    assert (await orders.send(approved(entry, "entry"), "s")).rejected  # an entry refused
     assert desk.doubted == {}
-    assert (await orders.send(approved(exit_, "exit"), "s")).rejected
+    assert (await orders.send(approved(exit_, "exit"), "s")).rejected  # an exit refused for margin
+    assert desk.doubted == {}
+    assert (await orders.send(approved(again, "exit"), "s")).rejected  # 51169: no position to reduce
     assert list(desk.doubted) == [KEY]
+
+
+@pytest.mark.parametrize("venue, reason, position", [
+    ("okx", NO_POSITION, True),
+    ("okx", "51008 Order failed. Insufficient USDT margin in account", False),
+    ("binance", "-2022 ReduceOnly Order is rejected.", True),
+    ("binance", "-2019 Margin is insufficient.", False),
+    ("bybit", "110017 Reduce-only rule not satisfied", True),
+    ("bybit", "110007 ab not enough for new order", False),
+    ("hyperliquid", "Reduce only order would increase position.", True),
+    ("hyperliquid", "Order could not immediately match against any resting orders. asset=1", False),
+    ("paper", "anything", True),  # a venue whose codes are not listed: every refusal counts
+])
+def test_which_refusals_say_the_position_is_not_what_the_bot_thinks(venue, reason, position):
+    assert is_reduce_only_refusal(venue, reason) is position
 
 
 async def test_a_liquidation_pushed_puts_the_position_in_doubt_and_the_position_pushed_with_it_settles_it(desk):

@@ -190,7 +190,7 @@ async def test_an_exit_whose_reduce_only_leg_is_refused_waits_for_the_venue_neve
     """Finding 16: the venue refused the Hyperliquid leg's reduce-only buy (it had deleveraged that short). The
     OKX leg's sell is not undone by re-buying (that would leave OKX naked long), the trade keeps the refused
     leg, and the next exit is not sent while Hyperliquid's position is in doubt."""
-    desk = ready(make_desk(script_hl=["reject"]))
+    desk = ready(make_desk(script_hl=[("refuse", "Reduce only order would increase position.")]))
     desk.open_trades["t1"] = trade()
     desk.portfolio.set_position("okx", OKX.symbol, D("0.02"), D("30000"))
     desk.portfolio.set_position("hyperliquid", "BTC", D("-0.02"), D("29995"))
@@ -204,6 +204,19 @@ async def test_an_exit_whose_reduce_only_leg_is_refused_waits_for_the_venue_neve
     assert again == {"outcome": "skipped", "reason": "position hyperliquid BTC in doubt: waiting for the venue's "
                                                      "statement"}
     assert len(venue(desk, "hyperliquid").placed) == 1 and len(venue(desk, "okx").placed) == 1
+
+
+async def test_an_exit_leg_refused_for_another_reason_is_repaired_as_before():
+    """No liquidity for the Hyperliquid leg's IOC (not a reduce-only refusal): the position is what the bot
+    thinks, so the legs policy goes on (here: it unwinds the OKX leg's exit, leaving the trade whole)."""
+    desk = ready(make_desk(script_hl=[("refuse", "Order could not immediately match against any resting orders.")]))
+    desk.open_trades["t1"] = trade()
+    desk.portfolio.set_position("okx", OKX.symbol, D("0.02"), D("30000"))
+    desk.portfolio.set_position("hyperliquid", "BTC", D("-0.02"), D("29995"))
+    trades, _, _ = parts(desk)
+    [report] = await trades.on_decisions([exit_decision()])
+    assert report["outcome"] != "awaiting_position" and report["corrective_orders"] >= 1
+    assert desk.doubted == {}
 
 
 async def test_a_residue_is_charged_from_when_it_appears_not_from_the_last_accrual():
