@@ -217,12 +217,13 @@ class Confirmations:
             self.desk.metrics.private_margin_events_total.labels(event.venue, event.kind).inc()
             log.warning("venue %s pushed %s on %s: %s", event.venue, event.kind, event.symbol, event.detail)
             if event.kind in ("liquidation", "adl"):
-                # Positions changed behind our back (or we were the counterparty): reconcile now, and no
-                # order goes there until the venue's position after it is booked (a push already here, or
-                # the reconciliation's read).
+                # Positions changed behind our back (or we were the counterparty): no order goes there
+                # until the venue's position after it is booked (its push, else the reconciliation's read,
+                # asked if no push came within doubts.PUSH_WAIT_S).
                 self.desk.forced_closes.add((event.venue, event.symbol))
-                self.reconcile_soon.set()
-                if event.symbol is not None:
+                if event.symbol is None:
+                    self.reconcile_soon.set()  # which position is not said: read them all now
+                else:
                     doubt(self.desk, event.venue, event.symbol, f"the venue pushed {event.kind}", event.recv_ts)
                     await self.settle_doubts()
 

@@ -25,6 +25,7 @@ from perpbot.execution.desk import ZERO, Desk, Key
 from perpbot.execution.reconcile import PositionChange
 
 log = logging.getLogger("perpbot.execution.engine")
+PUSH_WAIT_S = 1.0  # a doubt the venue's push has not settled by then is asked of its REST reads
 
 # How each venue says "this reduce-only order would not reduce your position" (../shared/fixtures/venue_errors.json
 # and the venues' docs): the position is not what the bot thinks. Other refusals of a reduce-only order (margin,
@@ -48,8 +49,10 @@ def is_reduce_only_refusal(venue: str, reason: str | None) -> bool:
 
 def doubt(desk: Desk, venue: str, symbol: str, why: str, since: float | None = None) -> None:
     """Put a venue/symbol in doubt (`since`: when the cause was received, epoch s; now by default). An
-    earlier doubt keeps its time: any statement made after the first cause settles both. Brings the
-    reconciliation forward."""
+    earlier doubt keeps its time: any statement made after the first cause settles both. A venue whose
+    private stream is live states the position itself, within milliseconds as a rule: the reconciliation (REST
+    reads, whose rate budget a burst of forced closes would spend) is asked only for a doubt that outlives
+    PUSH_WAIT_S (ask_for_stale_doubts); without a live stream, at once."""
     key = (venue, symbol)
     when = time.time() if since is None else since
     if key in desk.doubted:
@@ -58,8 +61,19 @@ def doubt(desk: Desk, venue: str, symbol: str, why: str, since: float | None = N
         desk.doubted[key] = when
         log.warning("position %s %s in doubt (%s): no order there until the venue states what it holds",
                     venue, symbol, why)
-    if desk.confirmations is not None:
-        desk.confirmations.reconcile_soon.set()
+    confirmations = desk.confirmations
+    if confirmations is not None and not confirmations.is_live(venue):
+        confirmations.reconcile_soon.set()
+
+
+def ask_for_stale_doubts(desk: Desk, now: float | None = None) -> bool:
+    """Bring the reconciliation forward for doubts no push has settled within PUSH_WAIT_S; True if asked."""
+    now = time.time() if now is None else now
+    confirmations = desk.confirmations
+    if confirmations is None or not any(now - since >= PUSH_WAIT_S for since in desk.doubted.values()):
+        return False
+    confirmations.reconcile_soon.set()
+    return True
 
 
 def doubt_margin(desk: Desk, venue: str, why: str) -> None:

@@ -30,6 +30,7 @@ from perpbot.core.orders import Side, VenuePosition
 from perpbot.execution.client_ids import new_intent_id
 from perpbot.execution.commands import OperatorCommands, flat_trades
 from perpbot.execution.desk import Desk
+from perpbot.execution.doubts import PUSH_WAIT_S, ask_for_stale_doubts
 from perpbot.execution.states import TradingStates
 from perpbot.risk.gate import RiskGate
 from perpbot.risk.margin import legs_below
@@ -51,6 +52,7 @@ class MarginGuard:
         self.naked_closes = 0  # legs flattened after the venue closed their partner
         self.reductions = 0  # close decisions handed to the engine
         self._asked_at = float("-inf")
+        self._doubts_asked_at = float("-inf")
         self._suspects: dict[str, float] = {}  # trade id -> when a leg was first seen short of the trade
 
     def due(self) -> list[Decision]:
@@ -222,6 +224,8 @@ class MarginGuard:
         self._ask_statements()
         if self.desk.confirmations is not None:
             await self.desk.confirmations.settle_doubts()  # positions pushed since an order ended there
+            if self.desk.clock() - self._doubts_asked_at >= PUSH_WAIT_S and ask_for_stale_doubts(self.desk):
+                self._doubts_asked_at = self.desk.clock()
         await self.close_broken()
         await self.close_gone()
         decisions = self.due()

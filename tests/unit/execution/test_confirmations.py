@@ -151,7 +151,8 @@ async def test_pushed_equity_reaches_the_risk_view_and_a_liquidation_brings_the_
         confirmations.on_events([
             BalanceUpdate("okx", "BTC", D("5"), D("5"), None, 1, NOW),  # another currency: ignored
             BalanceUpdate("okx", "USDT", D("1200.5"), D("1000.25"), D("1190"), 1, NOW),
-            MarginEvent("okx", OKX.symbol, "liquidation", "partial_liquidation", 1, NOW),
+            # A liquidation that does not say which position (a live stream's named one waits for its push).
+            MarginEvent("okx", None, "liquidation", "partial_liquidation", 1, NOW),
         ])
         await asyncio.wait_for(confirmations.reconcile_soon.wait(), 5)
         balance = desk.portfolio.balances["okx"]

@@ -12,7 +12,7 @@ from engine_fakes import OKX, make_desk, ready
 from perpbot.core.orders import OrderRequest
 from perpbot.core.private_events import MarginEvent, PositionUpdate
 from perpbot.execution.confirmations import Confirmations
-from perpbot.execution.doubts import doubt, is_reduce_only_refusal, settle_by_read
+from perpbot.execution.doubts import PUSH_WAIT_S, ask_for_stale_doubts, doubt, is_reduce_only_refusal, settle_by_read
 from perpbot.execution.orders import OrderLifecycle
 from perpbot.journal.sqlite import Journal
 from testkit import approved
@@ -146,3 +146,12 @@ async def test_a_margin_refusal_of_an_entry_doubts_the_venues_balance_until_a_re
     assert "okx" in desk.margin_doubted  # a read begun before the refusal tells nothing of it
     settle_by_read(desk, "okx", time.time() + 1, ())
     assert desk.margin_doubted == {}
+
+
+def test_on_a_live_stream_the_reconciliation_is_asked_only_for_a_doubt_no_push_settled_in_time(desk):
+    confirmations = confirmations_of(desk)
+    confirmations.set_live("okx", True)
+    doubt(desk, "okx", OKX.symbol, "the venue pushed adl", NOW)
+    assert not confirmations.reconcile_soon.is_set()  # its push normally settles it within milliseconds
+    assert not ask_for_stale_doubts(desk, NOW + PUSH_WAIT_S / 2)
+    assert ask_for_stale_doubts(desk, NOW + PUSH_WAIT_S) and confirmations.reconcile_soon.is_set()
