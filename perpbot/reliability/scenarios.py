@@ -341,48 +341,52 @@ def _lower_wallet(sim: Any, distance_pct: Decimal) -> Decimal:
     return original - high
 
 
+def _trade_holding(bot: LiveBot, venue: str, symbol: str) -> str | None:
+    """The id of the open two-leg trade with a leg on venue/symbol, if any."""
+    for trade_id, trade in bot.engine.open_trades.items():
+        legs = trade.get("legs") or []
+        if len(legs) == 2 and any((leg["venue"], leg["symbol"]) == (venue, symbol) for leg in legs):
+            return trade_id
+    return None
+
+
+def _nearest_traded_leg(bot: LiveBot, sim: Any) -> Any | None:
+    """The venue's leg nearest its liquidation (cross margin: the others have more room) when it is a leg of a
+    hedged trade (an orphan residue nearest would be the one to go), else None."""
+    legs = [leg for leg in sim.risk().legs.values() if leg.distance_pct is not None]
+    leg = min(legs, key=lambda leg: leg.distance_pct or Decimal(0), default=None)
+    if leg is None or leg.liquidation_price is None or _trade_holding(bot, sim.venue, leg.symbol) is None:
+        return None
+    return leg
+
+
 async def _aim_shock(bot: LiveBot, spec: dict[str, Any]) -> tuple[dict[str, Any], AimedShock | None]:
     """A mark shock aimed at a leg of a settled hedged trade on the venue (found or provoked as for a forced
     close): the venue's wallet is lowered until its legs stand SHOCK_FROM_PCT from liquidation, the bot reads
-    the venue (as its reconciliation would), and the shock is sized to leave that leg SHOCK_TO_PCT from its
-    liquidation price. Unaimed (no trade in time): the plain shock, no reduction expected."""
+    the venue (as its reconciliation would), and the shock is sized to leave the nearest traded leg
+    SHOCK_TO_PCT from its liquidation price. Unaimed (no trade in time, or it ended meanwhile): the plain shock,
+    the collateral given back, no reduction expected."""
     aimed = await _aim_forced(bot, spec)
-    symbol = aimed.get("symbol")
-    if symbol is None:
+    if aimed.get("symbol") is None:
         return spec, None
     venue = spec["venue"]
     sim = bot.app.simulator.exchanges[venue]
     removed = _lower_wallet(sim, SHOCK_FROM_PCT)
-    # The shock goes to the leg nearest its liquidation (cross margin: the others have more room), which must
-    # be a leg of a hedged trade (an orphan residue nearest would be the one to go).
-    legs = [leg for leg in sim.risk().legs.values() if leg.distance_pct is not None]
-    traded = {leg["symbol"] for trade in bot.engine.open_trades.values() if len(trade.get("legs") or []) == 2
-              for leg in trade["legs"] if leg["venue"] == venue}
-    leg = min(legs, key=lambda leg: leg.distance_pct or Decimal(0), default=None)
-    if leg is None or leg.liquidation_price is None or leg.symbol not in traded:
+    nearest = _nearest_traded_leg(bot, sim)
+    read = nearest is not None and await _bot_read_liquidation(bot, sim, nearest.symbol)
+    leg = sim.leg_risk(nearest.symbol) if read and nearest is not None else None
+    trade_id = _trade_holding(bot, venue, leg.symbol) if leg is not None else None
+    if leg is None or leg.liquidation_price is None or trade_id is None:
         sim.account.credit(removed)
-        return spec, None
-    symbol = leg.symbol
-    if not await _bot_read_liquidation(bot, sim, symbol):
-        sim.account.credit(removed)
-        log.warning("the bot did not read %s %s's new liquidation price in time: the shock goes in unaimed",
-                    venue, symbol)
-        return spec, None
-    leg = sim.leg_risk(symbol)
-    if leg is None or leg.liquidation_price is None:
-        sim.account.credit(removed)
+        log.warning("mark shock on %s goes in unaimed: no traded leg whose new liquidation price the bot read",
+                    venue)
         return spec, None
     factor = 1 - SHOCK_TO_PCT / 100 if leg.size > 0 else 1 + SHOCK_TO_PCT / 100
     bps = float((leg.liquidation_price / factor / leg.mark - 1) * 10_000)
     log.warning("mark shock aimed at %s %s (%s): wallet lowered by %s, liquidation %s, mark %s -> %+.0f bps",
-                venue, symbol, leg.size, removed.quantize(Decimal("0.01")), leg.liquidation_price, leg.mark, bps)
-    trade_id = next((trade_id for trade_id, trade in bot.engine.open_trades.items()
-                     if any((leg["venue"], leg["symbol"]) == (venue, symbol) for leg in trade["legs"])), None)
-    if trade_id is None:  # its trade ended while the bot read the venue: nothing to aim at
-        sim.account.credit(removed)
-        return spec, None
-    shock = AimedShock(venue, symbol, removed, bot.service.margin_guard.reductions, trade_id)
-    return {**aimed, "symbol": symbol, "params": {"bps": bps}}, shock
+                venue, leg.symbol, leg.size, removed.quantize(Decimal("0.01")), leg.liquidation_price, leg.mark, bps)
+    shock = AimedShock(venue, leg.symbol, removed, bot.service.margin_guard.reductions, trade_id)
+    return {**aimed, "symbol": leg.symbol, "params": {"bps": bps}}, shock
 
 
 async def _bot_read_liquidation(bot: LiveBot, sim: Any, symbol: str, timeout_s: float = 10.0) -> bool:
@@ -484,6 +488,20 @@ def _forced_violations(bot: LiveBot, scenario: Scenario, extra: dict[str, Any], 
     return violations + hedged
 
 
+async def _aimed(bot: LiveBot, scenario: Scenario) -> tuple[list[dict[str, Any]], list[AimedShock]]:
+    """The scenario's faults as injected: forced closes aimed at a settled leg, mark shocks at one near its
+    liquidation (with what each aimed shock took from the venue's wallet)."""
+    specs, shocks = [], []
+    for spec in scenario.faults:
+        if spec["kind"] in FORCED_FAULTS:
+            spec = await _aim_forced(bot, spec)
+        elif spec["kind"] == "mark_shock":
+            spec, shock = await _aim_shock(bot, spec)
+            shocks += [shock] if shock is not None else []
+        specs.append(spec)
+    return specs, shocks
+
+
 async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fault_window_s: float = 4.0,
                     recovery_timeout_s: float = 20.0, fire_deadline_s: float = FIRE_DEADLINE_S) -> None:
     """Start from an ACTIVE bot, inject the scenario's faults, provoke trading on the venues with
@@ -506,14 +524,7 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
         # Timed faults end this long after they first fired (maintenance: held until then).
         holds = {(f["venue"], f["kind"]): FAULT_SHAPES[f["kind"]]["duration_s"] for f in scenario.faults
                  if f["kind"] in TIMED_FAULTS}
-        specs, shocks = [], []
-        for spec in scenario.faults:
-            if spec["kind"] in FORCED_FAULTS:
-                spec = await _aim_forced(bot, spec)
-            elif spec["kind"] == "mark_shock":
-                spec, shock = await _aim_shock(bot, spec)
-                shocks += [shock] if shock is not None else []
-            specs.append(spec)
+        specs, shocks = await _aimed(bot, scenario)
         injected_at = time.monotonic()
         for spec in specs:
             await admin.inject(spec)
@@ -567,7 +578,7 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
             result.fired[f"{venue} {kind}"] = result.fired.get(f"{venue} {kind}", 0) + n
         never = [f"{kind} @ {venue}" for (venue, kind), n in fired_delta.items() if n == 0]
         shock_violations = await _reduced_before_take_back(bot, shocks, result)
-        result.shocks += [f"{spec['venue']}: unaimed (no settled trade there in time), {spec['params']['bps']} bps"
+        result.shocks += [f"{spec['venue']}: unaimed (no traded leg there in time), {spec['params']['bps']} bps"
                           for spec in specs if spec["kind"] == "mark_shock"
                           and not any(s.venue == spec["venue"] for s in shocks)]
         await _take_back_shocks(bot, scenario, fired_delta)
