@@ -141,9 +141,14 @@ async def test_legs_that_cannot_be_repaired_halt_trading_after_the_retry_cap(tmp
 async def test_repeated_leg_repairs_halt_at_max_leg_failures(tmp_path):
     engine, venues = await started(tmp_path)
     engine.settings.risk.max_leg_failures = 2
-    for _ in range(2):
-        venues["hyperliquid"].script = ["reject"]
-        await engine.on_decisions([open_decision()])
+    venues["hyperliquid"].script = ["reject"]  # refused for margin: one leg repair
+    await engine.on_decisions([open_decision()])
+    # Hyperliquid's balance as the bot knew it was stale: no entry there until it is read again.
+    [refused] = await engine.on_decisions([open_decision()])
+    assert refused["outcome"] == "refused" and "margin_refused" in refused["reason"]
+    await engine.sync_positions()
+    venues["hyperliquid"].script = ["reject"]  # read again, refused again: the second repair in a row
+    await engine.on_decisions([open_decision()])
     assert engine.trading_state()["state"] == "HALTED"
     assert "needed leg repair" in engine.trading_state()["reason"]
 
