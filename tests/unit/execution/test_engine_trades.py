@@ -186,15 +186,21 @@ def exit_decision(trade_id: str = "t1") -> Decision:
                     edge_bps=D("0"), edge_usdt=D("0"), reason="converged")
 
 
-async def test_an_exit_whose_reduce_only_leg_is_refused_waits_for_the_venue_never_reopens_the_other_leg():
-    """Finding 16: the venue refused the Hyperliquid leg's reduce-only buy (it had deleveraged that short). The
-    OKX leg's sell is not undone by re-buying (that would leave OKX naked long), the trade keeps the refused
-    leg, and the next exit is not sent while Hyperliquid's position is in doubt."""
-    desk = ready(make_desk(script_hl=[("refuse", "Reduce only order would increase position.")]))
+def held_trade_with_hyperliquid_refusing(message: str):
+    """Trade t1 held on both venues (OKX long, Hyperliquid short); Hyperliquid refuses its next order so."""
+    desk = ready(make_desk(script_hl=[("refuse", message)]))
     desk.open_trades["t1"] = trade()
     desk.portfolio.set_position("okx", OKX.symbol, D("0.02"), D("30000"))
     desk.portfolio.set_position("hyperliquid", "BTC", D("-0.02"), D("29995"))
     trades, _, _ = parts(desk)
+    return desk, trades
+
+
+async def test_an_exit_whose_reduce_only_leg_is_refused_waits_for_the_venue_never_reopens_the_other_leg():
+    """Finding 16: the venue refused the Hyperliquid leg's reduce-only buy (it had deleveraged that short). The
+    OKX leg's sell is not undone by re-buying (that would leave OKX naked long), the trade keeps the refused
+    leg, and the next exit is not sent while Hyperliquid's position is in doubt."""
+    desk, trades = held_trade_with_hyperliquid_refusing("Reduce only order would increase position.")
     [report] = await trades.on_decisions([exit_decision()])
     assert report["outcome"] == "awaiting_position" and report["corrective_orders"] == 0
     assert [(r.side, r.reduce_only) for r in venue(desk, "okx").placed] == [("sell", True)]  # no re-buy
@@ -209,11 +215,7 @@ async def test_an_exit_whose_reduce_only_leg_is_refused_waits_for_the_venue_neve
 async def test_an_exit_leg_refused_for_another_reason_is_repaired_as_before():
     """No liquidity for the Hyperliquid leg's IOC (not a reduce-only refusal): the position is what the bot
     thinks, so the legs policy goes on (here: it unwinds the OKX leg's exit, leaving the trade whole)."""
-    desk = ready(make_desk(script_hl=[("refuse", "Order could not immediately match against any resting orders.")]))
-    desk.open_trades["t1"] = trade()
-    desk.portfolio.set_position("okx", OKX.symbol, D("0.02"), D("30000"))
-    desk.portfolio.set_position("hyperliquid", "BTC", D("-0.02"), D("29995"))
-    trades, _, _ = parts(desk)
+    desk, trades = held_trade_with_hyperliquid_refusing("Order could not immediately match against any resting orders.")
     [report] = await trades.on_decisions([exit_decision()])
     assert report["outcome"] != "awaiting_position" and report["corrective_orders"] >= 1
     assert desk.doubted == {}
