@@ -175,24 +175,22 @@ class TwoLegTrades:
         ctx = self.states.risk_context()
         if decision.action == "open":
             return desk.gate.approve_entry(decision, ctx, intent_id, cast("tuple[str, str]", cids))
-        approved: list[ApprovedOrder] = []
-        refusals: list[Refusal] = []
+        requests: list[OrderRequest] = []
+        missing: list[Refusal] = []
         for leg, cid, size in zip(decision.legs, cids, self.exit_sizes(decision)):
             instrument = desk.instruments.get((leg.venue, leg.symbol))
             if instrument is None:
-                refusals.append(Refusal("instrument_known", f"{leg.venue} {leg.symbol} unknown"))
+                missing.append(Refusal("instrument_known", f"{leg.venue} {leg.symbol} unknown"))
                 continue
-            request = OrderRequest(
+            requests.append(OrderRequest(
                 venue=leg.venue, symbol=leg.symbol, side=leg.side, qty=instrument.base_to_venue_qty(size),
                 price=desk.gate.limit_price(instrument, leg.side, leg.ref_price), client_order_id=cid,
                 reduce_only=True,
-            )
-            answer = desk.gate.approve_order(request, "exit", ctx, intent_id)
-            if isinstance(answer, Refusal):
-                refusals.append(answer)
-            else:
-                approved.append(answer)
-        return (approved, refusals) if not refusals else ([], refusals)
+            ))
+        if missing:
+            return [], missing
+        # Both exits or neither: a half-approved close would spend an order-rate slot on an order never sent.
+        return desk.gate.approve_orders(requests, "exit", ctx, intent_id)
 
     def exit_sizes(self, decision: Decision) -> list[Decimal]:
         """Base quantity to close on each leg. A strategy closes a whole trade at the smaller leg's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 
 from perpbot.core.decisions import Decision, Leg, Refusal
@@ -160,7 +161,22 @@ class RiskGate:
         self._record(ctx, 1)
         return _mint(request, purpose, intent_id)
 
-    def _order_refusal(self, request: OrderRequest, purpose: str, ctx: RiskContext) -> Refusal | None:
+    def approve_orders(
+        self, requests: Sequence[OrderRequest], purpose: str, ctx: RiskContext, intent_id: str
+    ) -> tuple[list[ApprovedOrder], list[Refusal]]:
+        """Orders that leave together (a trade's exits on both legs): all approved or none, with every
+        refusal found. Only an approval is recorded against the order rate: a pair half refused takes
+        no slot, and the pair's rate is judged for both orders at once (one slot left refuses both)."""
+        refusals = [r for r in (self._order_refusal(request, purpose, ctx, len(requests)) for request in requests)
+                    if r is not None]
+        if refusals:
+            self._refuse(_unique(refusals))
+            return [], refusals
+        self._record(ctx, len(requests))
+        return [_mint(request, purpose, intent_id) for request in requests], []
+
+    def _order_refusal(self, request: OrderRequest, purpose: str, ctx: RiskContext,
+                       together: int = 1) -> Refusal | None:
         risk = self.risk
         state = rules.rule_trading_state(ctx.state, purpose, request.reduce_only)
         if state is not None:
@@ -179,7 +195,7 @@ class RiskGate:
             checks += [
                 rules.rule_book_usable((request,), ctx, risk.max_book_age_s),
                 rules.rule_venue_connected((request,), ctx),
-                rules.rule_order_rate(ctx, risk.max_orders_per_minute, 1),
+                rules.rule_order_rate(ctx, risk.max_orders_per_minute, together),
             ]
         if purpose == rules.ENTRY:
             checks += [

@@ -83,6 +83,29 @@ def test_exits_respect_the_order_rate_but_flatten_does_not():
     assert isinstance(risk_gate.approve_order(sell_okx(), "flatten", ctx, "i"), ApprovedOrder)
 
 
+def test_a_trades_exits_are_approved_together_and_a_half_refused_pair_takes_no_order_rate_slot():
+    # The OKX exit would pass, the Binance one is refused (it is larger than the short): neither is approved,
+    # and the order-rate window is untouched, so a strategy retrying such a close cannot fill it.
+    ctx = context(positions=dict(LONG), recent_order_times=deque([NOW - 1] * 10))
+    risk_gate = RiskGate(risk_settings(), EXECUTION, Metrics())
+    approved, refusals = risk_gate.approve_orders([sell_okx(), buy_binance("0.10")], "exit", ctx, "i")
+    assert approved == [] and [r.rule for r in refusals] == ["reduce_only"]
+    assert len(ctx.recent_order_times) == 10
+    # Both fine: both approved, both recorded.
+    approved, refusals = risk_gate.approve_orders([sell_okx(), buy_binance()], "exit", ctx, "i")
+    assert refusals == [] and [a.request.venue for a in approved] == ["okx", "binance"]
+    assert len(ctx.recent_order_times) == 12
+
+
+def test_one_order_rate_slot_left_refuses_both_exits_of_a_pair():
+    ctx = context(positions=dict(LONG), recent_order_times=deque([NOW - 1] * 59))
+    risk_gate = RiskGate(risk_settings(), EXECUTION, Metrics())
+    approved, refusals = risk_gate.approve_orders([sell_okx(), buy_binance()], "exit", ctx, "i")
+    assert approved == [] and {r.rule for r in refusals} == {"order_rate"}
+    assert len(ctx.recent_order_times) == 59
+    assert isinstance(risk_gate.approve_order(sell_okx(), "exit", ctx, "i"), ApprovedOrder)
+
+
 def test_single_entry_order_gets_the_entry_rules():
     ctx = context(open_trades=10)
     result = RiskGate(risk_settings(), EXECUTION, Metrics()).approve_order(
