@@ -242,6 +242,13 @@ class RiskSettings(_Strict):
     usdc_usdt_max_age_s: float = Field(604800.0, gt=0)
     # Collateral across venues (perpbot.portfolio.collateral): the smallest transfer worth suggesting.
     collateral_min_transfer_usdt: Decimal = Field(Decimal("100"), gt=0)
+    # Internal transfers (perpbot.execution.transfers): off unless switched on. When on, a venue whose trading
+    # wallet is short of its collateral target (by at least collateral_min_transfer_usdt) takes the shortfall,
+    # at most internal_transfer_max_usdt at a time and once per internal_transfer_interval_s, from that same
+    # venue's funding or spot wallet. Never across venues, never a withdrawal.
+    internal_transfers: bool = False
+    internal_transfer_max_usdt: Decimal = Field(Decimal("1000"), gt=0)
+    internal_transfer_interval_s: float = Field(300.0, ge=1)
 
     @model_validator(mode="after")
     def _liquidation_thresholds_ordered(self) -> "RiskSettings":

@@ -23,10 +23,12 @@ from perpbot.book.store import BookStore
 from perpbot.core.decisions import Leg
 from perpbot.core.instruments import Instrument
 from perpbot.core.quote_rate import USDC
+from perpbot.core.transfers import TransferLink
 from perpbot.execution.ccxt_client import CcxtClient
 from perpbot.execution.engine import Engine
 from perpbot.execution.margin_guard import MarginGuard
 from perpbot.execution.preflight import Preflight
+from perpbot.execution.transfers import InternalTransfers
 from perpbot.execution.paper import PaperClient, PaperFunding
 from perpbot.execution.rate_budget import RateBudget
 from perpbot.execution.rate_limits import venue_limits
@@ -34,7 +36,7 @@ from perpbot.execution.order_routing import RoutedClient
 from perpbot.feeds.order_socket import OrderSocket, OrderSockets
 from perpbot.feeds.private_stream import PrivateStream, PrivateStreams
 from perpbot.journal.redis_state import RedisState
-from perpbot.journal.audit import record_bot_change
+from perpbot.journal.audit import last_bot_changes, record_bot_change
 from perpbot.journal.sqlite import Journal
 from perpbot.portfolio.book import Portfolio
 from perpbot.risk.gate import RiskGate
@@ -42,7 +44,7 @@ from perpbot.scanner.protocol import OpenTrade
 from perpbot.scanner.scanner import Scanner
 from perpbot.settings import Settings
 from perpbot.telemetry.metrics import Metrics
-from perpbot.venues.registry import order_link, private_link
+from perpbot.venues.registry import order_link, private_link, transfer_link
 from perpbot.venue_instruments import SIM_CREDENTIALS, load_trading_venues, refresh_instruments, venue_credentials
 from strategies import build_strategies
 
@@ -73,6 +75,7 @@ class TradingService:
         # Reduces both legs of a trade whose leg nears liquidation (issue 16).
         self.margin_guard = MarginGuard(engine.desk, engine.states, engine.on_decisions, engine.commands)
         self.preflight: Preflight | None = None  # set by build_engine (venue clients only)
+        self.transfers: InternalTransfers | None = None  # set by build_engine when risk.internal_transfers is on
 
     def __getattr__(self, name: str) -> Any:
         # EngineCommands (pause, resume, close_all, sync_positions, positions, ...) go to the engine.
@@ -123,6 +126,10 @@ class TradingService:
                 tg.create_task(self.margin_guard.run(), name="margin-watch")  # ends with engine.stop()
                 if self.preflight is not None:
                     tg.create_task(self.preflight.run(), name="account-preflight")  # ends with engine.stop()
+                if self.transfers is not None:
+                    # Each venue's interval counts from its last transfer in the audit trail (a restart included).
+                    self.transfers.restore(await last_bot_changes(self.journal, "internal_transfer"))
+                    tg.create_task(self.transfers.run(), name="internal-transfers")  # ends with engine.stop()
                 await self._stop.wait()
                 # Graceful stop (SIGTERM from `docker stop`, SIGINT): no new decision; the execution
                 # in flight finishes both legs and their repair, bounded by shutdown_grace_s (below
@@ -207,6 +214,9 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
         if service.private_streams is not None:
             for stream in service.private_streams.streams.values():
                 stream.on_live = _chain_live(stream.on_live, preflight.on_live)
+        if settings.risk.internal_transfers:
+            service.transfers = InternalTransfers(engine.desk, rest_clients, _transfer_links(settings, rest_clients),
+                                                  audit=functools.partial(record_bot_change, journal))
     service.order_sockets = _order_sockets(settings, engine, clients, metrics)
     if service.order_sockets is not None and rate_budget is not None:
         for socket in service.order_sockets.sockets.values():  # WebSocket orders count in the same budget
@@ -217,6 +227,23 @@ async def build_engine(settings: Settings, *, metrics: Metrics, store: BookStore
         refresh_instruments(settings, engine, store, journal, from_cache, paper), name="instrument-refresh",
     ) if from_cache else None
     return service
+
+
+def _transfer_links(settings: Settings, clients: dict[str, Any]) -> dict[str, TransferLink]:
+    """Each venue's internal transfer (risk.internal_transfers on); a venue whose credentials cannot sign one
+    (Hyperliquid without its key) takes none, with the reason logged."""
+    links = {}
+    for venue in clients:
+        try:
+            link = transfer_link(venue, venue_credentials(settings, venue))
+        except ValueError as exc:
+            log.error("internal transfers of %s off: %s", venue, exc)
+            continue
+        if link is not None:
+            links[venue] = link
+    log.warning("internal transfers on for %s (funding/spot wallet -> trading wallet, at most %s USDT a time)",
+                ", ".join(sorted(links)) or "no venue", settings.risk.internal_transfer_max_usdt)
+    return links
 
 
 def _private_streams(settings: Settings, engine: Engine, clients: dict[str, Any],

@@ -33,6 +33,7 @@ from perpbot.core.approved import ApprovedOrder
 from perpbot.core.instruments import Instrument
 from perpbot.core.numbers import decimal_or_none, plain
 from perpbot.core.orders import FundingPayment, OrderRequest, OrderResult, VenueBalance, VenuePosition
+from perpbot.core.transfers import TransferCall
 from perpbot.execution.ccxt_errors import point_urls, translate
 from perpbot.execution.leg_margin import leg_margin_from_row
 from perpbot.execution.rate_budget import ORDER, RateBudget
@@ -261,6 +262,16 @@ class CcxtClient:
             )
         self.instruments.update(found)
         return found
+
+    async def transfer(self, call: TransferCall) -> Any:
+        """One internal transfer request (perpbot.core.transfers), sent once, never retried: the venue's answer,
+        or our error (UnknownOutcome when it may have reached the venue, InsufficientFunds, OrderRejected)."""
+        await self._markets()
+        try:
+            return await getattr(self.exchange, call.method)(call.params)
+        except Exception as exc:
+            raise translate(self.venue, exc, placing=True, secrets=self._secrets,
+                            funds_markers=self.spec.insufficient_funds_markers) from None
 
     async def place_order(self, order: ApprovedOrder) -> OrderResult:
         """One IOC/GTC limit order the risk gate approved; never retried. UnknownOutcome when the answer is lost."""

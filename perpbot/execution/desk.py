@@ -142,6 +142,8 @@ class Desk:
     # venue -> since when (epoch s) its free margin is in doubt: it refused an entry for margin while the bot's
     # view allowed it (its equity read before a move): no entry there until its balance is read again.
     margin_doubted: dict[str, float] = dataclasses.field(default_factory=dict)
+    # venue -> when (epoch s) the reconciliation's last read of its positions and balance began.
+    balance_read_at: dict[str, float] = dataclasses.field(default_factory=dict)
     # (venue, symbol) -> when a fill of ours there was last booked (epoch s): a pushed position received
     # before it may not show that fill yet.
     fill_booked_at: dict[Key, float] = dataclasses.field(default_factory=dict)

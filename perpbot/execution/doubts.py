@@ -98,6 +98,7 @@ def doubted_leg(desk: Desk, legs: Iterable[Leg]) -> str | None:
 def settle_by_read(desk: Desk, venue: str, read_at: float, busy: Collection[Key]) -> None:
     """A reconciliation booked the venue's positions as read from `read_at` on: the doubts it answers end
     (a key it left alone, busy, keeps its doubt)."""
+    desk.balance_read_at[venue] = max(read_at, desk.balance_read_at.get(venue, read_at))
     for key, since in list(desk.doubted.items()):
         if key[0] == venue and key not in busy and since <= read_at:
             del desk.doubted[key]

@@ -159,3 +159,13 @@ async def record_bot_change(journal: Journal, kind: str, details: dict[str, Any]
                        status=200, outcome=outcome)
     sql = f"INSERT INTO control_audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     await journal._transaction([(sql, entry.row())])  # noqa: SLF001
+
+
+async def last_bot_changes(journal: Journal, kind: str) -> dict[str, float]:
+    """venue -> when the bot last recorded a change of `kind` there (record_bot_change), from the trail."""
+    async with journal.db.execute(
+            "SELECT path, MAX(ts) FROM control_audit WHERE method = 'BOT' AND path LIKE ? GROUP BY path",
+            (f"{kind}/%",)) as cursor:
+        rows = await cursor.fetchall()
+    return {str(path)[len(kind) + 1:]: float(ts) for path, ts in rows}
+

@@ -7,7 +7,9 @@ mark, over the configured leverage) plus an equal share of room for intended tra
 largest strategy size per venue). The target of a venue is the total equity split in proportion to those
 needs; the imbalance is equity minus target. The suggested transfer moves the smaller of the largest surplus
 and the largest deficit from one venue to the other, when it is at least `min_transfer`. Nothing is moved
-automatically: the transfer is shown (metric, alert) for the operator.
+across venues: that transfer is shown (metric, alert) for the operator. Where the user switched internal
+transfers on, `top_ups` says how much a venue short of its target takes from its own funding or spot wallet
+(perpbot.execution.transfers sends it).
 
 Hyperliquid's collateral is USDC, the others' USDT: the caller (perpbot.execution.desk.collateral) hands
 every equity and notional in USDT, a USDC venue's at the USDC/USDT rate (Portfolio.to_usdt), so the plan,
@@ -16,6 +18,7 @@ its imbalances and the transfer are in USDT (a transfer out of Hyperliquid is am
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
@@ -58,4 +61,22 @@ def collateral_plan(equity: dict[str, Decimal], leg_notional: dict[str, Decimal]
     return CollateralPlan(dict(equity), need, target, imbalance, transfer)
 
 
-__all__ = ["CollateralPlan", "Transfer", "collateral_plan"]
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    venue: str
+    amount_usdt: Decimal
+
+
+def top_ups(plan: CollateralPlan, venues: Collection[str], min_transfer: Decimal,
+            max_transfer: Decimal) -> list[TopUp]:
+    """For each of `venues` short of its target by at least `min_transfer`: the shortfall, at most
+    `max_transfer`, in whole cents (USDT), to move from that venue's own funding wallet into its trading one."""
+    out = []
+    for venue in sorted(venues):
+        short = -plan.imbalance.get(venue, ZERO)
+        if short >= min_transfer:
+            out.append(TopUp(venue, min(short, max_transfer).quantize(CENT, rounding=ROUND_FLOOR)))
+    return out
+
+
+__all__ = ["CollateralPlan", "TopUp", "Transfer", "collateral_plan", "top_ups"]

@@ -191,6 +191,15 @@ class Metrics:
             "perpbot_collateral_transfer_usdt", "The transfer that would restore the collateral balance (0 series "
             "absent: none needed); moved by the operator, never automatically", ["source", "target"], registry=r,
         )
+        self.internal_transfers = Counter(
+            "perpbot_internal_transfers_total", "Internal transfers (a venue's funding or spot wallet into its "
+            "trading wallet; risk.internal_transfers) by outcome: done, refused, unknown", ["exchange", "outcome"],
+            registry=r,
+        )
+        self.internal_transfer_usdt = Counter(
+            "perpbot_internal_transfer_usdt_total", "USDT (at the USDC/USDT rate for USDC) moved into the venue's "
+            "trading wallet by accepted internal transfers", ["exchange"], registry=r,
+        )
         self.adl_rank = Gauge(
             "perpbot_position_adl_rank", "The leg's auto-deleveraging rank where the venue gives one (higher "
             "goes first)", ["exchange", "symbol"], registry=r,

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from perpbot.core.instruments import Instrument
 from perpbot.core.ports import OrderLink, PrivateLink
+from perpbot.core.transfers import TransferLink
 from perpbot.core.venue import FeedAdapter
 from perpbot.settings import FeedSettings, Settings, VenueSettings
 from perpbot.venues import _trading
@@ -35,6 +36,10 @@ from perpbot.venues.binance.order_link import BinanceOrderLink
 from perpbot.venues.bybit.order_link import BybitOrderLink
 from perpbot.venues.okx.order_link import OkxOrderLink
 from perpbot.venues.okx.private_link import OkxPrivateLink
+from perpbot.venues.okx.transfers import OkxTransfers
+from perpbot.venues.binance.transfers import BinanceTransfers
+from perpbot.venues.bybit.transfers import BybitTransfers
+from perpbot.venues.hyperliquid.transfers import HyperliquidTransfers
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,20 @@ def order_link(venue: str, settings: Settings, cfg: VenueSettings,
         if not assets or not all(symbol in assets for symbol in instruments):
             return None
         return HyperliquidOrderLink(url, cfg, assets)
+    return None
+
+
+def transfer_link(venue: str, cfg: VenueSettings) -> TransferLink | None:
+    """The venue's internal transfer (its funding or spot wallet into its futures trading wallet), or None
+    where perpbot has none. Every venue here offers one; the user switches them on (risk.internal_transfers)."""
+    if venue == "okx":
+        return OkxTransfers()
+    if venue == "binance":
+        return BinanceTransfers()
+    if venue == "bybit":
+        return BybitTransfers()
+    if venue == "hyperliquid":
+        return HyperliquidTransfers(cfg)
     return None
 
 

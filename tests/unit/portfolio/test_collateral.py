@@ -3,7 +3,7 @@ the one transfer that restores the balance, named by source and target."""
 
 from decimal import Decimal as D
 
-from perpbot.portfolio.collateral import Transfer, collateral_plan
+from perpbot.portfolio.collateral import TopUp, Transfer, collateral_plan, top_ups
 
 
 def test_idle_collateral_on_one_venue_names_the_transfer_to_the_venue_whose_legs_need_it():
@@ -25,3 +25,14 @@ def test_without_positions_the_equity_is_split_evenly():
     plan = collateral_plan({"okx": D("100"), "bybit": D("700")}, {}, D("3"), D("300"), D("100"))
     assert plan.target == {"bybit": D("400.00"), "okx": D("400.00")}
     assert plan.transfer == Transfer("bybit", "okx", D("300.00"))
+
+
+def test_a_venue_short_of_its_target_tops_up_by_the_shortfall_capped_and_only_where_allowed():
+    plan = collateral_plan({"okx": D("2000"), "binance": D("8000"), "bybit": D("5000")}, {"okx": D("9000")},
+                           D("3"), D("300"), D("100"))
+    short = {v: -i for v, i in plan.imbalance.items() if i < 0}
+    assert set(short) == {"okx"}  # OKX carries the legs: the one venue below its target
+    assert top_ups(plan, ["okx", "binance", "bybit"], D("100"), D("1000")) == [TopUp("okx", D("1000.00"))]
+    assert top_ups(plan, ["okx"], D("100"), D("100000")) == [TopUp("okx", short["okx"])]
+    assert top_ups(plan, ["binance", "bybit"], D("100"), D("1000")) == []  # OKX not allowed now: nothing
+    assert top_ups(plan, ["okx"], short["okx"] + D("0.01"), D("100000")) == []  # under the smallest worth moving
