@@ -30,7 +30,8 @@ def test_every_margin_rule_has_firing_and_silent_tests_labels_and_a_runbook_sect
     rules = margin_rules()
     names = {rule["alert"] for rule in rules}
     assert names == {"PerpbotLegNearLiquidation", "PerpbotLegLiquidationImminent", "PerpbotLegAdlRankHigh",
-                     "PerpbotLegLiquidatedOrDeleveraged", "PerpbotCollateralImbalanced", "PerpbotVenuePreflightFailed", "PerpbotQuoteRateStale"}
+                     "PerpbotLegLiquidatedOrDeleveraged", "PerpbotCollateralImbalanced", "PerpbotVenuePreflightFailed", "PerpbotQuoteRateStale",
+                     "PerpbotInternalTransferFailed"}
     assert names - firing == set() and names - silent == set()
     anchors = runbook_anchors()
     for rule in rules:
