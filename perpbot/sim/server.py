@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import yaml
@@ -240,6 +241,7 @@ class Simulator:
         app.router.add_get("/admin/timings", self._get_timings)
         app.router.add_get("/admin/accounts", self._get_accounts)
         app.router.add_post("/admin/private", self._post_private)
+        app.router.add_post("/admin/funding", self._post_funding)
 
     async def _get_faults(self, request: web.Request) -> web.Response:
         return web.json_response({"pending": self.faults.pending()})
@@ -291,6 +293,27 @@ class Simulator:
         binance = self.private.get("binance")
         return web.json_response({"match_on_tick": self.match_on_tick,
                                   "listen_key_ttl_s": getattr(binance, "listen_key_ttl_s", None)})
+
+    async def _post_funding(self, request: web.Request) -> web.Response:
+        """Set a venue's funding/spot wallet (what an internal transfer moves into the trading wallet):
+        {"venue": "okx", "currency": "USDT", "amount": "1234.5"}; currency defaults to the venue's quote."""
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            venue = str(body.get("venue"))
+            exchange = self.exchanges.get(venue)
+            if exchange is None:
+                raise ValueError(f"no trading venue {venue!r}; served: {', '.join(self.exchanges)}")
+            account = exchange.account
+            currency = str(body.get("currency") or account.currency)
+            amount = Decimal(str(body["amount"]))
+            if not amount.is_finite() or amount < 0:
+                raise ValueError("amount must be a decimal >= 0")
+        except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+            return web.json_response({"error": f"bad funding request: {exc}"}, status=400)
+        account.funding_wallet[currency] = amount
+        return web.json_response({"venue": venue, "currency": currency, "funding": format(amount, "f")})
 
     async def _get_accounts(self, request: web.Request) -> web.Response:
         """Every venue's account as the venue knows it, plus every order ever placed (open or not, the venue's own

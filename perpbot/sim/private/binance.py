@@ -222,6 +222,8 @@ class BinancePrivate(PrivateStream):
                     Frame("user", self.order_update(order, fill, "TRADE", now), "state")]
         if event.kind == "account" and event.symbol is not None:
             return [Frame("user", self.account_update(event, now), "account")]
+        if event.kind == "account":  # a balance change without a position (an internal transfer)
+            return [Frame("user", self.transfer_update(event, now), "account")]
         if event.kind == "margin_call" and event.symbol is not None:
             return [Frame("user", self.margin_call(event.symbol, now), "account")]
         return []
@@ -263,6 +265,21 @@ class BinancePrivate(PrivateStream):
             "pP": False, "si": 0, "ss": 0, "V": "NONE", "pm": "NONE", "gtd": 0,
         }
         return dumps({"e": "ORDER_TRADE_UPDATE", "T": body["T"], "E": now, "o": body})
+
+    def transfer_update(self, event: SimEvent, now: int) -> str:
+        """ACCOUNT_UPDATE for a transfer in (m=DEPOSIT) or out (m=WITHDRAW) of the futures wallet: the balance
+        only, bc = the signed amount, P empty (as a recorded transfer push: {"a":{"B":[{"a","wb","cw",
+        "bc"}],"P":[],"m":"DEPOSIT"}})."""
+        transfers = self.sim.account.transfers
+        done = transfers[-1] if transfers else None
+        ccy = done.currency if done is not None else self.sim.account.currency
+        change = "0"
+        if done is not None:
+            change = num(done.amount if event.reason == "DEPOSIT" else -done.amount)
+        balance = num(self.sim.account.balances.get(ccy, Decimal(0)))
+        balances = [{"a": ccy, "wb": balance, "cw": balance, "bc": change}]
+        return dumps({"e": "ACCOUNT_UPDATE", "T": now, "E": now,
+                      "a": {"m": event.reason or "DEPOSIT", "B": balances, "P": []}})
 
     def account_update(self, event: SimEvent, now: int) -> str:
         ccy = self.sim.account.currency

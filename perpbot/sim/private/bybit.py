@@ -146,6 +146,8 @@ class BybitPrivate(PrivateStream):
         if event.kind == "account" and event.symbol is not None:
             return [Frame("position", self.envelope("position", [self.position_json(event.symbol)]), "account"),
                     Frame("wallet", self.envelope("wallet", [self.wallet_json()]), "account")]
+        if event.kind == "account":  # a balance change without a position (an internal transfer)
+            return [Frame("wallet", self.envelope("wallet", [self.wallet_json()]), "account")]
         return []
 
     def order_json(self, order: SimOrder) -> dict[str, Any]:

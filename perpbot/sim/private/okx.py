@@ -164,6 +164,8 @@ class OkxPrivate(PrivateStream):
         if event.kind == "account" and event.symbol is not None:
             return [Frame(("positions", event.symbol), dumps([self.position_json(event.symbol)]), "account"),
                     Frame(("account", None), dumps([self.account_json()]), "account")]
+        if event.kind == "account":  # a balance change without a position (an internal transfer)
+            return [Frame(("account", None), dumps([self.account_json()]), "account")]
         return []
 
     def state_frames(self, order: SimOrder) -> list[Frame]:

@@ -50,6 +50,9 @@ def add_trading_routes(app: web.Application, venue: str, market: Any, faults: Fa
     from perpbot.sim.trading.account_routes import add_account_routes
 
     add_account_routes(app, venue, sim, gate)  # position/margin mode, leverage reads, fee rates (issue 16)
+    from perpbot.sim.trading.transfers import add_transfer_routes
+
+    add_transfer_routes(app, venue, sim, gate)  # funding/spot wallet <-> trading wallet transfers
     add_public_rest_routes(app, venue, sim, gate, feed)  # REST books, funding-rate history
     app[APP_KEY] = sim
     if private:

@@ -4,6 +4,11 @@ The simulator is the default venue of `perpbot run` and runs for weeks: its orde
 histories are bounded (MAX_ORDER_HISTORY closed orders, MAX_FILL_HISTORY fills, the oldest go
 first; an open order is never dropped). Like a real venue's, queries about older orders answer
 "unknown order". Balances and positions are running totals and do not depend on the history.
+
+Besides the trading wallet (`balances`) an account has the venue's non-trading wallet, `funding_wallet` (OKX
+funding account "6", Binance spot "MAIN", Bybit "FUND", Hyperliquid spot USDC): internal transfers move money
+between the two exactly (perpbot.sim.trading.transfers serves them on each venue's wire), and `transfers`
+lists the ones done.
 """
 
 from __future__ import annotations
@@ -13,12 +18,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from perpbot.sim.trading.matching import SimReject
+
 ZERO = Decimal(0)
 # History bounds per account (per venue). ~1 KB per order or fill with its Decimals: <= ~10 MB a
 # venue. Far above what one test or scenario places (the invariant checks compare every venue
 # fill with the journal), and ~4 h of the hostile suite's fast market.
 MAX_ORDER_HISTORY = 5_000
 MAX_FILL_HISTORY = 5_000
+MAX_TRANSFER_HISTORY = 5_000
+TO_TRADING = "to_trading"  # funding wallet -> trading wallet
+TO_FUNDING = "to_funding"  # trading wallet -> funding wallet
 # Average entry prices are quotients; 40 significant digits keeps them exact to far below any tick.
 _CONTEXT = decimal.Context(prec=40)
 
@@ -124,6 +134,18 @@ class FundingPayment:
 
 
 @dataclass(slots=True)
+class SimTransfer:
+    """One internal transfer between the account's funding and trading wallets."""
+
+    transfer_id: str  # the venue's id (OKX transId, Binance tranId, ...)
+    currency: str
+    amount: Decimal
+    direction: str  # TO_TRADING / TO_FUNDING
+    ts_ms: int
+    client_id: str | None = None  # the caller's id when the venue takes one (Bybit transferId)
+
+
+@dataclass(slots=True)
 class SimAccount:
     """One venue account (every API key maps to it)."""
 
@@ -140,6 +162,11 @@ class SimAccount:
     fees_paid: Decimal = ZERO
     max_orders: int = MAX_ORDER_HISTORY
     max_fills: int = MAX_FILL_HISTORY
+    # The venue's funding/spot wallet per currency ("funding" above is the funding-rate payments).
+    funding_wallet: dict[str, Decimal] = field(default_factory=dict)
+    transfers: list[SimTransfer] = field(default_factory=list)  # newest last, at most MAX_TRANSFER_HISTORY
+    transfer_client_ids: dict[str, str] = field(default_factory=dict)  # client id -> transfer id (never dropped)
+    transfer_seq: int = 0
 
     @property
     def wallet(self) -> Decimal:
@@ -147,6 +174,49 @@ class SimAccount:
 
     def credit(self, amount: Decimal) -> None:
         self.balances[self.currency] = self.wallet + amount
+
+    def transfer_to_trading(self, currency: str, amount: Decimal, now_ms: int,
+                            client_id: str | None = None) -> SimTransfer:
+        """Move `amount` of `currency` from the funding wallet to the trading wallet, exactly.
+
+        Raises SimReject transfer_bad_amount (amount <= 0) or transfer_insufficient_funding."""
+        amount = _transfer_amount(amount)
+        held = self.funding_wallet.get(currency, ZERO)
+        if held < amount:
+            raise SimReject("transfer_insufficient_funding",
+                          f"funding wallet holds {held} {currency}, transfer asks {amount}")
+        self.funding_wallet[currency] = held - amount
+        self.balances[currency] = self.balances.get(currency, ZERO) + amount
+        return self._record_transfer(currency, amount, TO_TRADING, now_ms, client_id)
+
+    def transfer_to_funding(self, currency: str, amount: Decimal, free: Decimal, now_ms: int,
+                            client_id: str | None = None) -> SimTransfer:
+        """Move `amount` of `currency` from the trading wallet to the funding wallet, exactly; `free` is what
+        the trading wallet may give (its balance less the margin in use, worked out by the engine at the
+        marks). Never takes more than `free` nor more than the balance: the trading wallet never goes negative.
+
+        Raises SimReject transfer_bad_amount (amount <= 0) or transfer_insufficient_trading."""
+        amount = _transfer_amount(amount)
+        balance = self.balances.get(currency, ZERO)
+        if amount > min(free, balance):
+            raise SimReject("transfer_insufficient_trading",
+                          f"trading wallet can give {max(ZERO, min(free, balance))} {currency}, transfer asks "
+                          f"{amount}")
+        self.balances[currency] = balance - amount
+        self.funding_wallet[currency] = self.funding_wallet.get(currency, ZERO) + amount
+        return self._record_transfer(currency, amount, TO_FUNDING, now_ms, client_id)
+
+    def _record_transfer(self, currency: str, amount: Decimal, direction: str, now_ms: int,
+                         client_id: str | None) -> SimTransfer:
+        self.transfer_seq += 1
+        transfer = SimTransfer(str(self.transfer_seq), currency, amount, direction, now_ms, client_id)
+        self.transfers.append(transfer)
+        if client_id is not None:
+            self.transfer_client_ids[client_id] = transfer.transfer_id
+        excess = len(self.transfers) - MAX_TRANSFER_HISTORY
+        if excess > 0:
+            del self.transfers[:excess]
+        return transfer
 
     def position(self, symbol: str) -> SimPosition:
         pos = self.positions.get(symbol)
@@ -224,6 +294,13 @@ class SimAccount:
         return self.margin_modes.get(symbol, "cross")
 
 
+def _transfer_amount(amount: Decimal) -> Decimal:
+    amount = Decimal(amount)
+    if not amount.is_finite() or amount <= 0:
+        raise SimReject("transfer_bad_amount", f"transfer amount {amount} must be above 0")
+    return amount
+
+
 def dec_str(value: Decimal | None) -> str:
     """Plain decimal string without exponent (venues never send '1E+1')."""
     if value is None:
@@ -262,4 +339,10 @@ def snapshot_account(account: SimAccount) -> dict[str, Any]:
             for p in account.funding
         ],
         "fees_paid": dec_str(account.fees_paid),
+        "funding_wallet": {k: dec_str(v) for k, v in account.funding_wallet.items()},
+        "transfers": [
+            {"transfer_id": t.transfer_id, "currency": t.currency, "amount": dec_str(t.amount),
+             "direction": t.direction, "ts_ms": t.ts_ms, "client_id": t.client_id}
+            for t in account.transfers
+        ],
     }

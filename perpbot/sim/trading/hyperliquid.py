@@ -31,6 +31,7 @@ from perpbot.sim.trading.hyperliquid_wire import (
     valid_price,
 )
 from perpbot.sim.trading.matching import SimReject
+from perpbot.sim.trading.transfers import gated, hyperliquid_usd_class_transfer
 
 # The wire formats live in perpbot.sim.trading.hyperliquid_wire and the account view and POST /info in
 # perpbot.sim.trading.hyperliquid_info; this module adds POST /exchange and mounts the routes.
@@ -56,6 +57,8 @@ class HyperliquidApi(HyperliquidInfo):
             return await self.gate.run("private", None, lambda _r: self.cancel(action))
         if kind == "updateLeverage":
             return await self.gate.run("private", None, lambda _r: self.update_leverage(action))
+        if kind == "usdClassTransfer":  # spot <-> perp USDC (perpbot.sim.trading.transfers)
+            return await gated(self.gate, lambda: hyperliquid_usd_class_transfer(self.sim, body))
         if kind == "approveBuilderFee":
             return await self.gate.run("private", None, lambda _r: self.approve_builder(action))
         if kind in ("setReferrer", "scheduleCancel"):
