@@ -234,3 +234,24 @@ async def test_a_residue_is_charged_from_when_it_appears_not_from_the_last_accru
     clock[0] += 10
     book.accrue_residue()
     assert desk.unhedged_usdt_seconds == D("0.0003") * D("30000") * 10
+
+
+async def test_a_close_refused_on_one_leg_sends_nothing_and_takes_no_order_rate_slot():
+    """The CI hostile run's 'fault never fired': a close whose OKX exit passed the gate and whose Hyperliquid exit
+    did not (its book stale) counted one order against risk.max_orders_per_minute each time the strategy asked
+    again, until every entry and exit was refused on order_rate."""
+    desk = ready(make_desk())
+    desk.open_trades["t1"] = trade()
+    desk.portfolio.set_position("okx", OKX.symbol, D("0.02"), D("30000"))
+    desk.portfolio.set_position("hyperliquid", "BTC", D("-0.02"), D("29995"))
+    desk.venue_connected["hyperliquid"] = False  # its exit is refused (venue_disconnected), OKX's would pass
+    trades, _, _ = parts(desk)
+    for _ in range(100):
+        [report] = await trades.on_decisions([exit_decision()])
+        assert report["outcome"] == "refused" and "venue_disconnected" in report["reason"], report
+    assert len(desk.recent_order_times) == 0
+    assert venue(desk, "okx").placed == [] and venue(desk, "hyperliquid").placed == []
+    desk.venue_connected["hyperliquid"] = True
+    [report] = await trades.on_decisions([exit_decision()])
+    assert report["outcome"] == "hedged" and len(desk.recent_order_times) == 2, report
+    assert "t1" not in desk.open_trades
