@@ -32,6 +32,7 @@ from perpbot.execution.client_ids import client_order_id
 from perpbot.sim.faults import FaultBoard
 from perpbot.sim.market import Market
 from perpbot.sim.trading import add_trading_routes
+from perpbot.venues.registry import transfer_link
 from testkit import approved, sim_venue_settings
 
 FIXTURES = Path("/work/shared/fixtures")
@@ -338,3 +339,30 @@ async def test_the_proxy_records_ccxts_own_attributions_when_they_are_not_taken_
             await proxy.session.close()
             await proxy_server.close()
             await venue_server.close()
+
+
+# --------------------------------------------------------------------------- internal transfers on the wire
+async def test_an_internal_transfer_carries_exactly_the_venues_own_fields(wire: Wire) -> None:
+    """perpbot's internal transfer (risk.internal_transfers) as it leaves through the real client: the link's
+    parameters and nothing else (Binance adds only its signed envelope), no attribution anywhere. The simulated
+    funding wallet is empty, so the venue refuses it: what was sent is what is checked, and nothing moves."""
+    await wire.client.load_instruments([NATIVE[wire.venue]])
+    link = transfer_link(wire.venue, sim_venue_settings(wire.venue))
+    assert link is not None
+    call = link.to_trading(Decimal("12.34"), "0f8e6a2b4c1d4e7fa9b3c5d7e9f1a2b3")
+    before = len(wire.proxy.requests)
+    with pytest.raises(Exception) as refused:  # noqa: PT011 - the venue's refusal, whatever class ccxt gives it
+        answer = await wire.client.transfer(call)
+        link.venue_id(answer)  # an answer that is not an acceptance raises ValueError
+    assert "insufficient" in str(refused.value).lower(), refused.value
+    [sent] = wire.proxy.requests[before:]
+    assert sent.method == "POST"
+    assert sent.path == {"okx": "/api/v5/asset/transfer", "binance": "/sapi/v1/asset/transfer",
+                         "bybit": "/v5/asset/transfer/inter-transfer", "hyperliquid": "/exchange"}[wire.venue]
+    keys, values = params(sent)
+    if wire.venue == "binance":
+        assert keys == set(call.params) | {"timestamp", "recvWindow", "signature"}
+        assert {k: values[k] for k in call.params} == call.params
+    else:
+        assert sent.json_body() == json.loads(json.dumps(call.params))
+    assert_hygiene(wire)
