@@ -4,6 +4,7 @@ short of its collateral target takes the shortfall from its own funding or spot 
 What is moved and when is pure (perpbot.portfolio.collateral.top_ups); each venue's request is data
 (perpbot/venues/<venue>/transfers.py). This module is the I/O around them, with the rules that keep money safe:
 
+* Nothing while the operator has the bot PAUSED or it is stopping.
 * Only into a venue's trading wallet, from the same venue: never across venues, never out, never a withdrawal.
 * At most risk.internal_transfer_max_usdt a time, at most once per risk.internal_transfer_interval_s per venue
   (counted from the last transfer in the audit trail, so a restart does not send again at once).
@@ -92,8 +93,8 @@ class InternalTransfers:
     def due(self) -> list[TopUp]:
         desk = self.desk
         risk = desk.settings.risk
-        if not risk.internal_transfers or desk.stopping:
-            return []
+        if not risk.internal_transfers or desk.stopping or desk.state == "PAUSED":
+            return []  # PAUSED: the operator's stop, nothing done on the bot's own (as the margin watch)
         now = self.clock()
         venues = [venue for venue in self.links if self.ready(venue, now) is None]
         if not venues:

@@ -120,9 +120,14 @@ async def test_a_lost_answer_is_not_sent_again_until_the_balance_was_read_after_
     assert again.outcome == DONE and len(client.calls) == 2
 
 
-async def test_a_venue_blocked_or_not_yet_read_takes_nothing(desk):
+async def test_a_venue_blocked_or_not_yet_read_takes_nothing_nor_does_a_paused_bot(desk):
     client, clock = TransferClient(OK), Clock()
     watch = transfers(desk, client, clock)
+    desk.state = "PAUSED"
+    assert await watch.check() == []
+    desk.state = "HALTED"  # a HALT stops entries; adding collateral to a venue is still what it needs
+    assert watch.due() != []
+    desk.state = "ACTIVE"
     desk.venues_blocked["okx"] = "position mode hedge refused"
     assert await watch.check() == []
     del desk.venues_blocked["okx"]
