@@ -364,29 +364,44 @@ async def _aim_shock(bot: LiveBot, spec: dict[str, Any]) -> tuple[dict[str, Any]
     """A mark shock aimed at a leg of a settled hedged trade on the venue (found or provoked as for a forced
     close): the venue's wallet is lowered until its legs stand SHOCK_FROM_PCT from liquidation, the bot reads
     the venue (as its reconciliation would), and the shock is sized to leave the nearest traded leg
-    SHOCK_TO_PCT from its liquidation price. Unaimed (no trade in time, or it ended meanwhile): the plain shock,
-    the collateral given back, no reduction expected."""
-    aimed = await _aim_forced(bot, spec)
-    if aimed.get("symbol") is None:
-        return spec, None
+    SHOCK_TO_PCT from its liquidation price. Tried again while time is left when the venue's nearest leg is not
+    a settled trade's (a position still being opened or closed, which the shock would take first) or the trade
+    ended meanwhile. Unaimed in the end: the plain shock, the collateral given back, no reduction expected."""
     venue = spec["venue"]
     sim = bot.app.simulator.exchanges[venue]
-    removed = _lower_wallet(sim, SHOCK_FROM_PCT)
-    nearest = _nearest_traded_leg(bot, sim)
-    read = nearest is not None and await _bot_read_liquidation(bot, sim, nearest.symbol)
-    leg = sim.leg_risk(nearest.symbol) if read and nearest is not None else None
-    trade_id = _trade_holding(bot, venue, leg.symbol) if leg is not None else None
-    if leg is None or leg.liquidation_price is None or trade_id is None:
+    deadline = time.monotonic() + FIRE_DEADLINE_S / 2
+    while True:
+        aimed = await _aim_forced(bot, spec, timeout_s=max(deadline - time.monotonic(), 0.1))
+        if aimed.get("symbol") is None:
+            return spec, None
+        removed = _lower_wallet(sim, SHOCK_FROM_PCT)
+        nearest = _nearest_traded_leg(bot, sim)
+        read = nearest is not None and await _bot_read_liquidation(bot, sim, nearest.symbol)
+        leg = sim.leg_risk(nearest.symbol) if read and nearest is not None else None
+        trade_id = _trade_holding(bot, venue, leg.symbol) if leg is not None else None
+        if leg is not None and leg.liquidation_price is not None and trade_id is not None:
+            break
         sim.account.credit(removed)
-        log.warning("mark shock on %s goes in unaimed: no traded leg whose new liquidation price the bot read",
-                    venue)
-        return spec, None
+        why = ("the nearest leg is no settled trade's: " + _legs_by_distance(sim) if nearest is None
+               else "the bot did not read the new liquidation price, or the trade ended")
+        if time.monotonic() >= deadline:
+            log.warning("mark shock on %s goes in unaimed: %s", venue, why)
+            return spec, None
+        log.warning("mark shock on %s not aimed yet (%s): trying again", venue, why)
+        await asyncio.sleep(0.5)
     factor = 1 - SHOCK_TO_PCT / 100 if leg.size > 0 else 1 + SHOCK_TO_PCT / 100
     bps = float((leg.liquidation_price / factor / leg.mark - 1) * 10_000)
     log.warning("mark shock aimed at %s %s (%s): wallet lowered by %s, liquidation %s, mark %s -> %+.0f bps",
                 venue, leg.symbol, leg.size, removed.quantize(Decimal("0.01")), leg.liquidation_price, leg.mark, bps)
     shock = AimedShock(venue, leg.symbol, removed, bot.service.margin_guard.reductions, trade_id)
     return {**aimed, "symbol": leg.symbol, "params": {"bps": bps}}, shock
+
+
+def _legs_by_distance(sim: Any) -> str:
+    """The venue's legs, nearest liquidation first (for the log)."""
+    legs = sorted((leg for leg in sim.risk().legs.values() if leg.distance_pct is not None),
+                  key=lambda leg: leg.distance_pct)
+    return ", ".join(f"{leg.symbol} {leg.size} at {leg.distance_pct:.1f}%" for leg in legs) or "none"
 
 
 async def _bot_read_liquidation(bot: LiveBot, sim: Any, symbol: str, timeout_s: float = 10.0) -> bool:
@@ -502,11 +517,111 @@ async def _aimed(bot: LiveBot, scenario: Scenario) -> tuple[list[dict[str, Any]]
     return specs, shocks
 
 
-async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fault_window_s: float = 4.0,
-                    recovery_timeout_s: float = 20.0, fire_deadline_s: float = FIRE_DEADLINE_S) -> None:
-    """Start from an ACTIVE bot, inject the scenario's faults, provoke trading on the venues with
-    trading faults until every fault fired, end them, wait for recovery, check invariants."""
-    admin = bot.admin
+Key = tuple[str, str]  # (venue, fault kind)
+
+
+@dataclasses.dataclass
+class _Window:
+    """One phase's fault window: what was injected, what has fired since, and the suite's provoking."""
+
+    bot: LiveBot
+    scenario: Scenario
+    result: ScenarioResult
+    fired_before: dict[Key, int]
+    wanted: dict[Key, int]  # how many occurrences of each (venue, kind) the phase waits for
+    holds: dict[Key, float]  # timed faults: how long after they first fired they end
+    injected_at: float = 0.0
+    first_fired: dict[Key, float] = dataclasses.field(default_factory=dict)
+    next_provoke: float = 0.0
+    sign: float = 1.0
+    freed_at: float = float("-inf")
+
+    async def run(self, fault_window_s: float, fire_deadline_s: float) -> None:
+        """Until every fault fired its count (timed ones: held long enough), each fired and the window passed,
+        or the deadline; meanwhile the bot is brought back from a HALT and provoked to trade where needed."""
+        self.injected_at = self.next_provoke = time.monotonic()
+        while True:
+            now = time.monotonic()
+            delta = await self._delta(now)
+            if self._finished(now, delta, fault_window_s, fire_deadline_s):
+                break
+            await self._unblock(now, delta, fire_deadline_s)
+            await self._provoke(now, delta)
+            await asyncio.sleep(0.1)
+        if len(self.first_fired) == len(self.wanted):
+            self.result.fire_s.append(round(max(self.first_fired.values()) - self.injected_at, 3))
+
+    async def _delta(self, now: float) -> dict[Key, int]:
+        fired = await self.bot.admin.fired()
+        delta = {k: fired.get(k, 0) - self.fired_before.get(k, 0) for k in self.wanted}
+        for key, n in delta.items():
+            if n > 0:
+                self.first_fired.setdefault(key, now)
+        return delta
+
+    def _finished(self, now: float, delta: dict[Key, int], fault_window_s: float, fire_deadline_s: float) -> bool:
+        first = self.first_fired
+        counted_done = all(delta[k] >= n for k, n in self.wanted.items() if k not in self.holds)
+        timed_done = all(k in first and now - first[k] >= hold for k, hold in self.holds.items())
+        if counted_done and timed_done:
+            return True
+        if len(first) == len(self.wanted) and now - max(first.values()) >= fault_window_s:
+            return True  # each fired; a count not fully used within the window is not waited for longer
+        return now - self.injected_at >= fire_deadline_s
+
+    def _pending(self, delta: dict[Key, int]) -> list[str]:
+        """The trading venues with a provoked fault still short of its count."""
+        return [v for v in self.scenario.trading_venues
+                if any(k[0] == v and k[1] in PROVOKED_FAULTS and delta[k] < n for k, n in self.wanted.items())]
+
+    async def _unblock(self, now: float, delta: dict[Key, int], fire_deadline_s: float) -> None:
+        """What an operator does when the bot cannot reach the faulted venue: resume it after a HALT; free
+        trades in the way of the provoked entry."""
+        bot, result = self.bot, self.result
+        if bot.engine.state == "HALTED" and any(k[1] in PROVOKED_FAULTS and k not in self.first_fired
+                                                for k in self.wanted):
+            # The bot stopped before the fault could fire: the operator's way back, then provoke again.
+            result.halts.append(f"(during the fault window) {bot.engine.state_reason}")
+            result.operator.append(await operator_recover(bot, "HALTED inside the fault window"))
+        pending = self._pending(delta)
+        if (pending and now - self.injected_at >= fire_deadline_s / 2 and now - self.freed_at >= FREE_EVERY_S
+                and (_venues_held(bot, pending) or bot.engine.open_trades)):
+            # Trades opened meanwhile hold the venue, or hold the other venue of the pair the
+            # provoked spread picks (the engine skips a decision whose venue/symbol an open
+            # trade holds, it does not fall back to the next pair): free them, as an operator
+            # would, so the provoked entry can reach the faulted venue.
+            result.operator.append(await operator_recover(bot, "open trades in the way of the provoked entry"))
+            self.freed_at = time.monotonic()
+
+    async def _provoke(self, now: float, delta: dict[Key, int]) -> None:
+        pending = self._pending(delta)
+        if pending and now >= self.next_provoke:
+            # A jump on the venue makes it the cheap (or dear) side of a spread: the scanner
+            # opens a trade with one leg there, so an order reaches the faulted venue.
+            for venue in pending:
+                await self.bot.admin.jump(venue, self.sign * PROVOKE_BPS)
+            self.sign, self.next_provoke = -self.sign, now + PROVOKE_EVERY_S
+
+
+@dataclasses.dataclass
+class _Recovery:
+    """How the bot came back once the faults were cleared."""
+
+    fault_end: float
+    fired: dict[Key, int]  # the simulator's counters after the window
+    fired_delta: dict[Key, int]
+    never: list[str]  # faults that never fired
+    shock_violations: list[str]
+    books_ok: bool
+    books_at: float
+    state_ok: bool
+    state_at: float
+    violations: list[str]  # the quiescent check's
+    extra: dict[str, Any]
+
+
+async def _prepare(bot: LiveBot, scenario: Scenario, result: ScenarioResult) -> None:
+    """Start from an ACTIVE bot whose open trades do not hold the faulted venues."""
     if bot.engine.state != "ACTIVE":
         result.operator.append(await operator_recover(bot, f"bot {bot.engine.state} at the start "
                                                            f"({bot.engine.state_reason})"))
@@ -514,124 +629,116 @@ async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fa
         # Open trades hold the faulted venue's symbols, and the engine never enters a venue/symbol
         # an open trade holds: no order could reach it. Flatten first, as an operator would.
         result.operator.append(await operator_recover(bot, "faulted venue held by open trades at the start"))
-    fired_before = await admin.fired()
-    invalid_before, resyncs_before = bot.invalidations(), bot.resyncs()
-    unhedged_before = bot.engine.unhedged_usdt_seconds
-    meter, stop = inv.ExposureMeter(), asyncio.Event()
-    sampler = asyncio.get_running_loop().create_task(_sample_exposure(bot, meter, stop))
-    try:
-        wanted = {(f["venue"], f["kind"]): f.get("count", 1) for f in scenario.faults}
-        # Timed faults end this long after they first fired (maintenance: held until then).
-        holds = {(f["venue"], f["kind"]): FAULT_SHAPES[f["kind"]]["duration_s"] for f in scenario.faults
-                 if f["kind"] in TIMED_FAULTS}
-        specs, shocks = await _aimed(bot, scenario)
-        injected_at = time.monotonic()
-        for spec in specs:
-            await admin.inject(spec)
-        first_fired: dict[tuple[str, str], float] = {}
-        next_provoke, sign = injected_at, 1.0
-        freed_at = float("-inf")
-        while True:
-            now = time.monotonic()
-            fired = await admin.fired()
-            delta = {k: fired.get(k, 0) - fired_before.get(k, 0) for k in wanted}
-            for key, n in delta.items():
-                if n > 0:
-                    first_fired.setdefault(key, now)
-            counted_done = all(delta[k] >= n for k, n in wanted.items() if k not in holds)
-            timed_done = all(k in first_fired and now - first_fired[k] >= hold for k, hold in holds.items())
-            if counted_done and timed_done:
-                break
-            if len(first_fired) == len(wanted) and now - max(first_fired.values()) >= fault_window_s:
-                break  # each fired; a count not fully used within the window is not waited for longer
-            if now - injected_at >= fire_deadline_s:
-                break
-            if bot.engine.state == "HALTED" and any(k[1] in PROVOKED_FAULTS and k not in first_fired for k in wanted):
-                # The bot stopped before the fault could fire: the operator's way back, then provoke again.
-                result.halts.append(f"(during the fault window) {bot.engine.state_reason}")
-                result.operator.append(await operator_recover(bot, "HALTED inside the fault window"))
-            pending = [v for v in scenario.trading_venues
-                       if any(k[0] == v and k[1] in PROVOKED_FAULTS and delta[k] < n for k, n in wanted.items())]
-            if (pending and now - injected_at >= fire_deadline_s / 2 and now - freed_at >= FREE_EVERY_S
-                    and (_venues_held(bot, pending) or bot.engine.open_trades)):
-                # Trades opened meanwhile hold the venue, or hold the other venue of the pair the
-                # provoked spread picks (the engine skips a decision whose venue/symbol an open
-                # trade holds, it does not fall back to the next pair): free them, as an operator
-                # would, so the provoked entry can reach the faulted venue.
-                result.operator.append(await operator_recover(bot, "open trades in the way of the provoked entry"))
-                freed_at = time.monotonic()
-            if pending and now >= next_provoke:
-                # A jump on the venue makes it the cheap (or dear) side of a spread: the scanner
-                # opens a trade with one leg there, so an order reaches the faulted venue.
-                for venue in pending:
-                    await admin.jump(venue, sign * PROVOKE_BPS)
-                sign, next_provoke = -sign, now + PROVOKE_EVERY_S
-            await asyncio.sleep(0.1)
-        if len(first_fired) == len(wanted):
-            result.fire_s.append(round(max(first_fired.values()) - injected_at, 3))
-        await admin.clear()  # the venue recovers now
-        fault_end = time.monotonic()
-        fired = await admin.fired()
-        fired_delta = {k: fired.get(k, 0) - fired_before.get(k, 0) for k in wanted}
-        result.faults_fired += sum(fired_delta.values())
-        for (venue, kind), n in fired_delta.items():
-            result.fired[f"{venue} {kind}"] = result.fired.get(f"{venue} {kind}", 0) + n
-        never = [f"{kind} @ {venue}" for (venue, kind), n in fired_delta.items() if n == 0]
-        shock_violations = await _reduced_before_take_back(bot, shocks, result)
-        result.shocks += [f"{spec['venue']}: unaimed (no traded leg there in time), {spec['params']['bps']} bps"
-                          for spec in specs if spec["kind"] == "mark_shock"
-                          and not any(s.venue == spec["venue"] for s in shocks)]
-        await _take_back_shocks(bot, scenario, fired_delta)
-        books_ok = await wait_for(bot.books_valid, recovery_timeout_s)
-        books_at = time.monotonic()
-        state_ok = await wait_for(lambda: bot.engine.state in ("ACTIVE", "HALTED"), recovery_timeout_s)
-        state_at = time.monotonic()
-        # A leg the venue closed itself: the bot closes the other (judged below from the fill times).
-        await _await_forced_hedged(bot, recovery_timeout_s)
-        # Give trades already under way (a held timeout reply, a resolve by query) time to settle.
-        violations, extra = await bot.quiescent_check()
-    finally:
-        stop.set()
-        await sampler
-    ignored = {venue: fired.get((venue, RETRY_AFTER_IGNORED), 0) - fired_before.get((venue, RETRY_AFTER_IGNORED), 0)
-               for venue in VENUES}
+
+
+async def _recover(window: _Window, specs: list[dict[str, Any]], shocks: list[Any],
+                   recovery_timeout_s: float) -> _Recovery:
+    """Clear the faults, count what fired, take back the shocks and wait for books, state and the forced
+    closes' other legs; then the quiescent check."""
+    bot, scenario, result = window.bot, window.scenario, window.result
+    await bot.admin.clear()  # the venue recovers now
+    fault_end = time.monotonic()
+    fired = await bot.admin.fired()
+    fired_delta = {k: fired.get(k, 0) - window.fired_before.get(k, 0) for k in window.wanted}
+    result.faults_fired += sum(fired_delta.values())
+    for (venue, kind), n in fired_delta.items():
+        result.fired[f"{venue} {kind}"] = result.fired.get(f"{venue} {kind}", 0) + n
+    never = [f"{kind} @ {venue}" for (venue, kind), n in fired_delta.items() if n == 0]
+    shock_violations = await _reduced_before_take_back(bot, shocks, result)
+    result.shocks += [f"{spec['venue']}: unaimed (no traded leg there in time), {spec['params']['bps']} bps"
+                      for spec in specs if spec["kind"] == "mark_shock"
+                      and not any(s.venue == spec["venue"] for s in shocks)]
+    await _take_back_shocks(bot, scenario, fired_delta)
+    books_ok = await wait_for(bot.books_valid, recovery_timeout_s)
+    books_at = time.monotonic()
+    state_ok = await wait_for(lambda: bot.engine.state in ("ACTIVE", "HALTED"), recovery_timeout_s)
+    state_at = time.monotonic()
+    # A leg the venue closed itself: the bot closes the other (judged below from the fill times).
+    await _await_forced_hedged(bot, recovery_timeout_s)
+    # Give trades already under way (a held timeout reply, a resolve by query) time to settle.
+    violations, extra = await bot.quiescent_check()
+    return _Recovery(fault_end, fired, fired_delta, never, shock_violations, books_ok, books_at, state_ok, state_at,
+                     violations, extra)
+
+
+def _judge(window: _Window, back: _Recovery, meter: inv.ExposureMeter, before: tuple[Any, Any, Decimal],
+           recovery_timeout_s: float, fire_deadline_s: float) -> list[str]:
+    """Every invariant of the phase: Retry-After kept, each fault fired, books and state back, shocks answered,
+    forced closes hedged, integrity faults invalidated books, unhedged exposure within the budget."""
+    bot, scenario, result = window.bot, window.scenario, window.result
+    invalid_before, resyncs_before, unhedged_before = before
+    violations = list(back.violations)
+    ignored = {venue: back.fired.get((venue, RETRY_AFTER_IGNORED), 0)
+               - window.fired_before.get((venue, RETRY_AFTER_IGNORED), 0) for venue in VENUES}
     violations += [f"{n} order(s) sent to {venue} inside its Retry-After (after a 429 / 418)"
                    for venue, n in ignored.items() if n > 0]
-    if never:
+    if back.never:
         violations.append(f"fault never fired within {fire_deadline_s}s (no order / message reached the venue "
                           f"while it was injected; state {bot.engine.state}, "
-                          f"open trades {len(bot.engine.open_trades)}): {', '.join(never)}")
-    if books_ok:
-        result.books_recovery_s.append(round(books_at - fault_end, 3))
+                          f"open trades {len(bot.engine.open_trades)}): {', '.join(back.never)}")
+    if back.books_ok:
+        result.books_recovery_s.append(round(back.books_at - back.fault_end, 3))
     else:
         invalid = [f"{b.venue} {b.symbol}: {b.invalid_reason}" for b in bot.books() if not b.valid]
         violations.append(f"books still invalid {recovery_timeout_s}s after the fault ended: {invalid}")
     state, reason = bot.engine.state, bot.engine.state_reason
-    if state == "ACTIVE" and state_ok:
-        result.active_recovery_s.append(round(state_at - fault_end, 3))
-    violations += shock_violations
-    violations += inv.check_state(state, reason, state_ok)
-    violations += _forced_violations(bot, scenario, extra, result, state == "HALTED")
-    integrity = [v for (v, k), n in fired_delta.items() if k in INTEGRITY_FAULTS and n > 0]
+    if state == "ACTIVE" and back.state_ok:
+        result.active_recovery_s.append(round(back.state_at - back.fault_end, 3))
+    violations += back.shock_violations
+    violations += inv.check_state(state, reason, back.state_ok)
+    violations += _forced_violations(bot, scenario, back.extra, result, state == "HALTED")
+    integrity = [v for (v, k), n in back.fired_delta.items() if k in INTEGRITY_FAULTS and n > 0]
     violations += inv.check_books_invalidated(invalid_before, bot.invalidations(), resyncs_before, bot.resyncs(),
                                               integrity)
     budget = Decimal(bot.settings.risk.unhedged_budget_usdt_seconds)
     violations += inv.check_unhedged(meter.usdt_seconds, budget, "exposure seen at the venues")
     violations += inv.check_unhedged(bot.engine.unhedged_usdt_seconds - unhedged_before, budget,
                                       "exposure the engine accounted")
+    return violations
+
+
+async def _leave_clean(bot: LiveBot, back: _Recovery, result: ScenarioResult) -> None:
+    """The operator's way back after a HALT or a naked leg, so the next scenario starts flat and ACTIVE."""
+    state, reason = bot.engine.state, bot.engine.state_reason
+    if state == "HALTED":
+        result.halts.append(reason)
+        result.operator.append(await operator_recover(bot, f"HALTED after the scenario ({reason})"))
+    elif _net_exposure(back.extra["accounts"]) > NAKED_TOLERANCE_USDT and not back.extra["unresolved"]:
+        # Not halted, nothing unresolved, yet a leg without its hedge at the venues: flatten it so
+        # it does not leak into the next scenario (the exposure budget above already judged it).
+        naked = _net_exposure(back.extra["accounts"])
+        result.operator.append(await operator_recover(bot, f"naked {naked:.1f} USDT at the venues while ACTIVE"))
+
+
+async def run_phase(bot: LiveBot, scenario: Scenario, result: ScenarioResult, fault_window_s: float = 4.0,
+                    recovery_timeout_s: float = 20.0, fire_deadline_s: float = FIRE_DEADLINE_S) -> None:
+    """Start from an ACTIVE bot, inject the scenario's faults, provoke trading on the venues with
+    trading faults until every fault fired, end them, wait for recovery, check invariants."""
+    await _prepare(bot, scenario, result)
+    window = _Window(bot, scenario, result, await bot.admin.fired(),
+                     {(f["venue"], f["kind"]): f.get("count", 1) for f in scenario.faults},
+                     # Timed faults end this long after they first fired (maintenance: held until then).
+                     {(f["venue"], f["kind"]): FAULT_SHAPES[f["kind"]]["duration_s"] for f in scenario.faults
+                      if f["kind"] in TIMED_FAULTS})
+    before = (bot.invalidations(), bot.resyncs(), bot.engine.unhedged_usdt_seconds)
+    meter, stop = inv.ExposureMeter(), asyncio.Event()
+    sampler = asyncio.get_running_loop().create_task(_sample_exposure(bot, meter, stop))
+    try:
+        specs, shocks = await _aimed(bot, scenario)
+        for spec in specs:
+            await bot.admin.inject(spec)
+        await window.run(fault_window_s, fire_deadline_s)
+        back = await _recover(window, specs, shocks, recovery_timeout_s)
+    finally:
+        stop.set()
+        await sampler
+    violations = _judge(window, back, meter, before, recovery_timeout_s, fire_deadline_s)
     result.unhedged_usdt_seconds += meter.usdt_seconds
     result.runs += 1
     result.violations += [f"{scenario.name}: {v}" for v in violations]
-    log.warning("scenario %s: fired %s, violations %d, state %s", scenario.name, fired_delta, len(violations), state)
-    if state == "HALTED":
-        result.halts.append(reason)
-        # The operator's way back, so the next scenario starts flat and ACTIVE.
-        result.operator.append(await operator_recover(bot, f"HALTED after the scenario ({reason})"))
-    elif _net_exposure(extra["accounts"]) > NAKED_TOLERANCE_USDT and not extra["unresolved"]:
-        # Not halted, nothing unresolved, yet a leg without its hedge at the venues: flatten it so
-        # it does not leak into the next scenario (the exposure budget above already judged it).
-        naked = _net_exposure(extra["accounts"])
-        result.operator.append(await operator_recover(bot, f"naked {naked:.1f} USDT at the venues while ACTIVE"))
+    log.warning("scenario %s: fired %s, violations %d, state %s", scenario.name, back.fired_delta, len(violations),
+                bot.engine.state)
+    await _leave_clean(bot, back, result)
 
 
 async def run_hostile(workdir: Path, short: bool = True, seeds: tuple[int, ...] = (7,),
