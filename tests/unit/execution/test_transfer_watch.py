@@ -2,7 +2,7 @@
 short of its collateral target takes the shortfall from its own funding wallet, capped, once per interval,
 written to the audit trail before it leaves; a refusal waits out the interval; a transfer whose answer was lost
 is never sent again before the venue's balance has been read. The venues' transfer calls are a scripted client
-(the simulator's real endpoints are in tests/integration/test_internal_transfers.py)."""
+(the simulator's real endpoints: tests/integration/test_internal_transfers.py)."""
 
 from __future__ import annotations
 
