@@ -283,10 +283,16 @@ def naked_after_forced_close(close: ForcedClose, accounts: Mapping[str, Any], lo
     back) on the partner leg's venue and symbol (`partner`, from the journal's trade; None: any other venue
     of the base) have filled its size, to less than one lot of the coarsest venue; and the time that took in
     ms. (None, None) while they have not. Entries (never reduce-only) cannot pass for the close, nor can
-    closes of other trades when the partner is known (one open trade per venue and symbol)."""
+    closes of other trades when the partner is known (one open trade per venue and symbol).
+
+    With the partner known, its closing fills since the partner's last entry fill count even when they came
+    before the venue's close (the trade's own exit won the race against the liquidation): nothing was naked
+    for the part they had closed by then."""
     base = base_of(close.venue, close.symbol)
     lot = lots.get(base, ZERO)
     closing_side = "buy" if close.base_qty < 0 else "sell"  # the partner's close: the forced close's opposite
+    floor = close.ts_ms if partner is None else _last_entry_fill_ms(accounts.get(partner[0]) or {}, partner[1],
+                                                                     close.ts_ms)
     events: list[tuple[int, Decimal]] = []
     for venue, account in accounts.items():
         if venue == close.venue:
@@ -297,8 +303,8 @@ def naked_after_forced_close(close: ForcedClose, accounts: Mapping[str, Any], lo
             if partner is not None and (venue, fill["symbol"]) != partner:
                 continue
             if (fill.get("order_id") in reducing and base_of(venue, fill["symbol"]) == base
-                    and int(fill["ts_ms"]) >= close.ts_ms):
-                events.append((int(fill["ts_ms"]), Decimal(fill["base_qty"])))
+                    and int(fill["ts_ms"]) >= floor):
+                events.append((max(int(fill["ts_ms"]), close.ts_ms), Decimal(fill["base_qty"])))
     naked, usdt_s, since = abs(close.base_qty), ZERO, close.ts_ms
     for ts, qty in sorted(events, key=lambda e: e[0]):
         if naked < lot or naked <= 0:
@@ -308,6 +314,16 @@ def naked_after_forced_close(close: ForcedClose, accounts: Mapping[str, Any], lo
     if naked >= lot and naked > 0:
         return None, None
     return usdt_s, since - close.ts_ms
+
+
+def _last_entry_fill_ms(account: Mapping[str, Any], symbol: str, before_ms: int) -> int:
+    """When the bot's last entry (not reduce-only) on `symbol` filled at or before `before_ms` (else before_ms):
+    the partner leg's closes from then on are the trade's own."""
+    entries = {o["order_id"] for o in account.get("orders") or []
+               if o.get("client_id") is not None and not o.get("reduce_only")}
+    times = [int(f["ts_ms"]) for f in account.get("fills") or []
+             if f["symbol"] == symbol and f.get("order_id") in entries and int(f["ts_ms"]) <= before_ms]
+    return max(times, default=before_ms)
 
 
 def check_forced_close_hedged(forced: Iterable[ForcedClose], accounts: Mapping[str, Any],

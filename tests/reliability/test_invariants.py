@@ -251,3 +251,19 @@ def test_with_the_partner_known_another_trades_exit_does_not_pass_for_its_close(
     partners = {close.order_id: ("bybit", "BTCUSDT")}
     [violation] = inv.check_forced_close_hedged([close], accounts, lots, Decimal(5000), partners=partners)[0]
     assert "(partner bybit BTCUSDT)" in violation and "has not closed the other leg" in violation
+
+
+def test_the_trades_own_exit_that_beat_the_liquidation_closes_the_other_leg():
+    """CI-length run: the strategy's exit of the trade and the venue's liquidation of one leg raced; the exit's
+    reduce-only buy of the partner filled 40 ms before the liquidation. Nothing was left naked."""
+    lots = {"BTC": Decimal("0.001")}
+    accounts = _liquidated_long(short_closed_ms=960)  # the short (entered at 0 ms) bought back before 1000 ms
+    [close] = inv.forced_closes(accounts)
+    assert inv.naked_after_forced_close(close, accounts, lots, ("binance", "BTCUSDT")) == (Decimal(0), 0)
+    # Without the partner known, only closes after the liquidation count (another trade's exit could pass).
+    assert inv.naked_after_forced_close(close, accounts, lots) == (None, None)
+    # A close before the partner's entry is an earlier trade's: it does not count.
+    earlier = _liquidated_long(short_closed_ms=960)
+    earlier["binance"]["fills"][0]["ts_ms"] = 980  # this trade's short filled after that buy
+    assert inv.naked_after_forced_close(close, earlier, lots, ("binance", "BTCUSDT")) == (None, None)
+
