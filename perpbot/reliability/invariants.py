@@ -326,6 +326,26 @@ def _last_entry_fill_ms(account: Mapping[str, Any], symbol: str, before_ms: int)
     return max(times, default=before_ms)
 
 
+TradeRow = tuple[list[dict[str, Any]], float, float | None]  # legs, opened and closed (ms; None: open)
+
+
+def partner_of(close: ForcedClose, trades: Iterable[TradeRow]) -> tuple[str, str] | None:
+    """The other leg (venue, symbol) of the journal's trade that held the closed leg when the venue closed it
+    (one open trade per venue and symbol): the latest opened before the close and not closed before it; failing
+    that, the first opened within a second after it (a trade's opened_ts is written once its fills are booked,
+    a few ms after the venue's fill). None when no trade, or not a two-leg one."""
+    key = (close.venue, close.symbol)
+    held = [(opened, legs) for legs, opened, closed in trades
+            if opened <= close.ts_ms + 1000 and (closed is None or closed >= close.ts_ms)
+            and any((leg["venue"], leg["symbol"]) == key for leg in legs)]
+    before = [h for h in held if h[0] <= close.ts_ms]
+    chosen = max(before, key=lambda h: h[0]) if before else min(held, key=lambda h: h[0], default=None)
+    if chosen is None:
+        return None
+    others = [(leg["venue"], leg["symbol"]) for leg in chosen[1] if (leg["venue"], leg["symbol"]) != key]
+    return others[0] if len(others) == 1 else None
+
+
 def check_forced_close_hedged(forced: Iterable[ForcedClose], accounts: Mapping[str, Any],
                               lots: Mapping[str, Decimal], budget: Decimal, halted: bool = False,
                               partners: Mapping[str, tuple[str, str]] | None = None) -> tuple[list[str], list[str]]:

@@ -224,23 +224,21 @@ class LiveBot:
 
     async def partners(self, forced: list[inv.ForcedClose]) -> dict[str, tuple[str, str]]:
         """Forced close's order id -> the other leg (venue, symbol) of the journal's trade that held the
-        closed leg then (the latest opened before it; one open trade per venue and symbol)."""
+        closed leg then (one open trade per venue and symbol): the latest opened before the close and not
+        closed before it; failing that, the first opened within a second after it (a trade's opened_ts is
+        written once its fills are booked, a few ms after the venue's fill)."""
         if not forced:
             return {}
         rows = []
-        async with self.engine.journal.db.execute("SELECT legs, opened_ts FROM trades") as cur:
-            async for legs, opened_ts in cur:
-                rows.append((json.loads(legs), float(opened_ts)))
+        async with self.engine.journal.db.execute("SELECT legs, opened_ts, closed_ts FROM trades") as cur:
+            async for legs, opened_ts, closed_ts in cur:
+                rows.append((json.loads(legs), float(opened_ts) * 1000,
+                             None if closed_ts is None else float(closed_ts) * 1000))
         out: dict[str, tuple[str, str]] = {}
         for close in forced:
-            held = [(opened, legs) for legs, opened in rows if opened * 1000 <= close.ts_ms + 1000
-                    and any((leg["venue"], leg["symbol"]) == (close.venue, close.symbol) for leg in legs)]
-            if held:
-                _, legs = max(held, key=lambda h: h[0])
-                others = [(leg["venue"], leg["symbol"]) for leg in legs
-                          if (leg["venue"], leg["symbol"]) != (close.venue, close.symbol)]
-                if len(others) == 1:
-                    out[close.order_id] = others[0]
+            partner = inv.partner_of(close, rows)
+            if partner is not None:
+                out[close.order_id] = partner
         return out
 
     def local_positions(self) -> dict[tuple[str, str], Decimal]:

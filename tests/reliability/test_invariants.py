@@ -267,3 +267,21 @@ def test_the_trades_own_exit_that_beat_the_liquidation_closes_the_other_leg():
     earlier["binance"]["fills"][0]["ts_ms"] = 980  # this trade's short filled after that buy
     assert inv.naked_after_forced_close(close, earlier, lots, ("binance", "BTCUSDT")) == (None, None)
 
+
+def test_the_partner_is_the_trade_holding_the_leg_when_the_venue_closed_it_not_one_opened_just_after():
+    """A CI-length run: Bybit deleveraged a long at t; the trade holding it (partner Binance) was closed 270 ms
+    later, and a new trade on the same Bybit symbol (partner OKX) opened 420 ms after t. The first is the one."""
+    close = inv.ForcedClose("bybit", "BTCUSDT", "adl-1", "adl", Decimal("-0.003"), Decimal("60000"), 54_608)
+
+    def legs(other: str) -> list[dict]:
+        return [{"venue": "bybit", "symbol": "BTCUSDT"}, {"venue": other, "symbol": "X"}]
+
+    earlier = (legs("binance"), 52_219.0, 52_571.0)  # closed before t: not holding it
+    holding = (legs("binance"), 54_425.0, 54_877.0)
+    after = (legs("okx"), 55_028.0, 55_259.0)
+    assert inv.partner_of(close, [earlier, holding, after]) == ("binance", "X")
+    # Opened a few ms after the venue's fill time (opened_ts is written once the fills are booked): still it.
+    booked_late = (legs("hyperliquid"), 54_615.0, None)
+    assert inv.partner_of(close, [earlier, booked_late, after]) == ("hyperliquid", "X")
+    assert inv.partner_of(close, [earlier]) is None
+
