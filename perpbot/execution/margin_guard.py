@@ -18,7 +18,6 @@ statement, which each pass books when it was pushed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -31,6 +30,7 @@ from perpbot.execution.client_ids import new_intent_id
 from perpbot.execution.commands import OperatorCommands, flat_trades
 from perpbot.execution.desk import Desk
 from perpbot.execution.doubts import PUSH_WAIT_S, ask_for_stale_doubts
+from perpbot.execution.periodic import every
 from perpbot.execution.states import TradingStates
 from perpbot.risk.gate import RiskGate
 from perpbot.risk.margin import legs_below
@@ -241,21 +241,8 @@ class MarginGuard:
         return reports
 
     async def run(self) -> None:
-        """Until the desk stops: a check every risk.margin_check_interval_s."""
-        desk = self.desk
-        interval = desk.settings.risk.margin_check_interval_s
-        while not desk.stop_event.is_set():
-            try:
-                await asyncio.wait_for(desk.stop_event.wait(), interval)
-                return
-            except asyncio.TimeoutError:
-                pass
-            if desk.state == "PAUSED" or desk.stopping:
-                continue  # the operator's stop: no order at all (close-all is the way out)
-            try:
-                await self.check()
-            except Exception:  # one bad pass must not end the watch
-                log.exception("margin watch pass failed")
+        """Until the desk stops: a check every risk.margin_check_interval_s (none while PAUSED)."""
+        await every(self.desk, self.desk.settings.risk.margin_check_interval_s, self.check, "margin watch")
 
 
 __all__ = ["MarginGuard"]

@@ -16,7 +16,6 @@ What is moved and when is pure (perpbot.portfolio.collateral.top_ups); each venu
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -28,6 +27,7 @@ from typing import Any
 from perpbot.core import errors
 from perpbot.core.transfers import TransferLink, cents
 from perpbot.execution.desk import Desk, collateral
+from perpbot.execution.periodic import every
 from perpbot.portfolio.collateral import TopUp, top_ups
 
 log = logging.getLogger(__name__)
@@ -150,17 +150,7 @@ class InternalTransfers:
 
     async def run(self) -> None:
         """Until the desk stops: a look every CHECK_EVERY_S (nothing at all while risk.internal_transfers is off)."""
-        desk = self.desk
-        while not desk.stop_event.is_set():
-            try:
-                await asyncio.wait_for(desk.stop_event.wait(), CHECK_EVERY_S)
-                return
-            except asyncio.TimeoutError:
-                pass
-            try:
-                await self.check()
-            except Exception:  # one bad pass must not end the watch
-                log.exception("internal transfer pass failed")
+        await every(self.desk, CHECK_EVERY_S, self.check, "internal transfer")
 
 
 __all__ = ["DONE", "REFUSED", "UNKNOWN", "InternalTransfers", "TransferRecord"]
