@@ -178,7 +178,10 @@ class LiveBot:
 
         async def observed(*args: Any, **kwargs: Any) -> dict[str, Any]:
             report = await original(*args, **kwargs)  # e.g. funding=..., whatever the engine passes
-            self.reconcile_position_changes += [c for c in report["changed"] if c.get("kind") != "order"]
+            # Orders resolved and funding payments booked are the reconciliation's ordinary work, not drift (a
+            # funding settlement at 00/08/16 UTC during a run was taken for a position correction).
+            self.reconcile_position_changes += [c for c in report["changed"]
+                                                if c.get("kind") not in ("order", "funding")]
             return report
 
         engine._reconcile = observed  # noqa: SLF001
